@@ -1,0 +1,25 @@
+//! `packuilon`: Build images from Packer templates on messages from a RabbitMQ queue.
+//!
+//! Argument parsing and wiring only; the logic lives in the workspace's crates.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Build images from Packer templates on messages from a RabbitMQ queue.
+#[derive(Debug, Parser)]
+#[command(name = "packuilon", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: cli_common::LogArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli_common::init_logging(&cli.log) {
+        eprintln!("packuilon: {e}");
+        return ExitCode::from(1);
+    }
+    eprintln!("packuilon: no command given; the build commands of this tool have not landed yet (see --help)");
+    ExitCode::from(2)
+}
