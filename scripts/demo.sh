@@ -15,7 +15,7 @@ ensure_cargo_path
 export OS_CLIENT_CONFIG_FILE="$LOCAL_CLOUD_DIR/clouds.yaml"
 
 step "build glancesync" cargo build --locked --release -p glancesync
-GLANCESYNC="$PROJECT_ROOT/target/release/glancesync"
+GLANCESYNC="${CARGO_TARGET_DIR:-$PROJECT_ROOT/target}/release/glancesync"
 
 DEMO_DIR="$LOCAL_CLOUD_DIR/demo"
 mkdir -p "$DEMO_DIR"
