@@ -1,0 +1,265 @@
+//! The offline backend (`--backend csv:DIR`): each `DIR/backup_<region>.csv`
+//! is the state of that region. A sync changes that state and writes it back
+//! (never in dry-run). No credentials are needed.
+//!
+//! Semantics (those of the original's mock facade): new images get id
+//! `<n>$<name>` (smallest n >= 1 not used in the region) and owner the
+//! target's tenant id (`tenant_id`, else `<tenant>id`); checksum, size and
+//! status are copied from the master image. A metadata update changes only
+//! visibility, name and properties.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+
+use crate::backend::{RegionBackend, RegionRef, UploadRequest};
+use crate::config::TargetConfig;
+use crate::error::{Error, Result};
+use crate::image::{read_csv_file, write_csv_file, Image};
+
+#[derive(Debug)]
+struct RegionState {
+    path: PathBuf,
+    images: Option<Vec<Image>>,
+    dirty: bool,
+}
+
+/// Offline CSV backend.
+#[derive(Debug)]
+pub struct CsvBackend {
+    dir: PathBuf,
+    read_only: bool,
+    regions: Mutex<IndexMap<String, RegionState>>,
+}
+
+impl CsvBackend {
+    /// Open a directory of `backup_<region>.csv` files. With `read_only`
+    /// every write is refused (dry-run, show-status).
+    pub fn open(dir: &Path, read_only: bool) -> Result<Self> {
+        let rd = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let fname = entry.file_name();
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
+            if let Some(region) = fname
+                .strip_prefix("backup_")
+                .and_then(|s| s.strip_suffix(".csv"))
+            {
+                if !region.is_empty() {
+                    names.push((region.to_string(), entry.path()));
+                }
+            }
+        }
+        names.sort();
+        let regions = names
+            .into_iter()
+            .map(|(r, path)| {
+                (
+                    r,
+                    RegionState {
+                        path,
+                        images: None,
+                        dirty: false,
+                    },
+                )
+            })
+            .collect();
+        Ok(CsvBackend {
+            dir: dir.to_path_buf(),
+            read_only,
+            regions: Mutex::new(regions),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn with_region<T>(
+        &self,
+        region: &RegionRef,
+        f: impl FnOnce(&mut RegionState) -> Result<T>,
+    ) -> Result<T> {
+        let full = region.full_name();
+        let mut guard = self.regions.lock().map_err(|_| Error::Backend {
+            region: full.clone(),
+            operation: "lock".into(),
+            message: "state lock poisoned".into(),
+        })?;
+        let Some(state) = guard.get_mut(&full) else {
+            return Err(Error::UnknownRegion {
+                region: full.clone(),
+                detail: format!(" (no backup_{full}.csv in {})", self.dir.display()),
+            });
+        };
+        if state.images.is_none() {
+            state.images = Some(read_csv_file(&state.path)?);
+        }
+        f(state)
+    }
+
+    fn check_writable(&self, region: &RegionRef, operation: &str) -> Result<()> {
+        if self.read_only {
+            Err(Error::DryRunWrite {
+                region: region.full_name(),
+                operation: operation.to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn tenant(target: &TargetConfig) -> String {
+        target.offline_tenant_id()
+    }
+}
+
+#[async_trait]
+impl RegionBackend for CsvBackend {
+    async fn regions(&self, target: &TargetConfig) -> Result<Vec<String>> {
+        let guard = self.regions.lock().map_err(|_| Error::Backend {
+            region: String::new(),
+            operation: "lock".into(),
+            message: "state lock poisoned".into(),
+        })?;
+        Ok(guard
+            .keys()
+            .filter_map(|full| match full.split_once(':') {
+                Some((t, r)) if t == target.name => Some(r.to_string()),
+                None if target.name == "master" => Some(full.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn tenant_id(&self, target: &TargetConfig) -> Result<String> {
+        Ok(Self::tenant(target))
+    }
+
+    async fn list_images(&self, region: &RegionRef, _target: &TargetConfig) -> Result<Vec<Image>> {
+        self.with_region(region, |s| Ok(s.images.clone().unwrap_or_default()))
+    }
+
+    async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String> {
+        self.check_writable(req.region, "upload an image")?;
+        let owner = Self::tenant(req.target);
+        let full = req.region.full_name();
+        self.with_region(req.region, |s| {
+            let images = s.images.get_or_insert_with(Vec::new);
+            let used: HashSet<&str> = images.iter().map(|i| i.id.as_str()).collect();
+            let mut n = 1u64;
+            let id = loop {
+                let id = format!("{n}${}", req.image.name);
+                if !used.contains(id.as_str()) {
+                    break id;
+                }
+                n += 1;
+            };
+            let mut img = req.image.clone();
+            img.id = id.clone();
+            img.region = full.clone();
+            img.owner = owner;
+            img.checksum = req.master.checksum.clone();
+            img.size = req.master.size;
+            img.status = req.master.status.clone();
+            img.raw = None;
+            images.push(img);
+            s.dirty = true;
+            Ok(id)
+        })
+    }
+
+    async fn update_metadata(
+        &self,
+        region: &RegionRef,
+        _target: &TargetConfig,
+        image: &Image,
+    ) -> Result<()> {
+        self.check_writable(region, "update image metadata")?;
+        let full = region.full_name();
+        self.with_region(region, |s| {
+            let images = s.images.get_or_insert_with(Vec::new);
+            let Some(i) = images.iter_mut().find(|i| i.id == image.id) else {
+                return Err(Error::ImageNotFound {
+                    region: full.clone(),
+                    id: image.id.clone(),
+                });
+            };
+            i.is_public = image.is_public;
+            i.name = image.name.clone();
+            i.user_properties = image.user_properties.clone();
+            s.dirty = true;
+            Ok(())
+        })
+    }
+
+    async fn delete_image(
+        &self,
+        region: &RegionRef,
+        _target: &TargetConfig,
+        id: &str,
+    ) -> Result<()> {
+        self.check_writable(region, "delete an image")?;
+        let full = region.full_name();
+        self.with_region(region, |s| {
+            let images = s.images.get_or_insert_with(Vec::new);
+            let before = images.len();
+            images.retain(|i| i.id != id);
+            if images.len() == before {
+                return Err(Error::ImageNotFound {
+                    region: full.clone(),
+                    id: id.to_string(),
+                });
+            }
+            s.dirty = true;
+            Ok(())
+        })
+    }
+
+    async fn flush(&self, region: &RegionRef) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.with_region(region, |s| {
+            if s.dirty {
+                write_csv_file(&s.path, s.images.as_deref().unwrap_or_default())?;
+                s.dirty = false;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Load every `backup_*.csv` of a directory (region full name → images); for tests and tools.
+pub fn load_dir(dir: &Path) -> Result<HashMap<String, Vec<Image>>> {
+    let backend = CsvBackend::open(dir, true)?;
+    let names: Vec<(String, PathBuf)> = backend
+        .regions
+        .lock()
+        .map_err(|_| Error::Backend {
+            region: String::new(),
+            operation: "lock".into(),
+            message: "poisoned".into(),
+        })?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.path.clone()))
+        .collect();
+    let mut out = HashMap::new();
+    for (k, p) in names {
+        out.insert(k, read_csv_file(&p)?);
+    }
+    Ok(out)
+}

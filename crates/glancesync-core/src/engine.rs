@@ -1,0 +1,535 @@
+//! The GlanceSync engine: master list, region expansion, status reports,
+//! backups and the per-region sync.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::backend::{RegionBackend, RegionRef, UploadRequest};
+use crate::config::{GlanceSyncConfig, TargetConfig};
+use crate::error::{Error, Result};
+use crate::image::{write_csv_file, Image};
+use crate::log::SyncLog;
+use crate::pyvalue::PyValue;
+use crate::rules::{
+    image_for_upload, image_list_to_obsolete, image_list_to_sync, images_to_sync,
+    local_images_filtered, metadata_updated, same_owner, SyncStatus,
+};
+
+/// One line of a status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusLine {
+    /// The status.
+    pub status: SyncStatus,
+    /// Region full name.
+    pub region: String,
+    /// Image name.
+    pub image: String,
+    /// Master image size in bytes.
+    pub size: u64,
+}
+
+/// What a region sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Images uploaded (or that would be, in dry-run).
+    pub uploaded: Vec<String>,
+    /// Images whose metadata was (or would be) updated.
+    pub metadata_updated: Vec<String>,
+    /// Region images deleted after a replace.
+    pub deleted: Vec<String>,
+    /// Region images renamed `.old` after a rename.
+    pub renamed: Vec<String>,
+    /// Obsolete images updated.
+    pub obsoleted: Vec<String>,
+    /// MB uploaded (or pending).
+    pub total_mb: u64,
+    /// Nothing was pending.
+    pub was_synchronised: bool,
+}
+
+/// The engine.
+pub struct GlanceSync {
+    config: Arc<GlanceSyncConfig>,
+    backend: Arc<dyn RegionBackend>,
+    master_region: String,
+    master_images: IndexMap<String, Image>,
+}
+
+impl std::fmt::Debug for GlanceSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlanceSync")
+            .field("master_region", &self.master_region)
+            .field("master_images", &self.master_images.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_falsy(v: &PyValue) -> bool {
+    !v.truthy()
+}
+
+impl GlanceSync {
+    /// Build the engine: lists the master region and prepares the master image dict.
+    pub async fn new(
+        config: Arc<GlanceSyncConfig>,
+        backend: Arc<dyn RegionBackend>,
+    ) -> Result<Self> {
+        let master_region = config.require_master_region()?.to_string();
+        let master_target = config.master();
+        let region = RegionRef {
+            target: "master".into(),
+            region: master_region.clone(),
+        };
+        let span = tracing::info_span!("master_list", region = %master_region);
+        let (tenant, images) = async {
+            let tenant = backend.tenant_id(master_target).await?;
+            let images = backend.list_images(&region, master_target).await?;
+            Ok::<_, Error>((tenant, images))
+        }
+        .instrument(span)
+        .await?;
+        let master_images = master_images_to_dict(images, &tenant);
+        Ok(GlanceSync {
+            config,
+            backend,
+            master_region,
+            master_images,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GlanceSyncConfig {
+        &self.config
+    }
+
+    /// The master region's name.
+    pub fn master_region(&self) -> &str {
+        &self.master_region
+    }
+
+    /// The master images (after filtering and kernel/ramdisk clean-up), by name.
+    pub fn master_images(&self) -> &IndexMap<String, Image> {
+        &self.master_images
+    }
+
+    fn target_of(&self, r: &RegionRef, original: &str) -> Result<&TargetConfig> {
+        self.config
+            .target(&r.target)
+            .ok_or_else(|| Error::UnknownTarget {
+                target: r.target.clone(),
+                region: original.to_string(),
+            })
+    }
+
+    /// Regions of a target: the master target omits the master region;
+    /// `ignore_regions` are dropped; other targets' regions are `target:Region`.
+    pub async fn get_regions(&self, target: &str) -> Result<Vec<String>> {
+        let t = self
+            .config
+            .target(target)
+            .ok_or_else(|| Error::UnknownTarget {
+                target: target.to_string(),
+                region: format!("{target}:"),
+            })?;
+        let regions = self.backend.regions(t).await?;
+        Ok(regions
+            .into_iter()
+            .filter(|r| !(target == "master" && *r == self.master_region))
+            .filter(|r| !t.ignore_regions.contains(r))
+            .map(|r| {
+                if target == "master" {
+                    r
+                } else {
+                    format!("{target}:{r}")
+                }
+            })
+            .collect())
+    }
+
+    /// Expand command-line region arguments as `sync.py` does.
+    pub async fn expand_regions(&self, args: &[String]) -> Result<Vec<String>> {
+        let mut expanded = Vec::new();
+        let mut already_sorted = true;
+        for a in args {
+            if let Some(t) = a.strip_suffix(':') {
+                expanded.extend(self.get_regions(t).await?);
+                already_sorted = false;
+            } else {
+                expanded.push(a.clone());
+            }
+        }
+        if expanded.is_empty() {
+            expanded = self.get_regions("master").await?;
+            already_sorted = false;
+        }
+        if already_sorted {
+            return Ok(expanded);
+        }
+        let mut rest = expanded;
+        let mut out = Vec::new();
+        for p in &self.config.preferable_order {
+            if let Some(pos) = rest.iter().position(|r| r == p) {
+                out.push(rest.remove(pos));
+            }
+        }
+        out.extend(rest);
+        Ok(out)
+    }
+
+    /// Every region of every target (for `--show-regions`).
+    pub async fn all_regions(&self) -> Result<Vec<String>> {
+        let mut out = self.get_regions("master").await?;
+        for name in self.config.targets.keys() {
+            if name != "master" {
+                out.extend(self.get_regions(name).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sync status of a region (`--show-status`), sorted by size.
+    pub async fn region_status(&self, region: &str, log: &SyncLog) -> Result<Vec<StatusLine>> {
+        let r = RegionRef::parse(region);
+        let target = self.target_of(&r, region)?;
+        let fullname = r.full_name();
+        let span = tracing::info_span!("show_status", region = %fullname);
+        async {
+            let tenant = self.backend.tenant_id(target).await?;
+            let images = self.backend.list_images(&r, target).await?;
+            let filtered_master = images_to_sync(&self.master_images, target, log);
+            let dict =
+                local_images_filtered(&filtered_master, &images, target, &tenant, &fullname, log);
+            let tuples = image_list_to_sync(&filtered_master, &dict, target);
+            Ok(tuples
+                .into_iter()
+                .map(|(status, m)| StatusLine {
+                    status,
+                    region: fullname.clone(),
+                    image: m.name.clone(),
+                    size: m.size,
+                })
+                .collect())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Write `backup_<region>.csv` into `dir`; returns the file written.
+    pub async fn backup_region(&self, region: &str, dir: &Path) -> Result<PathBuf> {
+        let r = RegionRef::parse(region);
+        let target = self.target_of(&r, region)?;
+        let images = self.backend.list_images(&r, target).await?;
+        let path = dir.join(format!("backup_{}.csv", r.full_name()));
+        write_csv_file(&path, &images)?;
+        tracing::info!("Backup of region {region}");
+        Ok(path)
+    }
+
+    /// Synchronise one region with the master region.
+    ///
+    /// With `dry_run` no write reaches the backend (obsolete pass and
+    /// pending AMI updates included).
+    pub async fn sync_region(
+        &self,
+        region: &str,
+        dry_run: bool,
+        log: &SyncLog,
+    ) -> Result<SyncReport> {
+        let r = RegionRef::parse(region);
+        let target = self.target_of(&r, region)?;
+        let fullname = r.full_name();
+        let span = tracing::info_span!("sync_region", region = %fullname, dry_run);
+        let result = self
+            .sync_region_inner(&r, target, &fullname, dry_run, log)
+            .instrument(span)
+            .await;
+        if let Err(e) = &result {
+            log.error(&format!("{fullname}: synchronisation failed: {e}"));
+        }
+        result
+    }
+
+    async fn sync_region_inner(
+        &self,
+        r: &RegionRef,
+        target: &TargetConfig,
+        fullname: &str,
+        dry_run: bool,
+        log: &SyncLog,
+    ) -> Result<SyncReport> {
+        let backend = &*self.backend;
+        let mut report = SyncReport::default();
+        let tenant = backend.tenant_id(target).await?;
+        let mut images = backend.list_images(r, target).await?;
+        if target.only_tenant_images {
+            images.retain(|i| {
+                !i.name.is_empty() && (i.owner.trim().is_empty() || same_owner(&i.owner, &tenant))
+            });
+        }
+
+        if target.support_obsolete_images {
+            let obsolete =
+                image_list_to_obsolete(&self.master_images, &mut images, target, &tenant, log);
+            for img in obsolete {
+                if dry_run {
+                    log.info(&format!(
+                        "{fullname}: obsolete image pending to update {}",
+                        img.name
+                    ));
+                } else {
+                    log.info(&format!("{fullname}: updating obsolete image {}", img.name));
+                    backend.update_metadata(r, target, &img).await?;
+                }
+                report.obsoleted.push(img.name.clone());
+            }
+        }
+
+        let filtered_master = images_to_sync(&self.master_images, target, log);
+        let mut dict =
+            local_images_filtered(&filtered_master, &images, target, &tenant, fullname, log);
+        let tuples = image_list_to_sync(&filtered_master, &dict, target);
+        let mut total_mb = 0f64;
+        let mut was_synchronised = true;
+
+        // Pass 1: metadata.
+        for (status, master) in &tuples {
+            if *status != SyncStatus::PendingMetadata {
+                continue;
+            }
+            was_synchronised = false;
+            if dry_run {
+                log.info(&format!(
+                    "{fullname}: Image pending to update the metadata {}",
+                    master.name
+                ));
+            } else {
+                log.info(&format!(
+                    "{fullname}: Updating the metadata of image {}",
+                    master.name
+                ));
+                self.update_meta(r, target, master, &mut dict, log).await?;
+            }
+            report.metadata_updated.push(master.name.clone());
+        }
+
+        // Pass 2: uploads, in size order.
+        for (status, master) in &tuples {
+            let mb = master.size_mb_str();
+            let uploaded = match status {
+                SyncStatus::PendingUpload => {
+                    if !dry_run {
+                        log.info(&format!(
+                            "{fullname}: Uploading image {} ({mb} MB)",
+                            master.name
+                        ));
+                        self.upload(r, target, master, &mut dict, fullname, log)
+                            .await?;
+                    }
+                    true
+                }
+                SyncStatus::PendingReplace => {
+                    let old = dict.get(&master.name).cloned();
+                    log.info(&format!(
+                        "{fullname}: Replacing image {} ({mb} MB)",
+                        master.name
+                    ));
+                    if !dry_run {
+                        self.upload(r, target, master, &mut dict, fullname, log)
+                            .await?;
+                        if let Some(old) = old {
+                            backend.delete_image(r, target, &old.id).await?;
+                            report.deleted.push(old.id);
+                        }
+                    }
+                    true
+                }
+                SyncStatus::PendingRename => {
+                    let old = dict.get(&master.name).cloned();
+                    log.info(&format!(
+                        "{fullname}: Renaming and replacing image {} ({mb} MB)",
+                        master.name
+                    ));
+                    if !dry_run {
+                        self.upload(r, target, master, &mut dict, fullname, log)
+                            .await?;
+                        if let Some(mut old) = old {
+                            old.name.push_str(".old");
+                            old.is_public = false;
+                            backend.update_metadata(r, target, &old).await?;
+                            report.renamed.push(old.id);
+                        }
+                    }
+                    true
+                }
+                SyncStatus::ErrorChecksum => {
+                    if let Some(ri) = dict.get(&master.name) {
+                        log.warn(&format!(
+                            "Image {} has a different checksum ({}) in region {fullname} than in the master region. It was not set what to do. Please, fill either dontupdate, replace or rename with the checksum.",
+                            ri.name,
+                            ri.checksum_str()
+                        ));
+                    }
+                    false
+                }
+                _ => false,
+            };
+            if uploaded {
+                was_synchronised = false;
+                #[allow(clippy::cast_precision_loss)]
+                {
+                    total_mb += master.size as f64 / 1024.0 / 1024.0;
+                }
+                report.uploaded.push(master.name.clone());
+                if dry_run {
+                    log.info(&format!("{fullname}: Pending: {} ({mb} MB)", master.name));
+                } else {
+                    log.info(&format!("{fullname}: Image uploaded."));
+                }
+            }
+        }
+
+        // Pass 3: kernel/ramdisk ids that depended on this run's uploads.
+        for (status, master) in &tuples {
+            if *status != SyncStatus::PendingAmi {
+                continue;
+            }
+            if dry_run {
+                log.info(&format!(
+                    "{fullname}: Image pending to update the metadata {}",
+                    master.name
+                ));
+            } else {
+                log.info(&format!(
+                    "{fullname}: Updating the metadata of image {}",
+                    master.name
+                ));
+                self.update_meta(r, target, master, &mut dict, log).await?;
+            }
+            report.metadata_updated.push(master.name.clone());
+        }
+
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let total = total_mb as u64;
+        report.total_mb = total;
+        report.was_synchronised = was_synchronised;
+        if was_synchronised {
+            log.info(&format!("{fullname}: Region is synchronized."));
+        } else if dry_run {
+            log.info(&format!("{fullname}: MBs pending : {total}"));
+        } else {
+            log.info(&format!(
+                "{fullname}:   Total uploaded to region: {total} (MB) "
+            ));
+        }
+        if !dry_run {
+            backend.flush(r).await?;
+        }
+        Ok(report)
+    }
+
+    async fn update_meta(
+        &self,
+        r: &RegionRef,
+        target: &TargetConfig,
+        master: &Image,
+        dict: &mut IndexMap<String, Image>,
+        log: &SyncLog,
+    ) -> Result<()> {
+        let Some(current) = dict.get(&master.name) else {
+            return Err(Error::ImageNotFound {
+                region: r.full_name(),
+                id: master.name.clone(),
+            });
+        };
+        let updated = metadata_updated(current, master, dict, target, log);
+        self.backend.update_metadata(r, target, &updated).await?;
+        dict.insert(master.name.clone(), updated);
+        Ok(())
+    }
+
+    async fn upload(
+        &self,
+        r: &RegionRef,
+        target: &TargetConfig,
+        master: &Image,
+        dict: &mut IndexMap<String, Image>,
+        fullname: &str,
+        log: &SyncLog,
+    ) -> Result<()> {
+        let mut new = image_for_upload(master, dict, target, fullname, log);
+        let id = self
+            .backend
+            .upload_image(UploadRequest {
+                region: r,
+                target,
+                image: &new,
+                master,
+            })
+            .await?;
+        new.id = id;
+        dict.insert(new.name.clone(), new);
+        Ok(())
+    }
+}
+
+/// Rule A: keep active, named images of the master tenant; drop duplicated
+/// names entirely; replace kernel/ramdisk UUIDs with image names.
+///
+/// A kernel/ramdisk id that points outside the kept images is left as is
+/// (with a warning), so the image reports `error_ami` instead of crashing.
+pub fn master_images_to_dict(images: Vec<Image>, tenant_id: &str) -> IndexMap<String, Image> {
+    let images: Vec<Image> = images
+        .into_iter()
+        .filter(|i| {
+            i.status == "active"
+                && !i.name.is_empty()
+                && (i.owner.is_empty() || same_owner(&i.owner, tenant_id))
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicated = std::collections::HashSet::new();
+    for i in &images {
+        if !seen.insert(i.name.clone()) && duplicated.insert(i.name.clone()) {
+            tracing::warn!("Duplicated images with name {} will be ignored", i.name);
+        }
+    }
+    let mut dict: IndexMap<String, Image> = images
+        .into_iter()
+        .filter(|i| !duplicated.contains(&i.name))
+        .map(|i| (i.name.clone(), i))
+        .collect();
+    let by_id: std::collections::HashMap<String, String> = dict
+        .values()
+        .map(|i| (i.id.clone(), i.name.clone()))
+        .collect();
+    for image in dict.values_mut() {
+        for prop in ["kernel_id", "ramdisk_id"] {
+            let Some(v) = image.user_properties.get(prop) else {
+                continue;
+            };
+            if is_falsy(v) {
+                image.user_properties.shift_remove(prop);
+                continue;
+            }
+            let id = v.to_py_str();
+            match by_id.get(&id) {
+                Some(name) => {
+                    image
+                        .user_properties
+                        .insert(prop.to_string(), PyValue::Str(name.clone()));
+                }
+                None => {
+                    tracing::warn!(
+                        "Image {} has {prop} {id}, which is not an image of the master region that can be synchronised; the image will report error_ami",
+                        image.name
+                    );
+                }
+            }
+        }
+    }
+    dict
+}

@@ -1,0 +1,119 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the GlanceSync engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The INI text itself is malformed.
+    #[error("{file}:{line}: {message}")]
+    IniSyntax {
+        /// File (or `<string>`) holding the configuration.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An option has an invalid or missing value.
+    #[error("{file}: [{section}] {option}: {message}")]
+    ConfigOption {
+        /// File (or `<string>`) holding the configuration.
+        file: String,
+        /// Section of the option.
+        section: String,
+        /// Option name.
+        option: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A configuration-wide problem not tied to one option.
+    #[error("{file}: {message}")]
+    Config {
+        /// File (or `<string>`) holding the configuration.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--config KEY=VALUE` override is invalid.
+    #[error("--config {arg}: {message}")]
+    Override {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A backup/state CSV file is malformed.
+    #[error("{file}:{line}: {message}")]
+    Csv {
+        /// The CSV file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing a local file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Python literal (CSV column 9) could not be parsed.
+    #[error("invalid Python literal at offset {offset}: {message}")]
+    PyLiteral {
+        /// Byte offset in the literal.
+        offset: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A region string names a target missing from the configuration.
+    #[error("unknown target '{target}' in region '{region}'")]
+    UnknownTarget {
+        /// The target name.
+        target: String,
+        /// The region string as given.
+        region: String,
+    },
+    /// A region is not known to the backend.
+    #[error("region '{region}' not found{detail}")]
+    UnknownRegion {
+        /// The region's full name.
+        region: String,
+        /// Extra detail (may be empty).
+        detail: String,
+    },
+    /// An image is not known to the backend.
+    #[error("{region}: image {id} not found")]
+    ImageNotFound {
+        /// The region's full name.
+        region: String,
+        /// The image id.
+        id: String,
+    },
+    /// The backend (Glance, Keystone) failed.
+    #[error("{region}: {operation} failed: {message}")]
+    Backend {
+        /// The region's full name.
+        region: String,
+        /// What was being done.
+        operation: String,
+        /// Why it failed (HTTP status, URL and request id when known).
+        message: String,
+    },
+    /// A write was attempted on a read-only (dry-run) backend.
+    #[error("{region}: refusing to {operation} in dry-run mode")]
+    DryRunWrite {
+        /// The region's full name.
+        region: String,
+        /// The write that was refused.
+        operation: String,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
