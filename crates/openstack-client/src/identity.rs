@@ -1,0 +1,128 @@
+//! The few Keystone v3 calls the tools need besides authentication.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::session::{Req, Session};
+
+/// A Keystone project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// Project id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Domain id.
+    #[serde(default)]
+    pub domain_id: Option<String>,
+    /// Enabled flag.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ProjectList {
+    projects: Vec<Project>,
+}
+
+#[derive(Deserialize)]
+struct ProjectOne {
+    project: Project,
+}
+
+/// Client for Keystone v3 (on the session's `auth_url`).
+#[derive(Debug, Clone)]
+pub struct IdentityClient {
+    session: Session,
+    base: Url,
+}
+
+impl Session {
+    /// A Keystone client on the configured `auth_url`.
+    pub fn identity(&self) -> IdentityClient {
+        IdentityClient {
+            session: self.clone(),
+            base: self.config().auth_url.clone(),
+        }
+    }
+}
+
+impl IdentityClient {
+    fn url(&self, segments: &[&str]) -> Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| Error::InvalidInput(format!("auth URL {} cannot be a base", self.base)))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Projects visible to the caller, optionally filtered by exact name.
+    pub async fn list_projects(&self, name: Option<&str>) -> Result<Vec<Project>> {
+        let mut url = self.url(&["projects"])?;
+        if let Some(n) = name {
+            url.query_pairs_mut().append_pair("name", n);
+        }
+        let req = Req::new("identity", None, Method::GET, url);
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<ProjectList>()?
+            .projects)
+    }
+
+    /// A project by id.
+    pub async fn get_project(&self, id: &str) -> Result<Project> {
+        let req = Req::new("identity", None, Method::GET, self.url(&["projects", id])?);
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<ProjectOne>()?
+            .project)
+    }
+
+    /// A project by id, or else by exact name.
+    pub async fn find_project(&self, name_or_id: &str) -> Result<Project> {
+        match self.get_project(name_or_id).await {
+            Ok(p) => return Ok(p),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let mut found = self.list_projects(Some(name_or_id)).await?;
+        match found.len() {
+            0 => Err(Error::NotFound {
+                kind: "project",
+                name: name_or_id.to_owned(),
+            }),
+            1 => Ok(found.remove(0)),
+            count => Err(Error::Ambiguous {
+                kind: "project",
+                name: name_or_id.to_owned(),
+                count,
+            }),
+        }
+    }
+
+    /// Revoke a token (`DELETE /v3/auth/tokens`).
+    pub async fn revoke_token(&self, token: &Secret) -> Result<()> {
+        let mut req = Req::new(
+            "identity",
+            None,
+            Method::DELETE,
+            self.url(&["auth", "tokens"])?,
+        );
+        let mut v = reqwest::header::HeaderValue::from_str(token.expose())
+            .map_err(|_| Error::InvalidInput("token contains invalid header characters".into()))?;
+        v.set_sensitive(true);
+        req.headers.insert("x-subject-token", v);
+        self.session.execute(req).await.map(|_| ())
+    }
+}
