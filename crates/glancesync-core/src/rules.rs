@@ -545,3 +545,204 @@ pub fn image_list_to_obsolete(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, GlanceSyncConfig, LoadOptions};
+    use crate::pyvalue::parse_properties;
+
+    fn target(extra: &str) -> TargetConfig {
+        let text =
+            format!("[main]\nmaster_region = M\n[master]\ncredential = u,cA==,http://k,t\n{extra}");
+        let c = GlanceSyncConfig::load(
+            &ConfigSource::Text {
+                name: "t".into(),
+                text,
+            },
+            &LoadOptions::default(),
+            &|_: &str| None,
+        )
+        .unwrap();
+        c.master().clone()
+    }
+
+    fn img(name: &str, id: &str, cs: &str, public: bool, props: &str) -> Image {
+        let mut i = Image::new("R", name, id);
+        i.checksum = Some(cs.into());
+        i.is_public = public;
+        i.user_properties = parse_properties(props).unwrap();
+        i
+    }
+
+    #[test]
+    fn owner_comparison_zero_pads() {
+        assert!(same_owner("tenant1id", "000tenant1id"));
+        assert!(!same_owner("tenant1id", "tenant2id"));
+        let long = "a".repeat(33);
+        assert!(same_owner(&long, &long));
+        assert!(!same_owner(&long, "a"));
+    }
+
+    #[test]
+    fn synchronisable_rules_in_order() {
+        let log = SyncLog::new();
+        let t = target("forcesyncs = f\nmetadata_set = type\n");
+        assert!(!is_synchronisable(
+            &img("x_obsolete", "f", "c", true, "{'type': 1}"),
+            &t,
+            &log
+        ));
+        assert!(is_synchronisable(
+            &img("x", "f", "c", false, "{}"),
+            &t,
+            &log
+        ));
+        assert!(!is_synchronisable(
+            &img("x", "g", "c", false, "{'type': 1}"),
+            &t,
+            &log
+        ));
+        assert!(is_synchronisable(
+            &img("x", "g", "c", true, "{'type': 1}"),
+            &t,
+            &log
+        ));
+        assert!(!is_synchronisable(
+            &img("x", "g", "c", true, "{'other': 1}"),
+            &t,
+            &log
+        ));
+        let t = target("");
+        assert!(is_synchronisable(&img("x", "g", "c", true, "{}"), &t, &log));
+        let t = target("metadata_condition = image.name == 'x'\n");
+        assert!(is_synchronisable(
+            &img("x", "g", "c", false, "{}"),
+            &t,
+            &log
+        ));
+        assert!(!is_synchronisable(
+            &img("y", "g", "c", true, "{}"),
+            &t,
+            &log
+        ));
+        // A condition that raises makes the image not synchronisable, with a warning.
+        let t = target("metadata_condition = image.user_properties['nope']\n");
+        let log = SyncLog::capturing();
+        assert!(!is_synchronisable(
+            &img("x", "g", "c", true, "{}"),
+            &t,
+            &log
+        ));
+        assert!(log.lines()[0].contains("KeyError"));
+    }
+
+    #[test]
+    fn compare_codes() {
+        let none = std::collections::BTreeSet::new();
+        let set: std::collections::BTreeSet<String> = ["nid".to_string()].into();
+        let m = img("a", "1", "c", true, "{'nid': 1, 'kernel_id': 'k'}");
+        let mut r = img("a", "2", "c", true, "{'nid': 1, 'kernel_id': 'zz'}");
+        assert_eq!(compare_with_master(&r, &m, &none), "");
+        r.status = "queued".into();
+        assert_eq!(compare_with_master(&r, &m, &none), "$");
+        r.status = "active".into();
+        r.checksum = Some("d".into());
+        assert_eq!(compare_with_master(&r, &m, &none), "!");
+        r.checksum = Some("c".into());
+        r.is_public = false;
+        assert_eq!(compare_with_master(&r, &m, &none), "_");
+        let mut mp = m.clone();
+        mp.is_public = false;
+        r.is_public = true;
+        assert_eq!(compare_with_master(&r, &mp, &none), "-");
+        r.user_properties.insert("local".into(), PyValue::Int(1));
+        assert_eq!(compare_with_master(&r, &m, &none), "#");
+        assert_eq!(
+            compare_with_master(&r, &m, &set),
+            "",
+            "keys outside metadata_set are local"
+        );
+        r.user_properties.shift_remove("kernel_id");
+        assert_eq!(
+            compare_with_master(&r, &m, &set),
+            "#",
+            "kernel_id presence must match"
+        );
+    }
+
+    #[test]
+    fn ami_combination() {
+        let dict: IndexMap<String, Image> =
+            [("k".to_string(), img("k", "rk", "c", true, "{}"))].into();
+        let none = HashSet::new();
+        let pending: HashSet<String> = ["r".to_string()].into();
+        let m = img("a", "1", "c", true, "{'kernel_id': 'k', 'ramdisk_id': 'r'}");
+        let r = img("a", "2", "c", true, "{'kernel_id': 'rk'}");
+        assert_eq!(
+            check_ami(&r, &m, &dict, &none, &pending),
+            AmiStatus::Pending
+        );
+        assert_eq!(check_ami(&r, &m, &dict, &none, &none), AmiStatus::Missing);
+        let removed: HashSet<String> = ["k".to_string()].into();
+        let m2 = img("a", "1", "c", true, "{'kernel_id': 'k'}");
+        assert_eq!(check_ami(&r, &m2, &dict, &none, &none), AmiStatus::Ready);
+        assert_eq!(
+            check_ami(&r, &m2, &dict, &removed, &none),
+            AmiStatus::Missing
+        );
+        let r2 = img(
+            "a",
+            "2",
+            "c",
+            true,
+            "{'kernel_id': 'old', 'ramdisk_id': 'x'}",
+        );
+        assert_eq!(check_ami(&r2, &m2, &dict, &none, &none), AmiStatus::Update);
+    }
+
+    #[test]
+    fn checksum_directive_precedence() {
+        let m = img("a", "1", "good", true, "{}");
+        let master: IndexMap<String, &Image> = [("a".to_string(), &m)].into();
+        let status = |extra: &str| {
+            let t = target(extra);
+            let dict: IndexMap<String, Image> =
+                [("a".to_string(), img("a", "2", "bad", true, "{}"))].into();
+            image_list_to_sync(&master, &dict, &t)[0].0
+        };
+        assert_eq!(status(""), SyncStatus::ErrorChecksum);
+        assert_eq!(
+            status("dontupdate = bad\nreplace = bad\nrename = bad\n"),
+            SyncStatus::OkStalledChecksum
+        );
+        assert_eq!(
+            status("replace = bad\nrename = any\n"),
+            SyncStatus::PendingReplace
+        );
+        assert_eq!(
+            status("replace = any\nrename = bad\n"),
+            SyncStatus::PendingRename
+        );
+        assert_eq!(
+            status("replace = any\nrename = any\n"),
+            SyncStatus::PendingRename
+        );
+        assert_eq!(status("replace = any\n"), SyncStatus::PendingReplace);
+        assert_eq!(status("rename = other\n"), SyncStatus::ErrorChecksum);
+    }
+
+    #[test]
+    fn empty_metadata_set_update_copies_everything() {
+        let t = target("");
+        let m = img("a", "1", "c", false, "{'p': 1, 'q': 2}");
+        let r = img("a", "2", "c", true, "{'p': 0, 'stale': 3}");
+        let u = metadata_updated(&r, &m, &IndexMap::new(), &t, &SyncLog::new());
+        assert_eq!(
+            u.user_properties,
+            parse_properties("{'p': 1, 'q': 2}").unwrap()
+        );
+        assert!(!u.is_public);
+        assert_eq!(compare_with_master(&u, &m, &t.metadata_set), "");
+    }
+}
