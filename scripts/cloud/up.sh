@@ -303,6 +303,13 @@ filesystem_store_datadir = $D/tasks
 [oslo_concurrency]
 lock_path = $D/locks
 
+# web-download: tests serve images from a local HTTP server on an ephemeral
+# port. Glance refuses loopback addresses unless the host is whitelisted, so
+# allow exactly the loopback names and any port (nothing else is reachable).
+[import_filtering_opts]
+allowed_hosts = [127.0.0.1,localhost]
+allowed_ports = []
+
 [paste_deploy]
 flavor = keystone
 config_file = $G/glance-api-paste.ini
