@@ -216,6 +216,9 @@ pub struct CloudConfig {
     pub insecure: bool,
     /// HTTP behaviour.
     pub http: HttpOptions,
+    /// Endpoint overrides by service type (`image_endpoint_override` and
+    /// friends in clouds.yaml): used instead of the catalog, in every region.
+    pub endpoint_overrides: BTreeMap<String, Url>,
     /// The clouds.yaml this came from.
     pub source: Option<PathBuf>,
 }
@@ -249,6 +252,7 @@ impl CloudConfig {
             cacert: None,
             insecure: false,
             http: HttpOptions::default(),
+            endpoint_overrides: BTreeMap::new(),
             source: None,
         })
     }
@@ -446,6 +450,18 @@ fn from_entry(entry: &Mapping, path: &Path) -> Result<CloudConfig> {
         }
     }
     config.regions = regions;
+    for (k, v) in entry {
+        let (Some(key), Some(value)) = (k.as_str(), yaml_string(v)) else {
+            continue;
+        };
+        if let Some(service) = key.strip_suffix("_endpoint_override") {
+            let url = Url::parse(&value)
+                .map_err(|e| cfg_err(Some(path), format!("{key}: '{value}' is not a URL: {e}")))?;
+            config
+                .endpoint_overrides
+                .insert(service.replace('_', "-"), url);
+        }
+    }
     if let Some(v) = entry.get("verify") {
         if let Some(b) = v.as_bool() {
             config.insecure = !b;
@@ -632,6 +648,7 @@ fn build(get: &dyn Fn(&str) -> Option<String>, path: Option<&Path>) -> Result<Cl
         cacert: get("cacert").map(PathBuf::from),
         insecure,
         http: HttpOptions::default(),
+        endpoint_overrides: BTreeMap::new(),
         source: path.map(Path::to_owned),
     })
 }
@@ -670,6 +687,7 @@ clouds:
       - name: RegionTwo
         values: {}
     interface: internal
+    image_endpoint_override: http://127.0.0.1:9999
     identity_api_version: 3
   appcred:
     auth_type: v3applicationcredential
@@ -692,6 +710,10 @@ clouds:
         assert_eq!(cfg.auth_url.as_str(), "http://127.0.0.1:5000/v3/");
         assert_eq!(cfg.regions, vec!["RegionOne", "RegionTwo"]);
         assert_eq!(cfg.interface, Interface::Internal);
+        assert_eq!(
+            cfg.endpoint_overrides["image"].as_str(),
+            "http://127.0.0.1:9999/"
+        );
         match &cfg.credentials {
             Credentials::Password { user, password } => {
                 assert_eq!(user.name.as_deref(), Some("admin"));

@@ -36,6 +36,26 @@ struct ProjectOne {
     project: Project,
 }
 
+/// A newly created application credential (the secret is only shown once).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApplicationCredential {
+    /// Credential id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The secret (only present in the creation response).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Project the credential is scoped to.
+    #[serde(default)]
+    pub project_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AppCredOne {
+    application_credential: ApplicationCredential,
+}
+
 /// Client for Keystone v3 (on the session's `auth_url`).
 #[derive(Debug, Clone)]
 pub struct IdentityClient {
@@ -109,6 +129,32 @@ impl IdentityClient {
                 count,
             }),
         }
+    }
+
+    /// Create an application credential for `user_id` in the token's project.
+    pub async fn create_application_credential(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> Result<ApplicationCredential> {
+        let url = self.url(&["users", user_id, "application_credentials"])?;
+        let req = Req::new("identity", None, Method::POST, url)
+            .json(&serde_json::json!({"application_credential": {"name": name}}))?;
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<AppCredOne>()?
+            .application_credential)
+    }
+
+    /// Delete an application credential.
+    pub async fn delete_application_credential(&self, user_id: &str, id: &str) -> Result<()> {
+        let url = self.url(&["users", user_id, "application_credentials", id])?;
+        self.session
+            .execute(Req::new("identity", None, Method::DELETE, url))
+            .await
+            .map(|_| ())
     }
 
     /// Revoke a token (`DELETE /v3/auth/tokens`).

@@ -314,6 +314,9 @@ impl Session {
     /// Endpoint URL of `service_type` in `region` (the configured default
     /// region when `None`) on the configured interface.
     pub async fn endpoint(&self, service_type: &str, region: Option<&str>) -> Result<Url> {
+        if let Some(url) = self.inner.config.endpoint_overrides.get(service_type) {
+            return Ok(url.clone());
+        }
         let region = region.or(self.inner.config.default_region());
         self.auth_state()
             .await?

@@ -1,0 +1,209 @@
+//! Keystone v3 auth variants, catalog errors and 401 re-authentication
+//! against the real local cloud.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use openstack_client::glance::ImageFilter;
+use openstack_client::{CloudConfig, Credentials, Scope, Secret, Session};
+
+#[tokio::test]
+async fn password_auth_scoped_token_and_catalog() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    for (cloud, project) in [("local", "admin"), ("local-demo", "demo")] {
+        let s = common::session_for(common::config_named(cloud)).await;
+        let info = s.token_info().await.unwrap();
+        assert_eq!(info.project_name.as_deref(), Some(project));
+        assert!(info.expires_at.is_some());
+        let catalog = s.catalog().await.unwrap();
+        let regions = catalog.regions_for("image");
+        for r in common::regions() {
+            assert!(regions.contains(&r), "{r} missing from {regions:?}");
+            s.image(Some(&r))
+                .await
+                .unwrap()
+                .list_images(&ImageFilter::default().limit(1))
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.auth_count(), 1);
+        assert!(!format!("{s:?}").contains(s.token().await.unwrap().expose()));
+    }
+}
+
+#[tokio::test]
+async fn token_and_application_credential_auth() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let admin = common::session().await;
+    // Token method: exchange an existing token for a project-scoped one.
+    let mut cfg = common::config();
+    cfg.credentials = Credentials::Token {
+        token: admin.token().await.unwrap(),
+    };
+    let via_token = common::session_for(cfg).await;
+    assert_eq!(
+        via_token
+            .token_info()
+            .await
+            .unwrap()
+            .project_name
+            .as_deref(),
+        Some("admin")
+    );
+    via_token
+        .image(None)
+        .await
+        .unwrap()
+        .list_images(&ImageFilter::default().limit(1))
+        .await
+        .unwrap();
+
+    // Application credential (id + secret; the credential carries its scope).
+    let user = admin.token_info().await.unwrap().user_id.unwrap();
+    let ac = admin
+        .identity()
+        .create_application_credential(&user, &common::unique("ac"))
+        .await
+        .unwrap();
+    let mut cfg = common::config();
+    cfg.credentials = Credentials::ApplicationCredential {
+        id: Some(ac.id.clone()),
+        name: None,
+        user: None,
+        secret: ac.secret.clone().unwrap(),
+    };
+    cfg.scope = Scope::Unscoped;
+    let via_ac = common::session_for(cfg).await;
+    assert_eq!(
+        via_ac.token_info().await.unwrap().project_name.as_deref(),
+        Some("admin")
+    );
+    for r in common::regions() {
+        via_ac
+            .image(Some(&r))
+            .await
+            .unwrap()
+            .list_images(&ImageFilter::default().limit(1))
+            .await
+            .unwrap();
+    }
+    admin
+        .identity()
+        .delete_application_credential(&user, &ac.id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn plain_os_variables_authenticate() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let base = common::config();
+    let vars = [
+        ("OS_AUTH_URL", base.auth_url.to_string()),
+        ("OS_USERNAME", "demo".to_string()),
+        ("OS_PASSWORD", "demosecret".to_string()),
+        ("OS_PROJECT_NAME", "demo".to_string()),
+        ("OS_USER_DOMAIN_NAME", "Default".to_string()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".to_string()),
+        ("OS_REGION_NAME", common::regions()[1].clone()),
+    ];
+    let cfg =
+        CloudConfig::from_env_with(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    let s = common::session_for(cfg).await;
+    let g = s.image(None).await.unwrap();
+    assert_eq!(g.region(), Some(common::regions()[1].as_str()));
+    g.list_images(&ImageFilter::default().limit(1))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_credentials_and_catalog_errors() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let mut cfg = common::config();
+    if let Credentials::Password { password, .. } = &mut cfg.credentials {
+        *password = Secret::new("wrong-password");
+    }
+    let err = Session::connect(cfg).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+    assert!(err.to_string().contains("/v3/auth/tokens"), "{err}");
+    assert!(!err.to_string().contains("wrong-password"));
+
+    let s = common::session().await;
+    let err = s.image(Some("RegionNope")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("no public endpoint for service type 'image' in region 'RegionNope'"),
+        "{err}"
+    );
+    for r in common::regions() {
+        assert!(err.contains(&r), "{err}");
+    }
+    let err = s.endpoint("compute", None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("'compute'") && err.contains("image ("),
+        "{err}"
+    );
+}
+
+/// A token revoked in Keystone: the next Keystone call gets 401, the session
+/// re-authenticates once and the call succeeds.
+#[tokio::test]
+async fn reauth_after_revocation() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let s = common::session().await;
+    let other = common::session().await;
+    let old = s.token().await.unwrap();
+    other.identity().revoke_token(&old).await.unwrap();
+    // Keystone's validation cache keeps accepting the token for a moment
+    // after revocation: wait (bounded) until it is really rejected.
+    let probe = reqwest::Client::new();
+    let url = format!("{}projects", s.config().auth_url);
+    let mut rejected = false;
+    for _ in 0..60 {
+        let status = probe
+            .get(&url)
+            .header("x-auth-token", old.expose())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            rejected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        rejected,
+        "Keystone kept accepting the revoked token for 30 s"
+    );
+    let projects = s.identity().list_projects(Some("admin")).await.unwrap();
+    assert_eq!(projects.len(), 1);
+    assert_eq!(s.auth_count(), 2);
+    assert_ne!(s.token().await.unwrap(), old);
+}
+
+/// A garbage token rejected by Glance: many concurrent requests share a
+/// single re-authentication.
+#[tokio::test]
+async fn single_flight_reauth_on_glance_401() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let s = common::session().await;
+    let g = s.image(Some(&common::regions()[0])).await.unwrap();
+    s.replace_token_for_test(Secret::new("gAAAAAB-not-a-real-token"))
+        .await
+        .unwrap();
+    let before = s.auth_count();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            g.list_images(&ImageFilter::default().limit(1)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.auth_count(), before + 1);
+}
