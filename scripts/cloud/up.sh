@@ -68,7 +68,7 @@ mkdir -p "$LOCAL_CLOUD_DIR" "$ETC" "$DATA" "$RUN" "$LOGS" "$WSGI"
 
 # One up.sh at a time per state directory (servers are started with fd 9
 # closed so that they do not hold this lock).
-exec 9>"$LOCAL_CLOUD_DIR/.up.lock"
+exec 9>>"$LOCAL_CLOUD_DIR/.up.lock"
 flock -w 900 9 || die "another up.sh holds $LOCAL_CLOUD_DIR/.up.lock"
 
 # ---------------------------------------------------------------- helpers
@@ -77,7 +77,8 @@ flock -w 900 9 || die "another up.sh holds $LOCAL_CLOUD_DIR/.up.lock"
 # differs. Prints "changed" when it wrote.
 write_if_changed() {
   local dest=$1 tmp
-  tmp=$(mktemp "$dest.XXXXXX")
+  # The temporary file lives in run/ so that a rerun leaves etc/ untouched.
+  tmp=$(mktemp "$RUN/.new.XXXXXX")
   cat >"$tmp"
   if [ -f "$dest" ] && cmp -s "$tmp" "$dest"; then
     rm -f "$tmp"
@@ -271,7 +272,7 @@ paste_src=$VENV/etc/glance/glance-api-paste.ini
 if [ ! -f "$paste_src" ]; then
   paste_src=$(find "$VENV" -name glance-api-paste.ini -print -quit)
 fi
-[ -n "$paste_src" ] && [ -f "$paste_src" ] || die "glance-api-paste.ini not found in $VENV"
+if [ -z "$paste_src" ] || [ ! -f "$paste_src" ]; then die "glance-api-paste.ini not found in $VENV"; fi
 
 glance_conf() {
   local name=$1 region=$2 port=$3 G=$ETC/$1 D=$DATA/$1

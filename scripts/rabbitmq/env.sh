@@ -20,6 +20,8 @@ export RABBITMQ_PID_FILE=$RABBITMQ_DIR/run/rabbitmq.pid
 # Keep Erlang distribution and epmd on loopback.
 export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 export ERL_EPMD_ADDRESS=127.0.0.1
+# Used by up.sh and down.sh (the shell that up.sh started under setsid).
+# shellcheck disable=SC2034
 RABBITMQ_LAUNCHER_PID_FILE=$RABBITMQ_DIR/run/launcher.pid
 
 # rabbit_is_ours PID: the process is an Erlang VM started with this state

@@ -39,7 +39,7 @@ elapsed() { awk -v s="$START_TIME" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f",
 
 umask 077
 mkdir -p "$RABBITMQ_DIR"/{home,etc,mnesia,log,run}
-exec 9>"$RABBITMQ_DIR/.up.lock"
+exec 9>>"$RABBITMQ_DIR/.up.lock"
 flock -w 300 9 || die "another rabbitmq up.sh holds $RABBITMQ_DIR/.up.lock"
 
 # shellcheck source=scripts/rabbitmq/env.sh
@@ -47,7 +47,7 @@ flock -w 300 9 || die "another rabbitmq up.sh holds $RABBITMQ_DIR/.up.lock"
 
 write_if_changed() {
   local dest=$1 tmp
-  tmp=$(mktemp "$dest.XXXXXX")
+  tmp=$(mktemp "$RABBITMQ_DIR/run/.new.XXXXXX")
   cat >"$tmp"
   if [ -f "$dest" ] && cmp -s "$tmp" "$dest"; then rm -f "$tmp"; else mv -f "$tmp" "$dest"; fi
 }
