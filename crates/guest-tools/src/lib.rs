@@ -2,3 +2,32 @@
 //!
 //! Owns: everything done inside a guest disk image through libguestfs.
 //! Must not: talk to OpenStack or boot the image as a VM (that is `image-pipeline`).
+//!
+//! Each [`Session`] boots one libguestfs appliance (about 30 s under TCG) on a
+//! dedicated thread that owns the `!Send` handle; its async methods run
+//! [`Session::inspect`], [`Session::sysprep`], [`Session::shrink`] and
+//! [`Session::sparsify`] there and report [`Progress`] events on a channel.
+//! [`prepare`] chains them and writes the output with `qemu-img convert`.
+
+mod accel;
+mod error;
+mod image;
+mod inspect;
+mod prepare;
+mod session;
+mod shrink;
+mod size;
+pub mod sysprep;
+
+pub use accel::{probe_kvm, Accel, PROBE_TIMEOUT};
+pub use error::{Error, Result};
+pub use image::{
+    check_input, convert, create_overlay, create_qcow2, info, Compression, ImageInfo, OutputFormat,
+};
+pub use prepare::{inspect, prepare, PrepareOptions, PrepareReport};
+pub use session::{
+    Application, Drive, FilesystemInfo, Inspection, Progress, ProgressSender, Session,
+    SessionOptions, ShrinkReport, Step,
+};
+pub use size::{human, parse_size, target_size_for, GIB, MIB, RULE_SIZES};
+pub use sysprep::{Operation, OperationResult, SysprepOptions, OPERATIONS};

@@ -1,0 +1,179 @@
+//! Guest OS inspection (the facts `virt-inspector` reports).
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, GfsContext, Result};
+use crate::session::{mount_os, Application, FilesystemInfo, Inspection, Worker};
+
+/// Find the root, or explain precisely why there is none.
+pub(crate) fn ensure_root(w: &mut Worker) -> Result<String> {
+    if let Some(r) = &w.root {
+        return Ok(r.clone());
+    }
+    let fss = w.g.list_filesystems().ctx(|| "list filesystems".into())?;
+    if let Some((dev, _)) = fss
+        .iter()
+        .find(|(_, t)| *t == "crypto_LUKS" || *t == "BitLocker")
+    {
+        return Err(Error::Encrypted {
+            path: w.image.clone(),
+            what: format!("LUKS/BitLocker on {dev}"),
+        });
+    }
+    let roots = w.g.inspect_os().ctx(|| "inspect OS".into())?;
+    let Some(root) = roots.first().cloned() else {
+        let parts = w.g.list_partitions().ctx(|| "list partitions".into())?;
+        let real: Vec<String> = fss
+            .iter()
+            .filter(|(_, t)| *t != "unknown")
+            .map(|(d, t)| format!("{d}:{t}"))
+            .collect();
+        if real.is_empty() {
+            return Err(Error::EmptyDisk {
+                path: w.image.clone(),
+                reason: if parts.is_empty() {
+                    "no partition table and no filesystem".into()
+                } else {
+                    format!("{} partition(s) but no filesystem", parts.len())
+                },
+            });
+        }
+        return Err(Error::NoOs {
+            path: w.image.clone(),
+            filesystems: real.join(", "),
+        });
+    };
+    if roots.len() > 1 {
+        tracing::warn!(roots = ?roots, "several operating systems found; using {root}");
+    }
+    w.mounts =
+        w.g.inspect_get_mountpoints(&root)
+            .ctx(|| "mountpoints".into())?;
+    w.root = Some(root.clone());
+    Ok(root)
+}
+
+fn init_system(w: &Worker) -> String {
+    let g = &w.g;
+    let real = g.realpath("/sbin/init").unwrap_or_default();
+    if real.contains("systemd") {
+        return "systemd".into();
+    }
+    if g.is_file("/sbin/initctl", Default::default())
+        .unwrap_or(false)
+        && g.is_dir("/etc/init", Default::default()).unwrap_or(false)
+    {
+        return "upstart".into();
+    }
+    if g.exists("/lib/systemd/systemd").unwrap_or(false)
+        || g.exists("/usr/lib/systemd/systemd").unwrap_or(false)
+    {
+        return "systemd".into();
+    }
+    if !real.is_empty() {
+        return "sysvinit".into();
+    }
+    "unknown".into()
+}
+
+pub(crate) fn inspect(w: &mut Worker) -> Result<Inspection> {
+    let root = ensure_root(w)?;
+    let g = &w.g;
+    let s = |r: std::result::Result<String, guestfs::Error>| r.unwrap_or_default();
+    let major = g.inspect_get_major_version(&root).unwrap_or(0);
+    let minor = g.inspect_get_minor_version(&root).unwrap_or(0);
+    let mountpoints: BTreeMap<String, String> = w
+        .mounts
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut filesystems: Vec<FilesystemInfo> = g
+        .list_filesystems()
+        .ctx(|| "list filesystems".into())?
+        .into_iter()
+        .filter(|(_, t)| t != "unknown")
+        .map(|(device, fs_type)| FilesystemInfo {
+            uuid: s(g.vfs_uuid(&device)),
+            label: s(g.vfs_label(&device)),
+            mountpoint: mountpoints
+                .iter()
+                .find(|(_, d)| **d == device)
+                .map(|(m, _)| m.clone()),
+            device,
+            fs_type,
+        })
+        .collect();
+    filesystems.sort_by(|a, b| a.device.cmp(&b.device));
+    mount_os(g, &w.mounts, true)?;
+    let apps = g
+        .inspect_list_applications2(&root)
+        .ctx(|| "list applications".into());
+    let init = init_system(w);
+    let hostname = s(g.inspect_get_hostname(&root));
+    g.umount_all().ctx(|| "unmount".into())?;
+    let applications = apps?
+        .into_iter()
+        .map(|a| Application {
+            version: if a.app2_release.is_empty() {
+                a.app2_version
+            } else {
+                format!("{}-{}", a.app2_version, a.app2_release)
+            },
+            name: a.app2_name,
+            epoch: a.app2_epoch,
+            arch: a.app2_arch,
+        })
+        .collect();
+    Ok(Inspection {
+        os_type: s(g.inspect_get_type(&root)),
+        distro: s(g.inspect_get_distro(&root)),
+        product_name: s(g.inspect_get_product_name(&root)),
+        version: format!("{major}.{minor}"),
+        major_version: major,
+        minor_version: minor,
+        arch: s(g.inspect_get_arch(&root)),
+        hostname,
+        package_format: s(g.inspect_get_package_format(&root)),
+        package_management: s(g.inspect_get_package_management(&root)),
+        init_system: init,
+        osinfo: s(g.inspect_get_osinfo(&root)),
+        mountpoints,
+        filesystems,
+        applications,
+        root,
+    })
+}
+
+impl Inspection {
+    /// A `virt-inspector`-like plain-text rendering.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<20}{v}\n"));
+        line("root:", &self.root);
+        line("type:", &self.os_type);
+        line("distro:", &self.distro);
+        line("product name:", &self.product_name);
+        line("version:", &self.version);
+        line("arch:", &self.arch);
+        line("hostname:", &self.hostname);
+        line("package format:", &self.package_format);
+        line("package management:", &self.package_management);
+        line("init system:", &self.init_system);
+        line("osinfo:", &self.osinfo);
+        out.push_str("filesystems:\n");
+        for f in &self.filesystems {
+            out.push_str(&format!(
+                "  {:<20}{:<8}{:<40}{}\n",
+                f.device,
+                f.fs_type,
+                f.uuid,
+                f.mountpoint.as_deref().unwrap_or("-")
+            ));
+        }
+        out.push_str(&format!("applications ({}):\n", self.applications.len()));
+        for a in &self.applications {
+            out.push_str(&format!("  {} {}\n", a.name, a.version));
+        }
+        out
+    }
+}

@@ -1,0 +1,211 @@
+//! The whole create-pipeline tail in one appliance: inspect, sysprep, shrink,
+//! sparsify, then `qemu-img convert` to the output. The input is never modified
+//! (all writes go to a qcow2 overlay in a temporary directory next to the output).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::accel::Accel;
+use crate::error::{Error, Result};
+use crate::image::{self, Compression, OutputFormat};
+use crate::session::{
+    Drive, Inspection, Progress, ProgressSender, Session, SessionOptions, ShrinkReport, Step,
+};
+use crate::size::RULE_SIZES;
+use crate::sysprep::{OperationResult, SysprepOptions};
+
+/// Options of [`prepare`].
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// Sysprep operations and settings.
+    pub sysprep: SysprepOptions,
+    /// Shrink the root filesystem and the virtual size.
+    pub shrink: bool,
+    /// Virtual size to use instead of the original's rule.
+    pub size: Option<u64>,
+    /// Output format.
+    pub format: OutputFormat,
+    /// qcow2 compression.
+    pub compression: Option<Compression>,
+    /// Accelerator.
+    pub accel: Accel,
+}
+
+/// What [`prepare`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrepareReport {
+    /// The input.
+    pub input: PathBuf,
+    /// The output written.
+    pub output: PathBuf,
+    /// Inspection of the input.
+    pub inspection: Inspection,
+    /// Sysprep operations run.
+    pub sysprep: Vec<OperationResult>,
+    /// Shrink result, when shrinking was asked for.
+    pub shrink: Option<ShrinkReport>,
+    /// Input virtual size.
+    pub input_virtual_size: u64,
+    /// Output virtual size.
+    pub output_virtual_size: u64,
+    /// Output bytes on disk.
+    pub output_actual_size: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+fn send(progress: &Option<ProgressSender>, step: Step, detail: String) {
+    tracing::info!(step = ?step, "{detail}");
+    if let Some(p) = progress {
+        let _ = p.send(Progress { step, detail });
+    }
+}
+
+/// Run the pipeline on `input`, writing `output`.
+#[tracing::instrument(skip_all, fields(input = %input.display(), output = %output.display()))]
+pub async fn prepare(
+    input: &Path,
+    output: &Path,
+    opts: PrepareOptions,
+    progress: Option<ProgressSender>,
+) -> Result<PrepareReport> {
+    let start = Instant::now();
+    send(
+        &progress,
+        Step::Check,
+        format!("checking {}", input.display()),
+    );
+    let info = image::check_input(input)?;
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        if a == b {
+            return Err(Error::NotADisk {
+                path: output.to_path_buf(),
+                reason: "the output must not be the input".into(),
+            });
+        }
+    }
+    let out_dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".ge-image-")
+        .tempdir_in(&out_dir)
+        .map_err(|e| Error::Io {
+            path: out_dir.clone(),
+            source: e,
+        })?;
+    let overlay = tmp.path().join("overlay.qcow2");
+    image::create_overlay(&info, &overlay)?;
+    let mut drives = vec![Drive {
+        path: overlay,
+        format: Some("qcow2".into()),
+        readonly: false,
+    }];
+    if opts.shrink {
+        let sizes: Vec<u64> = match opts.size {
+            Some(s) => vec![s],
+            None => RULE_SIZES
+                .iter()
+                .copied()
+                .filter(|s| *s < info.virtual_size)
+                .collect(),
+        };
+        for (i, s) in sizes.into_iter().enumerate() {
+            let p = tmp.path().join(format!("shrunk-{i}.qcow2"));
+            image::create_qcow2(&p, s)?;
+            drives.push(Drive {
+                path: p,
+                format: Some("qcow2".into()),
+                readonly: false,
+            });
+        }
+    }
+    let paths: Vec<PathBuf> = drives.iter().map(|d| d.path.clone()).collect();
+    let session = Session::open(
+        SessionOptions {
+            drives,
+            accel: opts.accel,
+        },
+        progress.clone(),
+    )
+    .await?;
+    let result = async {
+        let inspection = session.inspect().await?;
+        let sysprep = session.sysprep(opts.sysprep.clone()).await?;
+        let shrink = if opts.shrink {
+            Some(session.shrink(opts.size).await?)
+        } else {
+            None
+        };
+        let idx = shrink.as_ref().map_or(0, |s| s.drive_index);
+        session.sparsify(idx).await?;
+        Ok::<_, Error>((inspection, sysprep, shrink, idx))
+    }
+    .await;
+    let (inspection, sysprep, shrink, idx) = match result {
+        Ok(r) => {
+            session.close().await?;
+            r
+        }
+        Err(e) => {
+            drop(session);
+            return Err(e);
+        }
+    };
+    send(
+        &progress,
+        Step::Convert,
+        format!("writing {}", output.display()),
+    );
+    let src = paths[idx].clone();
+    let (out, fmt, comp) = (output.to_path_buf(), opts.format, opts.compression);
+    tokio::task::spawn_blocking(move || image::convert(&src, &out, fmt, comp))
+        .await
+        .map_err(|_| Error::WorkerGone)??;
+    let out_info = image::info(output)?;
+    Ok(PrepareReport {
+        input: input.to_path_buf(),
+        output: output.to_path_buf(),
+        inspection,
+        sysprep,
+        shrink,
+        input_virtual_size: info.virtual_size,
+        output_virtual_size: out_info.virtual_size,
+        output_actual_size: out_info.actual_size,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Inspect `input` read-only in its own appliance.
+#[tracing::instrument(skip_all, fields(input = %input.display()))]
+pub async fn inspect(
+    input: &Path,
+    accel: Accel,
+    progress: Option<ProgressSender>,
+) -> Result<Inspection> {
+    send(
+        &progress,
+        Step::Check,
+        format!("checking {}", input.display()),
+    );
+    let info = image::check_input(input)?;
+    let drive = Drive {
+        path: input.to_path_buf(),
+        format: Some(info.format.clone()),
+        readonly: true,
+    };
+    let session = Session::open(
+        SessionOptions {
+            drives: vec![drive],
+            accel,
+        },
+        progress,
+    )
+    .await?;
+    let r = session.inspect().await;
+    let _ = session.close().await;
+    r
+}

@@ -1,0 +1,127 @@
+//! Shared helpers of the guest-tools integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the cached Debian 12 test image, building it (minutes) when missing or stale.
+pub fn test_image() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-image/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/test-image/build.sh");
+    assert!(out.status.success(), "scripts/test-image/build.sh failed");
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(
+        path.is_file(),
+        "build.sh printed {path:?}, which is not a file"
+    );
+    path
+}
+
+/// A qcow2 overlay on `base` in `dir`, so tests never change the cached image.
+pub fn overlay(base: &Path, dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(base)
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    p
+}
+
+/// Bytes allocated on the host for `path` (st_blocks × 512).
+pub fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// The fodder list: (operation, path, check).
+pub fn fodder() -> Vec<(String, String, String)> {
+    let f =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/guest-tools/sysprep-fodder.txt");
+    std::fs::read_to_string(f)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let op = it.next().unwrap().to_string();
+            let path = it.next().unwrap().to_string();
+            let check = it.next().unwrap_or("gone").to_string();
+            (op, path, check)
+        })
+        .collect()
+}
+
+/// Boot `disk` under QEMU TCG (snapshot mode, nothing written) and wait up to
+/// `timeout` for a login prompt on the serial console. Returns the serial
+/// output; panics with its tail when no prompt appears.
+pub fn boot_to_login(disk: &Path, timeout: Duration) -> String {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "1024",
+            "-nographic",
+            "-snapshot",
+            "-nic",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-drive")
+        .arg(format!("file={},format=qcow2", disk.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start qemu-system-x86_64");
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut serial = String::new();
+    let mut found = false;
+    while start.elapsed() < timeout {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(chunk) => {
+                serial.push_str(&String::from_utf8_lossy(&chunk));
+                if serial.contains(" login:") {
+                    found = true;
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let tail: String = serial
+        .chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        found,
+        "no login prompt on the serial console within {timeout:?}; last output:\n{tail}"
+    );
+    serial
+}
