@@ -1,22 +1,394 @@
 //! `glancesync`: argument parsing and wiring only; the logic lives in the workspace's crates.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::Parser;
+use clap::{ArgGroup, Parser, ValueEnum};
+use glancesync_core::config::ProcessEnv;
+use glancesync_core::{
+    ConfigSource, CsvBackend, GlanceBackend, GlanceSync, GlanceSyncConfig, LoadOptions,
+    RegionBackend, StatusLine, SyncLog,
+};
 
-/// glancesync
+mod progress;
+
+/// A tool to sync images from a master region to other regions
 #[derive(Debug, Parser)]
-#[command(name = "glancesync", version, about)]
+#[command(name = "glancesync", version, about, group(ArgGroup::new("mode").args(["dry_run", "show_status", "show_regions", "make_backup"])))]
 struct Cli {
+    /// region where the images are uploaded to
+    #[arg(value_name = "region")]
+    regions: Vec<String>,
+
+    /// sync several regions in parallel
+    #[arg(long)]
+    parallel: bool,
+
+    /// override configuration options. (e.g. main.master_region=Valladolid metadata_condition='image.name=name1')
+    #[arg(long = "config", value_name = "CONFIG", num_args = 1.., action = clap::ArgAction::Append)]
+    config: Vec<String>,
+
+    /// configuration file (default: $GLANCESYNC_CONFIG, else /etc/glancesync.conf, else OS_* variables only)
+    #[arg(long = "config-file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+
+    /// do not upload actually the images
+    #[arg(long)]
+    dry_run: bool,
+
+    /// do not sync, but show the synchronisation status
+    #[arg(long)]
+    show_status: bool,
+
+    /// don not sync, only show the available regions
+    #[arg(long)]
+    show_regions: bool,
+
+    /// do no sync, make a backup of the regions' metadata
+    #[arg(long)]
+    make_backup: bool,
+
+    /// where the regions' images live: `glance` (the clouds of the config) or
+    /// `csv:DIR` (offline: DIR/backup_<region>.csv files are the regions' state)
+    #[arg(long, value_name = "BACKEND", default_value = "glance")]
+    backend: String,
+
+    /// output format of --show-status
+    #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
+    output: OutputFormat,
+
     #[command(flatten)]
     log: cli_common::LogArgs,
 }
 
+/// Output formats of `--show-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// `status,region,image` lines, a blank line after each region (as the original).
+    Csv,
+    /// One JSON array of `{status, region, image, size}` objects.
+    Json,
+}
+
+/// Errors that end the program.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Core(#[from] glancesync_core::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = cli_common::init_logging(&cli.log) {
+    let mut log = cli.log.clone();
+    // The original prints its INFO messages (uploads, summaries): make that the default level.
+    if log.quiet == 0 {
+        log.verbose = log.verbose.saturating_add(1);
+    }
+    if let Err(e) = cli_common::init_logging(&log) {
         eprintln!("glancesync: {e}");
         return ExitCode::from(1);
     }
-    ExitCode::SUCCESS
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("glancesync: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = e.to_string().replace('\n', " ");
+            eprintln!("glancesync: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Backend {
+    Csv(PathBuf),
+    Glance,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, CliError> {
+    if s == "glance" {
+        return Ok(Backend::Glance);
+    }
+    match s.strip_prefix("csv:") {
+        Some(dir) if !dir.is_empty() => Ok(Backend::Csv(PathBuf::from(dir))),
+        _ => Err(CliError::Usage(format!(
+            "--backend {s}: expected 'glance' or 'csv:DIR'"
+        ))),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let backend_kind = parse_backend(&cli.backend)?;
+    // Dispatch order as the original: --show-status, --parallel, --show-regions, --make-backup, sync.
+    let read_only =
+        cli.dry_run || cli.show_status || (!cli.parallel && (cli.show_regions || cli.make_backup));
+    let config = GlanceSyncConfig::load(
+        &ConfigSource::Resolve {
+            explicit: cli.config_file.clone(),
+        },
+        &LoadOptions {
+            overrides: cli.config.clone(),
+            require_credentials: matches!(backend_kind, Backend::Glance),
+        },
+        &ProcessEnv,
+    )?;
+    let config = Arc::new(config);
+    let mut glance: Option<Arc<GlanceBackend>> = None;
+    let backend: Arc<dyn RegionBackend> = match &backend_kind {
+        Backend::Csv(dir) => Arc::new(CsvBackend::open(dir, read_only)?),
+        Backend::Glance => {
+            let g = Arc::new(GlanceBackend::new(
+                config.clone(),
+                read_only,
+                progress::Bars::for_stderr(),
+            ));
+            glance = Some(g.clone());
+            g
+        }
+    };
+    let work = async {
+        let gs = Arc::new(GlanceSync::new(config.clone(), backend).await?);
+        let regions = gs.expand_regions(&cli.regions).await?;
+        dispatch(&cli, gs, &regions).await
+    };
+    tokio::select! {
+        r = work => r,
+        _ = shutdown_signal() => {
+            tracing::error!("interrupted");
+            if let Some(g) = glance {
+                g.abort_in_flight().await;
+            }
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn dispatch(
+    cli: &Cli,
+    gs: Arc<GlanceSync>,
+    regions: &[String],
+) -> Result<ExitCode, CliError> {
+    let regions = regions.to_vec();
+
+    if cli.show_status {
+        return show_status(&gs, &regions, cli.output).await;
+    }
+    if cli.parallel {
+        return parallel_sync(gs, &regions, cli.dry_run).await;
+    }
+    if cli.show_regions {
+        let all = gs.all_regions().await?;
+        stdout_line(&all.join(" "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.make_backup {
+        return make_backup(&gs, &regions).await;
+    }
+    sequential_sync(&gs, &regions, cli.dry_run).await
+}
+
+fn stdout_line(s: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) must not panic.
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
+}
+
+async fn show_status(
+    gs: &GlanceSync,
+    regions: &[String],
+    output: OutputFormat,
+) -> Result<ExitCode, CliError> {
+    let mut failed = false;
+    let mut all: Vec<StatusLine> = Vec::new();
+    let log = SyncLog::new();
+    for r in regions {
+        match gs.region_status(r, &log).await {
+            Ok(lines) => match output {
+                OutputFormat::Csv => {
+                    let mut text = String::with_capacity(lines.len() * 40 + 1);
+                    for l in &lines {
+                        text.push_str(&format!(
+                            "{},{},{}\n",
+                            l.status,
+                            glancesync_core::image::csv_field(&l.region),
+                            glancesync_core::image::csv_field(&l.image)
+                        ));
+                    }
+                    stdout_line(&text);
+                }
+                OutputFormat::Json => all.extend(lines),
+            },
+            Err(e) => {
+                failed = true;
+                tracing::error!("{r}: Error retrieving images from region. Cause {e}");
+            }
+        }
+    }
+    if output == OutputFormat::Json {
+        let text =
+            serde_json::to_string_pretty(&all).map_err(|e| CliError::Usage(e.to_string()))?;
+        stdout_line(&text);
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn sequential_sync(
+    gs: &GlanceSync,
+    regions: &[String],
+    dry_run: bool,
+) -> Result<ExitCode, CliError> {
+    stdout_line(&format!("======Master is {}", gs.master_region()));
+    let mut failed = false;
+    for r in regions {
+        stdout_line(&format!("======{r}"));
+        let log = SyncLog::new();
+        if gs.sync_region(r, dry_run, &log).await.is_err() {
+            // Already logged by the engine; go on with the next region.
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn sync_dir_name() -> String {
+    format!("sync_{}", chrono::Local::now().format("%Y%m%d_%H%M"))
+}
+
+async fn parallel_sync(
+    gs: Arc<GlanceSync>,
+    regions: &[String],
+    dry_run: bool,
+) -> Result<ExitCode, CliError> {
+    stdout_line(&format!("======Master is {}", gs.master_region()));
+    let dir = PathBuf::from(sync_dir_name());
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let max = gs.config().max_children.max(1);
+    let sem = Arc::new(tokio::sync::Semaphore::new(max));
+    let mut set = tokio::task::JoinSet::new();
+    for r in regions {
+        let sem = sem.clone();
+        let dir = dir.clone();
+        let region = r.clone();
+        let gs = gs.clone();
+        set.spawn(async move {
+            // The semaphore is never closed, so acquire only fails if it were.
+            let _permit = sem.acquire().await.ok();
+            let log_path = dir.join(format!("{region}.txt"));
+            let ok = match SyncLog::with_file(&log_path) {
+                Ok(log) => gs.sync_region(&region, dry_run, &log).await.is_ok(),
+                Err(e) => {
+                    tracing::error!("{region}: {e}");
+                    false
+                }
+            };
+            (region, ok)
+        });
+    }
+    let mut failed = false;
+    while let Some(joined) = set.join_next().await {
+        let (region, ok) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                failed = true;
+                tracing::error!("a region task failed: {e}");
+                continue;
+            }
+        };
+        if ok {
+            stdout_line(&format!("Region {region} has finished"));
+        } else {
+            failed = true;
+            stdout_line(&format!("Region {region} has finished with errors"));
+        }
+    }
+    stdout_line("All is done.");
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn make_backup(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, CliError> {
+    let dir = PathBuf::from(format!(
+        "backup_glance_{}",
+        chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.6f")
+    ));
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut all: Vec<String> = regions.to_vec();
+    if !all.iter().any(|r| r == gs.master_region()) {
+        all.push(gs.master_region().to_string());
+    }
+    let mut failed = false;
+    for r in &all {
+        if let Err(e) = gs.backup_region(r, &dir).await {
+            failed = true;
+            tracing::error!("{r}:Error retrieving images from region. Cause {e}");
+        }
+    }
+    stdout_line(&display(&dir));
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
 }

@@ -147,7 +147,7 @@ pub fn csv_field(f: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Write one image as a CSV line (terminated by `\n`).
+/// Write one image as a CSV line, terminated by `\r\n` as Python's `csv.writer` does.
 pub fn write_csv_row(out: &mut impl Write, image: &Image) -> std::io::Result<()> {
     let fields = image.to_fields();
     let mut line = String::with_capacity(160);
@@ -157,7 +157,7 @@ pub fn write_csv_row(out: &mut impl Write, image: &Image) -> std::io::Result<()>
         }
         line.push_str(&csv_field(f));
     }
-    line.push('\n');
+    line.push_str("\r\n");
     out.write_all(line.as_bytes())
 }
 
@@ -293,7 +293,15 @@ mod tests {
         assert_eq!(imgs.len(), 3);
         assert_eq!(imgs[0].user_properties["nid"], PyValue::Int(1));
         assert!(!imgs[1].is_public);
-        assert_eq!(images_to_csv(&imgs), ROWS.replace("\n\n", "\n"));
+        assert_eq!(
+            images_to_csv(&imgs),
+            ROWS.replace("\n\n", "\n").replace('\n', "\r\n")
+        );
+        // CRLF input (as the original writes) parses the same.
+        assert_eq!(
+            parse_csv(Path::new("x.csv"), &images_to_csv(&imgs)).unwrap(),
+            imgs
+        );
     }
 
     #[test]

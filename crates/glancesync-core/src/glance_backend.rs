@@ -1,0 +1,579 @@
+//! The Glance backend: Keystone v3 + Glance v2 through `openstack-client`.
+//!
+//! Image data is streamed from the master region's Glance straight into the
+//! target region's Glance (download piped into upload, verified against the
+//! master's hash while it streams, no local copy), or read from
+//! `<images_dir>/<master uuid>` when `[main] images_dir` is set (the
+//! original's local-file mode). A failed or interrupted upload deletes the
+//! half-created image; images left `queued`/`saving`/`killed` by a killed run
+//! are removed before the same image is uploaded again, so a rerun converges.
+//! In read-only mode (dry-run, status, backup) every write is refused before
+//! any request is sent.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openstack_client::glance::{
+    CreateImage, GlanceClient, ImageFilter, ImagePatch, ImageStatus, Visibility,
+};
+use openstack_client::{CloudConfig, DomainRef, Scope, Session};
+use tokio::io::{AsyncRead, ReadBuf};
+use tracing::Instrument;
+
+use crate::backend::{RegionBackend, RegionRef, UploadRequest};
+use crate::config::{GlanceSyncConfig, TargetConfig};
+use crate::error::{Error, Result};
+use crate::image::{Image, RawImage};
+use crate::pyvalue::{Properties, PyValue};
+
+/// Receives transfer progress (for a progress bar).
+pub trait TransferObserver: Send + Sync {
+    /// A transfer starts.
+    fn start(&self, region: &str, image: &str, total: u64);
+    /// `bytes` more bytes were sent.
+    fn advance(&self, region: &str, image: &str, bytes: u64);
+    /// The transfer ended.
+    fn finish(&self, region: &str, image: &str, ok: bool);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl TransferObserver for NoProgress {
+    fn start(&self, _: &str, _: &str, _: u64) {}
+    fn advance(&self, _: &str, _: &str, _: u64) {}
+    fn finish(&self, _: &str, _: &str, _: bool) {}
+}
+
+/// Fields of a Glance image that are not user properties.
+const NON_USER_PROPERTIES: &[&str] = &[
+    "self",
+    "file",
+    "schema",
+    "stores",
+    "locations",
+    "direct_url",
+];
+
+fn is_user_property(k: &str) -> bool {
+    !NON_USER_PROPERTIES.contains(&k) && !k.starts_with("os_glance")
+}
+
+/// The Glance backend.
+pub struct GlanceBackend {
+    config: Arc<GlanceSyncConfig>,
+    read_only: bool,
+    observer: Arc<dyn TransferObserver>,
+    sessions: tokio::sync::Mutex<HashMap<String, Session>>,
+    clients: tokio::sync::Mutex<HashMap<RegionRef, GlanceClient>>,
+    in_flight: Mutex<HashMap<String, (GlanceClient, String)>>,
+}
+
+impl std::fmt::Debug for GlanceBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlanceBackend")
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend_err(region: &str, operation: &str, e: impl std::fmt::Display) -> Error {
+    Error::Backend {
+        region: region.to_string(),
+        operation: operation.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn domain(name: &str) -> DomainRef {
+    if name.eq_ignore_ascii_case("default") {
+        DomainRef {
+            id: Some("default".into()),
+            name: None,
+        }
+    } else {
+        DomainRef {
+            id: None,
+            name: Some(name.to_string()),
+        }
+    }
+}
+
+impl GlanceBackend {
+    /// A backend for the targets of `config`. With `read_only`, writes are refused.
+    pub fn new(
+        config: Arc<GlanceSyncConfig>,
+        read_only: bool,
+        observer: Arc<dyn TransferObserver>,
+    ) -> Self {
+        GlanceBackend {
+            config,
+            read_only,
+            observer,
+            sessions: tokio::sync::Mutex::new(HashMap::new()),
+            clients: tokio::sync::Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cloud_config(target: &TargetConfig) -> Result<CloudConfig> {
+        let cred = target.credential()?;
+        let mut url = cred.keystone_url.trim().trim_end_matches('/').to_string();
+        if let Some(base) = url.strip_suffix("/v2.0") {
+            tracing::warn!(target = %target.name, "keystone_url {url} is a Keystone v2.0 URL; using {base}/v3 (Keystone v2.0 no longer exists)");
+            url = format!("{base}/v3");
+        }
+        let mut cc = CloudConfig::password(
+            &url,
+            &cred.user,
+            cred.password.expose().to_string(),
+            &cred.tenant,
+        )
+        .map_err(|e| Error::Config {
+            file: String::new(),
+            message: format!("target [{}]: {e}", target.name),
+        })?;
+        if let openstack_client::Credentials::Password { user, .. } = &mut cc.credentials {
+            user.domain = domain(&target.user_domain_name);
+        }
+        cc.scope = Scope::Project {
+            id: None,
+            name: Some(cred.tenant.clone()),
+            domain: domain(&target.project_domain_name),
+        };
+        Ok(cc)
+    }
+
+    async fn session(&self, target: &TargetConfig) -> Result<Session> {
+        let mut s = self.sessions.lock().await;
+        if let Some(sess) = s.get(&target.name) {
+            return Ok(sess.clone());
+        }
+        let sess = Session::new(Self::cloud_config(target)?)
+            .map_err(|e| backend_err(&target.name, "keystone session", e))?;
+        s.insert(target.name.clone(), sess.clone());
+        Ok(sess)
+    }
+
+    async fn client(&self, region: &RegionRef, target: &TargetConfig) -> Result<GlanceClient> {
+        let mut c = self.clients.lock().await;
+        if let Some(g) = c.get(region) {
+            return Ok(g.clone());
+        }
+        let sess = self.session(target).await?;
+        let g = sess
+            .image(Some(&region.region))
+            .await
+            .map_err(|e| backend_err(&region.full_name(), "find the image endpoint", e))?;
+        c.insert(region.clone(), g.clone());
+        Ok(g)
+    }
+
+    fn refuse_in_dry_run(&self, region: &RegionRef, operation: &str) -> Result<()> {
+        if self.read_only {
+            Err(Error::DryRunWrite {
+                region: region.full_name(),
+                operation: operation.to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Delete every image whose upload is still in progress (call on SIGINT/SIGTERM).
+    pub async fn abort_in_flight(&self) {
+        let pending: Vec<(String, (GlanceClient, String))> = self
+            .in_flight
+            .lock()
+            .map(|mut m| m.drain().collect())
+            .unwrap_or_default();
+        for (region, (client, id)) in pending {
+            match client.delete_image(&id).await {
+                Ok(()) => {
+                    tracing::warn!("{region}: interrupted; deleted the incomplete image {id}")
+                }
+                Err(e) => tracing::error!(
+                    "{region}: interrupted; could not delete the incomplete image {id}: {e}"
+                ),
+            }
+        }
+    }
+
+    fn to_image(region: &str, g: openstack_client::glance::Image) -> Image {
+        let mut props = Properties::new();
+        for (k, v) in &g.properties {
+            if is_user_property(k) {
+                props.insert(k.clone(), PyValue::from_json(v));
+            }
+        }
+        Image {
+            region: region.to_string(),
+            name: g.name.clone().unwrap_or_default(),
+            id: g.id.clone(),
+            status: g.status.as_str().to_string(),
+            size: g.size.unwrap_or(0),
+            checksum: g.checksum.clone(),
+            owner: g.owner.clone().unwrap_or_default(),
+            is_public: g.visibility == Visibility::Public,
+            user_properties: props,
+            raw: Some(RawImage {
+                disk_format: g.disk_format.clone(),
+                container_format: g.container_format.clone(),
+                protected: g.protected,
+                min_ram: g.min_ram.unwrap_or(0),
+                min_disk: g.min_disk.unwrap_or(0),
+                os_hash_algo: g.os_hash_algo.clone(),
+                os_hash_value: g.os_hash_value.clone(),
+            }),
+        }
+    }
+
+    fn property_value(region: &str, image: &str, key: &str, v: &PyValue) -> Option<String> {
+        let s = v.to_glance_string();
+        if (key == "kernel_id" || key == "ramdisk_id") && s.starts_with("__") {
+            tracing::warn!(
+                "{region}: {key} of image {image} is unresolved ({s}); not sent to Glance"
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    async fn remove_incomplete(
+        &self,
+        client: &GlanceClient,
+        region: &str,
+        name: &str,
+        tenant: &str,
+    ) -> Result<()> {
+        let found = client
+            .list_images(&ImageFilter::default().name(name))
+            .await
+            .map_err(|e| backend_err(region, "list images", e))?;
+        for g in found {
+            let stale = matches!(
+                g.status,
+                ImageStatus::Queued | ImageStatus::Saving | ImageStatus::Killed
+            );
+            let ours = g
+                .owner
+                .as_deref()
+                .is_none_or(|o| o.is_empty() || crate::rules::same_owner(o, tenant));
+            if stale && ours {
+                tracing::warn!("{region}: deleting incomplete image {name} ({}, {}) left by an interrupted transfer", g.id, g.status.as_str());
+                client
+                    .delete_image(&g.id)
+                    .await
+                    .map_err(|e| backend_err(region, "delete an incomplete image", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn transfer(
+        &self,
+        req: &UploadRequest<'_>,
+        target_client: &GlanceClient,
+        new_id: &str,
+    ) -> Result<()> {
+        let full = req.region.full_name();
+        let master = req.master;
+        let name = req.image.name.clone();
+        let observer = self.observer.clone();
+        observer.start(&full, &name, master.size);
+        let reader: Pin<Box<dyn AsyncRead + Send>> = match &self.config.images_dir {
+            Some(dir) => {
+                let path: PathBuf = dir.join(&master.id);
+                let f = tokio::fs::File::open(&path).await.map_err(|e| {
+                    backend_err(
+                        &full,
+                        "upload",
+                        format!(
+                            "Cannot open the image {name} to upload ({}): {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+                Box::pin(f)
+            }
+            None => {
+                let master_ref = RegionRef {
+                    target: "master".into(),
+                    region: self.config.require_master_region()?.to_string(),
+                };
+                let master_client = self.client(&master_ref, self.config.master()).await?;
+                let dl = master_client.download(&master.id).await.map_err(|e| {
+                    backend_err(
+                        &master_ref.full_name(),
+                        &format!("download image {name} ({})", master.id),
+                        e,
+                    )
+                })?;
+                Box::pin(dl.into_async_read())
+            }
+        };
+        let counting = CountingReader {
+            inner: reader,
+            observer: observer.clone(),
+            region: full.clone(),
+            image: name.clone(),
+        };
+        let result = target_client
+            .upload(new_id, counting, Some(master.size))
+            .await;
+        observer.finish(&full, &name, result.is_ok());
+        result.map_err(|e| backend_err(&full, &format!("upload image {name}"), e))?;
+        // Verify what the target stored.
+        let stored = target_client
+            .get_image(new_id)
+            .await
+            .map_err(|e| backend_err(&full, "read back the image", e))?;
+        if stored.status != ImageStatus::Active {
+            return Err(backend_err(
+                &full,
+                "upload",
+                format!(
+                    "image {name} ({new_id}) is {} after the upload",
+                    stored.status.as_str()
+                ),
+            ));
+        }
+        if let (Some(a), Some(b)) = (&stored.checksum, &master.checksum) {
+            if a != b {
+                return Err(backend_err(
+                    &full,
+                    "upload",
+                    format!(
+                        "image {name}: checksum {a} in the region differs from the master's {b}"
+                    ),
+                ));
+            }
+        }
+        if let (Some(raw), Some(algo), Some(value)) =
+            (&master.raw, &stored.os_hash_algo, &stored.os_hash_value)
+        {
+            if raw.os_hash_algo.as_deref() == Some(algo.as_str())
+                && raw.os_hash_value.as_deref().is_some_and(|m| m != value)
+            {
+                return Err(backend_err(
+                    &full,
+                    "upload",
+                    format!("image {name}: {algo} in the region differs from the master's"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct CountingReader {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    observer: Arc<dyn TransferObserver>,
+    region: String,
+    image: String,
+}
+
+impl AsyncRead for CountingReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.observer.advance(&self.region, &self.image, n as u64);
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl RegionBackend for GlanceBackend {
+    async fn regions(&self, target: &TargetConfig) -> Result<Vec<String>> {
+        let sess = self.session(target).await?;
+        let catalog = sess
+            .catalog()
+            .await
+            .map_err(|e| backend_err(&target.name, "read the service catalog", e))?;
+        Ok(catalog.regions_for("image").into_iter().collect())
+    }
+
+    async fn tenant_id(&self, target: &TargetConfig) -> Result<String> {
+        let sess = self.session(target).await?;
+        let info = sess
+            .token_info()
+            .await
+            .map_err(|e| backend_err(&target.name, "authenticate", e))?;
+        info.project_id.ok_or_else(|| {
+            backend_err(
+                &target.name,
+                "authenticate",
+                "the token is not scoped to a project",
+            )
+        })
+    }
+
+    async fn list_images(&self, region: &RegionRef, target: &TargetConfig) -> Result<Vec<Image>> {
+        let full = region.full_name();
+        let client = self.client(region, target).await?;
+        let timeout = Duration::from_secs(target.list_images_timeout);
+        let listed = tokio::time::timeout(timeout, client.list_images(&ImageFilter::default()))
+            .instrument(tracing::debug_span!("list_images", region = %full))
+            .await
+            .map_err(|_| {
+                backend_err(
+                    &full,
+                    "list images",
+                    format!(
+                        "timed out after {}s (list_images_timeout)",
+                        timeout.as_secs()
+                    ),
+                )
+            })?
+            .map_err(|e| backend_err(&full, "list images", e))?;
+        Ok(listed
+            .into_iter()
+            .map(|g| Self::to_image(&full, g))
+            .collect())
+    }
+
+    async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String> {
+        self.refuse_in_dry_run(req.region, "upload an image")?;
+        let full = req.region.full_name();
+        let client = self.client(req.region, req.target).await?;
+        let tenant = self.tenant_id(req.target).await?;
+        self.remove_incomplete(&client, &full, &req.image.name, &tenant)
+            .await?;
+        let raw = req.master.raw.clone().unwrap_or_default();
+        let mut create = CreateImage::new(req.image.name.clone())
+            .disk_format(raw.disk_format.clone().unwrap_or_else(|| "raw".into()))
+            .container_format(
+                raw.container_format
+                    .clone()
+                    .unwrap_or_else(|| "bare".into()),
+            )
+            .min_disk(raw.min_disk)
+            .min_ram(raw.min_ram)
+            .visibility(if req.image.is_public {
+                Visibility::Public
+            } else {
+                Visibility::Private
+            });
+        for (k, v) in &req.image.user_properties {
+            if let Some(s) = Self::property_value(&full, &req.image.name, k, v) {
+                create = create.property(k.clone(), s);
+            }
+        }
+        let span = tracing::info_span!("upload_image", region = %full, image = %req.image.name, size = req.master.size);
+        async {
+            let created = client.create_image(&create).await.map_err(|e| backend_err(&full, &format!("create image {}", req.image.name), e))?;
+            let id = created.id.clone();
+            if let Ok(mut m) = self.in_flight.lock() {
+                m.insert(full.clone(), (client.clone(), id.clone()));
+            }
+            let outcome = self.transfer(&req, &client, &id).await;
+            if let Ok(mut m) = self.in_flight.lock() {
+                m.remove(&full);
+            }
+            match outcome {
+                Ok(()) => {
+                    if raw.protected {
+                        client
+                            .update_image(&id, &ImagePatch::for_image(&created).protected(true))
+                            .await
+                            .map_err(|e| backend_err(&full, "protect the image", e))?;
+                    }
+                    Ok(id)
+                }
+                Err(e) => {
+                    match client.delete_image(&id).await {
+                        Ok(()) => tracing::warn!("{full}: upload of {} failed; deleted the incomplete image {id}", req.image.name),
+                        Err(de) => tracing::error!("{full}: upload of {} failed and the incomplete image {id} could not be deleted: {de}", req.image.name),
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn update_metadata(
+        &self,
+        region: &RegionRef,
+        target: &TargetConfig,
+        image: &Image,
+    ) -> Result<()> {
+        self.refuse_in_dry_run(region, "update image metadata")?;
+        let full = region.full_name();
+        let client = self.client(region, target).await?;
+        let current = client
+            .get_image(&image.id)
+            .await
+            .map_err(|e| backend_err(&full, &format!("get image {}", image.id), e))?;
+        let mut patch = ImagePatch::for_image(&current);
+        if current.name.as_deref() != Some(image.name.as_str()) {
+            patch = patch.name(image.name.clone());
+        }
+        let want_vis = if image.is_public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        };
+        if (current.visibility == Visibility::Public) != image.is_public {
+            patch = patch.visibility(want_vis);
+        }
+        for (k, v) in &current.properties {
+            if is_user_property(k) && !image.user_properties.contains_key(k) && !v.is_null() {
+                patch = patch.remove_property(k);
+            }
+        }
+        for (k, v) in &image.user_properties {
+            let Some(s) = Self::property_value(&full, &image.name, k, v) else {
+                continue;
+            };
+            if current.property(k) != Some(s.as_str()) {
+                patch = patch.set_property(k, s);
+            }
+        }
+        if patch.is_empty() {
+            return Ok(());
+        }
+        client
+            .update_image(&image.id, &patch)
+            .instrument(tracing::info_span!("update_metadata", region = %full, image = %image.name))
+            .await
+            .map_err(|e| {
+                backend_err(
+                    &full,
+                    &format!("update image {} ({})", image.name, image.id),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn delete_image(
+        &self,
+        region: &RegionRef,
+        target: &TargetConfig,
+        id: &str,
+    ) -> Result<()> {
+        self.refuse_in_dry_run(region, "delete an image")?;
+        let full = region.full_name();
+        let client = self.client(region, target).await?;
+        client
+            .delete_image(id)
+            .instrument(tracing::info_span!("delete_image", region = %full, id))
+            .await
+            .map_err(|e| backend_err(&full, &format!("delete image {id}"), e))
+    }
+}
