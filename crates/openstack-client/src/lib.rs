@@ -53,6 +53,9 @@ pub mod config;
 mod error;
 pub mod glance;
 pub mod identity;
+pub mod neutron;
+pub mod nova;
+mod paging;
 mod secret;
 mod session;
 

@@ -1,0 +1,840 @@
+//! Nova (compute) client: flavors, servers, snapshots, keypairs, console log,
+//! with microversion negotiation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::paging::{get_all, join, one_by_name};
+use crate::secret::Secret;
+use crate::session::{Req, Session};
+
+/// A compute API microversion such as `2.45`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Microversion {
+    /// Major version (2).
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl Microversion {
+    /// `major.minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        Microversion { major, minor }
+    }
+
+    /// Parse `2.45`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (a, b) = s.trim().split_once('.')?;
+        Some(Microversion {
+            major: a.parse().ok()?,
+            minor: b.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for Microversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Highest compute microversion this crate understands.
+pub const MAX_MICROVERSION: Microversion = Microversion::new(2, 96);
+/// From this microversion on, `createImage` returns `image_id` in the body.
+pub const CREATE_IMAGE_BODY_MICROVERSION: Microversion = Microversion::new(2, 45);
+
+open_enum! {
+    /// Nova server status.
+    ServerStatus {
+        /// Running.
+        Active => "ACTIVE",
+        /// Being built.
+        Build => "BUILD",
+        /// Deleted.
+        Deleted => "DELETED",
+        /// Failed.
+        Error => "ERROR",
+        /// Hard rebooting.
+        HardReboot => "HARD_REBOOT",
+        /// Migrating.
+        Migrating => "MIGRATING",
+        /// Setting the password.
+        Password => "PASSWORD",
+        /// Paused.
+        Paused => "PAUSED",
+        /// Rebooting.
+        Reboot => "REBOOT",
+        /// Rebuilding.
+        Rebuild => "REBUILD",
+        /// In rescue mode.
+        Rescue => "RESCUE",
+        /// Resizing.
+        Resize => "RESIZE",
+        /// Reverting a resize.
+        RevertResize => "REVERT_RESIZE",
+        /// Shelved.
+        Shelved => "SHELVED",
+        /// Shelved and offloaded.
+        ShelvedOffloaded => "SHELVED_OFFLOADED",
+        /// Stopped.
+        Shutoff => "SHUTOFF",
+        /// Soft-deleted.
+        SoftDeleted => "SOFT_DELETED",
+        /// Suspended.
+        Suspended => "SUSPENDED",
+        /// Nova's own `UNKNOWN` state.
+        UnknownState => "UNKNOWN",
+        /// Waiting for resize confirmation.
+        VerifyResize => "VERIFY_RESIZE",
+    }
+}
+
+/// A flavor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flavor {
+    /// Flavor id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// vCPUs.
+    #[serde(default)]
+    pub vcpus: u32,
+    /// RAM in MiB.
+    #[serde(default)]
+    pub ram: u64,
+    /// Root disk in GiB.
+    #[serde(default)]
+    pub disk: u64,
+    /// Ephemeral disk in GiB.
+    #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
+    pub ephemeral: Option<u64>,
+    /// Public flavor.
+    #[serde(rename = "os-flavor-access:is_public", default)]
+    pub is_public: Option<bool>,
+    /// Other fields (`swap`, `links`, `extra_specs`, ...).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// One address of a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerAddress {
+    /// The IP address.
+    pub addr: String,
+    /// 4 or 6.
+    #[serde(default)]
+    pub version: Option<u8>,
+    /// `fixed` or `floating`.
+    #[serde(rename = "OS-EXT-IPS:type", default)]
+    pub ip_type: Option<String>,
+    /// MAC address.
+    #[serde(rename = "OS-EXT-IPS-MAC:mac_addr", default)]
+    pub mac_addr: Option<String>,
+}
+
+/// Why a server is in ERROR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerFault {
+    /// HTTP-like code.
+    #[serde(default)]
+    pub code: Option<u16>,
+    /// Message.
+    #[serde(default)]
+    pub message: String,
+    /// Details (admin only).
+    #[serde(default)]
+    pub details: Option<String>,
+}
+
+/// A server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Server {
+    /// Server id.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Status.
+    pub status: ServerStatus,
+    /// Addresses by network name.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, Vec<ServerAddress>>,
+    /// Key pair name.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Fault, when status is ERROR.
+    #[serde(default)]
+    pub fault: Option<ServerFault>,
+    /// Task state (`spawning`, `image_snapshot`, ...).
+    #[serde(rename = "OS-EXT-STS:task_state", default)]
+    pub task_state: Option<String>,
+    /// VM state.
+    #[serde(rename = "OS-EXT-STS:vm_state", default)]
+    pub vm_state: Option<String>,
+    /// Power state (1 = running, 4 = shutdown).
+    #[serde(rename = "OS-EXT-STS:power_state", default)]
+    pub power_state: Option<i64>,
+    /// Flavor (a link before 2.47, the embedded flavor after).
+    #[serde(default)]
+    pub flavor: Value,
+    /// Image (a link, or `""` when booted from volume).
+    #[serde(default)]
+    pub image: Value,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Server {
+    /// Every address on every network, fixed ones first.
+    pub fn ips(&self) -> Vec<&ServerAddress> {
+        let mut all: Vec<&ServerAddress> = self.addresses.values().flatten().collect();
+        all.sort_by_key(|a| a.ip_type.as_deref() != Some("fixed"));
+        all
+    }
+}
+
+/// Network attachment for a new server.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Networks {
+    /// Do not send `networks` (single-network clouds, old microversions).
+    #[default]
+    Unspecified,
+    /// `"auto"` (2.37+).
+    Auto,
+    /// `"none"` (2.37+).
+    None,
+    /// Explicit NICs.
+    List(Vec<NetworkSpec>),
+}
+
+/// One NIC for a new server.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct NetworkSpec {
+    /// Network id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Existing port id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Fixed IP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_ip: Option<String>,
+}
+
+/// Request for `POST /servers`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerCreate {
+    /// Name.
+    pub name: String,
+    /// Image id.
+    pub image_ref: Option<String>,
+    /// Flavor id.
+    pub flavor_ref: String,
+    /// Key pair name.
+    pub key_name: Option<String>,
+    /// Security group names.
+    pub security_groups: Vec<String>,
+    /// Networks.
+    pub networks: Networks,
+    /// Raw user data (base64-encoded on the wire).
+    pub user_data: Option<Vec<u8>>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Availability zone.
+    pub availability_zone: Option<String>,
+    /// Config drive.
+    pub config_drive: Option<bool>,
+}
+
+impl ServerCreate {
+    /// A server named `name` from `image_ref` with `flavor_ref`.
+    pub fn new(
+        name: impl Into<String>,
+        image_ref: impl Into<String>,
+        flavor_ref: impl Into<String>,
+    ) -> Self {
+        ServerCreate {
+            name: name.into(),
+            image_ref: Some(image_ref.into()),
+            flavor_ref: flavor_ref.into(),
+            ..Default::default()
+        }
+    }
+    /// Set the key pair.
+    pub fn key_name(mut self, k: impl Into<String>) -> Self {
+        self.key_name = Some(k.into());
+        self
+    }
+    /// Add a security group by name.
+    pub fn security_group(mut self, name: impl Into<String>) -> Self {
+        self.security_groups.push(name.into());
+        self
+    }
+    /// Attach to a network by id.
+    pub fn network(mut self, uuid: impl Into<String>) -> Self {
+        let spec = NetworkSpec {
+            uuid: Some(uuid.into()),
+            ..Default::default()
+        };
+        match &mut self.networks {
+            Networks::List(l) => l.push(spec),
+            _ => self.networks = Networks::List(vec![spec]),
+        }
+        self
+    }
+    /// Set the network mode.
+    pub fn networks(mut self, n: Networks) -> Self {
+        self.networks = n;
+        self
+    }
+    /// Set user data (cloud-init).
+    pub fn user_data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.user_data = Some(data.into());
+        self
+    }
+    /// Add metadata.
+    pub fn metadata(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.metadata.insert(k.into(), v.into());
+        self
+    }
+
+    pub(crate) fn body(&self) -> Value {
+        let mut s = serde_json::Map::new();
+        s.insert("name".into(), self.name.clone().into());
+        s.insert("flavorRef".into(), self.flavor_ref.clone().into());
+        if let Some(i) = &self.image_ref {
+            s.insert("imageRef".into(), i.clone().into());
+        }
+        if let Some(k) = &self.key_name {
+            s.insert("key_name".into(), k.clone().into());
+        }
+        if !self.security_groups.is_empty() {
+            let groups: Vec<Value> = self
+                .security_groups
+                .iter()
+                .map(|g| serde_json::json!({ "name": g }))
+                .collect();
+            s.insert("security_groups".into(), groups.into());
+        }
+        match &self.networks {
+            Networks::Unspecified => {}
+            Networks::Auto => {
+                s.insert("networks".into(), "auto".into());
+            }
+            Networks::None => {
+                s.insert("networks".into(), "none".into());
+            }
+            Networks::List(l) => {
+                s.insert(
+                    "networks".into(),
+                    serde_json::to_value(l).unwrap_or(Value::Null),
+                );
+            }
+        }
+        if let Some(d) = &self.user_data {
+            s.insert(
+                "user_data".into(),
+                base64::engine::general_purpose::STANDARD.encode(d).into(),
+            );
+        }
+        if !self.metadata.is_empty() {
+            s.insert(
+                "metadata".into(),
+                serde_json::to_value(&self.metadata).unwrap_or(Value::Null),
+            );
+        }
+        if let Some(az) = &self.availability_zone {
+            s.insert("availability_zone".into(), az.clone().into());
+        }
+        if let Some(cd) = self.config_drive {
+            s.insert("config_drive".into(), cd.into());
+        }
+        serde_json::json!({ "server": s })
+    }
+}
+
+/// The answer to a server creation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedServer {
+    /// New server id.
+    pub id: String,
+    /// Generated admin password, if Nova returned one.
+    #[serde(rename = "adminPass", default)]
+    pub admin_pass: Option<Secret>,
+}
+
+/// A key pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keypair {
+    /// Name.
+    pub name: String,
+    /// Public key.
+    #[serde(default)]
+    pub public_key: String,
+    /// Fingerprint.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// `ssh` or `x509` (2.2+).
+    #[serde(rename = "type", default)]
+    pub key_type: Option<String>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Filters for listing servers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerFilter {
+    /// Name (a regular expression in Nova).
+    pub name: Option<String>,
+    /// Status.
+    pub status: Option<ServerStatus>,
+}
+
+#[derive(Deserialize)]
+struct ServerOne {
+    server: Server,
+}
+#[derive(Deserialize)]
+struct FlavorOne {
+    flavor: Flavor,
+}
+#[derive(Deserialize)]
+struct CreatedOne {
+    server: CreatedServer,
+}
+#[derive(Deserialize)]
+struct KeypairOne {
+    keypair: Keypair,
+}
+#[derive(Deserialize)]
+struct VersionDoc {
+    version: VersionInfo,
+}
+#[derive(Deserialize)]
+struct VersionInfo {
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    min_version: String,
+}
+
+/// Client for one region's Nova API. Get one with
+/// [`Session::compute`]; the microversion is negotiated once when it is made.
+#[derive(Debug, Clone)]
+pub struct ComputeClient {
+    session: Session,
+    region: Option<String>,
+    base: Url,
+    microversion: Option<Microversion>,
+    server_range: Option<(Microversion, Microversion)>,
+}
+
+impl Session {
+    /// A Nova client for `region` (default region when `None`), with the
+    /// highest microversion both sides support (up to [`MAX_MICROVERSION`]).
+    pub async fn compute(&self, region: Option<&str>) -> Result<ComputeClient> {
+        let region = region.or(self.config().default_region()).map(str::to_owned);
+        let endpoint = self.endpoint("compute", region.as_deref()).await?;
+        ComputeClient::negotiate(self.clone(), region, endpoint).await
+    }
+}
+
+impl ComputeClient {
+    async fn negotiate(
+        session: Session,
+        region: Option<String>,
+        endpoint: Url,
+    ) -> Result<ComputeClient> {
+        let mut base = endpoint.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let resp = session
+            .execute(Req::new(
+                "compute",
+                region.clone(),
+                Method::GET,
+                base.clone(),
+            ))
+            .await?;
+        let doc: VersionDoc = resp.json()?;
+        let range = match (
+            Microversion::parse(&doc.version.min_version),
+            Microversion::parse(&doc.version.version),
+        ) {
+            (Some(min), Some(max)) => Some((min, max)),
+            _ => None,
+        };
+        let microversion = range.map(|(_, max)| max.min(MAX_MICROVERSION));
+        tracing::debug!(?range, ?microversion, "negotiated the compute microversion");
+        Ok(ComputeClient {
+            session,
+            region,
+            base,
+            microversion,
+            server_range: range,
+        })
+    }
+
+    /// The microversion used for requests (`None`: the server has none).
+    pub fn microversion(&self) -> Option<Microversion> {
+        self.microversion
+    }
+
+    /// Use a specific microversion (must be within the server's range).
+    pub fn with_microversion(mut self, v: Microversion) -> Result<Self> {
+        match self.server_range {
+            Some((min, max)) if v >= min && v <= max => {
+                self.microversion = Some(v);
+                Ok(self)
+            }
+            Some((min, max)) => Err(Error::InvalidInput(format!(
+                "compute microversion {v} is outside the server's range {min}..{max}"
+            ))),
+            None => Err(Error::InvalidInput(format!(
+                "the compute endpoint supports no microversions (asked for {v})"
+            ))),
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = self.microversion {
+            if let Ok(val) = HeaderValue::from_str(&format!("compute {v}")) {
+                h.insert("openstack-api-version", val);
+            }
+            if let Ok(val) = HeaderValue::from_str(&v.to_string()) {
+                h.insert("x-openstack-nova-api-version", val);
+            }
+        }
+        h
+    }
+
+    fn req(&self, method: Method, segments: &[&str]) -> Result<Req> {
+        let mut r = Req::new(
+            "compute",
+            self.region.clone(),
+            method,
+            join(&self.base, segments)?,
+        );
+        r.headers = self.headers();
+        Ok(r)
+    }
+
+    async fn action(&self, id: &str, body: Value) -> Result<crate::session::RawResponse> {
+        let req = self
+            .req(Method::POST, &["servers", id, "action"])?
+            .json(&body)?;
+        self.session.execute(req).await
+    }
+
+    /// All flavors (with details).
+    pub async fn list_flavors(&self) -> Result<Vec<Flavor>> {
+        let url = join(&self.base, &["flavors", "detail"])?;
+        get_all(
+            &self.session,
+            "compute",
+            self.region.clone(),
+            &self.headers(),
+            url,
+            "flavors",
+        )
+        .await
+    }
+
+    /// A flavor by id.
+    pub async fn get_flavor(&self, id: &str) -> Result<Flavor> {
+        let resp = self
+            .session
+            .execute(self.req(Method::GET, &["flavors", id])?)
+            .await?;
+        Ok(resp.json::<FlavorOne>()?.flavor)
+    }
+
+    /// A flavor by id, or else by exact name.
+    pub async fn find_flavor(&self, name_or_id: &str) -> Result<Flavor> {
+        match self.get_flavor(name_or_id).await {
+            Ok(f) => return Ok(f),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let found: Vec<Flavor> = self
+            .list_flavors()
+            .await?
+            .into_iter()
+            .filter(|f| f.name == name_or_id)
+            .collect();
+        one_by_name("flavor", name_or_id, found)
+    }
+
+    /// Create a server (returns as soon as Nova accepted it; see
+    /// [`ComputeClient::wait_for_server_status`]).
+    pub async fn create_server(&self, request: &ServerCreate) -> Result<CreatedServer> {
+        let req = self
+            .req(Method::POST, &["servers"])?
+            .json(&request.body())?;
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<CreatedOne>()?
+            .server)
+    }
+
+    /// A server by id.
+    pub async fn get_server(&self, id: &str) -> Result<Server> {
+        let resp = self
+            .session
+            .execute(self.req(Method::GET, &["servers", id])?)
+            .await?;
+        Ok(resp.json::<ServerOne>()?.server)
+    }
+
+    /// Servers (with details), following pagination.
+    pub async fn list_servers(&self, filter: &ServerFilter) -> Result<Vec<Server>> {
+        let mut url = join(&self.base, &["servers", "detail"])?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(n) = &filter.name {
+                q.append_pair("name", n);
+            }
+            if let Some(s) = &filter.status {
+                q.append_pair("status", s.as_str());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        get_all(
+            &self.session,
+            "compute",
+            self.region.clone(),
+            &self.headers(),
+            url,
+            "servers",
+        )
+        .await
+    }
+
+    /// Delete a server (returns before it is gone; see
+    /// [`ComputeClient::wait_for_server_deleted`]).
+    pub async fn delete_server(&self, id: &str) -> Result<()> {
+        self.session
+            .execute(self.req(Method::DELETE, &["servers", id])?)
+            .await
+            .map(|_| ())
+    }
+
+    /// Stop (power off) a server.
+    pub async fn stop_server(&self, id: &str) -> Result<()> {
+        self.action(id, serde_json::json!({ "os-stop": null }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Start a stopped server.
+    pub async fn start_server(&self, id: &str) -> Result<()> {
+        self.action(id, serde_json::json!({ "os-start": null }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Snapshot a server into a new image; returns the image id (from the
+    /// body with microversion >= 2.45, else from the `Location` header).
+    pub async fn create_image(
+        &self,
+        id: &str,
+        name: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let mut inner = serde_json::json!({ "name": name });
+        if !metadata.is_empty() {
+            inner["metadata"] = serde_json::to_value(metadata).unwrap_or(Value::Null);
+        }
+        let resp = self
+            .action(id, serde_json::json!({ "createImage": inner }))
+            .await?;
+        let from_body = self
+            .microversion
+            .filter(|v| *v >= CREATE_IMAGE_BODY_MICROVERSION)
+            .and_then(|_| resp.json::<Value>().ok())
+            .and_then(|v| v.get("image_id").and_then(Value::as_str).map(str::to_owned));
+        if let Some(image_id) = from_body {
+            return Ok(image_id);
+        }
+        let from_location = resp
+            .header("location")
+            .and_then(|l| l.trim_end_matches('/').rsplit('/').next())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        from_location.ok_or_else(|| Error::Api {
+            status: resp.status,
+            method: Method::POST,
+            url: resp.url.to_string(),
+            request_id: crate::session::request_id(&resp.headers),
+            message: "createImage answer has neither image_id in the body nor a Location header"
+                .into(),
+        })
+    }
+
+    /// The last `lines` lines of the console log (all when `None`).
+    pub async fn console_log(&self, id: &str, lines: Option<u32>) -> Result<String> {
+        let body = match lines {
+            Some(n) => serde_json::json!({ "os-getConsoleOutput": { "length": n } }),
+            None => serde_json::json!({ "os-getConsoleOutput": {} }),
+        };
+        let mut req = self
+            .req(Method::POST, &["servers", id, "action"])?
+            .json(&body)?;
+        req.idempotent = true;
+        let v: Value = self.session.execute(req).await?.json()?;
+        Ok(v.get("output")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Import a public key as a key pair.
+    pub async fn create_keypair(&self, name: &str, public_key: &str) -> Result<Keypair> {
+        let body = serde_json::json!({ "keypair": { "name": name, "public_key": public_key } });
+        let req = self.req(Method::POST, &["os-keypairs"])?.json(&body)?;
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<KeypairOne>()?
+            .keypair)
+    }
+
+    /// A key pair by name.
+    pub async fn get_keypair(&self, name: &str) -> Result<Keypair> {
+        let resp = self
+            .session
+            .execute(self.req(Method::GET, &["os-keypairs", name])?)
+            .await?;
+        Ok(resp.json::<KeypairOne>()?.keypair)
+    }
+
+    /// Delete a key pair.
+    pub async fn delete_keypair(&self, name: &str) -> Result<()> {
+        self.session
+            .execute(self.req(Method::DELETE, &["os-keypairs", name])?)
+            .await
+            .map(|_| ())
+    }
+
+    /// Poll until the server has `wanted` status; fails on `ERROR` (with the
+    /// fault message) or after `timeout`.
+    pub async fn wait_for_server_status(
+        &self,
+        id: &str,
+        wanted: ServerStatus,
+        timeout: Duration,
+    ) -> Result<Server> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let server = self.get_server(id).await?;
+            if server.status == wanted && server.task_state.is_none() {
+                return Ok(server);
+            }
+            if server.status == ServerStatus::Error && wanted != ServerStatus::Error {
+                return Err(Error::ResourceFailed {
+                    kind: "server",
+                    id: id.to_owned(),
+                    status: server.status.to_string(),
+                    fault: server.fault.map(|f| f.message),
+                });
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::WaitTimeout {
+                    kind: "server",
+                    id: id.to_owned(),
+                    wanted: wanted.to_string(),
+                    last: server.status.to_string(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Poll until the server is gone (404 or `DELETED`).
+    pub async fn wait_for_server_deleted(&self, id: &str, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let last = match self.get_server(id).await {
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(s) if s.status == ServerStatus::Deleted => return Ok(()),
+                Ok(s) if s.status == ServerStatus::Error => {
+                    return Err(Error::ResourceFailed {
+                        kind: "server",
+                        id: id.to_owned(),
+                        status: s.status.to_string(),
+                        fault: s.fault.map(|f| f.message),
+                    })
+                }
+                Ok(s) => s.status.to_string(),
+            };
+            if started.elapsed() >= timeout {
+                return Err(Error::WaitTimeout {
+                    kind: "server",
+                    id: id.to_owned(),
+                    wanted: "deleted".into(),
+                    last,
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microversions_order_and_parse() {
+        assert!(Microversion::parse("2.45").unwrap() > Microversion::parse("2.9").unwrap());
+        assert_eq!(Microversion::parse("2.1").unwrap().to_string(), "2.1");
+        assert!(Microversion::parse("").is_none());
+    }
+
+    #[test]
+    fn create_body_shape() {
+        let body = ServerCreate::new("vm", "img", "1")
+            .key_name("k")
+            .security_group("default")
+            .network("net-1")
+            .user_data("#cloud-config\n")
+            .metadata("a", "b")
+            .body();
+        assert_eq!(
+            body,
+            serde_json::json!({"server": {"name": "vm", "imageRef": "img", "flavorRef": "1", "key_name": "k",
+                "security_groups": [{"name": "default"}], "networks": [{"uuid": "net-1"}],
+                "user_data": "I2Nsb3VkLWNvbmZpZwo=", "metadata": {"a": "b"}}})
+        );
+    }
+}
