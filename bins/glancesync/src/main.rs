@@ -93,6 +93,10 @@ fn main() -> ExitCode {
     // The original prints its INFO messages (uploads, summaries): make that the default level.
     if log.quiet == 0 {
         log.verbose = log.verbose.saturating_add(1);
+        // Keep the HTTP client's own INFO records (token obtained, upload finished) for -v and up.
+        if log.verbose == 1 && std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var("RUST_LOG", "info,openstack_client=warn");
+        }
     }
     if let Err(e) = cli_common::init_logging(&log) {
         eprintln!("glancesync: {e}");

@@ -65,6 +65,14 @@ fn is_user_property(k: &str) -> bool {
     !NON_USER_PROPERTIES.contains(&k) && !k.starts_with("os_glance")
 }
 
+/// An upload in progress: the image's name, tenant and (once created) id.
+struct InFlight {
+    client: GlanceClient,
+    name: String,
+    tenant: String,
+    id: Option<String>,
+}
+
 /// The Glance backend.
 pub struct GlanceBackend {
     config: Arc<GlanceSyncConfig>,
@@ -72,7 +80,7 @@ pub struct GlanceBackend {
     observer: Arc<dyn TransferObserver>,
     sessions: tokio::sync::Mutex<HashMap<String, Session>>,
     clients: tokio::sync::Mutex<HashMap<RegionRef, GlanceClient>>,
-    in_flight: Mutex<HashMap<String, (GlanceClient, String)>>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
 }
 
 impl std::fmt::Debug for GlanceBackend {
@@ -142,6 +150,12 @@ impl GlanceBackend {
         if let openstack_client::Credentials::Password { user, .. } = &mut cc.credentials {
             user.domain = domain(&target.user_domain_name);
         }
+        // Identify our requests in the servers' access logs (and the run, for audits).
+        cc.http.user_agent = format!(
+            "glancesync/{} pid/{}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        );
         cc.scope = Scope::Project {
             id: None,
             name: Some(cred.tenant.clone()),
@@ -187,20 +201,39 @@ impl GlanceBackend {
     }
 
     /// Delete every image whose upload is still in progress (call on SIGINT/SIGTERM).
+    ///
+    /// When the creation request was still in flight (id unknown), images of
+    /// that name still `queued`/`saving` and owned by the tenant are deleted.
     pub async fn abort_in_flight(&self) {
-        let pending: Vec<(String, (GlanceClient, String))> = self
+        let pending: Vec<(String, InFlight)> = self
             .in_flight
             .lock()
             .map(|mut m| m.drain().collect())
             .unwrap_or_default();
-        for (region, (client, id)) in pending {
-            match client.delete_image(&id).await {
-                Ok(()) => {
-                    tracing::warn!("{region}: interrupted; deleted the incomplete image {id}")
-                }
-                Err(e) => tracing::error!(
-                    "{region}: interrupted; could not delete the incomplete image {id}: {e}"
-                ),
+        for (region, f) in pending {
+            match &f.id {
+                Some(id) => match f.client.delete_image(id).await {
+                    Ok(()) => tracing::warn!(
+                        "{region}: interrupted; deleted the incomplete image {} ({id})",
+                        f.name
+                    ),
+                    Err(e) => tracing::error!(
+                        "{region}: interrupted; could not delete the incomplete image {id}: {e}"
+                    ),
+                },
+                None => match self
+                    .remove_incomplete(&f.client, &region, &f.name, &f.tenant)
+                    .await
+                {
+                    Ok(n) if n > 0 => tracing::warn!(
+                        "{region}: interrupted; deleted the incomplete image {}",
+                        f.name
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!("{region}: interrupted; could not clean up {}: {e}", f.name)
+                    }
+                },
             }
         }
     }
@@ -251,11 +284,12 @@ impl GlanceBackend {
         region: &str,
         name: &str,
         tenant: &str,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let found = client
             .list_images(&ImageFilter::default().name(name))
             .await
             .map_err(|e| backend_err(region, "list images", e))?;
+        let mut removed = 0;
         for g in found {
             let stale = matches!(
                 g.status,
@@ -271,9 +305,10 @@ impl GlanceBackend {
                     .delete_image(&g.id)
                     .await
                     .map_err(|e| backend_err(region, "delete an incomplete image", e))?;
+                removed += 1;
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     async fn transfer(
@@ -474,10 +509,26 @@ impl RegionBackend for GlanceBackend {
         }
         let span = tracing::info_span!("upload_image", region = %full, image = %req.image.name, size = req.master.size);
         async {
-            let created = client.create_image(&create).await.map_err(|e| backend_err(&full, &format!("create image {}", req.image.name), e))?;
+            if let Ok(mut m) = self.in_flight.lock() {
+                m.insert(
+                    full.clone(),
+                    InFlight { client: client.clone(), name: req.image.name.clone(), tenant: tenant.clone(), id: None },
+                );
+            }
+            let created = match client.create_image(&create).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Ok(mut m) = self.in_flight.lock() {
+                        m.remove(&full);
+                    }
+                    return Err(backend_err(&full, &format!("create image {}", req.image.name), e));
+                }
+            };
             let id = created.id.clone();
             if let Ok(mut m) = self.in_flight.lock() {
-                m.insert(full.clone(), (client.clone(), id.clone()));
+                if let Some(f) = m.get_mut(&full) {
+                    f.id = Some(id.clone());
+                }
             }
             let outcome = self.transfer(&req, &client, &id).await;
             if let Ok(mut m) = self.in_flight.lock() {

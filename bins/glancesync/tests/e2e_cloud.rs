@@ -1,0 +1,627 @@
+//! End-to-end tests of `glancesync` on the real local cloud (Keystone +
+//! Glance RegionOne as master, RegionTwo as target, and a second target,
+//! `demo`, reached through the `local-demo` credentials).
+//!
+//! Needs `scripts/cloud/up.sh`. The clouds file is `$OS_CLIENT_CONFIG_FILE`,
+//! else `$LOCAL_CLOUD_DIR/clouds.yaml`, else
+//! `~/.cache/openstack-image-tools/local-cloud/clouds.yaml`; the cloud is
+//! `$OS_TEST_CLOUD` (default `local`). The dry-run test reads Glance's access
+//! logs (`<cloud dir>/logs/glance-r{1,2}-access.log`) to prove that no write
+//! request reached Glance. Every image created here is named
+//! `gs-e2e-<run>-…` and deleted at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use openstack_client::glance::{
+    CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
+};
+use openstack_client::{CloudConfig, Credentials, Scope, Session};
+
+const MIB: usize = 1024 * 1024;
+
+fn cloud_dir() -> PathBuf {
+    std::env::var_os("LOCAL_CLOUD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/openstack-image-tools/local-cloud")
+        })
+}
+
+fn clouds_file() -> PathBuf {
+    std::env::var_os("OS_CLIENT_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cloud_dir().join("clouds.yaml"))
+}
+
+fn cloud(name: &str) -> CloudConfig {
+    let f = clouds_file();
+    assert!(
+        f.exists(),
+        "local cloud not found ({} missing): run scripts/cloud/up.sh first",
+        f.display()
+    );
+    CloudConfig::from_files(&f, None, name).unwrap_or_else(|e| {
+        panic!(
+            "cloud '{name}' in {}: {e}; run scripts/cloud/up.sh first",
+            f.display()
+        )
+    })
+}
+
+struct Cloud {
+    admin: Session,
+    demo: Session,
+    admin_cfg: CloudConfig,
+    demo_cfg: CloudConfig,
+}
+
+async fn connect() -> Cloud {
+    let admin_name = std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into());
+    let admin_cfg = cloud(&admin_name);
+    let demo_cfg = cloud("local-demo");
+    let admin = Session::connect(admin_cfg.clone())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach the local cloud ({e}): run scripts/cloud/up.sh first")
+        });
+    let demo = Session::connect(demo_cfg.clone())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot log in as local-demo ({e}): run scripts/cloud/up.sh first")
+        });
+    Cloud {
+        admin,
+        demo,
+        admin_cfg,
+        demo_cfg,
+    }
+}
+
+fn run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+fn data(size: usize, seed: u8) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..size).map(|_| rand::random::<u8>()).collect();
+    v[0] = seed;
+    v
+}
+
+fn md5_hex(d: &[u8]) -> String {
+    hex::encode(Md5::digest(d))
+}
+
+async fn create(
+    g: &GlanceClient,
+    name: &str,
+    d: &[u8],
+    public: bool,
+    props: &[(&str, &str)],
+) -> Image {
+    let mut req = CreateImage::new(name)
+        .disk_format("raw")
+        .container_format("bare")
+        .visibility(if public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        });
+    for (k, v) in props {
+        req = req.property(*k, *v);
+    }
+    let img = g.create_image(&req).await.unwrap();
+    g.upload(
+        &img.id,
+        std::io::Cursor::new(d.to_vec()),
+        Some(d.len() as u64),
+    )
+    .await
+    .unwrap();
+    g.get_image(&img.id).await.unwrap()
+}
+
+async fn by_name(g: &GlanceClient, name: &str) -> Vec<Image> {
+    g.list_images(&ImageFilter::default().name(name))
+        .await
+        .unwrap()
+}
+
+async fn one(g: &GlanceClient, name: &str) -> Image {
+    let mut v = by_name(g, name).await;
+    assert_eq!(v.len(), 1, "exactly one image named {name}: {v:?}");
+    v.remove(0)
+}
+
+async fn cleanup(c: &Cloud, prefix: &str) {
+    for region in ["RegionOne", "RegionTwo"] {
+        for s in [&c.admin, &c.demo] {
+            let g = s.image(Some(region)).await.unwrap();
+            for img in g
+                .list_images(&ImageFilter::default())
+                .await
+                .unwrap_or_default()
+            {
+                if img.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
+                    let _ = g.delete_image(&img.id).await;
+                }
+            }
+        }
+    }
+}
+
+fn password(c: &CloudConfig) -> (String, String, String) {
+    let Credentials::Password { user, password } = &c.credentials else {
+        panic!("password credentials expected")
+    };
+    let Scope::Project { name, .. } = &c.scope else {
+        panic!("project scope expected")
+    };
+    (
+        user.name.clone().unwrap(),
+        password.expose().to_string(),
+        name.clone().unwrap(),
+    )
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The glancesync.conf for the local cloud: master = admin (plain credential
+/// form), target `demo` = local-demo (base64 `credential` form).
+fn write_config(dir: &Path, c: &Cloud, master_extra: &str, demo_condition: &str) -> PathBuf {
+    let (au, ap, at) = password(&c.admin_cfg);
+    let (du, dp, dt) = password(&c.demo_cfg);
+    let text = format!(
+        "[main]\nmaster_region = RegionOne\n\n[master]\nuser = {au}\npassword = {ap}\nkeystone_url = http://127.0.0.1:5000/v3\ntenant = {at}\nuse_keystone_v3 = True\n{master_extra}\n\n[demo]\ncredential = {du},{},\n  http://127.0.0.1:5000/v3,{dt}\nuse_keystone_v3 = True\nmetadata_condition = {demo_condition}\n",
+        b64(&dp)
+    );
+    let p = dir.join("glancesync.conf");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn glancesync(cwd: &Path) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("glancesync"));
+    c.current_dir(cwd)
+        .env_remove("GLANCESYNC_CONFIG")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn run(cmd: &mut Command) -> (String, String, u32) {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "glancesync failed: {stderr}");
+    (stdout, stderr, pid)
+}
+
+/// Requests Glance's access logs recorded for glancesync process `pid`: (method, path).
+fn glance_requests_of(pid: u32) -> Vec<(String, String)> {
+    let marker = format!("pid/{pid}\"");
+    let mut out = Vec::new();
+    for f in ["glance-r1-access.log", "glance-r2-access.log"] {
+        let p = cloud_dir().join("logs").join(f);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the local cloud from scripts/cloud/up.sh writes it)",
+                p.display()
+            )
+        });
+        for line in text.lines().filter(|l| l.ends_with(&marker)) {
+            let req = line.split('"').nth(1).unwrap_or("");
+            let mut parts = req.split(' ');
+            out.push((
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn state_of(images: &[Image], prefix: &str) -> BTreeMap<String, String> {
+    images
+        .iter()
+        .filter(|i| i.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+        .map(|i| {
+            (
+                i.id.clone(),
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} {:?}",
+                    i.name, i.status, i.visibility, i.checksum, i.updated_at, i.properties
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn snapshot(c: &Cloud, prefix: &str) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    for region in ["RegionOne", "RegionTwo"] {
+        let g = c.admin.image(Some(region)).await.unwrap();
+        all.extend(state_of(
+            &g.list_images(&ImageFilter::default()).await.unwrap(),
+            prefix,
+        ));
+    }
+    all
+}
+
+fn with_cloud<F>(prefix: &str, body: F)
+where
+    F: for<'a> FnOnce(&'a Cloud) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+{
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = rt.block_on(connect());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(body(&c))));
+    rt.block_on(cleanup(&c, prefix));
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn sync_real_cloud_all_rules_dry_run_and_second_target() {
+    let run = run_id();
+    let prefix = format!("gs-e2e-{run}-");
+    let p = prefix.clone();
+    with_cloud(&prefix, move |c| {
+        Box::pin(async move { sync_scenario(c, &p).await })
+    });
+}
+
+async fn sync_scenario(c: &Cloud, prefix: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let r1 = c.admin.image(Some("RegionOne")).await.unwrap();
+    let r2 = c.admin.image(Some("RegionTwo")).await.unwrap();
+    let n = |s: &str| format!("{prefix}{s}");
+
+    // Master images (RegionOne) and the target's state (RegionTwo).
+    let ami_data = data(MIB + 1, 1);
+    let meta_data = data(MIB + 2, 2);
+    let (repl_m, repl_r) = (data(MIB + 3, 3), data(MIB + 3, 33));
+    let (ren_m, ren_r) = (data(MIB + 4, 4), data(MIB + 4, 44));
+    let (dont_m, dont_r) = (data(MIB + 5, 5), data(MIB + 5, 55));
+    let a_data = data(2 * MIB, 6);
+    let kernel_data = data(3 * MIB, 7);
+    let old_data = data(MIB / 2, 8);
+    let priv_data = data(MIB / 4, 9);
+
+    let kernel = create(&r1, &n("pub-kernel"), &kernel_data, true, &[]).await;
+    create(
+        &r1,
+        &n("pub-ami"),
+        &ami_data,
+        true,
+        &[("kernel_id", &kernel.id)],
+    )
+    .await;
+    create(
+        &r1,
+        &n("pub-meta"),
+        &meta_data,
+        true,
+        &[("type", "good"), ("nid", "2")],
+    )
+    .await;
+    create(&r1, &n("pub-repl"), &repl_m, true, &[]).await;
+    create(&r1, &n("pub-ren"), &ren_m, true, &[]).await;
+    create(&r1, &n("pub-dont"), &dont_m, true, &[]).await;
+    let master_a = create(&r1, &n("pub-a"), &a_data, true, &[("type", "base")]).await;
+    create(&r1, &n("pub-old_obsolete"), &old_data, false, &[]).await;
+    let master_priv = create(&r1, &n("priv-d"), &priv_data, false, &[("purpose", "demo")]).await;
+
+    let stale_kernel = "00000000-0000-4000-8000-000000000000";
+    let r2_ami = create(
+        &r2,
+        &n("pub-ami"),
+        &ami_data,
+        true,
+        &[("kernel_id", stale_kernel)],
+    )
+    .await;
+    let r2_meta = create(
+        &r2,
+        &n("pub-meta"),
+        &meta_data,
+        true,
+        &[("type", "bad"), ("extra", "x")],
+    )
+    .await;
+    let r2_repl = create(&r2, &n("pub-repl"), &repl_r, true, &[]).await;
+    let r2_ren = create(&r2, &n("pub-ren"), &ren_r, true, &[]).await;
+    let r2_dont = create(&r2, &n("pub-dont"), &dont_r, true, &[]).await;
+    let r2_old = create(&r2, &n("pub-old"), &old_data, true, &[]).await;
+
+    let master_extra = format!(
+        "metadata_condition = image.name.startswith('{prefix}pub-')\nreplace = {}\nrename = {}\ndontupdate = {}\n",
+        md5_hex(&repl_r),
+        md5_hex(&ren_r),
+        md5_hex(&dont_r)
+    );
+    let config = write_config(
+        tmp.path(),
+        c,
+        &master_extra,
+        &format!("image.name.startswith('{prefix}priv-')"),
+    );
+    let cfg = config.to_str().unwrap();
+
+    // Status before.
+    let (out, _, _) = run(glancesync(tmp.path()).args([
+        "--config-file",
+        cfg,
+        "--show-status",
+        "RegionTwo",
+        "demo:RegionTwo",
+    ]));
+    let want_pre = [
+        "pending_ami,RegionTwo,pub-ami",
+        "pending_metadata,RegionTwo,pub-meta",
+        "pending_replace,RegionTwo,pub-repl",
+        "pending_rename,RegionTwo,pub-ren",
+        "ok_stalled_checksum,RegionTwo,pub-dont",
+        "pending_upload,RegionTwo,pub-a",
+        "pending_upload,RegionTwo,pub-kernel",
+        "",
+        "pending_upload,demo:RegionTwo,priv-d",
+        "",
+    ]
+    .map(|l| {
+        l.replace(",pub-", &format!(",{prefix}pub-"))
+            .replace(",priv-", &format!(",{prefix}priv-"))
+    })
+    .join("\n");
+    assert_eq!(out, format!("{want_pre}\n"));
+
+    // Dry-run: Glance receives reads only, and nothing changes.
+    let before = snapshot(c, prefix).await;
+    let (out, err, pid) = run(glancesync(tmp.path()).args([
+        "--config-file",
+        cfg,
+        "--dry-run",
+        "RegionTwo",
+        "demo:RegionTwo",
+    ]));
+    assert_eq!(
+        out,
+        "======Master is RegionOne\n======RegionTwo\n======demo:RegionTwo\n"
+    );
+    assert!(
+        err.contains(&format!("RegionTwo: Pending: {prefix}pub-kernel (3.0 MB)")),
+        "{err}"
+    );
+    assert!(err.contains("RegionTwo: MBs pending :"), "{err}");
+    let mut reqs = glance_requests_of(pid);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while reqs.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reqs = glance_requests_of(pid);
+    }
+    assert!(
+        !reqs.is_empty(),
+        "the dry-run should have listed images (access log has no line for pid {pid})"
+    );
+    let writes: Vec<_> = reqs
+        .iter()
+        .filter(|(m, _)| m != "GET" && m != "HEAD")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "dry-run sent write requests to Glance: {writes:?}"
+    );
+    assert_eq!(
+        snapshot(c, prefix).await,
+        before,
+        "dry-run changed Glance's state"
+    );
+
+    // The sync.
+    let (out, err, _) =
+        run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo", "demo:RegionTwo"]));
+    assert_eq!(
+        out,
+        "======Master is RegionOne\n======RegionTwo\n======demo:RegionTwo\n"
+    );
+    assert!(
+        err.contains(&format!(
+            "RegionTwo: updating obsolete image {prefix}pub-old_obsolete"
+        )),
+        "{err}"
+    );
+
+    // Upload (streamed, verified): same content, visibility and properties.
+    let a = one(&r2, &n("pub-a")).await;
+    assert_ne!(a.id, master_a.id);
+    assert_eq!(a.checksum, master_a.checksum);
+    assert_eq!(a.os_hash_value, master_a.os_hash_value);
+    assert_eq!(a.visibility, Visibility::Public);
+    assert_eq!(a.property("type"), Some("base"));
+    // AMI: the kernel (bigger than the AMI image) was uploaded, then kernel_id pointed at it.
+    let k2 = one(&r2, &n("pub-kernel")).await;
+    assert_eq!(k2.checksum.as_deref(), Some(md5_hex(&kernel_data).as_str()));
+    let ami = r2.get_image(&r2_ami.id).await.unwrap();
+    assert_eq!(ami.property("kernel_id"), Some(k2.id.as_str()));
+    // Metadata update with an empty metadata_set: master's properties, stale ones removed.
+    let meta = r2.get_image(&r2_meta.id).await.unwrap();
+    assert_eq!(
+        (
+            meta.property("type"),
+            meta.property("nid"),
+            meta.property("extra")
+        ),
+        (Some("good"), Some("2"), None)
+    );
+    // Replace: new content, old image deleted.
+    let repl = one(&r2, &n("pub-repl")).await;
+    assert_eq!(repl.checksum.as_deref(), Some(md5_hex(&repl_m).as_str()));
+    assert!(r2.get_image(&r2_repl.id).await.unwrap_err().is_not_found());
+    // Rename: new content; old one kept as `.old`, private.
+    let ren = one(&r2, &n("pub-ren")).await;
+    assert_eq!(ren.checksum.as_deref(), Some(md5_hex(&ren_m).as_str()));
+    let old = r2.get_image(&r2_ren.id).await.unwrap();
+    assert_eq!(old.name.as_deref(), Some(n("pub-ren.old").as_str()));
+    assert_ne!(old.visibility, Visibility::Public);
+    // dontupdate: untouched.
+    let dont = r2.get_image(&r2_dont.id).await.unwrap();
+    assert_eq!(
+        (dont.checksum, dont.updated_at),
+        (r2_dont.checksum.clone(), r2_dont.updated_at.clone())
+    );
+    // Obsolete: renamed and made private like the master's `_obsolete` image.
+    let obs = r2.get_image(&r2_old.id).await.unwrap();
+    assert_eq!(obs.name.as_deref(), Some(n("pub-old_obsolete").as_str()));
+    assert_ne!(obs.visibility, Visibility::Public);
+    // Second target: uploaded with the demo credentials, owned by demo, private.
+    let demo_r2 = c.demo.image(Some("RegionTwo")).await.unwrap();
+    let d = one(&demo_r2, &n("priv-d")).await;
+    let demo_project = c.demo.token_info().await.unwrap().project_id.unwrap();
+    assert_eq!(d.owner.as_deref(), Some(demo_project.as_str()));
+    assert_eq!(d.checksum, master_priv.checksum);
+    assert_ne!(d.visibility, Visibility::Public);
+    assert_eq!(d.property("purpose"), Some("demo"));
+
+    // Status after, and a second run has nothing to do.
+    let (out, _, _) = run(glancesync(tmp.path()).args([
+        "--config-file",
+        cfg,
+        "--show-status",
+        "RegionTwo",
+        "demo:RegionTwo",
+    ]));
+    let want_post = want_pre
+        .replace("pending_ami", "ok")
+        .replace("pending_metadata", "ok")
+        .replace("pending_replace", "ok")
+        .replace("pending_rename", "ok")
+        .replace("pending_upload", "ok");
+    assert_eq!(out, format!("{want_post}\n"));
+    let before = snapshot(c, prefix).await;
+    let (_, err, _) =
+        run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo", "demo:RegionTwo"]));
+    assert!(
+        err.contains("RegionTwo: Region is synchronized.")
+            && err.contains("demo:RegionTwo: Region is synchronized."),
+        "{err}"
+    );
+    assert_eq!(snapshot(c, prefix).await, before);
+}
+
+#[test]
+fn interrupted_transfer_leaves_nothing_and_rerun_converges() {
+    let run = run_id();
+    let prefix = format!("gs-e2e-{run}-");
+    let p = prefix.clone();
+    with_cloud(&prefix, move |c| {
+        Box::pin(async move { interrupted_scenario(c, &p).await })
+    });
+}
+
+/// Start a sync, wait until the target shows the image being created, then
+/// send `signal`; returns after the process exited.
+async fn interrupt_during_upload(
+    cwd: &Path,
+    cfg: &str,
+    r2: &GlanceClient,
+    name: &str,
+    signal: i32,
+) -> (i32, String) {
+    let child = glancesync(cwd)
+        .args(["--config-file", cfg, "RegionTwo"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = by_name(r2, name).await;
+        if seen
+            .iter()
+            .any(|i| matches!(i.status, ImageStatus::Queued | ImageStatus::Saving))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upload of {name} never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+async fn interrupted_scenario(c: &Cloud, prefix: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let r1 = c.admin.image(Some("RegionOne")).await.unwrap();
+    let r2 = c.admin.image(Some("RegionTwo")).await.unwrap();
+    let name = format!("{prefix}big");
+    let big = data(256 * MIB, 1);
+    let master = create(&r1, &name, &big, true, &[]).await;
+    drop(big);
+    let config = write_config(
+        tmp.path(),
+        c,
+        &format!("metadata_condition = image.name.startswith('{prefix}')\n"),
+        "False",
+    );
+    let cfg = config.to_str().unwrap();
+
+    // Ctrl-C (SIGINT) during the transfer: the half-created image is deleted.
+    let (code, err) = interrupt_during_upload(tmp.path(), cfg, &r2, &name, 2).await;
+    eprintln!("SIGINT during the transfer: exit code {code}");
+    assert_eq!(code, 130, "{err}");
+    assert!(err.contains("deleted the incomplete image"), "{err}");
+    assert!(
+        by_name(&r2, &name).await.is_empty(),
+        "an incomplete image was left behind"
+    );
+
+    // SIGKILL during the transfer (no chance to clean up), then a rerun converges.
+    let (code, _) = interrupt_during_upload(tmp.path(), cfg, &r2, &name, 9).await;
+    assert_ne!(code, 0);
+    let left = by_name(&r2, &name).await;
+    eprintln!(
+        "after SIGKILL: {:?}",
+        left.iter()
+            .map(|i| i.status.as_str().to_string())
+            .collect::<Vec<_>>()
+    );
+    let (_, err, _) = run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo"]));
+    let images = by_name(&r2, &name).await;
+    assert_eq!(
+        images.len(),
+        1,
+        "rerun must leave exactly one image: {images:?}\n{err}"
+    );
+    assert_eq!(images[0].status, ImageStatus::Active);
+    assert_eq!(images[0].checksum, master.checksum);
+    let (out, _, _) =
+        run(glancesync(tmp.path()).args(["--config-file", cfg, "--show-status", "RegionTwo"]));
+    assert_eq!(out, format!("ok,RegionTwo,{name}\n\n"));
+}
