@@ -625,3 +625,73 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
         run(glancesync(tmp.path()).args(["--config-file", cfg, "--show-status", "RegionTwo"]));
     assert_eq!(out, format!("ok,RegionTwo,{name}\n\n"));
 }
+
+#[test]
+fn images_dir_local_file_mode() {
+    let run = run_id();
+    let prefix = format!("gs-e2e-{run}-");
+    let p = prefix.clone();
+    with_cloud(&prefix, move |c| {
+        Box::pin(async move { images_dir_scenario(c, &p).await })
+    });
+}
+
+async fn images_dir_scenario(c: &Cloud, prefix: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let r1 = c.admin.image(Some("RegionOne")).await.unwrap();
+    let r2 = c.admin.image(Some("RegionTwo")).await.unwrap();
+    let d = data(MIB, 3);
+    let master = create(&r1, &format!("{prefix}local"), &d, true, &[]).await;
+    let missing = create(
+        &r1,
+        &format!("{prefix}nofile"),
+        &data(MIB + 7, 4),
+        true,
+        &[],
+    )
+    .await;
+    let dir = tmp.path().join("images");
+    std::fs::create_dir(&dir).unwrap();
+    // The original's recipe: data pre-downloaded as <images_dir>/<master uuid>.
+    std::fs::write(dir.join(&master.id), &d).unwrap();
+    let config = write_config(
+        tmp.path(),
+        c,
+        &format!("metadata_condition = image.name == '{prefix}local'\n"),
+        "False",
+    );
+    let cfg = config.to_str().unwrap();
+    let images_dir = format!("main.images_dir={}", dir.display());
+    let (_, err, _) = run(glancesync(tmp.path()).args([
+        "--config-file",
+        cfg,
+        "RegionTwo",
+        "--config",
+        &images_dir,
+    ]));
+    assert!(err.contains("Image uploaded."), "{err}");
+    let up = one(&r2, &format!("{prefix}local")).await;
+    assert_eq!(up.checksum, master.checksum);
+
+    // A missing file fails that region (exit status 2) and leaves nothing behind.
+    let only_missing = format!("master.metadata_condition=image.name == '{prefix}nofile'");
+    let out = glancesync(tmp.path())
+        .args([
+            "--config-file",
+            cfg,
+            "RegionTwo",
+            "--config",
+            &images_dir,
+            &only_missing,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("Cannot open the image {prefix}nofile to upload")),
+        "{err}"
+    );
+    assert!(err.contains(&missing.id), "{err}");
+    assert!(by_name(&r2, &format!("{prefix}nofile")).await.is_empty());
+}
