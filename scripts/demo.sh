@@ -41,7 +41,7 @@ load_samples() {
     fi
     local file="$DEMO_DIR/$name.raw"
     # Deterministic content so reruns and other machines agree on checksums.
-    yes "$name" | head -c "$((size * 1024 * 1024))" > "$file"
+    head -c "$((size * 1024 * 1024))" < <(yes "$name") > "$file"
     args=(--disk-format raw --container-format bare "--$vis" --file "$file")
     for p in $props; do args+=(--property "$p"); done
     osc image create "${args[@]}" "$name" -f value -c id >/dev/null
