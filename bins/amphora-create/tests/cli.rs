@@ -24,7 +24,10 @@ fn version_prints_name_and_version() {
         .arg("--version")
         .assert()
         .success()
-        .stdout(predicate::str::starts_with(concat!("amphora-create ", env!("CARGO_PKG_VERSION"))));
+        .stdout(predicate::str::starts_with(concat!(
+            "amphora-create ",
+            env!("CARGO_PKG_VERSION")
+        )));
 }
 
 #[test]
@@ -33,7 +36,9 @@ fn unknown_argument_exits_2_with_a_message() {
         .arg("--no-such-flag")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unexpected argument '--no-such-flag'"));
+        .stderr(predicate::str::contains(
+            "unexpected argument '--no-such-flag'",
+        ));
 }
 
 #[test]
