@@ -215,7 +215,7 @@ async fn dispatch(
     let regions = regions.to_vec();
 
     if cli.show_status {
-        return show_status(&gs, &regions, cli.output).await;
+        return show_status(gs, &regions, cli.output).await;
     }
     if cli.parallel {
         return parallel_sync(gs, &regions, cli.dry_run).await;
@@ -239,25 +239,46 @@ fn stdout_line(s: &str) {
 }
 
 async fn show_status(
-    gs: &GlanceSync,
+    gs: Arc<GlanceSync>,
     regions: &[String],
     output: OutputFormat,
 ) -> Result<ExitCode, CliError> {
+    // Regions are computed concurrently (listing is I/O for Glance, parsing is CPU for CSV)
+    // and printed in the requested order.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let sem = Arc::new(tokio::sync::Semaphore::new(workers));
+    let handles: Vec<_> = regions
+        .iter()
+        .map(|r| {
+            let gs = gs.clone();
+            let sem = sem.clone();
+            let r = r.clone();
+            tokio::spawn(async move {
+                let _permit = sem.acquire().await.ok();
+                gs.region_status(&r, &SyncLog::new()).await
+            })
+        })
+        .collect();
     let mut failed = false;
     let mut all: Vec<StatusLine> = Vec::new();
-    let log = SyncLog::new();
-    for r in regions {
-        match gs.region_status(r, &log).await {
+    for (r, h) in regions.iter().zip(handles) {
+        let result = match h.await {
+            Ok(res) => res.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
             Ok(lines) => match output {
                 OutputFormat::Csv => {
                     let mut text = String::with_capacity(lines.len() * 40 + 1);
                     for l in &lines {
-                        text.push_str(&format!(
-                            "{},{},{}\n",
-                            l.status,
-                            glancesync_core::image::csv_field(&l.region),
-                            glancesync_core::image::csv_field(&l.image)
-                        ));
+                        text.push_str(l.status.as_str());
+                        text.push(',');
+                        text.push_str(&glancesync_core::image::csv_field(&l.region));
+                        text.push(',');
+                        text.push_str(&glancesync_core::image::csv_field(&l.image));
+                        text.push('\n');
                     }
                     stdout_line(&text);
                 }

@@ -111,6 +111,22 @@ impl CsvBackend {
         f(state)
     }
 
+    fn path_of(&self, region: &RegionRef) -> Result<PathBuf> {
+        let full = region.full_name();
+        let guard = self.regions.lock().map_err(|_| Error::Backend {
+            region: full.clone(),
+            operation: "lock".into(),
+            message: "state lock poisoned".into(),
+        })?;
+        match guard.get(&full) {
+            Some(s) => Ok(s.path.clone()),
+            None => Err(Error::UnknownRegion {
+                region: full.clone(),
+                detail: format!(" (no backup_{full}.csv in {})", self.dir.display()),
+            }),
+        }
+    }
+
     fn check_writable(&self, region: &RegionRef, operation: &str) -> Result<()> {
         if self.read_only {
             Err(Error::DryRunWrite {
@@ -150,6 +166,11 @@ impl RegionBackend for CsvBackend {
     }
 
     async fn list_images(&self, region: &RegionRef, _target: &TargetConfig) -> Result<Vec<Image>> {
+        if self.read_only {
+            // Nothing will change: parse outside the lock and hand the images over (no copy kept).
+            let path = self.path_of(region)?;
+            return read_csv_file(&path);
+        }
         self.with_region(region, |s| Ok(s.images.clone().unwrap_or_default()))
     }
 

@@ -57,6 +57,9 @@ pub struct GlanceSync {
     backend: Arc<dyn RegionBackend>,
     master_region: String,
     master_images: IndexMap<String, Image>,
+    /// Names of the master images synchronisable to each target (the
+    /// condition is evaluated once per target, not once per region).
+    synchronisable: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>>,
 }
 
 impl std::fmt::Debug for GlanceSync {
@@ -98,6 +101,7 @@ impl GlanceSync {
             backend,
             master_region,
             master_images,
+            synchronisable: Default::default(),
         })
     }
 
@@ -114,6 +118,32 @@ impl GlanceSync {
     /// The master images (after filtering and kernel/ramdisk clean-up), by name.
     pub fn master_images(&self) -> &IndexMap<String, Image> {
         &self.master_images
+    }
+
+    fn to_sync(&self, target: &TargetConfig, log: &SyncLog) -> IndexMap<String, &Image> {
+        let cached = self
+            .synchronisable
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&target.name).cloned());
+        let names = match cached {
+            Some(n) => n,
+            None => {
+                let n: Arc<Vec<String>> = Arc::new(
+                    images_to_sync(&self.master_images, target, log)
+                        .into_keys()
+                        .collect(),
+                );
+                if let Ok(mut m) = self.synchronisable.lock() {
+                    m.insert(target.name.clone(), n.clone());
+                }
+                n
+            }
+        };
+        names
+            .iter()
+            .filter_map(|n| self.master_images.get(n).map(|i| (n.clone(), i)))
+            .collect()
     }
 
     fn target_of(&self, r: &RegionRef, original: &str) -> Result<&TargetConfig> {
@@ -200,9 +230,9 @@ impl GlanceSync {
         async {
             let tenant = self.backend.tenant_id(target).await?;
             let images = self.backend.list_images(&r, target).await?;
-            let filtered_master = images_to_sync(&self.master_images, target, log);
+            let filtered_master = self.to_sync(target, log);
             let dict =
-                local_images_filtered(&filtered_master, &images, target, &tenant, &fullname, log);
+                local_images_filtered(&filtered_master, images, target, &tenant, &fullname, log);
             let tuples = image_list_to_sync(&filtered_master, &dict, target);
             Ok(tuples
                 .into_iter()
@@ -288,9 +318,9 @@ impl GlanceSync {
             }
         }
 
-        let filtered_master = images_to_sync(&self.master_images, target, log);
+        let filtered_master = self.to_sync(target, log);
         let mut dict =
-            local_images_filtered(&filtered_master, &images, target, &tenant, fullname, log);
+            local_images_filtered(&filtered_master, images, target, &tenant, fullname, log);
         let tuples = image_list_to_sync(&filtered_master, &dict, target);
         let mut total_mb = 0f64;
         let mut was_synchronised = true;

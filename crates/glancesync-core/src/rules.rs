@@ -132,7 +132,7 @@ pub fn images_to_sync<'a>(
 /// Rule D: region images whose name is among the synchronisable master names.
 pub fn local_images_filtered(
     filtered_master: &IndexMap<String, &Image>,
-    region_images: &[Image],
+    region_images: Vec<Image>,
     target: &TargetConfig,
     tenant_id: &str,
     fullname: &str,
@@ -168,7 +168,7 @@ pub fn local_images_filtered(
                 continue;
             }
         }
-        out.insert(image.name.clone(), image.clone());
+        out.insert(image.name.clone(), image);
     }
     out
 }
