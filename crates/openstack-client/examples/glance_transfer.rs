@@ -4,6 +4,7 @@
 //! ```text
 //! glance_transfer upload   CLOUD REGION FILE NAME   # prints the new image id
 //! glance_transfer download CLOUD REGION IMAGE_ID OUT   # verifies os_hash_value
+//! glance_transfer download-unverified CLOUD REGION IMAGE_ID OUT
 //! ```
 
 use std::path::Path;
@@ -52,6 +53,17 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                 summary.bytes,
                 summary.algorithm.as_deref().unwrap_or("nothing")
             );
+        }
+        "download-unverified" => {
+            // Transport only (no hash), to compare the HTTP path with curl.
+            let image = glance.get_image(a).await?;
+            let mut stream = glance.download_image_unverified(&image).await?;
+            let mut file = tokio::fs::File::create(b).await?;
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?).await?;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            eprintln!("{} bytes, not verified", stream.bytes_received());
         }
         other => return Err(format!("unknown mode '{other}' (upload or download)").into()),
     }

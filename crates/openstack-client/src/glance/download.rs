@@ -15,9 +15,8 @@ use crate::error::Error;
 
 /// An incremental hasher for the algorithms Glance uses.
 pub(crate) enum Hasher {
-    Sha512(sha2::Sha512),
-    Sha384(sha2::Sha384),
-    Sha256(sha2::Sha256),
+    /// SHA-256/384/512 through ring (assembly, faster than the pure-Rust ones).
+    Ring(ring::digest::Context),
     Sha224(sha2::Sha224),
     Md5(md5::Md5),
 }
@@ -25,9 +24,15 @@ pub(crate) enum Hasher {
 impl Hasher {
     pub(crate) fn new(algo: &str) -> Option<Hasher> {
         match algo.to_ascii_lowercase().as_str() {
-            "sha512" => Some(Hasher::Sha512(sha2::Sha512::new())),
-            "sha384" => Some(Hasher::Sha384(sha2::Sha384::new())),
-            "sha256" => Some(Hasher::Sha256(sha2::Sha256::new())),
+            "sha512" => Some(Hasher::Ring(ring::digest::Context::new(
+                &ring::digest::SHA512,
+            ))),
+            "sha384" => Some(Hasher::Ring(ring::digest::Context::new(
+                &ring::digest::SHA384,
+            ))),
+            "sha256" => Some(Hasher::Ring(ring::digest::Context::new(
+                &ring::digest::SHA256,
+            ))),
             "sha224" => Some(Hasher::Sha224(sha2::Sha224::new())),
             "md5" => Some(Hasher::Md5(md5::Md5::new())),
             _ => None,
@@ -36,9 +41,7 @@ impl Hasher {
 
     pub(crate) fn update(&mut self, data: &[u8]) {
         match self {
-            Hasher::Sha512(h) => h.update(data),
-            Hasher::Sha384(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
+            Hasher::Ring(h) => h.update(data),
             Hasher::Sha224(h) => h.update(data),
             Hasher::Md5(h) => h.update(data),
         }
@@ -46,11 +49,57 @@ impl Hasher {
 
     pub(crate) fn finish_hex(self) -> String {
         match self {
-            Hasher::Sha512(h) => hex::encode(h.finalize()),
-            Hasher::Sha384(h) => hex::encode(h.finalize()),
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Ring(h) => hex::encode(h.finish().as_ref()),
             Hasher::Sha224(h) => hex::encode(h.finalize()),
             Hasher::Md5(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// Hashing off the async thread: a dedicated thread consumes the chunks
+/// (shared `Bytes`, no copy) through a bounded channel, so hashing overlaps
+/// with receiving and the channel bounds memory.
+pub(crate) struct HashWorker {
+    /// Dropped (not just closed: it keeps a sender clone) when the body ends.
+    tx: Option<tokio_util::sync::PollSender<Bytes>>,
+    result: tokio::sync::oneshot::Receiver<String>,
+}
+
+/// Chunks in flight between the network and the hashing thread.
+const HASH_QUEUE: usize = 32;
+
+enum Verifier {
+    None,
+    Inline(Hasher),
+    Thread(HashWorker),
+}
+
+impl Verifier {
+    fn new(algorithm: Option<&str>) -> Verifier {
+        let Some(hasher) = algorithm.and_then(Hasher::new) else {
+            return Verifier::None;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("image-hash".into())
+            .spawn(move || {
+                let mut h = hasher;
+                while let Some(chunk) = rx.blocking_recv() {
+                    h.update(&chunk);
+                }
+                let _ = rtx.send(h.finish_hex());
+            });
+        match spawned {
+            Ok(_) => Verifier::Thread(HashWorker {
+                tx: Some(tokio_util::sync::PollSender::new(tx)),
+                result: rrx,
+            }),
+            // Could not start a thread: hash inline instead (slower, still verified).
+            Err(_) => match algorithm.and_then(Hasher::new) {
+                Some(h) => Verifier::Inline(h),
+                None => Verifier::None,
+            },
         }
     }
 }
@@ -78,7 +127,9 @@ pub struct ImageDownload {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    hasher: Option<Hasher>,
+    verifier: Verifier,
+    body_done: bool,
+    waited_on_hasher: bool,
     algorithm: Option<String>,
     expected_hash: Option<String>,
     expected_size: Option<u64>,
@@ -114,12 +165,14 @@ impl ImageDownload {
         expected_size: Option<u64>,
     ) -> ImageDownload {
         let url = response.url().clone();
-        let hasher = algorithm.as_deref().and_then(Hasher::new);
+        let verifier = Verifier::new(algorithm.as_deref());
         ImageDownload {
             body: Box::pin(response.bytes_stream()),
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
-            hasher,
+            verifier,
+            body_done: false,
+            waited_on_hasher: false,
             algorithm,
             expected_hash,
             expected_size,
@@ -165,7 +218,7 @@ impl ImageDownload {
         tokio_util::io::StreamReader::new(self.map_err(std::io::Error::other))
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
+    fn finish(&mut self, computed: Option<String>) -> Result<(), Error> {
         self.finished = true;
         let _enter = self.span.enter();
         if let Some(expected) = self.expected_size {
@@ -177,9 +230,8 @@ impl ImageDownload {
                 });
             }
         }
-        let hash = match (self.hasher.take(), &self.expected_hash) {
-            (Some(h), Some(expected)) => {
-                let actual = h.finish_hex();
+        let hash = match (computed, &self.expected_hash) {
+            (Some(actual), Some(expected)) => {
                 if !actual.eq_ignore_ascii_case(expected) {
                     return Err(Error::HashMismatch {
                         image_id: self.image_id.clone(),
@@ -216,10 +268,67 @@ impl Stream for ImageDownload {
         if this.finished {
             return Poll::Ready(None);
         }
+        if this.body_done {
+            // Body complete: wait for the hashing thread's verdict.
+            let computed = match &mut this.verifier {
+                Verifier::Thread(w) => match Pin::new(&mut w.result).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(hex)) => Some(hex),
+                    Poll::Ready(Err(_)) => {
+                        this.finished = true;
+                        return Poll::Ready(Some(Err(Error::Io {
+                            context: format!("image {}: the hashing thread stopped", this.image_id),
+                            source: std::io::Error::other("hash worker ended without a result"),
+                        })));
+                    }
+                },
+                Verifier::Inline(_) => {
+                    match std::mem::replace(&mut this.verifier, Verifier::None) {
+                        Verifier::Inline(h) => Some(h.finish_hex()),
+                        _ => None,
+                    }
+                }
+                Verifier::None => None,
+            };
+            return match this.finish(computed) {
+                Ok(()) => Poll::Ready(None),
+                Err(e) => Poll::Ready(Some(Err(e))),
+            };
+        }
+        // Backpressure: only pull from the network when the hasher has room.
+        if let Verifier::Thread(HashWorker { tx: Some(tx), .. }) = &mut this.verifier {
+            match tx.poll_reserve(cx) {
+                Poll::Pending => {
+                    this.waited_on_hasher = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(())) => {
+                    if std::mem::take(&mut this.waited_on_hasher) {
+                        // Time spent waiting for our own hasher is not network idleness.
+                        let deadline = tokio::time::Instant::now() + this.idle;
+                        this.sleep.as_mut().reset(deadline);
+                    }
+                }
+                Poll::Ready(Err(_)) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(Error::Io {
+                        context: format!("image {}: the hashing thread stopped", this.image_id),
+                        source: std::io::Error::other("hash worker channel closed"),
+                    })));
+                }
+            }
+        }
         match this.body.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(h) = this.hasher.as_mut() {
-                    h.update(&chunk);
+                match &mut this.verifier {
+                    Verifier::Thread(w) => {
+                        // A send error means the worker is gone; it is reported at the end.
+                        if let Some(tx) = w.tx.as_mut() {
+                            let _ = tx.send_item(chunk.clone());
+                        }
+                    }
+                    Verifier::Inline(h) => h.update(&chunk),
+                    Verifier::None => {}
                 }
                 this.received += chunk.len() as u64;
                 let deadline = tokio::time::Instant::now() + this.idle;
@@ -234,10 +343,16 @@ impl Stream for ImageDownload {
                     source,
                 })))
             }
-            Poll::Ready(None) => match this.finish() {
-                Ok(()) => Poll::Ready(None),
-                Err(e) => Poll::Ready(Some(Err(e))),
-            },
+            Poll::Ready(None) => {
+                this.body_done = true;
+                if let Verifier::Thread(w) = &mut this.verifier {
+                    // Dropping the last sender ends the worker's loop.
+                    w.tx = None;
+                }
+                // Poll again to start waiting for the hash result.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             Poll::Pending => {
                 if this.sleep.as_mut().poll(cx).is_ready() {
                     this.finished = true;
