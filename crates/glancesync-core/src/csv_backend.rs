@@ -284,3 +284,118 @@ pub fn load_dir(dir: &Path) -> Result<HashMap<String, Vec<Image>>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, GlanceSyncConfig, LoadOptions};
+
+    fn target(name: &str, extra: &str) -> TargetConfig {
+        let text = format!(
+            "[main]\nmaster_region = M\n[master]\ncredential = u,cA==,http://k,tenant1\n[other]\ncredential = u,cA==,http://k,tenant2\n{extra}"
+        );
+        let c = GlanceSyncConfig::load(
+            &ConfigSource::Text {
+                name: "t".into(),
+                text,
+            },
+            &LoadOptions::default(),
+            &|_: &str| None,
+        )
+        .unwrap();
+        c.target(name).unwrap().clone()
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("backup_M.csv"),
+            "M,img,m1,active,10,c1,tenant1id,True,{'a': 1}\r\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("backup_R.csv"),
+            "R,img,1$img,active,10,c0,tenant1id,True,{}\r\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("backup_other:X.csv"), "").unwrap();
+        std::fs::write(d.path().join("notabackup.txt"), "x").unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn regions_per_target_from_file_names() {
+        let d = setup();
+        let b = CsvBackend::open(d.path(), true).unwrap();
+        assert_eq!(
+            b.regions(&target("master", "")).await.unwrap(),
+            vec!["M", "R"]
+        );
+        assert_eq!(b.regions(&target("other", "")).await.unwrap(), vec!["X"]);
+        assert_eq!(
+            b.tenant_id(&target("other", "")).await.unwrap(),
+            "tenant2id"
+        );
+        assert_eq!(
+            b.tenant_id(&target("other", "tenant_id = abc\n"))
+                .await
+                .unwrap(),
+            "abc"
+        );
+    }
+
+    #[tokio::test]
+    async fn new_ids_owner_and_write_back() {
+        let d = setup();
+        let b = CsvBackend::open(d.path(), false).unwrap();
+        let t = target("master", "");
+        let r = RegionRef::parse("R");
+        let master = read_csv_file(&d.path().join("backup_M.csv"))
+            .unwrap()
+            .remove(0);
+        let mut new = master.clone();
+        new.owner = "someone".into();
+        let id = b
+            .upload_image(UploadRequest {
+                region: &r,
+                target: &t,
+                image: &new,
+                master: &master,
+            })
+            .await
+            .unwrap();
+        assert_eq!(id, "2$img", "1$img is taken");
+        // Metadata update: only visibility, name and properties change.
+        let mut upd = b.list_images(&r, &t).await.unwrap().remove(1);
+        upd.name = "renamed".into();
+        upd.is_public = false;
+        upd.status = "ignored".into();
+        upd.user_properties.clear();
+        b.update_metadata(&r, &t, &upd).await.unwrap();
+        b.delete_image(&r, &t, "1$img").await.unwrap();
+        assert!(b.delete_image(&r, &t, "nope").await.is_err());
+        // Nothing is written before flush.
+        assert!(std::fs::read_to_string(d.path().join("backup_R.csv"))
+            .unwrap()
+            .contains("1$img,"));
+        b.flush(&r).await.unwrap();
+        let text = std::fs::read_to_string(d.path().join("backup_R.csv")).unwrap();
+        assert_eq!(text, "R,renamed,2$img,active,10,c1,tenant1id,False,{}\r\n");
+    }
+
+    #[tokio::test]
+    async fn read_only_refuses_writes() {
+        let d = setup();
+        let b = CsvBackend::open(d.path(), true).unwrap();
+        let t = target("master", "");
+        let r = RegionRef::parse("R");
+        let e = b.delete_image(&r, &t, "1$img").await.unwrap_err();
+        assert!(matches!(e, Error::DryRunWrite { .. }), "{e}");
+        let e = b
+            .list_images(&RegionRef::parse("other:Nope"), &t)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backup_other:Nope.csv"), "{e}");
+    }
+}

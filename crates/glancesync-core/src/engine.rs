@@ -563,3 +563,55 @@ pub fn master_images_to_dict(images: Vec<Image>, tenant_id: &str) -> IndexMap<St
     }
     dict
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pyvalue::parse_properties;
+
+    fn img(name: &str, id: &str, status: &str, owner: &str, props: &str) -> Image {
+        let mut i = Image::new("M", name, id);
+        i.status = status.into();
+        i.owner = owner.into();
+        i.user_properties = parse_properties(props).unwrap();
+        i
+    }
+
+    #[test]
+    fn master_list_filters_dedups_and_names_aux_images() {
+        let d = master_images_to_dict(
+            vec![
+                img("k", "kid", "active", "t", "{}"),
+                img(
+                    "ami",
+                    "a",
+                    "active",
+                    "t",
+                    "{'kernel_id': 'kid', 'ramdisk_id': ''}",
+                ),
+                img("dangling", "d", "active", "000t", "{'kernel_id': 'gone'}"),
+                img("dup", "d1", "active", "t", "{}"),
+                img("dup", "d2", "active", "t", "{}"),
+                img("dup", "d3", "active", "t", "{}"),
+                img("q", "q", "queued", "t", "{}"),
+                img("", "n", "active", "t", "{}"),
+                img("other", "o", "active", "x", "{}"),
+                img("free", "f", "active", "", "{}"),
+            ],
+            "t",
+        );
+        assert_eq!(
+            d.keys().collect::<Vec<_>>(),
+            vec!["k", "ami", "dangling", "free"]
+        );
+        assert_eq!(
+            d["ami"].user_properties,
+            parse_properties("{'kernel_id': 'k'}").unwrap()
+        );
+        // A dangling id is kept as is (no crash): the image will report error_ami.
+        assert_eq!(
+            d["dangling"].user_properties,
+            parse_properties("{'kernel_id': 'gone'}").unwrap()
+        );
+    }
+}
