@@ -29,7 +29,7 @@ pub enum Error {
         message: String,
     },
     /// A configuration-wide problem not tied to one option.
-    #[error("{file}: {message}")]
+    #[error("{}{message}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
     Config {
         /// File (or `<string>`) holding the configuration.
         file: String,
