@@ -86,6 +86,7 @@ create_for_curl() {
         "$GLANCE/v2/images" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
 
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "upload: crate" >&2
 measure crate_up "$BIN" upload "$CLOUD" "$REGION" "$WORK/src.raw" "bench-crate-$$" > "$WORK/id.crate"
 ID_CRATE=$(cat "$WORK/id.crate"); IDS+=("$ID_CRATE")
@@ -102,6 +103,10 @@ IDS+=("$(cat "$WORK/id.osc")")
 
 echo "download: crate (sha512 verified while streaming)" >&2
 measure crate_down "$BIN" download "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
+cmp -s "$WORK/src.raw" "$WORK/out.crate" || die "crate download differs from the source"
+rm -f "$WORK/out.crate"
+echo "download: crate without verification (transport only)" >&2
+measure crate_nv_down "$BIN" download-unverified "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
 rm -f "$WORK/out.crate"
 echo "download: curl -o" >&2
 measure curl_down curl -sS -f -H @"$WORK/hdr" -o "$WORK/out.curl" "$GLANCE/v2/images/$ID_CRATE/file"
@@ -119,7 +124,9 @@ echo "|---|---|---|---|---|"
 for t in crate curl osc; do
     echo "| $t | ${SECS[${t}_up]} | $(mib "${RSS[${t}_up]}") | ${SECS[${t}_down]} | $(mib "${RSS[${t}_down]}") |"
 done
+echo "| crate, download not verified | - | - | ${SECS[crate_nv_down]} | $(mib "${RSS[crate_nv_down]}") |"
 echo
-echo "crate/curl: upload $(ratio "${SECS[crate_up]}" "${SECS[curl_up]}"), download $(ratio "${SECS[crate_down]}" "${SECS[curl_down]}")"
+echo "crate/curl: upload $(ratio "${SECS[crate_up]}" "${SECS[curl_up]}"), download $(ratio "${SECS[crate_down]}" "${SECS[curl_down]}") (unverified $(ratio "${SECS[crate_nv_down]}" "${SECS[curl_down]}"))"
 echo "osc/crate:  upload $(ratio "${SECS[osc_up]}" "${SECS[crate_up]}"), download $(ratio "${SECS[osc_down]}" "${SECS[crate_down]}")"
+echo "load average before the run: $LOAD"
 echo "($SIZE_MIB MiB, $REGION, $(date -u +%Y-%m-%dT%H:%MZ))"

@@ -197,3 +197,59 @@ async fn single_flight_reauth_on_glance_401() {
     }
     assert_eq!(s.auth_count(), before + 1);
 }
+
+/// Nothing secret in the logs, even at TRACE level, nor in Debug output.
+#[tokio::test]
+async fn secrets_stay_out_of_logs_and_debug() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let cfg = common::config();
+    let password = match &cfg.credentials {
+        Credentials::Password { password, .. } => password.expose().to_owned(),
+        other => panic!("the test cloud uses password auth, got {other:?}"),
+    };
+    assert!(!format!("{cfg:?}").contains(&password));
+    let s = common::session_for(cfg).await;
+    let g = s.image(Some(&common::regions()[0])).await.unwrap();
+    g.list_images(&ImageFilter::default().limit(1))
+        .await
+        .unwrap();
+    s.replace_token_for_test(Secret::new("gAAAAAB-garbage-token-for-log-test"))
+        .await
+        .unwrap();
+    g.list_images(&ImageFilter::default().limit(1))
+        .await
+        .unwrap();
+    let token = s.token().await.unwrap();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("openstack_request"),
+        "no request spans captured:\n{logs}"
+    );
+    assert!(logs.contains("re-authenticating"), "{logs}");
+    assert!(!logs.contains(&password), "password in the logs");
+    assert!(!logs.contains(token.expose()), "token in the logs");
+    assert!(!logs.contains("garbage-token"), "token in the logs");
+    assert!(!format!("{s:?} {g:?}").contains(token.expose()));
+}
