@@ -571,3 +571,38 @@ fn exclusive_modes() {
         .assert()
         .failure();
 }
+
+#[test]
+fn a_failing_region_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, state) = setup("conformance", "mixed", tmp.path());
+    let out = glancesync(tmp.path())
+        .args([
+            "--config-file",
+            config.to_str().unwrap(),
+            "--backend",
+            &format!("csv:{}", state.display()),
+        ])
+        .args(["Nowhere", "Burgos"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "======Master is Valladolid\n======Nowhere\n======Burgos\n"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("Nowhere: synchronisation failed") && stderr.contains("backup_Nowhere.csv"),
+        "{stderr}"
+    );
+    let burgos: Vec<String> = state_set(&state)
+        .into_iter()
+        .filter(|l| l.starts_with("Burgos|"))
+        .collect();
+    let want: Vec<String> = state_set(&fixtures().join("conformance/mixed.result"))
+        .into_iter()
+        .filter(|l| l.starts_with("Burgos|"))
+        .collect();
+    assert_eq!(burgos, want);
+}
