@@ -373,3 +373,74 @@ async fn discovery_and_glance_direct_import() {
     }
     g.delete_image(&img.id).await.unwrap();
 }
+
+/// Serve `data` over HTTP on loopback (any path; HEAD and GET).
+async fn serve(data: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let data = std::sync::Arc::new(data);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let data = data.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    data.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                if req.starts_with(b"GET") {
+                    let _ = sock.write_all(&data).await;
+                }
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/disk.raw")
+}
+
+#[tokio::test]
+async fn web_download_import() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let g = glance(&common::regions()[1]).await;
+    let methods = g.import_methods().await.unwrap();
+    assert!(methods.contains(&"web-download".to_string()), "{methods:?}");
+    let payload = common::data(2 * 1024 * 1024 + 5, 99);
+    let uri = serve(payload.clone()).await;
+    let img = g
+        .create_image(
+            &CreateImage::new(common::unique("web"))
+                .disk_format("raw")
+                .container_format("bare"),
+        )
+        .await
+        .unwrap();
+    g.import_image(
+        &img.id,
+        &ImportMethod::WebDownload { uri },
+        &ImportOptions::default(),
+    )
+    .await
+    .unwrap();
+    let active = g
+        .wait_for_status(&img.id, ImageStatus::Active, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(active.size, Some(payload.len() as u64));
+    assert_eq!(
+        active.os_hash_value.as_deref(),
+        Some(common::sha512_hex(&payload).as_str())
+    );
+    let mut out = Vec::new();
+    g.download_to(&img.id, &mut out).await.unwrap();
+    assert_eq!(out, payload);
+    g.delete_image(&img.id).await.unwrap();
+}
