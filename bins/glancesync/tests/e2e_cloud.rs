@@ -452,6 +452,10 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
     assert_eq!(a.os_hash_value, master_a.os_hash_value);
     assert_eq!(a.visibility, Visibility::Public);
     assert_eq!(a.property("type"), Some("base"));
+    assert!(
+        !a.properties.contains_key("glancesync_transfer"),
+        "transfer marker left on {a:?}"
+    );
     // AMI: the kernel (bigger than the AMI image) was uploaded, then kernel_id pointed at it.
     let k2 = one(&r2, &n("pub-kernel")).await;
     assert_eq!(k2.checksum.as_deref(), Some(md5_hex(&kernel_data).as_str()));
@@ -550,11 +554,12 @@ async fn interrupt_during_upload(
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // glancesync's own image being created carries the transfer marker.
         let seen = by_name(r2, name).await;
-        if seen
-            .iter()
-            .any(|i| matches!(i.status, ImageStatus::Queued | ImageStatus::Saving))
-        {
+        if seen.iter().any(|i| {
+            matches!(i.status, ImageStatus::Queued | ImageStatus::Saving)
+                && i.properties.contains_key("glancesync_transfer")
+        }) {
             break;
         }
         assert!(
@@ -591,6 +596,17 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
         "False",
     );
     let cfg = config.to_str().unwrap();
+    // Someone else's image of the same name, still queued: glancesync must never delete it.
+    let foreign = r2
+        .create_image(
+            &CreateImage::new(&name)
+                .disk_format("raw")
+                .container_format("bare"),
+        )
+        .await
+        .unwrap();
+    let mine =
+        |v: Vec<Image>| -> Vec<Image> { v.into_iter().filter(|i| i.id != foreign.id).collect() };
 
     // Ctrl-C (SIGINT) during the transfer: the half-created image is deleted.
     let (code, err) = interrupt_during_upload(tmp.path(), cfg, &r2, &name, 2).await;
@@ -598,7 +614,7 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
     assert_eq!(code, 130, "{err}");
     assert!(err.contains("deleted the incomplete image"), "{err}");
     assert!(
-        by_name(&r2, &name).await.is_empty(),
+        mine(by_name(&r2, &name).await).is_empty(),
         "an incomplete image was left behind"
     );
 
@@ -613,7 +629,7 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
             .collect::<Vec<_>>()
     );
     let (_, err, _) = run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo"]));
-    let images = by_name(&r2, &name).await;
+    let images = mine(by_name(&r2, &name).await);
     assert_eq!(
         images.len(),
         1,

@@ -51,6 +51,11 @@ impl TransferObserver for NoProgress {
     fn finish(&self, _: &str, _: &str, _: bool) {}
 }
 
+/// Property set on an image while glancesync uploads its data (removed once
+/// the upload succeeded): only images carrying it are ever cleaned up as
+/// "incomplete", so other people's queued images are never touched.
+pub const TRANSFER_MARKER: &str = "glancesync_transfer";
+
 /// Fields of a Glance image that are not user properties.
 const NON_USER_PROPERTIES: &[&str] = &[
     "self",
@@ -62,7 +67,7 @@ const NON_USER_PROPERTIES: &[&str] = &[
 ];
 
 fn is_user_property(k: &str) -> bool {
-    !NON_USER_PROPERTIES.contains(&k) && !k.starts_with("os_glance")
+    !NON_USER_PROPERTIES.contains(&k) && !k.starts_with("os_glance") && k != TRANSFER_MARKER
 }
 
 /// An upload in progress: the image's name, tenant and (once created) id.
@@ -299,7 +304,8 @@ impl GlanceBackend {
                 .owner
                 .as_deref()
                 .is_none_or(|o| o.is_empty() || crate::rules::same_owner(o, tenant));
-            if stale && ours {
+            let marked = g.properties.contains_key(TRANSFER_MARKER);
+            if stale && ours && marked {
                 tracing::warn!("{region}: deleting incomplete image {name} ({}, {}) left by an interrupted transfer", g.id, g.status.as_str());
                 client
                     .delete_image(&g.id)
@@ -507,6 +513,10 @@ impl RegionBackend for GlanceBackend {
                 create = create.property(k.clone(), s);
             }
         }
+        create = create.property(
+            TRANSFER_MARKER,
+            format!("in progress (pid {})", std::process::id()),
+        );
         let span = tracing::info_span!("upload_image", region = %full, image = %req.image.name, size = req.master.size);
         async {
             if let Ok(mut m) = self.in_flight.lock() {
@@ -536,12 +546,14 @@ impl RegionBackend for GlanceBackend {
             }
             match outcome {
                 Ok(()) => {
+                    let mut patch = ImagePatch::for_image(&created).remove_property(TRANSFER_MARKER);
                     if raw.protected {
-                        client
-                            .update_image(&id, &ImagePatch::for_image(&created).protected(true))
-                            .await
-                            .map_err(|e| backend_err(&full, "protect the image", e))?;
+                        patch = patch.protected(true);
                     }
+                    client
+                        .update_image(&id, &patch)
+                        .await
+                        .map_err(|e| backend_err(&full, "finish the image (marker, protection)", e))?;
                     Ok(id)
                 }
                 Err(e) => {
@@ -594,6 +606,9 @@ impl RegionBackend for GlanceBackend {
             if current.property(k) != Some(s.as_str()) {
                 patch = patch.set_property(k, s);
             }
+        }
+        if current.properties.contains_key(TRANSFER_MARKER) {
+            patch = patch.remove_property(TRANSFER_MARKER);
         }
         if patch.is_empty() {
             return Ok(());
