@@ -119,9 +119,11 @@ pub struct DownloadSummary {
 /// `os_hash_algo`/`os_hash_value` (or the md5 `checksum` when the secure hash
 /// is absent or uses an unknown algorithm) while it streams.
 ///
-/// The final item is an error ([`Error::HashMismatch`] or
-/// [`Error::SizeMismatch`]) if the data does not match, so a consumer that
-/// reads to the end cannot miss corruption. Each chunk must arrive within the
+/// The last chunk is held back until the whole download has been verified:
+/// on a mismatch the stream ends with an error ([`Error::HashMismatch`] or
+/// [`Error::SizeMismatch`]) *instead of* the last chunk, so a consumer never
+/// receives the complete data unverified (piping into an upload with a
+/// `Content-Length` therefore fails rather than storing bad data). Each chunk must arrive within the
 /// idle timeout; there is no total deadline.
 pub struct ImageDownload {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
@@ -129,6 +131,7 @@ pub struct ImageDownload {
     sleep: Pin<Box<tokio::time::Sleep>>,
     verifier: Verifier,
     body_done: bool,
+    held: Option<Bytes>,
     waited_on_hasher: bool,
     algorithm: Option<String>,
     expected_hash: Option<String>,
@@ -172,6 +175,7 @@ impl ImageDownload {
             sleep: Box::pin(tokio::time::sleep(idle)),
             verifier,
             body_done: false,
+            held: None,
             waited_on_hasher: false,
             algorithm,
             expected_hash,
@@ -265,105 +269,122 @@ impl Stream for ImageDownload {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if this.body_done {
-            // Body complete: wait for the hashing thread's verdict.
-            let computed = match &mut this.verifier {
-                Verifier::Thread(w) => match Pin::new(&mut w.result).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(hex)) => Some(hex),
-                    Poll::Ready(Err(_)) => {
-                        this.finished = true;
-                        return Poll::Ready(Some(Err(Error::Io {
-                            context: format!("image {}: the hashing thread stopped", this.image_id),
-                            source: std::io::Error::other("hash worker ended without a result"),
-                        })));
-                    }
-                },
-                Verifier::Inline(_) => {
-                    match std::mem::replace(&mut this.verifier, Verifier::None) {
-                        Verifier::Inline(h) => Some(h.finish_hex()),
-                        _ => None,
-                    }
-                }
-                Verifier::None => None,
-            };
-            return match this.finish(computed) {
-                Ok(()) => Poll::Ready(None),
-                Err(e) => Poll::Ready(Some(Err(e))),
-            };
-        }
-        // Backpressure: only pull from the network when the hasher has room.
-        if let Verifier::Thread(HashWorker { tx: Some(tx), .. }) = &mut this.verifier {
-            match tx.poll_reserve(cx) {
-                Poll::Pending => {
-                    this.waited_on_hasher = true;
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(())) => {
-                    if std::mem::take(&mut this.waited_on_hasher) {
-                        // Time spent waiting for our own hasher is not network idleness.
-                        let deadline = tokio::time::Instant::now() + this.idle;
-                        this.sleep.as_mut().reset(deadline);
-                    }
-                }
-                Poll::Ready(Err(_)) => {
-                    this.finished = true;
-                    return Poll::Ready(Some(Err(Error::Io {
-                        context: format!("image {}: the hashing thread stopped", this.image_id),
-                        source: std::io::Error::other("hash worker channel closed"),
-                    })));
-                }
+        loop {
+            if this.finished {
+                // After a successful verification, release the held-back last chunk.
+                return Poll::Ready(this.held.take().map(Ok));
             }
-        }
-        match this.body.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                match &mut this.verifier {
-                    Verifier::Thread(w) => {
-                        // A send error means the worker is gone; it is reported at the end.
-                        if let Some(tx) = w.tx.as_mut() {
-                            let _ = tx.send_item(chunk.clone());
+            if this.body_done {
+                // Body complete: wait for the hashing thread's verdict.
+                let computed = match &mut this.verifier {
+                    Verifier::Thread(w) => match Pin::new(&mut w.result).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(hex)) => Some(hex),
+                        Poll::Ready(Err(_)) => {
+                            this.finished = true;
+                            this.held = None;
+                            return Poll::Ready(Some(Err(Error::Io {
+                                context: format!(
+                                    "image {}: the hashing thread stopped",
+                                    this.image_id
+                                ),
+                                source: std::io::Error::other("hash worker ended without a result"),
+                            })));
+                        }
+                    },
+                    Verifier::Inline(_) => {
+                        match std::mem::replace(&mut this.verifier, Verifier::None) {
+                            Verifier::Inline(h) => Some(h.finish_hex()),
+                            _ => None,
                         }
                     }
-                    Verifier::Inline(h) => h.update(&chunk),
-                    Verifier::None => {}
+                    Verifier::None => None,
+                };
+                if let Err(e) = this.finish(computed) {
+                    this.held = None;
+                    return Poll::Ready(Some(Err(e)));
                 }
-                this.received += chunk.len() as u64;
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
-                Poll::Ready(Some(Ok(chunk)))
+                continue;
             }
-            Poll::Ready(Some(Err(source))) => {
-                this.finished = true;
-                Poll::Ready(Some(Err(Error::Transport {
-                    method: Method::GET,
-                    url: this.url.to_string(),
-                    source,
-                })))
-            }
-            Poll::Ready(None) => {
-                this.body_done = true;
-                if let Verifier::Thread(w) = &mut this.verifier {
-                    // Dropping the last sender ends the worker's loop.
-                    w.tx = None;
+            // Backpressure: only pull from the network when the hasher has room.
+            if let Verifier::Thread(HashWorker { tx: Some(tx), .. }) = &mut this.verifier {
+                match tx.poll_reserve(cx) {
+                    Poll::Pending => {
+                        this.waited_on_hasher = true;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(())) => {
+                        if std::mem::take(&mut this.waited_on_hasher) {
+                            // Time spent waiting for our own hasher is not network idleness.
+                            let deadline = tokio::time::Instant::now() + this.idle;
+                            this.sleep.as_mut().reset(deadline);
+                        }
+                    }
+                    Poll::Ready(Err(_)) => {
+                        this.finished = true;
+                        this.held = None;
+                        return Poll::Ready(Some(Err(Error::Io {
+                            context: format!("image {}: the hashing thread stopped", this.image_id),
+                            source: std::io::Error::other("hash worker channel closed"),
+                        })));
+                    }
                 }
-                // Poll again to start waiting for the hash result.
-                cx.waker().wake_by_ref();
-                Poll::Pending
             }
-            Poll::Pending => {
-                if this.sleep.as_mut().poll(cx).is_ready() {
+            match this.body.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    match &mut this.verifier {
+                        Verifier::Thread(w) => {
+                            // A send error means the worker is gone; it is reported at the end.
+                            if let Some(tx) = w.tx.as_mut() {
+                                let _ = tx.send_item(chunk.clone());
+                            }
+                        }
+                        Verifier::Inline(h) => h.update(&chunk),
+                        Verifier::None => {}
+                    }
+                    this.received += chunk.len() as u64;
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                    // Hold back the newest chunk: the last one is only released
+                    // once the whole download verified, so a consumer (e.g. an
+                    // upload with Content-Length) never gets complete but
+                    // unverified data.
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
+                }
+                Poll::Ready(Some(Err(source))) => {
                     this.finished = true;
-                    return Poll::Ready(Some(Err(Error::Timeout {
+                    this.held = None;
+                    return Poll::Ready(Some(Err(Error::Transport {
                         method: Method::GET,
                         url: this.url.to_string(),
-                        phase: "reading the image data",
-                        idle: this.idle,
+                        source,
                     })));
                 }
-                Poll::Pending
+                Poll::Ready(None) => {
+                    this.body_done = true;
+                    if let Verifier::Thread(w) = &mut this.verifier {
+                        // Dropping the last sender ends the worker's loop.
+                        w.tx = None;
+                    }
+                }
+                Poll::Pending => {
+                    if this.sleep.as_mut().poll(cx).is_ready() {
+                        this.finished = true;
+                        this.held = None;
+                        return Poll::Ready(Some(Err(Error::Timeout {
+                            method: Method::GET,
+                            url: this.url.to_string(),
+                            phase: "reading the image data",
+                            idle: this.idle,
+                        })));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
