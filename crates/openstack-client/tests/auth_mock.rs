@@ -1,0 +1,70 @@
+//! Token lifetime handling against a mocked Keystone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use openstack_client::glance::ImageFilter;
+use openstack_client::{CloudConfig, Session};
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn keystone(expires_in: chrono::Duration) -> MockServer {
+    let ks = MockServer::start().await;
+    let expires =
+        (chrono::Utc::now() + expires_in).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let uri = ks.uri();
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", "tok")
+                .set_body_json(json!({"token": {"expires_at": expires, "project": {"id": "p", "name": "proj"}, "catalog": [
+                    {"type": "image", "endpoints": [{"interface": "public", "region_id": "R", "url": format!("{uri}/image")}]}
+                ]}})),
+        )
+        .mount(&ks)
+        .await;
+    ks
+}
+
+fn config(ks: &MockServer) -> CloudConfig {
+    CloudConfig::password(&format!("{}/v3", ks.uri()), "u", "p", "proj").unwrap()
+}
+
+/// A token inside the refresh margin is replaced before it is used.
+#[tokio::test]
+async fn token_close_to_expiry_is_refreshed_first() {
+    let ks = keystone(chrono::Duration::seconds(60)).await;
+    let s = Session::connect(config(&ks)).await.unwrap();
+    assert_eq!(s.auth_count(), 1);
+    s.token().await.unwrap();
+    assert_eq!(s.auth_count(), 2);
+    let fresh = keystone(chrono::Duration::hours(1)).await;
+    let s = Session::connect(config(&fresh)).await.unwrap();
+    s.token().await.unwrap();
+    s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
+        .await
+        .unwrap();
+    assert_eq!(s.auth_count(), 1);
+}
+
+/// A service that keeps answering 401: exactly one re-authentication, then
+/// the 401 is returned.
+#[tokio::test]
+async fn one_reauth_on_401_then_give_up() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images"))
+        .and(header("x-auth-token", "tok"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(
+            "401 Unauthorized\n\nThis server could not verify that you are authorized",
+        ))
+        .expect(2)
+        .mount(&ks)
+        .await;
+    let s = Session::connect(config(&ks)).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    let err = g.list_images(&ImageFilter::default()).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+    assert!(err.to_string().contains("could not verify"), "{err}");
+    assert_eq!(s.auth_count(), 2);
+}
