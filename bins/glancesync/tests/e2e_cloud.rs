@@ -431,6 +431,44 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         "dry-run changed Glance's state"
     );
 
+    // Same with --parallel (the original ignored --dry-run there).
+    let (out, _, pid) = run(glancesync(tmp.path()).args([
+        "--config-file",
+        cfg,
+        "--parallel",
+        "--dry-run",
+        "RegionTwo",
+        "demo:RegionTwo",
+    ]));
+    assert!(
+        out.starts_with("======Master is RegionOne\n") && out.ends_with("All is done.\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Region RegionTwo has finished\n")
+            && out.contains("Region demo:RegionTwo has finished\n")
+    );
+    let mut reqs = glance_requests_of(pid);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while reqs.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reqs = glance_requests_of(pid);
+    }
+    assert!(!reqs.is_empty());
+    let writes: Vec<_> = reqs
+        .iter()
+        .filter(|(m, _)| m != "GET" && m != "HEAD")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "--parallel --dry-run sent write requests to Glance: {writes:?}"
+    );
+    assert_eq!(
+        snapshot(c, prefix).await,
+        before,
+        "--parallel --dry-run changed Glance's state"
+    );
+
     // The sync.
     let (out, err, _) =
         run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo", "demo:RegionTwo"]));

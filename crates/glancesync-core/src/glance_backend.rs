@@ -643,3 +643,62 @@ impl RegionBackend for GlanceBackend {
             .map_err(|e| backend_err(&full, &format!("delete image {id}"), e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, LoadOptions};
+
+    fn target(section: &str) -> TargetConfig {
+        let text = format!("[main]\nmaster_region = R\n[master]\n{section}");
+        let c = GlanceSyncConfig::load(
+            &ConfigSource::Text {
+                name: "t".into(),
+                text,
+            },
+            &LoadOptions::default(),
+            &|_: &str| None,
+        )
+        .unwrap();
+        c.master().clone()
+    }
+
+    #[test]
+    fn keystone_v2_urls_become_v3_and_domains_apply() {
+        let t = target("credential = u,cHc=,http://k:5000/v2.0,proj\nuser_domain_name = Users\n");
+        let cc = GlanceBackend::cloud_config(&t).unwrap();
+        assert_eq!(cc.auth_url.as_str(), "http://k:5000/v3/");
+        let openstack_client::Credentials::Password { user, password } = &cc.credentials else {
+            panic!()
+        };
+        assert_eq!(password.expose(), "pw");
+        assert_eq!(user.name.as_deref(), Some("u"));
+        assert_eq!(user.domain.name.as_deref(), Some("Users"));
+        let Scope::Project { name, domain, .. } = &cc.scope else {
+            panic!()
+        };
+        assert_eq!(name.as_deref(), Some("proj"));
+        assert_eq!(domain.id.as_deref(), Some("default"));
+        assert!(cc.http.user_agent.starts_with("glancesync/"));
+    }
+
+    #[test]
+    fn glance_fields_that_are_not_user_properties() {
+        let g: openstack_client::glance::Image = serde_json::from_value(serde_json::json!({
+            "id": "i", "name": "n", "status": "active", "visibility": "public", "size": 5,
+            "checksum": "c", "owner": "o", "disk_format": "raw", "container_format": "bare",
+            "self": "/v2/images/i", "file": "/v2/images/i/file", "schema": "/v2/schemas/image",
+            "stores": "file1", "os_glance_importing_to_stores": "", "glancesync_transfer": "x",
+            "type": "base", "nid": 3
+        }))
+        .unwrap();
+        let i = GlanceBackend::to_image("R", g);
+        assert_eq!(
+            i.user_properties.keys().collect::<Vec<_>>(),
+            vec!["nid", "type"]
+        );
+        assert_eq!(i.user_properties["nid"], PyValue::Int(3));
+        assert!(i.is_public);
+        assert_eq!(i.raw.unwrap().disk_format.as_deref(), Some("raw"));
+    }
+}
