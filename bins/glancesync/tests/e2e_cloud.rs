@@ -174,13 +174,15 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// The glancesync.conf for the local cloud: master = admin (plain credential
-/// form), target `demo` = local-demo (base64 `credential` form).
+/// The glancesync.conf for the local cloud (credential form, base64 passwords,
+/// Keystone v3): master = admin, target `demo` = local-demo. The plain
+/// user/password form is covered by the config unit tests and the benchmark.
 fn write_config(dir: &Path, c: &Cloud, master_extra: &str, demo_condition: &str) -> PathBuf {
     let (au, ap, at) = password(&c.admin_cfg);
     let (du, dp, dt) = password(&c.demo_cfg);
     let text = format!(
-        "[main]\nmaster_region = RegionOne\n\n[master]\nuser = {au}\npassword = {ap}\nkeystone_url = http://127.0.0.1:5000/v3\ntenant = {at}\nuse_keystone_v3 = True\n{master_extra}\n\n[demo]\ncredential = {du},{},\n  http://127.0.0.1:5000/v3,{dt}\nuse_keystone_v3 = True\nmetadata_condition = {demo_condition}\n",
+        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {au},{},http://127.0.0.1:5000/v3,{at}\nuse_keystone_v3 = True\n{master_extra}\n\n[demo]\ncredential = {du},{},\n  http://127.0.0.1:5000/v3,{dt}\nuse_keystone_v3 = True\nmetadata_condition = {demo_condition}\n",
+        b64(&ap),
         b64(&dp)
     );
     let p = dir.join("glancesync.conf");
