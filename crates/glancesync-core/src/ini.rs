@@ -8,7 +8,9 @@
 //! and `%(name)s` / `%%` interpolation as `SafeConfigParser` does. Values
 //! ending in a backslash followed by a continuation line keep the backslash
 //! and the newline, exactly as Python stores them; callers decide how to
-//! read them (see [`join_backslash_lines`]).
+//! read them (see [`join_backslash_lines`]). As Python 2's `ConfigParser`
+//! (which the original ran on) does, ` ;` starts an inline comment on an
+//! option's first line and a value of `""` is empty.
 
 use indexmap::IndexMap;
 
@@ -136,7 +138,7 @@ impl Ini {
             if key.is_empty() {
                 return Err(self.syntax(lineno, format!("empty option name: {stripped}")));
             }
-            let value = stripped[pos + 1..].trim().to_string();
+            let value = py2_option_value(&stripped[pos + 1..]);
             let map = if sec == DEFAULT_SECTION {
                 &mut self.defaults
             } else {
@@ -348,6 +350,23 @@ impl Ini {
     }
 }
 
+/// An option's value on its first line, as Python 2's `ConfigParser` (which
+/// read every existing glancesync.conf) returns it: a `;` preceded by
+/// whitespace starts an inline comment, and `""` means an empty value.
+fn py2_option_value(raw: &str) -> String {
+    let mut v = raw.trim();
+    let bytes = v.as_bytes();
+    if let Some(pos) =
+        (1..bytes.len()).find(|&i| bytes[i] == b';' && bytes[i - 1].is_ascii_whitespace())
+    {
+        v = v[..pos].trim_end();
+    }
+    if v == "\"\"" {
+        return String::new();
+    }
+    v.to_string()
+}
+
 /// Remove backslash-newline pairs (and the indentation configparser already
 /// stripped), turning a value continued with `\` into one logical line.
 pub fn join_backslash_lines(v: &str) -> String {
@@ -432,6 +451,17 @@ mod tests {
         assert_eq!(ini.get("a", "k").unwrap().as_deref(), Some("v"));
         ini.set(DEFAULT_SECTION, "z", "1").unwrap();
         assert_eq!(ini.get("a", "z").unwrap().as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn python2_inline_comments_and_empty_quotes() {
+        let ini = Ini::parse("x", "[a]\nk = v ; comment\nj = v;not a comment\ne = \"\"\n").unwrap();
+        assert_eq!(ini.get("a", "k").unwrap().as_deref(), Some("v"));
+        assert_eq!(
+            ini.get("a", "j").unwrap().as_deref(),
+            Some("v;not a comment")
+        );
+        assert_eq!(ini.get("a", "e").unwrap().as_deref(), Some(""));
     }
 
     #[test]
