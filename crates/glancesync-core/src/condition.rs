@@ -678,11 +678,25 @@ fn order(a: &PyValue, b: &PyValue) -> Result<std::cmp::Ordering, EvalError> {
             (Some(x), Some(y)) => x
                 .partial_cmp(&y)
                 .ok_or_else(|| EvalError("cannot order NaN".into())),
-            _ => Err(EvalError(format!(
-                "'<' not supported between instances of '{}' and '{}'",
-                a.type_name(),
-                b.type_name()
-            ))),
+            // Mixed types: Python 2 (which existing conditions were written for) orders
+            // None first, then numbers, then other types by type name ('5' > 3 is True).
+            _ => {
+                let rank = |v: &PyValue| match v {
+                    PyValue::None => (0, ""),
+                    PyValue::Bool(_) | PyValue::Int(_) | PyValue::Float(_) => (1, ""),
+                    other => (2, other.type_name()),
+                };
+                let (ra, rb) = (rank(a), rank(b));
+                if ra == rb {
+                    Err(EvalError(format!(
+                        "'<' not supported between instances of '{}' and '{}'",
+                        a.type_name(),
+                        b.type_name()
+                    )))
+                } else {
+                    Ok(ra.cmp(&rb))
+                }
+            }
         },
     }
 }
@@ -1002,6 +1016,15 @@ mod tests {
             &i,
             &[]
         ));
+    }
+
+    #[test]
+    fn mixed_type_ordering_follows_python2() {
+        let i = img(true, "{'nid': '5'}");
+        // Glance properties are strings; Python 2 ordered any str above any int.
+        assert!(eval("image.user_properties['nid'] > 3", &i, &[]));
+        assert!(eval("None < 0 < 'a'", &i, &[]));
+        assert!(eval("[1] < 'a' < (1,)", &i, &[]));
     }
 
     #[test]
