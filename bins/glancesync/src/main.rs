@@ -145,8 +145,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let read_only =
         cli.dry_run || cli.show_status || (!cli.parallel && (cli.show_regions || cli.make_backup));
     let config = GlanceSyncConfig::load(
-        &ConfigSource::Resolve {
-            explicit: cli.config_file.clone(),
+        &match &cli.config_file {
+            Some(f) => ConfigSource::File(f.clone()),
+            None => ConfigSource::Resolve { explicit: None },
         },
         &LoadOptions {
             overrides: cli.config.clone(),

@@ -445,6 +445,24 @@ fn config_from_glancesync_config_env() {
         .assert()
         .success()
         .stdout("Burgos other:Madrid\n");
+    // An explicit --config-file wins over the variable.
+    let other = tmp.path().join("other.conf");
+    std::fs::write(
+        &other,
+        "[main]\nmaster_region = Valladolid\n[master]\nignore_regions = Burgos\n",
+    )
+    .unwrap();
+    glancesync(tmp.path())
+        .env("GLANCESYNC_CONFIG", &config)
+        .args(["--config-file", other.to_str().unwrap()])
+        .args([
+            "--backend",
+            &format!("csv:{}", state.display()),
+            "--show-regions",
+        ])
+        .assert()
+        .success()
+        .stdout("\n");
 }
 
 fn one_line_error(cwd: &Path, config_text: &str, extra: &[&str]) -> String {

@@ -157,7 +157,10 @@ pub enum ConfigSource {
         /// The INI text.
         text: String,
     },
-    /// Resolve: `GLANCESYNC_CONFIG`, then the explicit path, then `/etc/glancesync.conf`, then none.
+    /// A file named explicitly (e.g. `--config-file`); wins over `GLANCESYNC_CONFIG`.
+    File(PathBuf),
+    /// Resolve as the original does: `GLANCESYNC_CONFIG`, then the explicit
+    /// path, then `/etc/glancesync.conf`, then none (environment only).
     Resolve {
         /// Explicit `--config-file` path.
         explicit: Option<PathBuf>,
@@ -217,6 +220,13 @@ impl GlanceSyncConfig {
     pub fn load(source: &ConfigSource, opts: &LoadOptions, env: &dyn Env) -> Result<Self> {
         let mut ini = match source {
             ConfigSource::Text { name, text } => Ini::parse(name.clone(), text)?,
+            ConfigSource::File(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                Ini::parse(p.display().to_string(), &text)?
+            }
             ConfigSource::Resolve { explicit } => {
                 let path = env
                     .var("GLANCESYNC_CONFIG")
