@@ -70,12 +70,16 @@ GLANCE=$(cat "$WORK/glance")
 echo "writing $SIZE_MIB MiB of random data..." >&2
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > "$WORK/src.raw"
 
-# measure NAME CMD... : runs CMD under /usr/bin/time -v, records seconds and KiB.
-declare -A SECS RSS
+# measure NAME CMD... : runs CMD under /usr/bin/time -v, records wall seconds,
+# peak RSS (KiB) and the transfer-only seconds the tool reports on stderr
+# (`transfer_seconds=`; the crate's example and curl's -w print it).
+declare -A SECS RSS XFER
 measure() {
     local name=$1; shift
     sync
-    /usr/bin/time -v -o "$WORK/time.$name" "$@"
+    /usr/bin/time -v -o "$WORK/time.$name" "$@" 2> "$WORK/err.$name" || { cat "$WORK/err.$name" >&2; die "$name failed"; }
+    XFER[$name]=$(sed -n 's/^transfer_seconds=//p' "$WORK/err.$name" | tail -1)
+    XFER[$name]=${XFER[$name]:--}
     SECS[$name]=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/time.$name")
     RSS[$name]=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.$name")
 }
@@ -93,7 +97,7 @@ ID_CRATE=$(cat "$WORK/id.crate"); IDS+=("$ID_CRATE")
 
 echo "upload: curl -T" >&2
 ID_CURL=$(create_for_curl); IDS+=("$ID_CURL")
-measure curl_up curl -sS -f -T "$WORK/src.raw" -H @"$WORK/hdr" -H 'Content-Type: application/octet-stream' \
+measure curl_up curl -sS -f -w '%{stderr}transfer_seconds=%{time_total}\n' -T "$WORK/src.raw" -H @"$WORK/hdr" -H 'Content-Type: application/octet-stream' \
     "$GLANCE/v2/images/$ID_CURL/file"
 
 echo "upload: openstack image create --file" >&2
@@ -109,24 +113,29 @@ echo "download: crate without verification (transport only)" >&2
 measure crate_nv_down "$BIN" download-unverified "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
 rm -f "$WORK/out.crate"
 echo "download: curl -o" >&2
-measure curl_down curl -sS -f -H @"$WORK/hdr" -o "$WORK/out.curl" "$GLANCE/v2/images/$ID_CRATE/file"
+measure curl_down curl -sS -f -w '%{stderr}transfer_seconds=%{time_total}\n' -H @"$WORK/hdr" -o "$WORK/out.curl" "$GLANCE/v2/images/$ID_CRATE/file"
 cmp -s "$WORK/src.raw" "$WORK/out.curl" || die "curl download differs from the source"
 rm -f "$WORK/out.curl"
 echo "download: openstack image save" >&2
 measure osc_down "$OSC" --os-cloud "$CLOUD" --os-region-name "$REGION" image save --file "$WORK/out.osc" "$ID_CRATE"
 rm -f "$WORK/out.osc"
 
+echo "sha512 of the file alone (openssl, page cache): the floor for a verified download" >&2
+SHA_FLOOR=$( { /usr/bin/time -f '%e' openssl dgst -sha512 "$WORK/src.raw" > /dev/null; } 2>&1 )
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 echo
-echo "| tool | upload s | upload peak RSS MiB | download s | download peak RSS MiB |"
-echo "|---|---|---|---|---|"
+echo "| tool | upload wall s | upload transfer s | upload peak RSS MiB | download wall s | download transfer s | download peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|"
 for t in crate curl osc; do
-    echo "| $t | ${SECS[${t}_up]} | $(mib "${RSS[${t}_up]}") | ${SECS[${t}_down]} | $(mib "${RSS[${t}_down]}") |"
+    echo "| $t | ${SECS[${t}_up]} | ${XFER[${t}_up]} | $(mib "${RSS[${t}_up]}") | ${SECS[${t}_down]} | ${XFER[${t}_down]} | $(mib "${RSS[${t}_down]}") |"
 done
-echo "| crate, download not verified | - | - | ${SECS[crate_nv_down]} | $(mib "${RSS[crate_nv_down]}") |"
+echo "| crate, download not verified | - | - | - | ${SECS[crate_nv_down]} | ${XFER[crate_nv_down]} | $(mib "${RSS[crate_nv_down]}") |"
 echo
-echo "crate/curl: upload $(ratio "${SECS[crate_up]}" "${SECS[curl_up]}"), download $(ratio "${SECS[crate_down]}" "${SECS[curl_down]}") (unverified $(ratio "${SECS[crate_nv_down]}" "${SECS[curl_down]}"))"
-echo "osc/crate:  upload $(ratio "${SECS[osc_up]}" "${SECS[crate_up]}"), download $(ratio "${SECS[osc_down]}" "${SECS[crate_down]}")"
+echo "wall time crate/curl: upload $(ratio "${SECS[crate_up]}" "${SECS[curl_up]}"), download $(ratio "${SECS[crate_down]}" "${SECS[curl_down]}") (not verified: $(ratio "${SECS[crate_nv_down]}" "${SECS[curl_down]}"))"
+echo "transfer crate/curl:  upload $(ratio "${XFER[crate_up]}" "${XFER[curl_up]}"), download $(ratio "${XFER[crate_down]}" "${XFER[curl_down]}") (not verified: $(ratio "${XFER[crate_nv_down]}" "${XFER[curl_down]}"))"
+echo "wall time osc/crate:  upload $(ratio "${SECS[osc_up]}" "${SECS[crate_up]}"), download $(ratio "${SECS[osc_down]}" "${SECS[crate_down]}")"
+echo "sha512 of the file alone (openssl): ${SHA_FLOOR} s"
 echo "load average before the run: $LOAD"
 echo "($SIZE_MIB MiB, $REGION, $(date -u +%Y-%m-%dT%H:%MZ))"

@@ -43,11 +43,16 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                         .container_format("bare"),
                 )
                 .await?;
+            // Only the transfer is timed here (curl is handed a ready token).
+            let started = std::time::Instant::now();
             glance.upload_file(&image.id, Path::new(a)).await?;
+            eprintln!("transfer_seconds={:.3}", started.elapsed().as_secs_f64());
             println!("{}", image.id);
         }
         "download" => {
+            let started = std::time::Instant::now();
             let summary = glance.download_to_file(a, Path::new(b)).await?;
+            eprintln!("transfer_seconds={:.3}", started.elapsed().as_secs_f64());
             eprintln!(
                 "{} bytes, verified with {}",
                 summary.bytes,
@@ -56,6 +61,7 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         }
         "download-unverified" => {
             // Transport only (no hash), to compare the HTTP path with curl.
+            let started = std::time::Instant::now();
             let image = glance.get_image(a).await?;
             let mut stream = glance.download_image_unverified(&image).await?;
             let mut file = tokio::fs::File::create(b).await?;
@@ -63,6 +69,7 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                 tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?).await?;
             }
             tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            eprintln!("transfer_seconds={:.3}", started.elapsed().as_secs_f64());
             eprintln!("{} bytes, not verified", stream.bytes_received());
         }
         other => return Err(format!("unknown mode '{other}' (upload or download)").into()),
