@@ -68,3 +68,50 @@ async fn one_reauth_on_401_then_give_up() {
     assert!(err.to_string().contains("could not verify"), "{err}");
     assert_eq!(s.auth_count(), 2);
 }
+
+/// Uploads announce their size (Content-Length, x-openstack-image-size) and
+/// are not chunked when the size is known; unknown sizes stream chunked.
+#[tokio::test]
+async fn upload_headers() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-1/file"))
+        .and(header("content-length", "300000"))
+        .and(header("x-openstack-image-size", "300000"))
+        .and(header("content-type", "application/octet-stream"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&ks)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-2/file"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&ks)
+        .await;
+    let s = Session::connect(config(&ks)).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    g.upload(
+        "img-1",
+        std::io::Cursor::new(vec![1u8; 300_000]),
+        Some(300_000),
+    )
+    .await
+    .unwrap();
+    g.upload("img-2", std::io::Cursor::new(vec![2u8; 1000]), None)
+        .await
+        .unwrap();
+    let requests = ks.received_requests().await.unwrap();
+    let known = requests
+        .iter()
+        .find(|r| r.url.path().ends_with("img-1/file"))
+        .unwrap();
+    assert_eq!(known.body.len(), 300_000);
+    assert!(known.headers.get("transfer-encoding").is_none());
+    let unknown = requests
+        .iter()
+        .find(|r| r.url.path().ends_with("img-2/file"))
+        .unwrap();
+    assert_eq!(unknown.body, vec![2u8; 1000]);
+    assert!(unknown.headers.get("x-openstack-image-size").is_none());
+}

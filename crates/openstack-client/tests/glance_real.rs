@@ -444,3 +444,37 @@ async fn web_download_import() {
     assert_eq!(out, payload);
     g.delete_image(&img.id).await.unwrap();
 }
+
+/// Upload of unknown size (chunked transfer encoding) through the lazy
+/// `images()` stream API.
+#[tokio::test]
+async fn chunked_upload_and_streamed_listing() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let g = glance(&common::regions()[1]).await;
+    let tag = common::unique("chunked");
+    let img = g
+        .create_image(
+            &CreateImage::new(&tag)
+                .tag(&tag)
+                .disk_format("raw")
+                .container_format("bare"),
+        )
+        .await
+        .unwrap();
+    let payload = common::data(1_500_000, 5);
+    g.upload(&img.id, std::io::Cursor::new(payload.clone()), None)
+        .await
+        .unwrap();
+    let mut stream = std::pin::pin!(g.images(&ImageFilter::default().tag(&tag)));
+    let mut found = Vec::new();
+    while let Some(image) = stream.next().await {
+        found.push(image.unwrap());
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].size, Some(payload.len() as u64));
+    assert_eq!(
+        found[0].os_hash_value.as_deref(),
+        Some(common::sha512_hex(&payload).as_str())
+    );
+    g.delete_image(&img.id).await.unwrap();
+}
