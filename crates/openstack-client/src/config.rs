@@ -277,7 +277,8 @@ impl CloudConfig {
     pub fn from_files(clouds: &Path, secure: Option<&Path>, name: &str) -> Result<Self> {
         let mut entry = cloud_entry(clouds, name)?;
         if let Some(secure) = secure {
-            if let Ok(sec) = cloud_entry(secure, name) {
+            // secure.yaml need not mention every cloud, but it must parse.
+            if let Some(sec) = secure_entry(secure, name)? {
                 merge(&mut entry, sec);
             }
         }
@@ -395,6 +396,21 @@ fn cloud_entry(path: &Path, name: &str) -> Result<Mapping> {
                 ),
             ))
         }
+    }
+}
+
+fn secure_entry(path: &Path, name: &str) -> Result<Option<Mapping>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| cfg_err(Some(path), format!("cannot read: {e}")))?;
+    let doc: Value = serde_yaml::from_str(&text)
+        .map_err(|e| cfg_err(Some(path), format!("invalid YAML: {e}")))?;
+    match doc.get("clouds").and_then(|c| c.get(name)) {
+        None => Ok(None),
+        Some(Value::Mapping(m)) => Ok(Some(m.clone())),
+        Some(_) => Err(cfg_err(
+            Some(path),
+            format!("cloud '{name}' is not a mapping"),
+        )),
     }
 }
 

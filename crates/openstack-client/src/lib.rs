@@ -37,6 +37,23 @@
 //!   [`nova::ComputeClient`] (`session.compute(region)`),
 //!   [`neutron::NetworkClient`] (`session.network(region)`),
 //!   [`identity::IdentityClient`] (`session.identity()`).
+//! * Glance ([`glance::GlanceClient`]): `images`/`list_images` (filters,
+//!   lazy pagination), `get_image`, `find_image`, `create_image`
+//!   ([`glance::CreateImage`]), `upload` (any `AsyncRead`, never replayed),
+//!   `upload_file` (reopens and retries), `stage`/`stage_file`,
+//!   `download`/`download_image` (verifying [`glance::ImageDownload`] stream),
+//!   `download_to`, `download_to_file`, `update_image`
+//!   ([`glance::ImagePatch`]), `delete_image`, `deactivate_image`,
+//!   `reactivate_image`, `add_tag`/`remove_tag`, members, `stores`,
+//!   `import_methods`, `import_image` ([`glance::ImportMethod`],
+//!   [`glance::ImportOptions`]), `delete_from_store`, `wait_for_status`.
+//! * Nova ([`nova::ComputeClient`]): flavors (`find_flavor` by name or id),
+//!   `create_server`, `get_server`, `list_servers`, `delete_server`,
+//!   `wait_for_server_status`, `wait_for_server_deleted`, `stop_server`,
+//!   `start_server`, `create_image` (snapshot), keypairs, `console_log`.
+//! * Neutron ([`neutron::NetworkClient`]): `find_network`, security groups and
+//!   rules, floating IPs (create, associate, disassociate, delete),
+//!   `server_ports`.
 //! * Errors: one [`Error`] enum with status, method, URL, request id and the
 //!   server's message; see [`Error::is_not_found`], [`Error::is_conflict`],
 //!   [`Error::is_retryable`].
