@@ -89,16 +89,13 @@ enum CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut log = cli.log.clone();
-    // The original prints its INFO messages (uploads, summaries): make that the default level.
-    if log.quiet == 0 {
-        log.verbose = log.verbose.saturating_add(1);
-        // Keep the HTTP client's own INFO records (token obtained, upload finished) for -v and up.
-        if log.verbose == 1 && std::env::var_os("RUST_LOG").is_none() {
-            std::env::set_var("RUST_LOG", "info,openstack_client=warn");
-        }
-    }
-    if let Err(e) = cli_common::init_logging(&log) {
+    // The original prints its INFO messages (uploads, summaries): that is the
+    // default level; the HTTP client's own INFO records need -v.
+    let defaults = cli_common::LogDefaults {
+        level: "info",
+        quiet_targets: &["openstack_client=warn"],
+    };
+    if let Err(e) = cli_common::init_logging_with(&cli.log, &defaults) {
         eprintln!("glancesync: {e}");
         return ExitCode::from(1);
     }

@@ -22,7 +22,7 @@ pub enum LogFormat {
 /// Logging flags shared by every binary (flatten into the binary's parser).
 #[derive(Debug, Clone, Args, Default)]
 pub struct LogArgs {
-    /// More log output (-v info, -vv debug, -vvv trace).
+    /// More log output (repeat for more: -v, -vv, -vvv).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Less log output (-q errors only, -qq nothing).
@@ -33,17 +33,55 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-impl LogArgs {
-    /// The default level filter these flags select (`RUST_LOG` overrides it).
-    pub fn level(&self) -> &'static str {
-        match (self.quiet, self.verbose) {
-            (q, _) if q >= 2 => "off",
-            (1, _) => "error",
-            (_, 0) => "warn",
-            (_, 1) => "info",
-            (_, 2) => "debug",
-            _ => "trace",
+/// Levels in the order `-v` walks through them.
+const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// What a binary logs when neither `-v`/`-q` nor `RUST_LOG` says otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct LogDefaults<'a> {
+    /// Level with no `-v`/`-q` (one of error, warn, info, debug, trace).
+    pub level: &'static str,
+    /// Extra `EnvFilter` directives applied at that default level only
+    /// (e.g. `"openstack_client=warn"` to keep a library quieter than the tool).
+    pub quiet_targets: &'a [&'a str],
+}
+
+impl Default for LogDefaults<'_> {
+    fn default() -> Self {
+        Self {
+            level: "warn",
+            quiet_targets: &[],
         }
+    }
+}
+
+impl LogArgs {
+    /// The level these flags select, starting from `default_level`
+    /// (`RUST_LOG` overrides it): each `-v` is one level more, `-q` errors only,
+    /// `-qq` nothing.
+    pub fn level_from(&self, default_level: &str) -> &'static str {
+        match self.quiet {
+            0 => {}
+            1 => return "error",
+            _ => return "off",
+        }
+        let base = LEVELS.iter().position(|l| *l == default_level).unwrap_or(1);
+        LEVELS[(base + usize::from(self.verbose)).min(LEVELS.len() - 1)]
+    }
+
+    /// The level these flags select from the usual default (`warn`).
+    pub fn level(&self) -> &'static str {
+        self.level_from("warn")
+    }
+
+    /// The `EnvFilter` directives for these flags and a binary's defaults.
+    pub fn filter_directives(&self, defaults: &LogDefaults<'_>) -> String {
+        let level = self.level_from(defaults.level);
+        let mut directives = vec![level.to_string()];
+        if self.verbose == 0 && self.quiet == 0 {
+            directives.extend(defaults.quiet_targets.iter().map(|d| (*d).to_string()));
+        }
+        directives.join(",")
     }
 }
 
@@ -55,11 +93,21 @@ pub enum Error {
     AlreadyInitialised(String),
 }
 
-/// Install the global `tracing` subscriber for a binary. Call once, first thing in `main`.
+/// Install the global `tracing` subscriber for a binary with the usual
+/// defaults (`warn`). Call once, first thing in `main`.
 ///
 /// `RUST_LOG`, when set, takes precedence over the `-v`/`-q` level.
 pub fn init_logging(args: &LogArgs) -> Result<(), Error> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(args.level()));
+    init_logging_with(args, &LogDefaults::default())
+}
+
+/// Install the global `tracing` subscriber for a binary whose default level
+/// differs from `warn` (a tool whose normal output is its INFO records).
+///
+/// `RUST_LOG`, when set, takes precedence over the flags and the defaults.
+pub fn init_logging_with(args: &LogArgs, defaults: &LogDefaults<'_>) -> Result<(), Error> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(args.filter_directives(defaults)));
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -90,5 +138,22 @@ mod tests {
         assert_eq!(a.level(), "error");
         a.quiet = 2;
         assert_eq!(a.level(), "off");
+    }
+
+    #[test]
+    fn a_binary_default_shifts_the_scale() {
+        let mut a = LogArgs::default();
+        let defaults = LogDefaults {
+            level: "info",
+            quiet_targets: &["openstack_client=warn"],
+        };
+        assert_eq!(a.filter_directives(&defaults), "info,openstack_client=warn");
+        a.verbose = 1;
+        assert_eq!(a.filter_directives(&defaults), "debug");
+        a.verbose = 9;
+        assert_eq!(a.filter_directives(&defaults), "trace");
+        a.verbose = 0;
+        a.quiet = 1;
+        assert_eq!(a.filter_directives(&defaults), "error");
     }
 }
