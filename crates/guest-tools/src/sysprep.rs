@@ -702,8 +702,9 @@ pub(crate) fn run_operation(
 fn expand(g: &Handle, globs: &[&str]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for glob in globs {
+        let glob = resolve_dir(g, glob);
         let found = g
-            .glob_expand(glob, Default::default())
+            .glob_expand(&glob, Default::default())
             .ctx(|| format!("glob {glob}"))?;
         for f in found {
             let f = f.trim_end_matches('/').to_string();
@@ -717,6 +718,27 @@ fn expand(g: &Handle, globs: &[&str]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// `glob_expand` does not follow absolute symlinks inside the guest (Debian's
+/// `/var/run -> /run`), so resolve the literal directory part of the pattern
+/// in the guest first.
+fn resolve_dir(g: &Handle, glob: &str) -> String {
+    let literal_end = glob.find(['*', '?', '[', '{']).unwrap_or(glob.len());
+    let Some(slash) = glob[..literal_end].rfind('/') else {
+        return glob.to_string();
+    };
+    let (dir, rest) = glob.split_at(slash);
+    let follow = guestfs::IsDirOptArgs {
+        followsymlinks: Some(true),
+    };
+    if dir.is_empty() || !g.is_dir(dir, follow).unwrap_or(false) {
+        return glob.to_string();
+    }
+    match g.realpath(dir) {
+        Ok(real) if real != dir => format!("{}{rest}", real.trim_end_matches('/')),
+        _ => glob.to_string(),
+    }
 }
 
 struct PasswdUser {
@@ -828,6 +850,15 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
         }
         match ty.as_str() {
             "ext2" | "ext3" | "ext4" => {
+                // tune2fs -U on a metadata_csum filesystem needs a fresh fsck.
+                g.e2fsck(
+                    dev,
+                    guestfs::E2fsckOptArgs {
+                        correct: None,
+                        forceall: Some(true),
+                    },
+                )
+                .ctx(|| format!("fs-uuids: e2fsck {dev}"))?;
                 g.set_uuid_random(dev)
                     .ctx(|| format!("fs-uuids: new UUID for {dev}"))?;
             }
