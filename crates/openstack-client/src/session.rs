@@ -921,3 +921,54 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let mut cfg = CloudConfig::password("http://127.0.0.1:1/v3", "u", "p", "proj").unwrap();
+        cfg.http.retry_base_delay = Duration::from_millis(100);
+        cfg.http.retry_max_delay = Duration::from_secs(2);
+        Session::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let s = session();
+        for attempt in 0..8 {
+            let d = s.retry_delay(attempt, None);
+            let full = Duration::from_millis(100)
+                .saturating_mul(2u32.pow(attempt))
+                .min(Duration::from_secs(2));
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let s = session();
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        assert_eq!(s.retry_delay(0, Some(&h)), Duration::from_secs(1));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(s.retry_delay(0, Some(&h)), Duration::from_secs(2));
+        let date = (Utc::now() + chrono::Duration::seconds(1)).to_rfc2822();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        assert!(s.retry_delay(0, Some(&h)) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_safe_methods_are_idempotent_by_default() {
+        let url = Url::parse("http://127.0.0.1/x").unwrap();
+        assert!(Req::new("image", None, Method::GET, url.clone()).idempotent);
+        assert!(Req::new("image", None, Method::PUT, url.clone()).idempotent);
+        assert!(Req::new("image", None, Method::DELETE, url.clone()).idempotent);
+        assert!(!Req::new("image", None, Method::POST, url.clone()).idempotent);
+        assert!(!Req::new("image", None, Method::PATCH, url).idempotent);
+    }
+}

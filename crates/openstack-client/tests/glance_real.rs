@@ -478,3 +478,38 @@ async fn chunked_upload_and_streamed_listing() {
     );
     g.delete_image(&img.id).await.unwrap();
 }
+
+/// A token Glance rejects in the middle of `upload_file`: the session
+/// re-authenticates and the file is reopened and sent again.
+#[tokio::test]
+async fn upload_file_survives_a_rejected_token() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let s = common::session().await;
+    let g = s.image(Some(&common::regions()[0])).await.unwrap();
+    let img = g
+        .create_image(
+            &CreateImage::new(common::unique("401up"))
+                .disk_format("raw")
+                .container_format("bare"),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.raw");
+    let payload = common::data(8 * 1024 * 1024, 77);
+    std::fs::write(&path, &payload).unwrap();
+    s.replace_token_for_test(openstack_client::Secret::new(
+        "gAAAAAB-rejected-upload-token",
+    ))
+    .await
+    .unwrap();
+    let before = s.auth_count();
+    g.upload_file(&img.id, &path).await.unwrap();
+    assert_eq!(s.auth_count(), before + 1);
+    let active = g.get_image(&img.id).await.unwrap();
+    assert_eq!(
+        active.os_hash_value.as_deref(),
+        Some(common::sha512_hex(&payload).as_str())
+    );
+    g.delete_image(&img.id).await.unwrap();
+}
