@@ -258,11 +258,36 @@ pub(crate) fn server_message(body: &[u8]) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&");
-    if collapsed.is_empty() {
+    let stripped = strip_status_lines(&collapsed);
+    if stripped.is_empty() {
         "(empty body)".to_owned()
     } else {
-        truncate(&collapsed)
+        truncate(&stripped)
     }
+}
+
+/// webob error pages repeat the status line (`<title>` and `<h1>`): drop
+/// those repetitions, the status is part of the error anyway.
+fn strip_status_lines(text: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let is_status = words
+        .first()
+        .is_some_and(|w| w.len() == 3 && w.chars().all(|c| c.is_ascii_digit()));
+    if !is_status {
+        return text.to_owned();
+    }
+    for n in 1..=5usize {
+        let len = n + 1;
+        if words.len() >= 2 * len && words[..len] == words[len..2 * len] {
+            let rest = words[2 * len..].join(" ");
+            return if rest.is_empty() {
+                words[..len].join(" ")
+            } else {
+                rest
+            };
+        }
+    }
+    text.to_owned()
 }
 
 fn find_message(value: &serde_json::Value, depth: usize) -> Option<String> {
@@ -318,9 +343,17 @@ mod tests {
         );
         assert_eq!(
             server_message(b"<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n  No image found with ID abc<br /><br />\n\n\n\n </body>\n</html>"),
-            "404 Not Found 404 Not Found No image found with ID abc"
+            "No image found with ID abc"
         );
         assert_eq!(server_message(b""), "(empty body)");
+        assert_eq!(
+            server_message(b"<html><head><title>500 Internal Server Error</title></head><body><h1>500 Internal Server Error</h1></body></html>"),
+            "500 Internal Server Error"
+        );
+        assert_eq!(
+            server_message(b"503 Service Unavailable\n\nfault injected"),
+            "503 Service Unavailable fault injected"
+        );
     }
 
     #[test]

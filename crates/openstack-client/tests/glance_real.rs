@@ -513,3 +513,40 @@ async fn upload_file_survives_a_rejected_token() {
     );
     g.delete_image(&img.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn find_image_and_delete_from_store() {
+    let _serial = common::CLOUD_LOCK.lock().await;
+    let g = glance(&common::regions()[0]).await;
+    let name = common::unique("find");
+    let img = g
+        .create_image(
+            &CreateImage::new(&name)
+                .disk_format("raw")
+                .container_format("bare"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.find_image(&img.id).await.unwrap().id, img.id);
+    assert_eq!(g.find_image(&name).await.unwrap().id, img.id);
+    let missing = g.find_image(&common::unique("nothing")).await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    let twin = g.create_image(&CreateImage::new(&name)).await.unwrap();
+    let ambiguous = g.find_image(&name).await.unwrap_err();
+    assert!(
+        ambiguous.to_string().contains("2 images are named"),
+        "{ambiguous}"
+    );
+    g.delete_image(&twin.id).await.unwrap();
+
+    g.upload(&img.id, std::io::Cursor::new(vec![3u8; 4096]), Some(4096))
+        .await
+        .unwrap();
+    let store = g.get_image(&img.id).await.unwrap().stores();
+    assert_eq!(store.len(), 1, "{store:?}");
+    // Glance refuses to delete the only copy of an active image's data.
+    let err = g.delete_from_store(&store[0], &img.id).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(403), "{err}");
+    assert!(err.to_string().ends_with(": Cannot delete image data from the only store containing it. Consider deleting the image instead."), "{err}");
+    g.delete_image(&img.id).await.unwrap();
+}
