@@ -465,15 +465,24 @@ impl ComputeClient {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let resp = session
-            .execute(Req::new(
-                "compute",
-                region.clone(),
-                Method::GET,
-                base.clone(),
-            ))
-            .await?;
-        let doc: VersionDoc = resp.json()?;
+        // The catalog URL may end in the project id (`/v2.1/<project>`): the
+        // version document then lives one level up.
+        let doc = match Self::version_doc(&session, &region, base.clone()).await {
+            Ok(doc) => doc,
+            Err(first) => {
+                let mut parent = base.clone();
+                let trimmed = parent.path().trim_end_matches('/').to_owned();
+                match trimmed.rsplit_once('/') {
+                    Some((up, _)) if !up.is_empty() => {
+                        parent.set_path(&format!("{up}/"));
+                        Self::version_doc(&session, &region, parent)
+                            .await
+                            .map_err(|_| first)?
+                    }
+                    _ => return Err(first),
+                }
+            }
+        };
         let range = match (
             Microversion::parse(&doc.version.min_version),
             Microversion::parse(&doc.version.version),
@@ -490,6 +499,17 @@ impl ComputeClient {
             microversion,
             server_range: range,
         })
+    }
+
+    async fn version_doc(
+        session: &Session,
+        region: &Option<String>,
+        url: Url,
+    ) -> Result<VersionDoc> {
+        let resp = session
+            .execute(Req::new("compute", region.clone(), Method::GET, url))
+            .await?;
+        resp.json()
     }
 
     /// The microversion used for requests (`None`: the server has none).

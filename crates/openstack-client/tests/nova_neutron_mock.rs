@@ -472,3 +472,42 @@ async fn neutron_networks_groups_floating_ips_ports() {
     neutron.delete_security_group_rule(&r.id).await.unwrap();
     neutron.delete_security_group(&sg.id).await.unwrap();
 }
+
+/// A catalog URL ending in the project id: the version document is read one
+/// level up, requests keep the project in the path.
+#[tokio::test]
+async fn compute_endpoint_with_project_id() {
+    let mock = MockServer::start().await;
+    let uri = mock.uri();
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", "t")
+                .set_body_json(json!({"token": {"expires_at": "2999-01-01T00:00:00Z", "catalog": [
+                    {"type": "compute", "endpoints": [{"interface": "public", "region_id": "R", "url": format!("{uri}/compute/v2.1/p1")}]}
+                ]}})),
+        )
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"version": {"id": "v2.1", "version": "2.60", "min_version": "2.1"}}),
+        ))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1/p1/flavors/1"))
+        .and(header("openstack-api-version", "compute 2.60"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"flavor": {"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 512, "disk": 1}}),
+        ))
+        .mount(&mock)
+        .await;
+    let cfg = CloudConfig::password(&format!("{uri}/v3"), "u", "p", "proj").unwrap();
+    let s = Session::new(cfg).unwrap();
+    let nova = s.compute(Some("R")).await.unwrap();
+    assert_eq!(nova.microversion(), Some(Microversion::new(2, 60)));
+    assert_eq!(nova.get_flavor("1").await.unwrap().name, "m1.tiny");
+}
