@@ -162,7 +162,8 @@ pub struct HttpOptions {
     /// received) on a request. There is never a total deadline on a
     /// streaming body.
     pub idle_timeout: Duration,
-    /// Deadline for a whole small (non-streaming) API request, body included.
+    /// Deadline for a whole small (non-streaming) API request, body included
+    /// (`api_timeout` in clouds.yaml).
     pub api_timeout: Duration,
     /// Retries for idempotent requests on 429/502/503/504 and connection errors.
     pub max_retries: u32,
@@ -466,6 +467,19 @@ fn from_entry(entry: &Mapping, path: &Path) -> Result<CloudConfig> {
         }
     }
     config.regions = regions;
+    if let Some(t) = top("api_timeout") {
+        let secs: f64 = t
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| {
+                cfg_err(
+                    Some(path),
+                    format!("api_timeout: '{t}' is not a positive number of seconds"),
+                )
+            })?;
+        config.http.api_timeout = Duration::from_secs_f64(secs);
+    }
     for (k, v) in entry {
         let (Some(key), Some(value)) = (k.as_str(), yaml_string(v)) else {
             continue;
@@ -704,6 +718,7 @@ clouds:
         values: {}
     interface: internal
     image_endpoint_override: http://127.0.0.1:9999
+    api_timeout: 42
     identity_api_version: 3
   appcred:
     auth_type: v3applicationcredential

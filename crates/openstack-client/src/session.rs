@@ -28,13 +28,25 @@ const X_AUTH_TOKEN: &str = "x-auth-token";
 const X_SUBJECT_TOKEN: &str = "x-subject-token";
 
 /// A request body that can be sent again on retry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Body {
     Empty,
     Bytes {
         data: Bytes,
         content_type: &'static str,
     },
+}
+
+/// Never prints the bytes: an authentication body carries a password.
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes { data, content_type } => {
+                write!(f, "Bytes({} bytes of {content_type})", data.len())
+            }
+        }
+    }
 }
 
 impl Body {
@@ -627,7 +639,10 @@ impl Session {
             let fut = async {
                 let resp = rb.send().await?;
                 let status = resp.status();
-                let headers = resp.headers().clone();
+                let mut headers = resp.headers().clone();
+                if let Some(v) = headers.get_mut(X_SUBJECT_TOKEN) {
+                    v.set_sensitive(true);
+                }
                 let body = resp.bytes().await?;
                 Ok::<_, reqwest::Error>((status, headers, body))
             };
@@ -960,6 +975,17 @@ mod tests {
         let date = (Utc::now() + chrono::Duration::seconds(1)).to_rfc2822();
         h.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
         assert!(s.retry_delay(0, Some(&h)) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn request_debug_hides_the_body() {
+        let url = Url::parse("http://127.0.0.1/v3/auth/tokens").unwrap();
+        let req = Req::new("identity", None, Method::POST, url)
+            .json(&serde_json::json!({"password": "hunter2"}))
+            .unwrap();
+        let dbg = format!("{req:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("bytes of application/json"), "{dbg}");
     }
 
     #[test]
