@@ -143,7 +143,7 @@ async fn glance_addr(session: &Session) -> SocketAddr {
 /// Idempotent GETs are retried through 503s and a connection reset.
 #[tokio::test]
 async fn get_is_retried_on_503_and_reset() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let real = common::session().await;
     let proxy = Proxy::start(glance_addr(&real).await).await;
     proxy.plan(&[Fault::Unavailable, Fault::Reset, Fault::Unavailable]);
@@ -159,7 +159,7 @@ async fn get_is_retried_on_503_and_reset() {
 /// POST (create) is not idempotent: a 503 is returned, not retried.
 #[tokio::test]
 async fn create_is_not_retried() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let real = common::session().await;
     let proxy = Proxy::start(glance_addr(&real).await).await;
     proxy.plan(&[Fault::Unavailable]);
@@ -181,7 +181,7 @@ async fn create_is_not_retried() {
 /// tries again.
 #[tokio::test]
 async fn upload_is_not_replayed_but_upload_file_reopens() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let real = common::session().await;
     let rg = real.image(Some(&common::regions()[0])).await.unwrap();
     let image = rg
@@ -234,7 +234,7 @@ async fn upload_is_not_replayed_but_upload_file_reopens() {
 /// 200 MiB up and down in each region, verified by sha512 on both sides.
 #[tokio::test]
 async fn two_hundred_mib_round_trip() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big.raw");

@@ -19,7 +19,7 @@ async fn glance(region: &str) -> GlanceClient {
 /// → delete, with a client-chosen id that is the same in both regions.
 #[tokio::test]
 async fn image_lifecycle_in_both_regions() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let session = common::session().await;
     let id = uuid::Uuid::new_v4().to_string();
     let name = common::unique("life");
@@ -135,7 +135,7 @@ async fn image_lifecycle_in_both_regions() {
 /// the end of the stream.
 #[tokio::test]
 async fn download_detects_a_hash_mismatch() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[0]).await;
     let image = g
         .create_image(
@@ -181,7 +181,7 @@ async fn download_detects_a_hash_mismatch() {
 /// Listing follows `next` links past the first page.
 #[tokio::test]
 async fn pagination_past_one_page() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     for region in common::regions() {
         let g = glance(&region).await;
         let tag = common::unique("page");
@@ -210,7 +210,7 @@ async fn pagination_past_one_page() {
 
 #[tokio::test]
 async fn tags_deactivate_reactivate_and_protection() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[1]).await;
     let img = g
         .create_image(
@@ -259,7 +259,7 @@ async fn tags_deactivate_reactivate_and_protection() {
 
 #[tokio::test]
 async fn members_between_admin_and_demo() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let admin = common::session().await;
     let demo = common::session_for(common::config_named("local-demo")).await;
     let demo_project = demo.token_info().await.unwrap().project_id.unwrap();
@@ -304,7 +304,7 @@ async fn members_between_admin_and_demo() {
 
 #[tokio::test]
 async fn discovery_and_glance_direct_import() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[0]).await;
     let methods = g.import_methods().await.unwrap();
     assert!(
@@ -409,7 +409,7 @@ async fn serve(data: Vec<u8>) -> String {
 
 #[tokio::test]
 async fn web_download_import() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[1]).await;
     let methods = g.import_methods().await.unwrap();
     assert!(methods.contains(&"web-download".to_string()), "{methods:?}");
@@ -449,7 +449,7 @@ async fn web_download_import() {
 /// `images()` stream API.
 #[tokio::test]
 async fn chunked_upload_and_streamed_listing() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[1]).await;
     let tag = common::unique("chunked");
     let img = g
@@ -483,7 +483,7 @@ async fn chunked_upload_and_streamed_listing() {
 /// re-authenticates and the file is reopened and sent again.
 #[tokio::test]
 async fn upload_file_survives_a_rejected_token() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let s = common::session().await;
     let g = s.image(Some(&common::regions()[0])).await.unwrap();
     let img = g
@@ -516,7 +516,7 @@ async fn upload_file_survives_a_rejected_token() {
 
 #[tokio::test]
 async fn find_image_and_delete_from_store() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[0]).await;
     let name = common::unique("find");
     let img = g

@@ -9,7 +9,7 @@ use openstack_client::{CloudConfig, Credentials, Scope, Secret, Session};
 
 #[tokio::test]
 async fn password_auth_scoped_token_and_catalog() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     for (cloud, project) in [("local", "admin"), ("local-demo", "demo")] {
         let s = common::session_for(common::config_named(cloud)).await;
         let info = s.token_info().await.unwrap();
@@ -33,7 +33,7 @@ async fn password_auth_scoped_token_and_catalog() {
 
 #[tokio::test]
 async fn token_and_application_credential_auth() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let admin = common::session().await;
     // Token method: exchange an existing token for a project-scoped one.
     let mut cfg = common::config();
@@ -96,7 +96,7 @@ async fn token_and_application_credential_auth() {
 
 #[tokio::test]
 async fn plain_os_variables_authenticate() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let base = common::config();
     let vars = [
         ("OS_AUTH_URL", base.auth_url.to_string()),
@@ -120,7 +120,7 @@ async fn plain_os_variables_authenticate() {
 
 #[tokio::test]
 async fn bad_credentials_and_catalog_errors() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let mut cfg = common::config();
     if let Credentials::Password { password, .. } = &mut cfg.credentials {
         *password = Secret::new("wrong-password");
@@ -150,7 +150,7 @@ async fn bad_credentials_and_catalog_errors() {
 /// re-authenticates once and the call succeeds.
 #[tokio::test]
 async fn reauth_after_revocation() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let s = common::session().await;
     let other = common::session().await;
     let old = s.token().await.unwrap();
@@ -178,7 +178,7 @@ async fn reauth_after_revocation() {
 /// single re-authentication.
 #[tokio::test]
 async fn single_flight_reauth_on_glance_401() {
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let s = common::session().await;
     let g = s.image(Some(&common::regions()[0])).await.unwrap();
     s.replace_token_for_test(Secret::new("gAAAAAB-not-a-real-token"))
@@ -216,7 +216,7 @@ async fn secrets_stay_out_of_logs_and_debug() {
         }
     }
 
-    let _serial = common::CLOUD_LOCK.lock().await;
+    let _serial = common::cloud_lock().await;
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()

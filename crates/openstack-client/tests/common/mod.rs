@@ -93,6 +93,25 @@ pub fn sha512_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha512::digest(data))
 }
 
-/// Serialises the tests of one file: the local cloud keeps its data in
-/// sqlite, which answers concurrent writes with "database is locked" (500).
-pub static CLOUD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Serialises the tests that use the local cloud, across test processes
+/// too (nextest runs each test in its own process): the cloud keeps its data
+/// in sqlite, which answers concurrent writes with "database is locked"
+/// (HTTP 500). Hold the returned guard for the whole test.
+pub async fn cloud_lock() -> CloudLock {
+    let path = std::env::temp_dir().join("openstack-client-cloud-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    tokio::task::spawn_blocking(move || {
+        file.lock().expect("cannot lock the cloud test lock file");
+        CloudLock(file)
+    })
+    .await
+    .unwrap()
+}
+
+/// Holds the cross-process cloud test lock until dropped.
+pub struct CloudLock(#[allow(dead_code)] std::fs::File);
