@@ -115,3 +115,27 @@ async fn upload_headers() {
     assert_eq!(unknown.body, vec![2u8; 1000]);
     assert!(unknown.headers.get("x-openstack-image-size").is_none());
 }
+
+/// A source shorter than the announced size fails the upload instead of
+/// sending a truncated image.
+#[tokio::test]
+async fn upload_shorter_than_announced_fails() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-3/file"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&ks)
+        .await;
+    let mut cfg = config(&ks);
+    cfg.http.idle_timeout = std::time::Duration::from_secs(2);
+    let s = Session::connect(cfg).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    let err = g
+        .upload("img-3", std::io::Cursor::new(vec![1u8; 500]), Some(1000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, openstack_client::Error::Transport { .. }),
+        "{err}"
+    );
+}
