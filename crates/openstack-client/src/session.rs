@@ -978,6 +978,17 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_ca_bundle_is_a_config_error() {
+        let mut cfg = CloudConfig::password("https://127.0.0.1:1/v3", "u", "p", "proj").unwrap();
+        cfg.cacert = Some(std::path::PathBuf::from("/nonexistent/ca.pem"));
+        let err = Session::new(cfg).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/nonexistent/ca.pem: cannot read CA bundle"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn request_debug_hides_the_body() {
         let url = Url::parse("http://127.0.0.1/v3/auth/tokens").unwrap();
         let req = Req::new("identity", None, Method::POST, url)

@@ -253,3 +253,27 @@ async fn secrets_stay_out_of_logs_and_debug() {
     assert!(!logs.contains("garbage-token"), "token in the logs");
     assert!(!format!("{s:?} {g:?}").contains(token.expose()));
 }
+
+/// The internal interface, and an unscoped token's empty catalog reported
+/// as such.
+#[tokio::test]
+async fn internal_interface_and_unscoped_token() {
+    let _serial = common::cloud_lock().await;
+    let mut cfg = common::config();
+    cfg.interface = openstack_client::Interface::Internal;
+    let s = common::session_for(cfg).await;
+    for r in common::regions() {
+        s.image(Some(&r))
+            .await
+            .unwrap()
+            .list_images(&ImageFilter::default().limit(1))
+            .await
+            .unwrap();
+    }
+
+    let mut cfg = common::config();
+    cfg.scope = Scope::Unscoped;
+    let s = common::session_for(cfg).await;
+    let err = s.image(None).await.unwrap_err().to_string();
+    assert!(err.contains("empty catalog"), "{err}");
+}
