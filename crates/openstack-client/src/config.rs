@@ -148,6 +148,8 @@ pub enum Scope {
     },
     /// A domain.
     Domain(DomainRef),
+    /// The whole deployment (`system_scope: all`).
+    System,
     /// No explicit scope (application credentials, or unscoped tokens).
     #[default]
     Unscoped,
@@ -445,6 +447,7 @@ fn from_entry(entry: &Mapping, path: &Path) -> Result<CloudConfig> {
     let lookup = |k: &str| -> Option<String> {
         match k {
             "auth_type" | "region_name" | "interface" | "cacert" | "verify" | "insecure" => top(k),
+            "system_scope" => auth.get(k).and_then(yaml_string).or_else(|| top(k)),
             _ => auth.get(k).and_then(yaml_string),
         }
     };
@@ -521,6 +524,7 @@ fn from_os_vars(getenv: &dyn Fn(&str) -> Option<String>) -> Result<CloudConfig> 
         ("domain_name", "OS_DOMAIN_NAME"),
         ("domain_id", "OS_DOMAIN_ID"),
         ("default_domain", "OS_DEFAULT_DOMAIN"),
+        ("system_scope", "OS_SYSTEM_SCOPE"),
         ("application_credential_id", "OS_APPLICATION_CREDENTIAL_ID"),
         (
             "application_credential_name",
@@ -650,6 +654,8 @@ fn build(get: &dyn Fn(&str) -> Option<String>, path: Option<&Path>) -> Result<Cl
             name: project_name,
             domain: domain("project_domain_id", "project_domain_name"),
         }
+    } else if get("system_scope").as_deref() == Some("all") {
+        Scope::System
     } else if get("domain_id").is_some() || get("domain_name").is_some() {
         Scope::Domain(DomainRef {
             id: get("domain_id"),

@@ -468,6 +468,7 @@ impl Session {
             } => Some(serde_json::json!({"project": {"name": name, "domain": domain.to_json()}})),
             Scope::Project { .. } | Scope::Unscoped => None,
             Scope::Domain(d) => Some(serde_json::json!({"domain": d.to_json()})),
+            Scope::System => Some(serde_json::json!({"system": {"all": true}})),
         };
         if let Some(scope) = scope {
             if let Some(obj) = auth.as_object_mut() {

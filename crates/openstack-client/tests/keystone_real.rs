@@ -254,8 +254,8 @@ async fn secrets_stay_out_of_logs_and_debug() {
     assert!(!format!("{s:?} {g:?}").contains(token.expose()));
 }
 
-/// The internal interface, and an unscoped token's empty catalog reported
-/// as such.
+/// The internal interface, a system-scoped token, and an unscoped token's
+/// empty catalog reported as such.
 #[tokio::test]
 async fn internal_interface_and_unscoped_token() {
     let _serial = common::cloud_lock().await;
@@ -270,6 +270,12 @@ async fn internal_interface_and_unscoped_token() {
             .await
             .unwrap();
     }
+
+    let mut cfg = common::config();
+    cfg.scope = Scope::System;
+    let s = common::session_for(cfg).await;
+    assert_eq!(s.token_info().await.unwrap().project_id, None);
+    assert!(!s.catalog().await.unwrap().services.is_empty());
 
     let mut cfg = common::config();
     cfg.scope = Scope::Unscoped;
