@@ -15,7 +15,7 @@ use url::Url;
 pub use download::{DownloadSummary, ImageDownload};
 pub use types::{
     CreateImage, Image, ImageFilter, ImagePatch, ImageStatus, ImportMethod, ImportOptions, Member,
-    MemberStatus, PatchOp, Store, Visibility,
+    MemberStatus, PatchOp, Store, Visibility, DEFAULT_PAGE_SIZE,
 };
 
 use crate::error::{Error, Result};

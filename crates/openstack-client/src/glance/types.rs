@@ -265,6 +265,9 @@ impl CreateImage {
     }
 }
 
+/// Page size asked for when [`ImageFilter::limit`] is unset.
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
 /// Filters for listing images. Unset fields are not sent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageFilter {
@@ -282,7 +285,8 @@ pub struct ImageFilter {
     pub member_status: Option<MemberStatus>,
     /// Include hidden images (`os_hidden=true` lists only hidden ones).
     pub os_hidden: Option<bool>,
-    /// Page size (the server caps it; pagination is transparent anyway).
+    /// Page size (default [`DEFAULT_PAGE_SIZE`]; the server caps it;
+    /// pagination is transparent anyway).
     pub limit: Option<u32>,
     /// Sort, e.g. `name:asc,created_at:desc`.
     pub sort: Option<String>,
@@ -351,7 +355,12 @@ impl ImageFilter {
             self.member_status.as_ref().map(|v| v.to_string()),
         );
         push("os_hidden", self.os_hidden.map(|v| v.to_string()));
-        push("limit", self.limit.map(|v| v.to_string()));
+        // Glance's own default page is 25 images: ask for bigger pages (the
+        // server caps them at its api_limit_max).
+        push(
+            "limit",
+            Some(self.limit.unwrap_or(DEFAULT_PAGE_SIZE).to_string()),
+        );
         push("sort", self.sort.clone());
         for t in &self.tags {
             q.push(("tag".into(), t.clone()));
