@@ -26,10 +26,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> openstack_client::Result<()> {
-    let config = match std::env::args().nth(1) {
-        Some(cloud) => CloudConfig::from_clouds_yaml(&cloud)?,
-        None => CloudConfig::from_env()?,
-    };
+    // A cloud name selects a clouds.yaml entry; without one, OS_CLOUD or
+    // plain OS_* variables are used.
+    let config = CloudConfig::load(std::env::args().nth(1).as_deref(), None)?;
     let session = Session::connect(config).await?;
     for region in session.regions().await? {
         let glance = session.image(Some(&region)).await?;

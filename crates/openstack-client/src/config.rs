@@ -298,6 +298,30 @@ impl CloudConfig {
         Self::from_env_with(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
+    /// What a CLI with `--os-cloud` and `--os-region-name` flags wants: the
+    /// named cloud from clouds.yaml when `cloud` is given, else
+    /// [`CloudConfig::from_env`]; `region` (else `OS_REGION_NAME`) becomes the
+    /// default region.
+    pub fn load(cloud: Option<&str>, region: Option<&str>) -> Result<Self> {
+        let mut config = match cloud {
+            Some(name) => {
+                let mut c = Self::from_clouds_yaml(name)?;
+                if let Some(r) = std::env::var("OS_REGION_NAME")
+                    .ok()
+                    .filter(|r| !r.is_empty())
+                {
+                    c.set_default_region(&r);
+                }
+                c
+            }
+            None => Self::from_env()?,
+        };
+        if let Some(r) = region {
+            config.set_default_region(r);
+        }
+        Ok(config)
+    }
+
     /// Like [`CloudConfig::from_env`] with an explicit variable lookup (for tests
     /// and for CLIs that merge flags over the environment).
     pub fn from_env_with(getenv: impl Fn(&str) -> Option<String>) -> Result<Self> {
