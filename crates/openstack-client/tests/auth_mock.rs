@@ -139,3 +139,50 @@ async fn upload_shorter_than_announced_fails() {
         "{err}"
     );
 }
+
+/// 429, 502 and 504 are retried for GETs (Retry-After honoured); a 500 is not.
+#[tokio::test]
+async fn throttling_and_gateway_errors_are_retried() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    for (i, status) in [429u16, 502, 504].into_iter().enumerate() {
+        Mock::given(method("GET"))
+            .and(path("/image/v2/images"))
+            .respond_with(ResponseTemplate::new(status).insert_header("Retry-After", "0"))
+            .up_to_n_times(1)
+            .with_priority(1 + i as u8)
+            .mount(&ks)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"images": [], "first": "/v2/images"})),
+        )
+        .with_priority(10)
+        .mount(&ks)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images/broken"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .expect(1)
+        .mount(&ks)
+        .await;
+    let s = Session::connect(config(&ks)).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    assert!(g
+        .list_images(&ImageFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let list_calls = ks
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/image/v2/images")
+        .count();
+    assert_eq!(list_calls, 4);
+    let err = g.get_image("broken").await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+    assert!(!err.is_retryable());
+}
