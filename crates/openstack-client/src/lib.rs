@@ -40,7 +40,8 @@
 //! * Glance ([`glance::GlanceClient`]): `images`/`list_images` (filters,
 //!   lazy pagination), `get_image`, `find_image`, `create_image`
 //!   ([`glance::CreateImage`]), `upload` (any `AsyncRead`, never replayed),
-//!   `upload_file` (reopens and retries), `stage`/`stage_file`,
+//!   `upload_file` and `upload_reopenable` (reopen the source and retry),
+//!   `stage`/`stage_file`,
 //!   `download`/`download_image` (verifying [`glance::ImageDownload`] stream),
 //!   `download_to`, `download_to_file`, `update_image`
 //!   ([`glance::ImagePatch`]), `delete_image`, `deactivate_image`,

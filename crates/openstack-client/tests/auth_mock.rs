@@ -186,3 +186,47 @@ async fn throttling_and_gateway_errors_are_retried() {
     assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
     assert!(!err.is_retryable());
 }
+
+/// `upload_reopenable` opens a fresh source for each attempt.
+#[tokio::test]
+async fn reopenable_upload_reopens_after_503() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-4/file"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&ks)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-4/file"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&ks)
+        .await;
+    let mut cfg = config(&ks);
+    cfg.http.retry_base_delay = std::time::Duration::from_millis(10);
+    let s = Session::connect(cfg).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = opened.clone();
+    g.upload_reopenable("img-4", Some(4), move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(std::io::Cursor::new(b"data".to_vec()))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let bodies: Vec<Vec<u8>> = ks
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("img-4/file"))
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(bodies, vec![b"data".to_vec(); 3]);
+}

@@ -245,39 +245,79 @@ impl GlanceClient {
     }
 
     async fn put_file(&self, id: &str, path: &Path, what: &str) -> Result<()> {
-        let opts = self.session.http_options().clone();
-        let mut attempt = 0u32;
-        loop {
-            let file = tokio::fs::File::open(path)
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| Error::Io {
+                context: format!("cannot stat {}", path.display()),
+                source,
+            })?
+            .len();
+        self.put_reopenable(id, what, Some(size), || async move {
+            tokio::fs::File::open(path)
                 .await
                 .map_err(|source| Error::Io {
                     context: format!("cannot open {}", path.display()),
                     source,
-                })?;
-            let size = file
-                .metadata()
-                .await
-                .map_err(|source| Error::Io {
-                    context: format!("cannot stat {}", path.display()),
-                    source,
-                })?
-                .len();
+                })
+        })
+        .await
+    }
+
+    /// Upload from a source the caller can reopen: `open` is called for
+    /// every attempt and must yield the data from the start (a file, a fresh
+    /// download from another region, ...). An attempt that fails in a
+    /// retryable way ([`Error::is_retryable`]) or with a rejected token (once)
+    /// is repeated with backoff, up to `max_retries` times. A stream is never
+    /// replayed: each attempt reads a newly opened source.
+    pub async fn upload_reopenable<F, Fut, R>(
+        &self,
+        id: &str,
+        size: Option<u64>,
+        open: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R>>,
+        R: AsyncRead + Send + 'static,
+    {
+        self.put_reopenable(id, "file", size, open).await
+    }
+
+    async fn put_reopenable<F, Fut, R>(
+        &self,
+        id: &str,
+        what: &str,
+        size: Option<u64>,
+        mut open: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R>>,
+        R: AsyncRead + Send + 'static,
+    {
+        let opts = self.session.http_options().clone();
+        let mut attempt = 0u32;
+        let mut reauthed = false;
+        loop {
+            let source = open().await?;
             let url = self.url(&["images", id, what])?;
             match self
                 .session
-                .execute_upload(self.req(Method::PUT, url), file, Some(size))
+                .execute_upload(self.req(Method::PUT, url), source, size)
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e)
-                    if (e.is_retryable() || (e.is_unauthorized() && attempt == 0))
-                        && attempt < opts.max_retries =>
-                {
+                Err(e) if e.is_unauthorized() && !reauthed => {
+                    // execute_upload already refreshed the token.
+                    tracing::warn!(error = %e, image = id, "upload rejected the token, reopening the source and retrying");
+                    reauthed = true;
+                }
+                Err(e) if e.is_retryable() && attempt < opts.max_retries => {
                     let delay = opts
                         .retry_base_delay
                         .saturating_mul(2u32.saturating_pow(attempt))
                         .min(opts.retry_max_delay);
-                    tracing::warn!(error = %e, image = id, delay_ms = delay.as_millis() as u64, "upload failed, reopening the file and retrying");
+                    tracing::warn!(error = %e, image = id, delay_ms = delay.as_millis() as u64, "upload failed, reopening the source and retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
