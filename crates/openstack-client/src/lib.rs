@@ -47,7 +47,8 @@
 //!   ([`glance::ImagePatch`]), `delete_image`, `deactivate_image`,
 //!   `reactivate_image`, `add_tag`/`remove_tag`, members, `stores`,
 //!   `import_methods`, `import_image` ([`glance::ImportMethod`],
-//!   [`glance::ImportOptions`]), `delete_from_store`, `wait_for_status`.
+//!   [`glance::ImportOptions`]), `wait_for_import`, `delete_from_store`,
+//!   `wait_for_status`.
 //! * Nova ([`nova::ComputeClient`]): flavors (`find_flavor` by name or id),
 //!   `create_server`, `get_server`, `list_servers`, `delete_server`,
 //!   `wait_for_server_status`, `wait_for_server_deleted`, `stop_server`,

@@ -431,7 +431,7 @@ async fn web_download_import() {
     .await
     .unwrap();
     let active = g
-        .wait_for_status(&img.id, ImageStatus::Active, Duration::from_secs(120))
+        .wait_for_import(&img.id, Duration::from_secs(120))
         .await
         .unwrap();
     assert_eq!(active.size, Some(payload.len() as u64));
@@ -442,6 +442,35 @@ async fn web_download_import() {
     let mut out = Vec::new();
     g.download_to(&img.id, &mut out).await.unwrap();
     assert_eq!(out, payload);
+    g.delete_image(&img.id).await.unwrap();
+
+    // A URL nobody serves: the import fails and the wait says so.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_uri = format!("http://{}/gone.raw", dead.local_addr().unwrap());
+    drop(dead);
+    let img = g
+        .create_image(
+            &CreateImage::new(common::unique("webfail"))
+                .disk_format("raw")
+                .container_format("bare"),
+        )
+        .await
+        .unwrap();
+    g.import_image(
+        &img.id,
+        &ImportMethod::WebDownload { uri: dead_uri },
+        &ImportOptions::default(),
+    )
+    .await
+    .unwrap();
+    let err = g
+        .wait_for_import(&img.id, Duration::from_secs(120))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, openstack_client::Error::ResourceFailed { .. }),
+        "{err}"
+    );
     g.delete_image(&img.id).await.unwrap();
 }
 

@@ -664,6 +664,64 @@ impl GlanceClient {
             .map(|_| ())
     }
 
+    /// Poll until an import finished: the image is `active` and
+    /// `os_glance_importing_to_stores` is empty. Fails when
+    /// `os_glance_failed_import` names a store, when the image went back to
+    /// `queued` after a failed import, or after `timeout`.
+    pub async fn wait_for_import(&self, id: &str, timeout: Duration) -> Result<Image> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        let mut seen_busy = false;
+        loop {
+            let image = self.get_image(id).await?;
+            let pending = image
+                .property("os_glance_importing_to_stores")
+                .unwrap_or("");
+            let failed = image.property("os_glance_failed_import").unwrap_or("");
+            if !failed.is_empty() {
+                return Err(Error::ResourceFailed {
+                    kind: "image",
+                    id: id.to_owned(),
+                    status: image.status.to_string(),
+                    fault: Some(format!("import failed for stores: {failed}")),
+                });
+            }
+            if image.status == ImageStatus::Active && pending.is_empty() {
+                return Ok(image);
+            }
+            if matches!(
+                image.status,
+                ImageStatus::Importing | ImageStatus::Uploading
+            ) || !pending.is_empty()
+            {
+                seen_busy = true;
+            }
+            if matches!(
+                image.status,
+                ImageStatus::Killed | ImageStatus::Deleted | ImageStatus::PendingDelete
+            ) || (seen_busy && image.status == ImageStatus::Queued)
+            {
+                return Err(Error::ResourceFailed {
+                    kind: "image",
+                    id: id.to_owned(),
+                    status: image.status.to_string(),
+                    fault: Some("the import did not complete".into()),
+                });
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::WaitTimeout {
+                    kind: "image",
+                    id: id.to_owned(),
+                    wanted: "imported".into(),
+                    last: image.status.to_string(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Poll until the image has `wanted` status. Fails early on `killed`,
     /// `deleted`, or when an import reports `os_glance_failed_import`.
     pub async fn wait_for_status(
