@@ -373,6 +373,21 @@ for name in glance-r1 glance-r2; do
   fi
 done
 
+# SQLite in WAL mode: readers no longer block the writer, so concurrent
+# requests to one Glance do not fail with "database is locked" as often.
+# The mode is stored in the database file; this is a no-op once set.
+for db in "$DATA/keystone/keystone.db" "$DATA/glance-r1/glance.db" "$DATA/glance-r2/glance.db"; do
+  [ -f "$db" ] || continue
+  "$VENV/bin/python" - "$db" <<'PY' || log "could not switch $db to WAL (in use?); continuing"
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=10)
+mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+if mode.lower() != "wal":
+    con.execute("PRAGMA journal_mode=WAL")
+con.close()
+PY
+done
+
 # ----------------------------------------------------------- servers
 declare -A server_state=()
 state=$(start_server keystone "$KS_PORT" keystone_wsgi:application \
