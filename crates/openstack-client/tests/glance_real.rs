@@ -345,7 +345,7 @@ async fn discovery_and_glance_direct_import() {
     .await
     .unwrap();
     let active = g
-        .wait_for_status(&img.id, ImageStatus::Active, Duration::from_secs(120))
+        .wait_for_import(&img.id, Duration::from_secs(120))
         .await
         .unwrap();
     assert_eq!(

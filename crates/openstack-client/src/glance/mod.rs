@@ -664,8 +664,9 @@ impl GlanceClient {
             .map(|_| ())
     }
 
-    /// Poll until an import finished: the image is `active` and
-    /// `os_glance_importing_to_stores` is empty. Fails when
+    /// Poll until an import finished: the image is `active`,
+    /// `os_glance_importing_to_stores` is empty and the import lock
+    /// (`os_glance_import_task`) is released. Fails when
     /// `os_glance_failed_import` names a store, when the image went back to
     /// `queued` after a failed import, or after `timeout`.
     pub async fn wait_for_import(&self, id: &str, timeout: Duration) -> Result<Image> {
@@ -686,7 +687,13 @@ impl GlanceClient {
                     fault: Some(format!("import failed for stores: {failed}")),
                 });
             }
-            if image.status == ImageStatus::Active && pending.is_empty() {
+            // Glance keeps its import lock (`os_glance_import_task`) for a
+            // moment after the data is active; another import before it is
+            // released fails with 409 "Image has active task".
+            let locked = image
+                .property("os_glance_import_task")
+                .is_some_and(|t| !t.is_empty());
+            if image.status == ImageStatus::Active && pending.is_empty() && !locked {
                 return Ok(image);
             }
             if matches!(
