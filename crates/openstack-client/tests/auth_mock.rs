@@ -230,3 +230,37 @@ async fn reopenable_upload_reopens_after_503() {
         .collect();
     assert_eq!(bodies, vec![b"data".to_vec(); 3]);
 }
+
+/// Many tasks on a fresh session share one authentication.
+#[tokio::test]
+async fn cold_start_authenticates_once() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("GET"))
+        .and(path("/image/v2/images"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"images": []})))
+        .mount(&ks)
+        .await;
+    let s = Session::new(config(&ks)).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.image(Some("R"))
+                .await?
+                .list_images(&ImageFilter::default())
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.auth_count(), 1);
+    let auths = ks
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v3/auth/tokens")
+        .count();
+    assert_eq!(auths, 1);
+}
