@@ -263,16 +263,20 @@ impl CloudConfig {
     /// Load cloud `name` from the first `clouds.yaml` on the openstacksdk
     /// search path, merged with `secure.yaml`.
     pub fn from_clouds_yaml(name: &str) -> Result<Self> {
-        let getenv = |k: &str| std::env::var(k).ok();
-        let clouds = find_config_file(&getenv, "OS_CLIENT_CONFIG_FILE", "clouds").ok_or_else(|| {
-            Error::Config {
-                path: None,
-                message: format!(
-                    "cloud '{name}': no clouds.yaml found (searched $OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)"
-                ),
-            }
+        Self::from_search_path(
+            &|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty()),
+            name,
+        )
+    }
+
+    fn from_search_path(getenv: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Self> {
+        let clouds = find_config_file(getenv, "OS_CLIENT_CONFIG_FILE", "clouds")?.ok_or_else(|| Error::Config {
+            path: None,
+            message: format!(
+                "cloud '{name}': no clouds.yaml found (searched $OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)"
+            ),
         })?;
-        let secure = find_config_file(&getenv, "OS_CLIENT_SECURE_FILE", "secure");
+        let secure = find_config_file(getenv, "OS_CLIENT_SECURE_FILE", "secure")?;
         Self::from_files(&clouds, secure.as_deref(), name)
     }
 
@@ -325,20 +329,10 @@ impl CloudConfig {
     /// Like [`CloudConfig::from_env`] with an explicit variable lookup (for tests
     /// and for CLIs that merge flags over the environment).
     pub fn from_env_with(getenv: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let mut config =
-            if let Some(cloud) = getenv("OS_CLOUD") {
-                let clouds = find_config_file(&getenv, "OS_CLIENT_CONFIG_FILE", "clouds")
-                    .ok_or_else(|| Error::Config {
-                        path: None,
-                        message: format!(
-                            "OS_CLOUD={cloud}: no clouds.yaml found on the search path"
-                        ),
-                    })?;
-                let secure = find_config_file(&getenv, "OS_CLIENT_SECURE_FILE", "secure");
-                Self::from_files(&clouds, secure.as_deref(), &cloud)?
-            } else {
-                from_os_vars(&getenv)?
-            };
+        let mut config = match getenv("OS_CLOUD") {
+            Some(cloud) => Self::from_search_path(&getenv, &cloud)?,
+            None => from_os_vars(&getenv)?,
+        };
         if let Some(region) = getenv("OS_REGION_NAME") {
             config.set_default_region(&region);
         }
@@ -369,12 +363,16 @@ fn find_config_file(
     getenv: &dyn Fn(&str) -> Option<String>,
     env: &str,
     stem: &str,
-) -> Option<PathBuf> {
+) -> Result<Option<PathBuf>> {
     if let Some(p) = getenv(env) {
         let p = PathBuf::from(p);
         if p.is_file() {
-            return Some(p);
+            return Ok(Some(p));
         }
+        return Err(cfg_err(
+            Some(&p),
+            format!("named by {env} but not a readable file"),
+        ));
     }
     let mut dirs = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
@@ -391,11 +389,11 @@ fn find_config_file(
         for ext in ["yaml", "yml", "json"] {
             let p = dir.join(format!("{stem}.{ext}"));
             if p.is_file() {
-                return Some(p);
+                return Ok(Some(p));
             }
         }
     }
-    None
+    Ok(None)
 }
 
 fn cloud_entry(path: &Path, name: &str) -> Result<Mapping> {
@@ -874,6 +872,23 @@ clouds:
         let cfg = CloudConfig::from_env_with(|k| env.get(k).cloned()).unwrap();
         assert_eq!(cfg.name.as_deref(), Some("local"));
         assert_eq!(cfg.regions, vec!["RegionTwo", "RegionOne"]);
+    }
+
+    #[test]
+    fn missing_named_config_file_is_an_error() {
+        let env: HashMap<&str, &str> = [
+            ("OS_CLOUD", "local"),
+            ("OS_CLIENT_CONFIG_FILE", "/nonexistent/clouds.yaml"),
+        ]
+        .into_iter()
+        .collect();
+        let err = CloudConfig::from_env_with(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "/nonexistent/clouds.yaml: named by OS_CLIENT_CONFIG_FILE but not a readable file"
+        );
     }
 
     #[test]
