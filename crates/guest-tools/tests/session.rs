@@ -221,7 +221,13 @@ async fn inspect_sysprep_and_sparsify_in_one_session() {
     );
     let out = dir.path().join("out.qcow2");
     guest_tools::convert(&disk, &out, guest_tools::OutputFormat::Qcow2, None).unwrap();
-    assert!(common::allocated(&out) + 250 * MIB < allocated_with_garbage);
+    // Flattened, the output is about the base image: none of the deleted file's 300 MiB.
+    assert!(
+        common::allocated(&out) < common::allocated(&image) + 100 * MIB,
+        "output {} vs base image {}",
+        common::allocated(&out),
+        common::allocated(&image)
+    );
 
     let mut steps = Vec::new();
     while let Ok(p) = prx.try_recv() {
