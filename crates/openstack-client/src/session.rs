@@ -170,6 +170,8 @@ pub(crate) fn api_error(
 pub struct TokenInfo {
     /// When the token expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When Keystone issued the token.
+    pub issued_at: Option<DateTime<Utc>>,
     /// Project id of a project-scoped token.
     pub project_id: Option<String>,
     /// Project name of a project-scoped token.
@@ -205,6 +207,8 @@ struct Named {
 #[derive(Debug, Deserialize)]
 struct TokenBody {
     expires_at: Option<String>,
+    #[serde(default)]
+    issued_at: Option<String>,
     #[serde(default)]
     catalog: Option<Catalog>,
     project: Option<Named>,
@@ -355,7 +359,13 @@ impl Session {
     /// now if not). Called before long transfers.
     pub async fn ensure_token_valid_for(&self, validity: Duration) -> Result<()> {
         let state = self.auth_state().await?;
-        if expires_within(&state, validity) && state.obtained.elapsed() > Duration::from_secs(60) {
+        // A token issued less than a minute ago is as fresh as Keystone
+        // makes them (its lifetime may be shorter than `validity`): keep it.
+        let age = match state.info.issued_at {
+            Some(t) => (Utc::now() - t).to_std().unwrap_or_default(),
+            None => state.obtained.elapsed(),
+        };
+        if expires_within(&state, validity) && age > Duration::from_secs(60) {
             self.refresh(Some(state.generation), validity, false)
                 .await?;
         }
@@ -505,10 +515,17 @@ impl Session {
             ),
             None => None,
         };
+        let issued_at = body
+            .token
+            .issued_at
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.auth_count.fetch_add(1, Ordering::Relaxed);
         let info = TokenInfo {
             expires_at,
+            issued_at,
             project_id: body.token.project.as_ref().and_then(|p| p.id.clone()),
             project_name: body.token.project.as_ref().and_then(|p| p.name.clone()),
             user_id: body.token.user.as_ref().and_then(|u| u.id.clone()),

@@ -8,16 +8,22 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn keystone(expires_in: chrono::Duration) -> MockServer {
+    keystone_issued(expires_in, chrono::Duration::zero()).await
+}
+
+/// Tokens expiring in `expires_in`, issued `age` ago.
+async fn keystone_issued(expires_in: chrono::Duration, age: chrono::Duration) -> MockServer {
     let ks = MockServer::start().await;
     let expires =
         (chrono::Utc::now() + expires_in).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let issued = (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let uri = ks.uri();
     Mock::given(method("POST"))
         .and(path("/v3/auth/tokens"))
         .respond_with(
             ResponseTemplate::new(201)
                 .insert_header("X-Subject-Token", "tok")
-                .set_body_json(json!({"token": {"expires_at": expires, "project": {"id": "p", "name": "proj"}, "catalog": [
+                .set_body_json(json!({"token": {"expires_at": expires, "issued_at": issued, "project": {"id": "p", "name": "proj"}, "catalog": [
                     {"type": "image", "endpoints": [{"interface": "public", "region_id": "R", "url": format!("{uri}/image")}]}
                 ]}})),
         )
@@ -41,6 +47,22 @@ async fn token_close_to_expiry_is_refreshed_first() {
     let fresh = keystone(chrono::Duration::hours(1)).await;
     let s = Session::connect(config(&fresh)).await.unwrap();
     s.token().await.unwrap();
+    s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
+        .await
+        .unwrap();
+    assert_eq!(s.auth_count(), 1);
+
+    // 20 minutes left of a token issued 40 minutes ago: a transfer that
+    // wants 30 minutes of validity gets a new token first...
+    let aged = keystone_issued(chrono::Duration::minutes(20), chrono::Duration::minutes(40)).await;
+    let s = Session::connect(config(&aged)).await.unwrap();
+    s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
+        .await
+        .unwrap();
+    assert_eq!(s.auth_count(), 2);
+    // ...but a token just issued with a short lifetime is kept.
+    let short = keystone_issued(chrono::Duration::minutes(20), chrono::Duration::zero()).await;
+    let s = Session::connect(config(&short)).await.unwrap();
     s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
         .await
         .unwrap();
