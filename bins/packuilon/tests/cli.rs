@@ -4,46 +4,12 @@
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn bin() -> Command {
-    Command::cargo_bin("packuilon").unwrap()
-}
-
-#[test]
-fn help_describes_the_tool() {
-    bin()
-        .arg("--help")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("Usage: packuilon"))
-        .stdout(predicate::str::contains("--log-format"));
-}
-
-#[test]
-fn version_prints_name_and_version() {
-    bin()
-        .arg("--version")
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with(concat!(
-            "packuilon ",
-            env!("CARGO_PKG_VERSION")
-        )));
-}
-
-#[test]
-fn unknown_argument_exits_2_with_a_message() {
-    bin()
-        .arg("--no-such-flag")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "unexpected argument '--no-such-flag'",
-        ));
-}
+cli_common::cli_contract_tests!("packuilon");
 
 #[test]
 fn no_command_exits_2_and_says_so() {
-    bin()
+    Command::cargo_bin("packuilon")
+        .unwrap()
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no command given"));

@@ -157,3 +157,60 @@ mod tests {
         assert_eq!(a.filter_directives(&defaults), "error");
     }
 }
+
+/// Generate the command-line contract tests every binary of the workspace
+/// must pass: `--help` names the binary and the shared logging flags,
+/// `--version` prints name and version, an unknown argument exits 2 with a
+/// one-line message.
+///
+/// Use it in a binary's integration test file; the calling package needs
+/// `assert_cmd` and `predicates` as dev-dependencies:
+///
+/// ```ignore
+/// cli_common::cli_contract_tests!("packuilon");
+/// ```
+#[macro_export]
+macro_rules! cli_contract_tests {
+    ($bin:literal) => {
+        fn contract_bin() -> ::assert_cmd::Command {
+            ::assert_cmd::Command::cargo_bin($bin).expect(concat!("binary ", $bin, " is built"))
+        }
+
+        #[test]
+        fn help_describes_the_tool() {
+            use ::predicates::prelude::*;
+            contract_bin()
+                .arg("--help")
+                .assert()
+                .success()
+                .stdout(predicate::str::contains(concat!("Usage: ", $bin)))
+                .stdout(predicate::str::contains("--log-format"));
+        }
+
+        #[test]
+        fn version_prints_name_and_version() {
+            use ::predicates::prelude::*;
+            contract_bin()
+                .arg("--version")
+                .assert()
+                .success()
+                .stdout(predicate::str::starts_with(concat!(
+                    $bin,
+                    " ",
+                    env!("CARGO_PKG_VERSION")
+                )));
+        }
+
+        #[test]
+        fn unknown_argument_exits_2_with_a_message() {
+            use ::predicates::prelude::*;
+            contract_bin()
+                .arg("--no-such-flag")
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(
+                    "unexpected argument '--no-such-flag'",
+                ));
+        }
+    };
+}
