@@ -121,43 +121,6 @@ pub fn init_logging_with(args: &LogArgs, defaults: &LogDefaults<'_>) -> Result<(
     result.map_err(|e| Error::AlreadyInitialised(e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn level_follows_flags() {
-        let mut a = LogArgs::default();
-        assert_eq!(a.level(), "warn");
-        a.verbose = 1;
-        assert_eq!(a.level(), "info");
-        a.verbose = 3;
-        assert_eq!(a.level(), "trace");
-        a.verbose = 0;
-        a.quiet = 1;
-        assert_eq!(a.level(), "error");
-        a.quiet = 2;
-        assert_eq!(a.level(), "off");
-    }
-
-    #[test]
-    fn a_binary_default_shifts_the_scale() {
-        let mut a = LogArgs::default();
-        let defaults = LogDefaults {
-            level: "info",
-            quiet_targets: &["openstack_client=warn"],
-        };
-        assert_eq!(a.filter_directives(&defaults), "info,openstack_client=warn");
-        a.verbose = 1;
-        assert_eq!(a.filter_directives(&defaults), "debug");
-        a.verbose = 9;
-        assert_eq!(a.filter_directives(&defaults), "trace");
-        a.verbose = 0;
-        a.quiet = 1;
-        assert_eq!(a.filter_directives(&defaults), "error");
-    }
-}
-
 /// Generate the command-line contract tests every binary of the workspace
 /// must pass: `--help` names the binary and the shared logging flags,
 /// `--version` prints name and version, an unknown argument exits 2 with a
@@ -213,4 +176,41 @@ macro_rules! cli_contract_tests {
                 ));
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_follows_flags() {
+        let mut a = LogArgs::default();
+        assert_eq!(a.level(), "warn");
+        a.verbose = 1;
+        assert_eq!(a.level(), "info");
+        a.verbose = 3;
+        assert_eq!(a.level(), "trace");
+        a.verbose = 0;
+        a.quiet = 1;
+        assert_eq!(a.level(), "error");
+        a.quiet = 2;
+        assert_eq!(a.level(), "off");
+    }
+
+    #[test]
+    fn a_binary_default_shifts_the_scale() {
+        let mut a = LogArgs::default();
+        let defaults = LogDefaults {
+            level: "info",
+            quiet_targets: &["openstack_client=warn"],
+        };
+        assert_eq!(a.filter_directives(&defaults), "info,openstack_client=warn");
+        a.verbose = 1;
+        assert_eq!(a.filter_directives(&defaults), "debug");
+        a.verbose = 9;
+        assert_eq!(a.filter_directives(&defaults), "trace");
+        a.verbose = 0;
+        a.quiet = 1;
+        assert_eq!(a.filter_directives(&defaults), "error");
+    }
 }
