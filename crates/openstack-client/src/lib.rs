@@ -77,6 +77,7 @@ pub mod nova;
 mod paging;
 mod secret;
 mod session;
+mod wait;
 
 pub use catalog::Catalog;
 pub use config::{CloudConfig, Credentials, DomainRef, HttpOptions, Interface, Scope, UserRef};

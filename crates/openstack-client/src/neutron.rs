@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::error::Result;
-use crate::paging::{get_all, join, one_by_name};
+use crate::error::{Error, Result};
+use crate::paging::{by_id_or_name, get_all, join};
 use crate::session::{Req, Session};
 
 /// A network.
@@ -222,23 +222,6 @@ pub struct Port {
     pub extra: BTreeMap<String, Value>,
 }
 
-#[derive(Deserialize)]
-struct NetworkOne {
-    network: Network,
-}
-#[derive(Deserialize)]
-struct GroupOne {
-    security_group: SecurityGroup,
-}
-#[derive(Deserialize)]
-struct RuleOne {
-    security_group_rule: SecurityGroupRule,
-}
-#[derive(Deserialize)]
-struct FipOne {
-    floatingip: FloatingIp,
-}
-
 /// Client for one region's Neutron v2.0 API. Get one with [`Session::network`].
 #[derive(Debug, Clone)]
 pub struct NetworkClient {
@@ -283,18 +266,18 @@ impl NetworkClient {
         ))
     }
 
+    /// Every `resource` (the list under `key`), those whose `field` is
+    /// `value` when one is given.
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
         resource: &str,
         key: &str,
-        query: &[(&str, &str)],
+        field: &str,
+        value: Option<&str>,
     ) -> Result<Vec<T>> {
         let mut url = join(&self.base, &[resource])?;
-        if !query.is_empty() {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in query {
-                q.append_pair(k, v);
-            }
+        if let Some(value) = value {
+            url.query_pairs_mut().append_pair(field, value);
         }
         get_all(
             &self.session,
@@ -309,32 +292,27 @@ impl NetworkClient {
 
     /// Networks, optionally by exact name.
     pub async fn list_networks(&self, name: Option<&str>) -> Result<Vec<Network>> {
-        let q: Vec<(&str, &str)> = name.map(|n| vec![("name", n)]).unwrap_or_default();
-        self.list("networks", "networks", &q).await
+        self.list("networks", "networks", "name", name).await
     }
 
     /// A network by id.
     pub async fn get_network(&self, id: &str) -> Result<Network> {
-        Ok(self
-            .session
+        self.session
             .execute(self.req(Method::GET, &["networks", id])?)
             .await?
-            .json::<NetworkOne>()?
-            .network)
+            .json_in("network")
     }
 
     /// A network by id, or else by exact name.
     pub async fn find_network(&self, name_or_id: &str) -> Result<Network> {
-        match self.get_network(name_or_id).await {
-            Ok(n) => return Ok(n),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        one_by_name(
+        by_id_or_name(
             "network",
             name_or_id,
-            self.list_networks(Some(name_or_id)).await?,
+            self.get_network(name_or_id).await,
+            Error::is_not_found,
+            || self.list_networks(Some(name_or_id)),
         )
+        .await
     }
 
     /// Create a security group.
@@ -346,41 +324,33 @@ impl NetworkClient {
         let req = self.req(Method::POST, &["security-groups"])?.json(
             &serde_json::json!({"security_group": {"name": name, "description": description}}),
         )?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<GroupOne>()?
-            .security_group)
+        self.session.execute(req).await?.json_in("security_group")
     }
 
     /// Security groups, optionally by exact name.
     pub async fn list_security_groups(&self, name: Option<&str>) -> Result<Vec<SecurityGroup>> {
-        let q: Vec<(&str, &str)> = name.map(|n| vec![("name", n)]).unwrap_or_default();
-        self.list("security-groups", "security_groups", &q).await
+        self.list("security-groups", "security_groups", "name", name)
+            .await
     }
 
     /// A security group by id.
     pub async fn get_security_group(&self, id: &str) -> Result<SecurityGroup> {
-        let resp = self
-            .session
+        self.session
             .execute(self.req(Method::GET, &["security-groups", id])?)
-            .await?;
-        Ok(resp.json::<GroupOne>()?.security_group)
+            .await?
+            .json_in("security_group")
     }
 
     /// A security group by id, or else by exact name.
     pub async fn find_security_group(&self, name_or_id: &str) -> Result<SecurityGroup> {
-        match self.get_security_group(name_or_id).await {
-            Ok(g) => return Ok(g),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        one_by_name(
+        by_id_or_name(
             "security group",
             name_or_id,
-            self.list_security_groups(Some(name_or_id)).await?,
+            self.get_security_group(name_or_id).await,
+            Error::is_not_found,
+            || self.list_security_groups(Some(name_or_id)),
         )
+        .await
     }
 
     /// Delete a security group.
@@ -399,12 +369,10 @@ impl NetworkClient {
         let req = self
             .req(Method::POST, &["security-group-rules"])?
             .json(&serde_json::json!({ "security_group_rule": rule }))?;
-        Ok(self
-            .session
+        self.session
             .execute(req)
             .await?
-            .json::<RuleOne>()?
-            .security_group_rule)
+            .json_in("security_group_rule")
     }
 
     /// Delete a rule.
@@ -429,28 +397,21 @@ impl NetworkClient {
         let req = self
             .req(Method::POST, &["floatingips"])?
             .json(&serde_json::json!({ "floatingip": fip }))?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<FipOne>()?
-            .floatingip)
+        self.session.execute(req).await?.json_in("floatingip")
     }
 
     /// A floating IP by id.
     pub async fn get_floating_ip(&self, id: &str) -> Result<FloatingIp> {
-        Ok(self
-            .session
+        self.session
             .execute(self.req(Method::GET, &["floatingips", id])?)
             .await?
-            .json::<FipOne>()?
-            .floatingip)
+            .json_in("floatingip")
     }
 
     /// Floating IPs, optionally those bound to `port_id`.
     pub async fn list_floating_ips(&self, port_id: Option<&str>) -> Result<Vec<FloatingIp>> {
-        let q: Vec<(&str, &str)> = port_id.map(|p| vec![("port_id", p)]).unwrap_or_default();
-        self.list("floatingips", "floatingips", &q).await
+        self.list("floatingips", "floatingips", "port_id", port_id)
+            .await
     }
 
     /// Associate a floating IP with a port.
@@ -458,12 +419,7 @@ impl NetworkClient {
         let req = self
             .req(Method::PUT, &["floatingips", id])?
             .json(&serde_json::json!({"floatingip": {"port_id": port_id}}))?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<FipOne>()?
-            .floatingip)
+        self.session.execute(req).await?.json_in("floatingip")
     }
 
     /// Detach a floating IP from its port.
@@ -471,12 +427,7 @@ impl NetworkClient {
         let req = self
             .req(Method::PUT, &["floatingips", id])?
             .json(&serde_json::json!({"floatingip": {"port_id": null}}))?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<FipOne>()?
-            .floatingip)
+        self.session.execute(req).await?.json_in("floatingip")
     }
 
     /// Release a floating IP.
@@ -489,7 +440,7 @@ impl NetworkClient {
 
     /// Ports whose device is `server_id`.
     pub async fn server_ports(&self, server_id: &str) -> Result<Vec<Port>> {
-        self.list("ports", "ports", &[("device_id", server_id)])
+        self.list("ports", "ports", "device_id", Some(server_id))
             .await
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -13,9 +13,10 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::paging::{get_all, join, one_by_name};
+use crate::paging::{by_id_or_name, get_all, join};
 use crate::secret::Secret;
 use crate::session::{Req, Session};
+use crate::wait::{poll, Poll};
 
 /// A compute API microversion such as `2.45`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -406,22 +407,6 @@ pub struct ServerFilter {
 }
 
 #[derive(Deserialize)]
-struct ServerOne {
-    server: Server,
-}
-#[derive(Deserialize)]
-struct FlavorOne {
-    flavor: Flavor,
-}
-#[derive(Deserialize)]
-struct CreatedOne {
-    server: CreatedServer,
-}
-#[derive(Deserialize)]
-struct KeypairOne {
-    keypair: Keypair,
-}
-#[derive(Deserialize)]
 struct VersionDoc {
     version: VersionInfo,
 }
@@ -557,6 +542,19 @@ impl ComputeClient {
         Ok(r)
     }
 
+    /// Every item under `key` of `first` and the pages after it.
+    async fn list<T: serde::de::DeserializeOwned>(&self, first: Url, key: &str) -> Result<Vec<T>> {
+        get_all(
+            &self.session,
+            "compute",
+            self.region.clone(),
+            &self.headers(),
+            first,
+            key,
+        )
+        .await
+    }
+
     async fn action(&self, id: &str, body: Value) -> Result<crate::session::RawResponse> {
         let req = self
             .req(Method::POST, &["servers", id, "action"])?
@@ -566,41 +564,31 @@ impl ComputeClient {
 
     /// All flavors (with details).
     pub async fn list_flavors(&self) -> Result<Vec<Flavor>> {
-        let url = join(&self.base, &["flavors", "detail"])?;
-        get_all(
-            &self.session,
-            "compute",
-            self.region.clone(),
-            &self.headers(),
-            url,
-            "flavors",
-        )
-        .await
+        self.list(join(&self.base, &["flavors", "detail"])?, "flavors")
+            .await
     }
 
     /// A flavor by id.
     pub async fn get_flavor(&self, id: &str) -> Result<Flavor> {
-        let resp = self
-            .session
+        self.session
             .execute(self.req(Method::GET, &["flavors", id])?)
-            .await?;
-        Ok(resp.json::<FlavorOne>()?.flavor)
+            .await?
+            .json_in("flavor")
     }
 
     /// A flavor by id, or else by exact name.
     pub async fn find_flavor(&self, name_or_id: &str) -> Result<Flavor> {
-        match self.get_flavor(name_or_id).await {
-            Ok(f) => return Ok(f),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        let found: Vec<Flavor> = self
-            .list_flavors()
-            .await?
-            .into_iter()
-            .filter(|f| f.name == name_or_id)
-            .collect();
-        one_by_name("flavor", name_or_id, found)
+        by_id_or_name(
+            "flavor",
+            name_or_id,
+            self.get_flavor(name_or_id).await,
+            Error::is_not_found,
+            || async {
+                let all = self.list_flavors().await?;
+                Ok(all.into_iter().filter(|f| f.name == name_or_id).collect())
+            },
+        )
+        .await
     }
 
     /// Create a server (returns as soon as Nova accepted it; see
@@ -609,21 +597,15 @@ impl ComputeClient {
         let req = self
             .req(Method::POST, &["servers"])?
             .json(&request.body())?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<CreatedOne>()?
-            .server)
+        self.session.execute(req).await?.json_in("server")
     }
 
     /// A server by id.
     pub async fn get_server(&self, id: &str) -> Result<Server> {
-        let resp = self
-            .session
+        self.session
             .execute(self.req(Method::GET, &["servers", id])?)
-            .await?;
-        Ok(resp.json::<ServerOne>()?.server)
+            .await?
+            .json_in("server")
     }
 
     /// Servers (with details), following pagination.
@@ -641,15 +623,7 @@ impl ComputeClient {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        get_all(
-            &self.session,
-            "compute",
-            self.region.clone(),
-            &self.headers(),
-            url,
-            "servers",
-        )
-        .await
+        self.list(url, "servers").await
     }
 
     /// Delete a server (returns before it is gone; see
@@ -734,21 +708,15 @@ impl ComputeClient {
     pub async fn create_keypair(&self, name: &str, public_key: &str) -> Result<Keypair> {
         let body = serde_json::json!({ "keypair": { "name": name, "public_key": public_key } });
         let req = self.req(Method::POST, &["os-keypairs"])?.json(&body)?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<KeypairOne>()?
-            .keypair)
+        self.session.execute(req).await?.json_in("keypair")
     }
 
     /// A key pair by name.
     pub async fn get_keypair(&self, name: &str) -> Result<Keypair> {
-        let resp = self
-            .session
+        self.session
             .execute(self.req(Method::GET, &["os-keypairs", name])?)
-            .await?;
-        Ok(resp.json::<KeypairOne>()?.keypair)
+            .await?
+            .json_in("keypair")
     }
 
     /// Delete a key pair.
@@ -767,66 +735,45 @@ impl ComputeClient {
         wanted: ServerStatus,
         timeout: Duration,
     ) -> Result<Server> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(500);
-        loop {
+        let wanted_text = wanted.to_string();
+        poll("server", id, &wanted_text, timeout, SERVER_POLL, || async {
             let server = self.get_server(id).await?;
             if server.status == wanted && server.task_state.is_none() {
-                return Ok(server);
+                return Ok(Poll::Done(server));
             }
             if server.status == ServerStatus::Error && wanted != ServerStatus::Error {
-                return Err(Error::ResourceFailed {
-                    kind: "server",
-                    id: id.to_owned(),
-                    status: server.status.to_string(),
-                    fault: server.fault.map(|f| f.message),
-                });
+                return Err(server_failed(id, server));
             }
-            if started.elapsed() >= timeout {
-                return Err(Error::WaitTimeout {
-                    kind: "server",
-                    id: id.to_owned(),
-                    wanted: wanted.to_string(),
-                    last: server.status.to_string(),
-                    waited: started.elapsed(),
-                });
-            }
-            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+            Ok(Poll::Waiting(server.status.to_string()))
+        })
+        .await
     }
 
     /// Poll until the server is gone (404 or `DELETED`).
     pub async fn wait_for_server_deleted(&self, id: &str, timeout: Duration) -> Result<()> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let last = match self.get_server(id).await {
-                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return Ok(()),
-                Err(e) => return Err(e),
-                Ok(s) if s.status == ServerStatus::Deleted => return Ok(()),
-                Ok(s) if s.status == ServerStatus::Error => {
-                    return Err(Error::ResourceFailed {
-                        kind: "server",
-                        id: id.to_owned(),
-                        status: s.status.to_string(),
-                        fault: s.fault.map(|f| f.message),
-                    })
-                }
-                Ok(s) => s.status.to_string(),
-            };
-            if started.elapsed() >= timeout {
-                return Err(Error::WaitTimeout {
-                    kind: "server",
-                    id: id.to_owned(),
-                    wanted: "deleted".into(),
-                    last,
-                    waited: started.elapsed(),
-                });
+        poll("server", id, "deleted", timeout, SERVER_POLL, || async {
+            match self.get_server(id).await {
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(Poll::Done(())),
+                Err(e) => Err(e),
+                Ok(s) if s.status == ServerStatus::Deleted => Ok(Poll::Done(())),
+                Ok(s) if s.status == ServerStatus::Error => Err(server_failed(id, s)),
+                Ok(s) => Ok(Poll::Waiting(s.status.to_string())),
             }
-            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        })
+        .await
+    }
+}
+
+/// First pause between two looks at a server that is changing state.
+const SERVER_POLL: Duration = Duration::from_millis(500);
+
+/// The error for a server that went to `ERROR` while we waited.
+fn server_failed(id: &str, server: Server) -> Error {
+    Error::ResourceFailed {
+        kind: "server",
+        id: id.to_owned(),
+        status: server.status.to_string(),
+        fault: server.fault.map(|f| f.message),
     }
 }
 

@@ -1,4 +1,7 @@
-//! `<key>_links` pagination shared by Nova and Neutron.
+//! `<key>_links` pagination shared by Nova and Neutron, and the look-ups by
+//! id or name every service client offers.
+
+use std::future::Future;
 
 use reqwest::header::HeaderMap;
 use reqwest::Method;
@@ -86,5 +89,25 @@ pub(crate) fn one_by_name<T>(kind: &'static str, name: &str, mut found: Vec<T>) 
             name: name.to_owned(),
             count,
         }),
+    }
+}
+
+/// `by_id`'s answer, or else, when it is a miss (`is_miss`), the one item
+/// `by_name` lists: the `find_*` look-ups by id or exact name.
+pub(crate) async fn by_id_or_name<T, F, Fut>(
+    kind: &'static str,
+    name_or_id: &str,
+    by_id: Result<T>,
+    is_miss: impl FnOnce(&Error) -> bool,
+    by_name: F,
+) -> Result<T>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Vec<T>>>,
+{
+    match by_id {
+        Ok(found) => Ok(found),
+        Err(e) if is_miss(&e) => one_by_name(kind, name_or_id, by_name().await?),
+        Err(e) => Err(e),
     }
 }

@@ -129,6 +129,26 @@ impl RawResponse {
         })
     }
 
+    /// Decode the `T` under `key` of a JSON object body (`{"server": {...}}`).
+    pub(crate) fn json_in<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let decode = |source| Error::Decode {
+            method: self.method.clone(),
+            url: self.url.to_string(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        };
+        let mut value: serde_json::Value = serde_json::from_slice(&self.body).map_err(decode)?;
+        let inner = value
+            .get_mut(key)
+            .map(serde_json::Value::take)
+            .ok_or_else(|| {
+                decode(<serde_json::Error as serde::de::Error>::custom(
+                    format_args!("missing field `{key}`"),
+                ))
+            })?;
+        serde_json::from_value(inner).map_err(decode)
+    }
+
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -639,6 +659,92 @@ impl Session {
         }
     }
 
+    /// The token state a request is sent with (`None` for unauthenticated
+    /// requests such as the authentication itself).
+    async fn state_for(&self, req: &Req) -> Result<Option<Arc<AuthState>>> {
+        if req.auth {
+            Ok(Some(self.auth_state().await?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Turn a bounded wait for `req` into the crate's errors: the bound
+    /// elapsed (`Timeout` while `phase`) or the HTTP client failed (`Transport`).
+    fn bounded<T>(
+        req: &Req,
+        phase: &'static str,
+        bound: Duration,
+        outcome: std::result::Result<
+            std::result::Result<T, reqwest::Error>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> Result<T> {
+        match outcome {
+            Err(_) => Err(Error::Timeout {
+                method: req.method.clone(),
+                url: req.url.to_string(),
+                phase,
+                idle: bound,
+            }),
+            Ok(Err(source)) => Err(Error::Transport {
+                method: req.method.clone(),
+                url: req.url.to_string(),
+                source,
+            }),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// After an attempt of `req` that did not succeed: re-authenticate once
+    /// on a 401, or back off before repeating what may be repeated.
+    /// `Ok(())` means "send it again"; `Err` is the error to return.
+    async fn after_failure(
+        &self,
+        req: &Req,
+        span: &tracing::Span,
+        state: Option<&AuthState>,
+        failure: Failure<'_>,
+        attempt: &mut u32,
+        reauthed: &mut bool,
+    ) -> Result<()> {
+        let (err, retryable, headers) = match failure {
+            Failure::Status {
+                status,
+                headers,
+                body,
+            } => {
+                if status == StatusCode::UNAUTHORIZED && !*reauthed {
+                    if let Some(state) = state {
+                        tracing::info!(parent: span, "token rejected, re-authenticating once");
+                        *reauthed = true;
+                        self.refresh(Some(state.generation), Duration::ZERO, true)
+                            .await?;
+                        return Ok(());
+                    }
+                }
+                let err = api_error(&req.method, &req.url, status, headers, body);
+                (
+                    err,
+                    req.idempotent && is_retryable_status(status),
+                    Some(headers),
+                )
+            }
+            Failure::NoAnswer(err) => {
+                let retryable = Self::transport_retryable(&err, req.idempotent);
+                (err, retryable, None)
+            }
+        };
+        if retryable && *attempt < self.inner.config.http.max_retries {
+            let delay = self.retry_delay(*attempt, headers);
+            tracing::warn!(parent: span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
+            tokio::time::sleep(delay).await;
+            *attempt += 1;
+            return Ok(());
+        }
+        Err(err)
+    }
+
     /// Execute a request with a buffered body: retries (idempotent only),
     /// one re-authentication on 401, an overall `api_timeout` per attempt.
     pub(crate) async fn execute(&self, req: Req) -> Result<RawResponse> {
@@ -646,11 +752,7 @@ impl Session {
         let mut attempt = 0u32;
         let mut reauthed = false;
         loop {
-            let state = if req.auth {
-                Some(self.auth_state().await?)
-            } else {
-                None
-            };
+            let state = self.state_for(&req).await?;
             let span = Self::span(&req, attempt);
             let started = Instant::now();
             let rb = self.builder(&req, state.as_deref())?;
@@ -664,24 +766,15 @@ impl Session {
                 let body = resp.bytes().await?;
                 Ok::<_, reqwest::Error>((status, headers, body))
             };
-            let outcome = match tokio::time::timeout(opts.api_timeout, fut)
-                .instrument(span.clone())
-                .await
-            {
-                Err(_) => Err(Error::Timeout {
-                    method: req.method.clone(),
-                    url: req.url.to_string(),
-                    phase: "waiting for the complete response",
-                    idle: opts.api_timeout,
-                }),
-                Ok(Err(source)) => Err(Error::Transport {
-                    method: req.method.clone(),
-                    url: req.url.to_string(),
-                    source,
-                }),
-                Ok(Ok(r)) => Ok(r),
-            };
-            match outcome {
+            let outcome = Self::bounded(
+                &req,
+                "waiting for the complete response",
+                opts.api_timeout,
+                tokio::time::timeout(opts.api_timeout, fut)
+                    .instrument(span.clone())
+                    .await,
+            );
+            let failure = match outcome {
                 Ok((status, headers, body)) => {
                     Self::record(&span, Some(status), Some(&headers), started);
                     if status.is_success() {
@@ -693,38 +786,34 @@ impl Session {
                             url: req.url.clone(),
                         });
                     }
-                    if status == StatusCode::UNAUTHORIZED && !reauthed {
-                        if let Some(state) = &state {
-                            tracing::info!(parent: &span, "token rejected, re-authenticating once");
-                            reauthed = true;
-                            self.refresh(Some(state.generation), Duration::ZERO, true)
-                                .await?;
-                            continue;
-                        }
-                    }
-                    let err = api_error(&req.method, &req.url, status, &headers, &body);
-                    if req.idempotent && is_retryable_status(status) && attempt < opts.max_retries {
-                        let delay = self.retry_delay(attempt, Some(&headers));
-                        tracing::warn!(parent: &span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(err);
+                    self.after_failure(
+                        &req,
+                        &span,
+                        state.as_deref(),
+                        Failure::Status {
+                            status,
+                            headers: &headers,
+                            body: &body,
+                        },
+                        &mut attempt,
+                        &mut reauthed,
+                    )
+                    .await
                 }
                 Err(err) => {
                     Self::record(&span, None, None, started);
-                    if Self::transport_retryable(&err, req.idempotent) && attempt < opts.max_retries
-                    {
-                        let delay = self.retry_delay(attempt, None);
-                        tracing::warn!(parent: &span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(err);
+                    self.after_failure(
+                        &req,
+                        &span,
+                        state.as_deref(),
+                        Failure::NoAnswer(err),
+                        &mut attempt,
+                        &mut reauthed,
+                    )
+                    .await
                 }
-            }
+            };
+            failure?;
         }
     }
 
@@ -739,32 +828,19 @@ impl Session {
         let mut attempt = 0u32;
         let mut reauthed = false;
         loop {
-            let state = if req.auth {
-                Some(self.auth_state().await?)
-            } else {
-                None
-            };
+            let state = self.state_for(&req).await?;
             let span = Self::span(&req, attempt);
             let started = Instant::now();
             let rb = self.builder(&req, state.as_deref())?;
-            let outcome = match tokio::time::timeout(opts.idle_timeout, rb.send())
-                .instrument(span.clone())
-                .await
-            {
-                Err(_) => Err(Error::Timeout {
-                    method: req.method.clone(),
-                    url: req.url.to_string(),
-                    phase: "waiting for the response headers",
-                    idle: opts.idle_timeout,
-                }),
-                Ok(Err(source)) => Err(Error::Transport {
-                    method: req.method.clone(),
-                    url: req.url.to_string(),
-                    source,
-                }),
-                Ok(Ok(r)) => Ok(r),
-            };
-            match outcome {
+            let outcome = Self::bounded(
+                &req,
+                "waiting for the response headers",
+                opts.idle_timeout,
+                tokio::time::timeout(opts.idle_timeout, rb.send())
+                    .instrument(span.clone())
+                    .await,
+            );
+            let failure = match outcome {
                 Ok(resp) if resp.status().is_success() => {
                     span.record("http.status_code", resp.status().as_u16());
                     if let Some(id) = request_id(resp.headers()) {
@@ -781,37 +857,34 @@ impl Session {
                         .and_then(|r| r.ok())
                         .unwrap_or_default();
                     Self::record(&span, Some(status), Some(&headers), started);
-                    if status == StatusCode::UNAUTHORIZED && !reauthed {
-                        if let Some(state) = &state {
-                            reauthed = true;
-                            self.refresh(Some(state.generation), Duration::ZERO, true)
-                                .await?;
-                            continue;
-                        }
-                    }
-                    let err = api_error(&req.method, &req.url, status, &headers, &body);
-                    if req.idempotent && is_retryable_status(status) && attempt < opts.max_retries {
-                        let delay = self.retry_delay(attempt, Some(&headers));
-                        tracing::warn!(parent: &span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(err);
+                    self.after_failure(
+                        &req,
+                        &span,
+                        state.as_deref(),
+                        Failure::Status {
+                            status,
+                            headers: &headers,
+                            body: &body,
+                        },
+                        &mut attempt,
+                        &mut reauthed,
+                    )
+                    .await
                 }
                 Err(err) => {
                     Self::record(&span, None, None, started);
-                    if Self::transport_retryable(&err, req.idempotent) && attempt < opts.max_retries
-                    {
-                        let delay = self.retry_delay(attempt, None);
-                        tracing::warn!(parent: &span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(err);
+                    self.after_failure(
+                        &req,
+                        &span,
+                        state.as_deref(),
+                        Failure::NoAnswer(err),
+                        &mut attempt,
+                        &mut reauthed,
+                    )
+                    .await
                 }
-            }
+            };
+            failure?;
         }
     }
 
@@ -899,6 +972,18 @@ impl Session {
             }
         }
     }
+}
+
+/// How an attempt that did not succeed ended.
+enum Failure<'a> {
+    /// The server answered with a non-success status.
+    Status {
+        status: StatusCode,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    },
+    /// No usable answer (transport error or timeout).
+    NoAnswer(Error),
 }
 
 fn expires_within(state: &AuthState, margin: Duration) -> bool {
@@ -1015,6 +1100,27 @@ mod tests {
         let dbg = format!("{req:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("bytes of application/json"), "{dbg}");
+    }
+
+    #[test]
+    fn json_in_decodes_the_named_member_or_names_what_is_missing() {
+        let resp = RawResponse {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(br#"{"keypair": {"name": "k"}}"#),
+            method: Method::GET,
+            url: Url::parse("http://127.0.0.1/os-keypairs/k").unwrap(),
+        };
+        let v: serde_json::Value = resp.json_in("keypair").unwrap();
+        assert_eq!(v, serde_json::json!({"name": "k"}));
+        let err = resp.json_in::<serde_json::Value>("server").unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("GET http://127.0.0.1/os-keypairs/k: cannot decode")
+                && err.to_string().contains("missing field `server`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@ mod download;
 mod types;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
@@ -19,7 +20,9 @@ pub use types::{
 };
 
 use crate::error::{Error, Result};
+use crate::paging::by_id_or_name;
 use crate::session::{Body, Req, Session};
+use crate::wait::{poll, Poll};
 
 const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
 
@@ -172,26 +175,16 @@ impl GlanceClient {
 
     /// An image by id, or else by exact name (error if several share it).
     pub async fn find_image(&self, name_or_id: &str) -> Result<Image> {
-        match self.get_image(name_or_id).await {
-            Ok(i) => return Ok(i),
-            Err(e) if e.is_not_found() || e.status() == Some(StatusCode::BAD_REQUEST) => {}
-            Err(e) => return Err(e),
-        }
-        let mut found = self
-            .list_images(&ImageFilter::default().name(name_or_id))
-            .await?;
-        match found.len() {
-            0 => Err(Error::NotFound {
-                kind: "image",
-                name: name_or_id.to_owned(),
-            }),
-            1 => Ok(found.remove(0)),
-            count => Err(Error::Ambiguous {
-                kind: "image",
-                name: name_or_id.to_owned(),
-                count,
-            }),
-        }
+        let filter = ImageFilter::default().name(name_or_id);
+        by_id_or_name(
+            "image",
+            name_or_id,
+            self.get_image(name_or_id).await,
+            // Glance answers 400 for an id that is not a UUID.
+            |e| e.is_not_found() || e.status() == Some(StatusCode::BAD_REQUEST),
+            || self.list_images(&filter),
+        )
+        .await
     }
 
     /// Create an image record (status `queued`).
@@ -670,22 +663,16 @@ impl GlanceClient {
     /// `os_glance_failed_import` names a store, when the image went back to
     /// `queued` after a failed import, or after `timeout`.
     pub async fn wait_for_import(&self, id: &str, timeout: Duration) -> Result<Image> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
-        let mut seen_busy = false;
-        loop {
+        // Once seen importing, a `queued` image means the import gave up.
+        let seen_busy = AtomicBool::new(false);
+        poll("image", id, "imported", timeout, IMAGE_POLL, || async {
             let image = self.get_image(id).await?;
             let pending = image
                 .property("os_glance_importing_to_stores")
                 .unwrap_or("");
             let failed = image.property("os_glance_failed_import").unwrap_or("");
             if !failed.is_empty() {
-                return Err(Error::ResourceFailed {
-                    kind: "image",
-                    id: id.to_owned(),
-                    status: image.status.to_string(),
-                    fault: Some(format!("import failed for stores: {failed}")),
-                });
+                return Err(import_failed(id, &image, failed));
             }
             // Glance keeps its import lock (`os_glance_import_task`) for a
             // moment after the data is active; another import before it is
@@ -694,19 +681,17 @@ impl GlanceClient {
                 .property("os_glance_import_task")
                 .is_some_and(|t| !t.is_empty());
             if image.status == ImageStatus::Active && pending.is_empty() && !locked {
-                return Ok(image);
+                return Ok(Poll::Done(image));
             }
             if matches!(
                 image.status,
                 ImageStatus::Importing | ImageStatus::Uploading
             ) || !pending.is_empty()
             {
-                seen_busy = true;
+                seen_busy.store(true, Ordering::Relaxed);
             }
-            if matches!(
-                image.status,
-                ImageStatus::Killed | ImageStatus::Deleted | ImageStatus::PendingDelete
-            ) || (seen_busy && image.status == ImageStatus::Queued)
+            if is_gone(&image.status)
+                || (seen_busy.load(Ordering::Relaxed) && image.status == ImageStatus::Queued)
             {
                 return Err(Error::ResourceFailed {
                     kind: "image",
@@ -715,18 +700,9 @@ impl GlanceClient {
                     fault: Some("the import did not complete".into()),
                 });
             }
-            if started.elapsed() >= timeout {
-                return Err(Error::WaitTimeout {
-                    kind: "image",
-                    id: id.to_owned(),
-                    wanted: "imported".into(),
-                    last: image.status.to_string(),
-                    waited: started.elapsed(),
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+            Ok(Poll::Waiting(image.status.to_string()))
+        })
+        .await
     }
 
     /// Poll until the image has `wanted` status. Fails early on `killed`,
@@ -737,17 +713,13 @@ impl GlanceClient {
         wanted: ImageStatus,
         timeout: Duration,
     ) -> Result<Image> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
-        loop {
+        let wanted_text = wanted.to_string();
+        poll("image", id, &wanted_text, timeout, IMAGE_POLL, || async {
             let image = self.get_image(id).await?;
             if image.status == wanted {
-                return Ok(image);
+                return Ok(Poll::Done(image));
             }
-            if matches!(
-                image.status,
-                ImageStatus::Killed | ImageStatus::Deleted | ImageStatus::PendingDelete
-            ) {
+            if is_gone(&image.status) {
                 return Err(Error::ResourceFailed {
                     kind: "image",
                     id: id.to_owned(),
@@ -760,26 +732,33 @@ impl GlanceClient {
                 .filter(|s| !s.is_empty())
             {
                 if image.status == ImageStatus::Queued || image.status == ImageStatus::Active {
-                    return Err(Error::ResourceFailed {
-                        kind: "image",
-                        id: id.to_owned(),
-                        status: image.status.to_string(),
-                        fault: Some(format!("import failed for stores: {failed}")),
-                    });
+                    return Err(import_failed(id, &image, failed));
                 }
             }
-            if started.elapsed() >= timeout {
-                return Err(Error::WaitTimeout {
-                    kind: "image",
-                    id: id.to_owned(),
-                    wanted: wanted.to_string(),
-                    last: image.status.to_string(),
-                    waited: started.elapsed(),
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+            Ok(Poll::Waiting(image.status.to_string()))
+        })
+        .await
+    }
+}
+
+/// First pause between two looks at an image that is changing state.
+const IMAGE_POLL: Duration = Duration::from_millis(250);
+
+/// Statuses an image does not come back from.
+fn is_gone(status: &ImageStatus) -> bool {
+    matches!(
+        status,
+        ImageStatus::Killed | ImageStatus::Deleted | ImageStatus::PendingDelete
+    )
+}
+
+/// The error for an import that `os_glance_failed_import` says failed.
+fn import_failed(id: &str, image: &Image, failed: &str) -> Error {
+    Error::ResourceFailed {
+        kind: "image",
+        id: id.to_owned(),
+        status: image.status.to_string(),
+        fault: Some(format!("import failed for stores: {failed}")),
     }
 }
 
