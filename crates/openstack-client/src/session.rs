@@ -704,7 +704,7 @@ impl Session {
         req: &Req,
         span: &tracing::Span,
         state: Option<&AuthState>,
-        failure: Failure<'_>,
+        failure: Failure,
         attempt: &mut u32,
         reauthed: &mut bool,
     ) -> Result<()> {
@@ -723,7 +723,7 @@ impl Session {
                         return Ok(());
                     }
                 }
-                let err = api_error(&req.method, &req.url, status, headers, body);
+                let err = api_error(&req.method, &req.url, status, &headers, &body);
                 (
                     err,
                     req.idempotent && is_retryable_status(status),
@@ -736,7 +736,7 @@ impl Session {
             }
         };
         if retryable && *attempt < self.inner.config.http.max_retries {
-            let delay = self.retry_delay(*attempt, headers);
+            let delay = self.retry_delay(*attempt, headers.as_ref());
             tracing::warn!(parent: span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
             *attempt += 1;
@@ -786,34 +786,26 @@ impl Session {
                             url: req.url.clone(),
                         });
                     }
-                    self.after_failure(
-                        &req,
-                        &span,
-                        state.as_deref(),
-                        Failure::Status {
-                            status,
-                            headers: &headers,
-                            body: &body,
-                        },
-                        &mut attempt,
-                        &mut reauthed,
-                    )
-                    .await
+                    Failure::Status {
+                        status,
+                        headers,
+                        body,
+                    }
                 }
                 Err(err) => {
                     Self::record(&span, None, None, started);
-                    self.after_failure(
-                        &req,
-                        &span,
-                        state.as_deref(),
-                        Failure::NoAnswer(err),
-                        &mut attempt,
-                        &mut reauthed,
-                    )
-                    .await
+                    Failure::NoAnswer(err)
                 }
             };
-            failure?;
+            self.after_failure(
+                &req,
+                &span,
+                state.as_deref(),
+                failure,
+                &mut attempt,
+                &mut reauthed,
+            )
+            .await?;
         }
     }
 
@@ -857,34 +849,26 @@ impl Session {
                         .and_then(|r| r.ok())
                         .unwrap_or_default();
                     Self::record(&span, Some(status), Some(&headers), started);
-                    self.after_failure(
-                        &req,
-                        &span,
-                        state.as_deref(),
-                        Failure::Status {
-                            status,
-                            headers: &headers,
-                            body: &body,
-                        },
-                        &mut attempt,
-                        &mut reauthed,
-                    )
-                    .await
+                    Failure::Status {
+                        status,
+                        headers,
+                        body,
+                    }
                 }
                 Err(err) => {
                     Self::record(&span, None, None, started);
-                    self.after_failure(
-                        &req,
-                        &span,
-                        state.as_deref(),
-                        Failure::NoAnswer(err),
-                        &mut attempt,
-                        &mut reauthed,
-                    )
-                    .await
+                    Failure::NoAnswer(err)
                 }
             };
-            failure?;
+            self.after_failure(
+                &req,
+                &span,
+                state.as_deref(),
+                failure,
+                &mut attempt,
+                &mut reauthed,
+            )
+            .await?;
         }
     }
 
@@ -975,12 +959,12 @@ impl Session {
 }
 
 /// How an attempt that did not succeed ended.
-enum Failure<'a> {
+enum Failure {
     /// The server answered with a non-success status.
     Status {
         status: StatusCode,
-        headers: &'a HeaderMap,
-        body: &'a [u8],
+        headers: HeaderMap,
+        body: Bytes,
     },
     /// No usable answer (transport error or timeout).
     NoAnswer(Error),

@@ -184,14 +184,7 @@ async fn upload_is_not_replayed_but_upload_file_reopens() {
     let _serial = common::cloud_lock().await;
     let real = common::session().await;
     let rg = real.image(Some(&common::regions()[0])).await.unwrap();
-    let image = rg
-        .create_image(
-            &CreateImage::new(common::unique("reopen"))
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let image = common::raw_image(&rg, common::unique("reopen")).await;
     let payload = common::data(5 * 1024 * 1024 + 3, 21);
     let proxy = Proxy::start(glance_addr(&real).await).await;
 
@@ -224,10 +217,7 @@ async fn upload_is_not_replayed_but_upload_file_reopens() {
     assert_eq!(proxy.faults.load(Ordering::SeqCst), 2);
     let active = rg.get_image(&image.id).await.unwrap();
     assert_eq!(active.status, ImageStatus::Active);
-    assert_eq!(
-        active.os_hash_value.as_deref(),
-        Some(common::sha512_hex(&payload).as_str())
-    );
+    common::assert_holds(&active, &payload);
     rg.delete_image(&image.id).await.unwrap();
 }
 
@@ -254,14 +244,7 @@ async fn two_hundred_mib_round_trip() {
     let s = common::session().await;
     for region in common::regions() {
         let g = s.image(Some(&region)).await.unwrap();
-        let image = g
-            .create_image(
-                &CreateImage::new(common::unique("big"))
-                    .disk_format("raw")
-                    .container_format("bare"),
-            )
-            .await
-            .unwrap();
+        let image = common::raw_image(&g, common::unique("big")).await;
         g.upload_file(&image.id, &src).await.unwrap();
         let active = g.get_image(&image.id).await.unwrap();
         assert_eq!(active.size, Some(size));

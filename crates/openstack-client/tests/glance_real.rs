@@ -29,10 +29,8 @@ async fn image_lifecycle_in_both_regions() {
         let g = session.image(Some(&region)).await.unwrap();
         let created = g
             .create_image(
-                &CreateImage::new(&name)
+                &common::raw(&name)
                     .id(&id)
-                    .disk_format("raw")
-                    .container_format("bare")
                     .min_disk(1)
                     .min_ram(64)
                     .visibility(Visibility::Private)
@@ -49,12 +47,7 @@ async fn image_lifecycle_in_both_regions() {
 
         // Same id again in the same region: conflict.
         let dup = g
-            .create_image(
-                &CreateImage::new(&name)
-                    .id(&id)
-                    .disk_format("raw")
-                    .container_format("bare"),
-            )
+            .create_image(&common::raw(&name).id(&id))
             .await
             .unwrap_err();
         assert!(dup.is_conflict(), "{dup}");
@@ -108,10 +101,7 @@ async fn image_lifecycle_in_both_regions() {
         assert_eq!(active.status, ImageStatus::Active);
         assert_eq!(active.size, Some(payload.len() as u64));
         assert_eq!(active.os_hash_algo.as_deref(), Some("sha512"));
-        assert_eq!(
-            active.os_hash_value.as_deref(),
-            Some(common::sha512_hex(&payload).as_str())
-        );
+        common::assert_holds(&active, &payload);
 
         let mut out = Vec::new();
         let summary = g.download_to(&id, &mut out).await.unwrap();
@@ -137,14 +127,7 @@ async fn image_lifecycle_in_both_regions() {
 async fn download_detects_a_hash_mismatch() {
     let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[0]).await;
-    let image = g
-        .create_image(
-            &CreateImage::new(common::unique("hash"))
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let image = common::raw_image(&g, common::unique("hash")).await;
     let payload = common::data(200_000, 3);
     g.upload(
         &image.id,
@@ -213,12 +196,7 @@ async fn tags_deactivate_reactivate_and_protection() {
     let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[1]).await;
     let img = g
-        .create_image(
-            &CreateImage::new(common::unique("tags"))
-                .disk_format("raw")
-                .container_format("bare")
-                .protected(true),
-        )
+        .create_image(&common::raw(common::unique("tags")).protected(true))
         .await
         .unwrap();
     g.add_tag(&img.id, "a b").await.unwrap();
@@ -317,14 +295,7 @@ async fn discovery_and_glance_direct_import() {
         assert!(stores.iter().any(|s| s.default), "{stores:?}");
     }
 
-    let img = g
-        .create_image(
-            &CreateImage::new(common::unique("import"))
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let img = common::raw_image(&g, common::unique("import")).await;
     let payload = common::data(1 << 20, 11);
     g.stage(
         &img.id,
@@ -348,10 +319,7 @@ async fn discovery_and_glance_direct_import() {
         .wait_for_import(&img.id, Duration::from_secs(120))
         .await
         .unwrap();
-    assert_eq!(
-        active.os_hash_value.as_deref(),
-        Some(common::sha512_hex(&payload).as_str())
-    );
+    common::assert_holds(&active, &payload);
 
     // copy-image into the store that already has the data: Glance must
     // understand the body and refuse for that reason only.
@@ -415,14 +383,7 @@ async fn web_download_import() {
     assert!(methods.contains(&"web-download".to_string()), "{methods:?}");
     let payload = common::data(2 * 1024 * 1024 + 5, 99);
     let uri = serve(payload.clone()).await;
-    let img = g
-        .create_image(
-            &CreateImage::new(common::unique("web"))
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let img = common::raw_image(&g, common::unique("web")).await;
     g.import_image(
         &img.id,
         &ImportMethod::WebDownload { uri },
@@ -435,10 +396,7 @@ async fn web_download_import() {
         .await
         .unwrap();
     assert_eq!(active.size, Some(payload.len() as u64));
-    assert_eq!(
-        active.os_hash_value.as_deref(),
-        Some(common::sha512_hex(&payload).as_str())
-    );
+    common::assert_holds(&active, &payload);
     let mut out = Vec::new();
     g.download_to(&img.id, &mut out).await.unwrap();
     assert_eq!(out, payload);
@@ -448,14 +406,7 @@ async fn web_download_import() {
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_uri = format!("http://{}/gone.raw", dead.local_addr().unwrap());
     drop(dead);
-    let img = g
-        .create_image(
-            &CreateImage::new(common::unique("webfail"))
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let img = common::raw_image(&g, common::unique("webfail")).await;
     g.import_image(
         &img.id,
         &ImportMethod::WebDownload { uri: dead_uri },
@@ -481,15 +432,7 @@ async fn chunked_upload_and_streamed_listing() {
     let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[1]).await;
     let tag = common::unique("chunked");
-    let img = g
-        .create_image(
-            &CreateImage::new(&tag)
-                .tag(&tag)
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let img = g.create_image(&common::raw(&tag).tag(&tag)).await.unwrap();
     let payload = common::data(1_500_000, 5);
     g.upload(&img.id, std::io::Cursor::new(payload.clone()), None)
         .await
@@ -501,10 +444,7 @@ async fn chunked_upload_and_streamed_listing() {
     }
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].size, Some(payload.len() as u64));
-    assert_eq!(
-        found[0].os_hash_value.as_deref(),
-        Some(common::sha512_hex(&payload).as_str())
-    );
+    common::assert_holds(&found[0], &payload);
     g.delete_image(&img.id).await.unwrap();
 }
 
@@ -515,14 +455,7 @@ async fn upload_file_survives_a_rejected_token() {
     let _serial = common::cloud_lock().await;
     let s = common::session().await;
     let g = s.image(Some(&common::regions()[0])).await.unwrap();
-    let img = g
-        .create_image(
-            &CreateImage::new(common::unique("401up"))
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let img = common::raw_image(&g, common::unique("401up")).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.raw");
     let payload = common::data(8 * 1024 * 1024, 77);
@@ -536,10 +469,7 @@ async fn upload_file_survives_a_rejected_token() {
     g.upload_file(&img.id, &path).await.unwrap();
     assert_eq!(s.auth_count(), before + 1);
     let active = g.get_image(&img.id).await.unwrap();
-    assert_eq!(
-        active.os_hash_value.as_deref(),
-        Some(common::sha512_hex(&payload).as_str())
-    );
+    common::assert_holds(&active, &payload);
     g.delete_image(&img.id).await.unwrap();
 }
 
@@ -548,14 +478,7 @@ async fn find_image_and_delete_from_store() {
     let _serial = common::cloud_lock().await;
     let g = glance(&common::regions()[0]).await;
     let name = common::unique("find");
-    let img = g
-        .create_image(
-            &CreateImage::new(&name)
-                .disk_format("raw")
-                .container_format("bare"),
-        )
-        .await
-        .unwrap();
+    let img = common::raw_image(&g, &name).await;
     assert_eq!(g.find_image(&img.id).await.unwrap().id, img.id);
     assert_eq!(g.find_image(&name).await.unwrap().id, img.id);
     let missing = g.find_image(&common::unique("nothing")).await.unwrap_err();

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use openstack_client::glance::{CreateImage, GlanceClient, Image};
 use openstack_client::{CloudConfig, Session};
 
 /// The clouds.yaml written by `scripts/cloud/up.sh`.
@@ -91,6 +92,28 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 pub fn sha512_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha512::digest(data))
+}
+
+/// The request for a `raw`/`bare` image record named `name`.
+pub fn raw(name: impl Into<String>) -> CreateImage {
+    CreateImage::new(name)
+        .disk_format("raw")
+        .container_format("bare")
+}
+
+/// A new `raw`/`bare` image record named `name` (status `queued`).
+pub async fn raw_image(g: &GlanceClient, name: impl Into<String>) -> Image {
+    g.create_image(&raw(name)).await.unwrap()
+}
+
+/// Glance's sha512 of `image` is the one of `payload`.
+pub fn assert_holds(image: &Image, payload: &[u8]) {
+    assert_eq!(
+        image.os_hash_value.as_deref(),
+        Some(sha512_hex(payload).as_str()),
+        "image {}",
+        image.id
+    );
 }
 
 /// Serialises the tests that use the local cloud, across test processes
