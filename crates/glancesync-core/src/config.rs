@@ -508,6 +508,23 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
 }
 
 #[cfg(test)]
+impl GlanceSyncConfig {
+    /// The configuration `text` (named `t`), without overrides or
+    /// environment: the unit tests' starting point.
+    pub(crate) fn from_test_text(text: String) -> GlanceSyncConfig {
+        GlanceSyncConfig::load(
+            &ConfigSource::Text {
+                name: "t".into(),
+                text,
+            },
+            &LoadOptions::default(),
+            &|_: &str| None,
+        )
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

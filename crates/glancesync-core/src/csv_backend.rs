@@ -288,22 +288,16 @@ pub fn load_dir(dir: &Path) -> Result<HashMap<String, Vec<Image>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigSource, GlanceSyncConfig, LoadOptions};
+    use crate::config::GlanceSyncConfig;
 
     fn target(name: &str, extra: &str) -> TargetConfig {
         let text = format!(
             "[main]\nmaster_region = M\n[master]\ncredential = u,cA==,http://k,tenant1\n[other]\ncredential = u,cA==,http://k,tenant2\n{extra}"
         );
-        let c = GlanceSyncConfig::load(
-            &ConfigSource::Text {
-                name: "t".into(),
-                text,
-            },
-            &LoadOptions::default(),
-            &|_: &str| None,
-        )
-        .unwrap();
-        c.target(name).unwrap().clone()
+        GlanceSyncConfig::from_test_text(text)
+            .target(name)
+            .unwrap()
+            .clone()
     }
 
     fn setup() -> tempfile::TempDir {

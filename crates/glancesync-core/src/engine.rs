@@ -326,24 +326,24 @@ impl GlanceSync {
         let mut was_synchronised = true;
 
         // Pass 1: metadata.
-        for (status, master) in &tuples {
-            if *status != SyncStatus::PendingMetadata {
-                continue;
-            }
+        let pass = MetadataPass {
+            r,
+            target,
+            fullname,
+            dry_run,
+            log,
+        };
+        if self
+            .metadata_pass(
+                &pass,
+                &tuples,
+                SyncStatus::PendingMetadata,
+                &mut dict,
+                &mut report,
+            )
+            .await?
+        {
             was_synchronised = false;
-            if dry_run {
-                log.info(&format!(
-                    "{fullname}: Image pending to update the metadata {}",
-                    master.name
-                ));
-            } else {
-                log.info(&format!(
-                    "{fullname}: Updating the metadata of image {}",
-                    master.name
-                ));
-                self.update_meta(r, target, master, &mut dict, log).await?;
-            }
-            report.metadata_updated.push(master.name.clone());
         }
 
         // Pass 2: uploads, in size order.
@@ -422,25 +422,16 @@ impl GlanceSync {
             }
         }
 
-        // Pass 3: kernel/ramdisk ids that depended on this run's uploads.
-        for (status, master) in &tuples {
-            if *status != SyncStatus::PendingAmi {
-                continue;
-            }
-            if dry_run {
-                log.info(&format!(
-                    "{fullname}: Image pending to update the metadata {}",
-                    master.name
-                ));
-            } else {
-                log.info(&format!(
-                    "{fullname}: Updating the metadata of image {}",
-                    master.name
-                ));
-                self.update_meta(r, target, master, &mut dict, log).await?;
-            }
-            report.metadata_updated.push(master.name.clone());
-        }
+        // Pass 3: kernel/ramdisk ids that depended on this run's uploads
+        // (they do not make the region count as unsynchronised).
+        self.metadata_pass(
+            &pass,
+            &tuples,
+            SyncStatus::PendingAmi,
+            &mut dict,
+            &mut report,
+        )
+        .await?;
 
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let total = total_mb as u64;
@@ -459,6 +450,46 @@ impl GlanceSync {
             backend.flush(r).await?;
         }
         Ok(report)
+    }
+
+    /// Update (or in dry-run, announce) the metadata of every master image
+    /// whose status is `wanted`; returns whether there was any.
+    async fn metadata_pass(
+        &self,
+        pass: &MetadataPass<'_>,
+        tuples: &[(SyncStatus, &Image)],
+        wanted: SyncStatus,
+        dict: &mut IndexMap<String, Image>,
+        report: &mut SyncReport,
+    ) -> Result<bool> {
+        let MetadataPass {
+            r,
+            target,
+            fullname,
+            dry_run,
+            log,
+        } = *pass;
+        let mut any = false;
+        for (status, master) in tuples {
+            if *status != wanted {
+                continue;
+            }
+            any = true;
+            if dry_run {
+                log.info(&format!(
+                    "{fullname}: Image pending to update the metadata {}",
+                    master.name
+                ));
+            } else {
+                log.info(&format!(
+                    "{fullname}: Updating the metadata of image {}",
+                    master.name
+                ));
+                self.update_meta(r, target, master, dict, log).await?;
+            }
+            report.metadata_updated.push(master.name.clone());
+        }
+        Ok(any)
     }
 
     async fn update_meta(
@@ -504,6 +535,16 @@ impl GlanceSync {
         dict.insert(new.name.clone(), new);
         Ok(())
     }
+}
+
+/// What every metadata pass of one region sync works with.
+#[derive(Clone, Copy)]
+struct MetadataPass<'a> {
+    r: &'a RegionRef,
+    target: &'a TargetConfig,
+    fullname: &'a str,
+    dry_run: bool,
+    log: &'a SyncLog,
 }
 
 /// Rule A: keep active, named images of the master tenant; drop duplicated

@@ -647,20 +647,10 @@ impl RegionBackend for GlanceBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigSource, LoadOptions};
 
     fn target(section: &str) -> TargetConfig {
         let text = format!("[main]\nmaster_region = R\n[master]\n{section}");
-        let c = GlanceSyncConfig::load(
-            &ConfigSource::Text {
-                name: "t".into(),
-                text,
-            },
-            &LoadOptions::default(),
-            &|_: &str| None,
-        )
-        .unwrap();
-        c.master().clone()
+        GlanceSyncConfig::from_test_text(text).master().clone()
     }
 
     #[test]

@@ -549,22 +549,13 @@ pub fn image_list_to_obsolete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigSource, GlanceSyncConfig, LoadOptions};
+    use crate::config::GlanceSyncConfig;
     use crate::pyvalue::parse_properties;
 
     fn target(extra: &str) -> TargetConfig {
         let text =
             format!("[main]\nmaster_region = M\n[master]\ncredential = u,cA==,http://k,t\n{extra}");
-        let c = GlanceSyncConfig::load(
-            &ConfigSource::Text {
-                name: "t".into(),
-                text,
-            },
-            &LoadOptions::default(),
-            &|_: &str| None,
-        )
-        .unwrap();
-        c.master().clone()
+        GlanceSyncConfig::from_test_text(text).master().clone()
     }
 
     fn img(name: &str, id: &str, cs: &str, public: bool, props: &str) -> Image {
