@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::config::TargetConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::Image;
 
 /// A region within a target.
@@ -17,6 +17,19 @@ pub struct RegionRef {
 }
 
 impl RegionRef {
+    /// `Ok` when a backend may write, else the [`Error::DryRunWrite`] that
+    /// refuses `operation` in this region (`read_only` backends never write).
+    pub fn refuse_write_if(&self, read_only: bool, operation: &str) -> Result<()> {
+        if read_only {
+            Err(Error::DryRunWrite {
+                region: self.full_name(),
+                operation: operation.to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Parse a region string: `target:Region`, `master:Region` or `Region`.
     pub fn parse(s: &str) -> RegionRef {
         match s.split_once(':') {

@@ -127,17 +127,6 @@ impl CsvBackend {
         }
     }
 
-    fn check_writable(&self, region: &RegionRef, operation: &str) -> Result<()> {
-        if self.read_only {
-            Err(Error::DryRunWrite {
-                region: region.full_name(),
-                operation: operation.to_string(),
-            })
-        } else {
-            Ok(())
-        }
-    }
-
     fn tenant(target: &TargetConfig) -> String {
         target.offline_tenant_id()
     }
@@ -175,7 +164,8 @@ impl RegionBackend for CsvBackend {
     }
 
     async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String> {
-        self.check_writable(req.region, "upload an image")?;
+        req.region
+            .refuse_write_if(self.read_only, "upload an image")?;
         let owner = Self::tenant(req.target);
         let full = req.region.full_name();
         self.with_region(req.region, |s| {
@@ -209,7 +199,7 @@ impl RegionBackend for CsvBackend {
         _target: &TargetConfig,
         image: &Image,
     ) -> Result<()> {
-        self.check_writable(region, "update image metadata")?;
+        region.refuse_write_if(self.read_only, "update image metadata")?;
         let full = region.full_name();
         self.with_region(region, |s| {
             let images = s.images.get_or_insert_with(Vec::new);
@@ -233,7 +223,7 @@ impl RegionBackend for CsvBackend {
         _target: &TargetConfig,
         id: &str,
     ) -> Result<()> {
-        self.check_writable(region, "delete an image")?;
+        region.refuse_write_if(self.read_only, "delete an image")?;
         let full = region.full_name();
         self.with_region(region, |s| {
             let images = s.images.get_or_insert_with(Vec::new);

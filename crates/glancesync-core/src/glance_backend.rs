@@ -194,17 +194,6 @@ impl GlanceBackend {
         Ok(g)
     }
 
-    fn refuse_in_dry_run(&self, region: &RegionRef, operation: &str) -> Result<()> {
-        if self.read_only {
-            Err(Error::DryRunWrite {
-                region: region.full_name(),
-                operation: operation.to_string(),
-            })
-        } else {
-            Ok(())
-        }
-    }
-
     /// Delete every image whose upload is still in progress (call on SIGINT/SIGTERM).
     ///
     /// When the creation request was still in flight (id unknown), images of
@@ -487,7 +476,8 @@ impl RegionBackend for GlanceBackend {
     }
 
     async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String> {
-        self.refuse_in_dry_run(req.region, "upload an image")?;
+        req.region
+            .refuse_write_if(self.read_only, "upload an image")?;
         let full = req.region.full_name();
         let client = self.client(req.region, req.target).await?;
         let tenant = self.tenant_id(req.target).await?;
@@ -575,7 +565,7 @@ impl RegionBackend for GlanceBackend {
         target: &TargetConfig,
         image: &Image,
     ) -> Result<()> {
-        self.refuse_in_dry_run(region, "update image metadata")?;
+        region.refuse_write_if(self.read_only, "update image metadata")?;
         let full = region.full_name();
         let client = self.client(region, target).await?;
         let current = client
@@ -633,7 +623,7 @@ impl RegionBackend for GlanceBackend {
         target: &TargetConfig,
         id: &str,
     ) -> Result<()> {
-        self.refuse_in_dry_run(region, "delete an image")?;
+        region.refuse_write_if(self.read_only, "delete an image")?;
         let full = region.full_name();
         let client = self.client(region, target).await?;
         client

@@ -578,45 +578,21 @@ mod tests {
     #[test]
     fn synchronisable_rules_in_order() {
         let log = SyncLog::new();
+        // Image `x` (id `g`, checksum `c`) with visibility and properties.
+        let sync = |t: &TargetConfig, name: &str, id: &str, public: bool, props: &str| {
+            is_synchronisable(&img(name, id, "c", public, props), t, &log)
+        };
         let t = target("forcesyncs = f\nmetadata_set = type\n");
-        assert!(!is_synchronisable(
-            &img("x_obsolete", "f", "c", true, "{'type': 1}"),
-            &t,
-            &log
-        ));
-        assert!(is_synchronisable(
-            &img("x", "f", "c", false, "{}"),
-            &t,
-            &log
-        ));
-        assert!(!is_synchronisable(
-            &img("x", "g", "c", false, "{'type': 1}"),
-            &t,
-            &log
-        ));
-        assert!(is_synchronisable(
-            &img("x", "g", "c", true, "{'type': 1}"),
-            &t,
-            &log
-        ));
-        assert!(!is_synchronisable(
-            &img("x", "g", "c", true, "{'other': 1}"),
-            &t,
-            &log
-        ));
+        assert!(!sync(&t, "x_obsolete", "f", true, "{'type': 1}"));
+        assert!(sync(&t, "x", "f", false, "{}"));
+        assert!(!sync(&t, "x", "g", false, "{'type': 1}"));
+        assert!(sync(&t, "x", "g", true, "{'type': 1}"));
+        assert!(!sync(&t, "x", "g", true, "{'other': 1}"));
         let t = target("");
-        assert!(is_synchronisable(&img("x", "g", "c", true, "{}"), &t, &log));
+        assert!(sync(&t, "x", "g", true, "{}"));
         let t = target("metadata_condition = image.name == 'x'\n");
-        assert!(is_synchronisable(
-            &img("x", "g", "c", false, "{}"),
-            &t,
-            &log
-        ));
-        assert!(!is_synchronisable(
-            &img("y", "g", "c", true, "{}"),
-            &t,
-            &log
-        ));
+        assert!(sync(&t, "x", "g", false, "{}"));
+        assert!(!sync(&t, "y", "g", true, "{}"));
         // A condition that raises makes the image not synchronisable, with a warning.
         let t = target("metadata_condition = image.user_properties['nope']\n");
         let log = SyncLog::capturing();
