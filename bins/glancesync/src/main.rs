@@ -16,8 +16,12 @@ mod progress;
 
 /// A tool to sync images from a master region to other regions
 #[derive(Debug, Parser)]
-#[command(name = "glancesync", version, about, group(ArgGroup::new("mode").args(["dry_run", "show_status", "show_regions", "make_backup"])))]
+#[command(name = "glancesync", version, disable_help_flag = true, group(ArgGroup::new("mode").args(["dry_run", "show_status", "show_regions", "make_backup"])))]
 struct Cli {
+    /// show this help message and exit
+    #[arg(short = 'h', long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+
     /// region where the images are uploaded to
     #[arg(value_name = "region")]
     regions: Vec<String>,
@@ -88,7 +92,10 @@ enum CliError {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     // The original prints its INFO messages (uploads, summaries): that is the
     // default level; the HTTP client's own INFO records need -v.
     let defaults = cli_common::LogDefaults {
@@ -117,6 +124,35 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--help` and `--version` print and succeed; a bad command line is one
+/// line on stderr and exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "glancesync: {} (see --help)",
+        one_line(&e.render().to_string())
+    );
+    ExitCode::from(2)
+}
+
+/// The first paragraph of clap's message, on one line, without its
+/// `error: ` prefix.
+fn one_line(rendered: &str) -> String {
+    let first: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = first.join(" ");
+    joined
+        .strip_prefix("error: ")
+        .unwrap_or(&joined)
+        .to_string()
 }
 
 enum Backend {

@@ -25,6 +25,18 @@ fn glancesync(cwd: &Path) -> Command {
     c
 }
 
+/// `glancesync --config-file CONFIG --backend csv:STATE`, run in `cwd`.
+fn on_csv(cwd: &Path, config: &Path, state: &Path) -> Command {
+    let mut c = glancesync(cwd);
+    c.args([
+        "--config-file",
+        config.to_str().unwrap(),
+        "--backend",
+        &format!("csv:{}", state.display()),
+    ]);
+    c
+}
+
 /// Copy scenario `name` into `tmp`: `tmp/config` and `tmp/state/backup_*.csv`.
 fn setup(set: &str, name: &str, tmp: &Path) -> (PathBuf, PathBuf) {
     let src = fixtures().join(set).join(name);
@@ -119,19 +131,12 @@ fn run_scenario(set: &str, name: &str) {
         .split_whitespace()
         .map(String::from)
         .collect();
-    let backend = format!("csv:{}", state.display());
 
     // --show-status before.
     let pre = base.join(format!("{name}.status_pre"));
     let regions = status_regions(&pre);
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--show-status",
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
+        .args(["--show-status"])
         .args(&regions)
         .output()
         .unwrap();
@@ -148,14 +153,8 @@ fn run_scenario(set: &str, name: &str) {
 
     // --dry-run changes nothing.
     let before = snapshot(&state);
-    glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--dry-run",
-        ])
+    on_csv(tmp.path(), &config, &state)
+        .args(["--dry-run"])
         .args(&sync_regions)
         .assert()
         .success();
@@ -166,13 +165,7 @@ fn run_scenario(set: &str, name: &str) {
     );
 
     // Sync.
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
         .args(&sync_regions)
         .output()
         .unwrap();
@@ -195,14 +188,8 @@ fn run_scenario(set: &str, name: &str) {
 
     // --show-status after.
     let post = base.join(format!("{name}.status_post"));
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--show-status",
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
+        .args(["--show-status"])
         .args(&regions)
         .output()
         .unwrap();
@@ -240,27 +227,14 @@ fn own_scenarios_through_the_cli() {
 fn region_expansion_and_show_regions() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, state) = setup("scenarios", "checksums", tmp.path());
-    let backend = format!("csv:{}", state.display());
-    glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--show-regions",
-        ])
+    on_csv(tmp.path(), &config, &state)
+        .args(["--show-regions"])
         .assert()
         .success()
         .stdout("Burgos other:Madrid third:Soria\n");
     // `target:` expands; preferable_order puts listed regions first; ignore_regions drops.
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--dry-run",
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
+        .args(["--dry-run"])
         .args(["other:", "third:"])
         .args([
             "--config",
@@ -274,14 +248,8 @@ fn region_expansion_and_show_regions() {
         String::from_utf8(out.stdout).unwrap(),
         "======Master is Valladolid\n======third:Soria\n======other:Madrid\n"
     );
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--show-regions",
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
+        .args(["--show-regions"])
         .args(["--config", "other.ignore_regions=Madrid"])
         .output()
         .unwrap();
@@ -295,13 +263,7 @@ fn region_expansion_and_show_regions() {
 fn json_status_output() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, state) = setup("conformance", "mixed", tmp.path());
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &format!("csv:{}", state.display()),
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
         .args(["--show-status", "--output", "json", "other:Madrid"])
         .output()
         .unwrap();
@@ -318,17 +280,9 @@ fn json_status_output() {
 fn parallel_writes_per_region_logs_and_honours_dry_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, state) = setup("conformance", "mixed", tmp.path());
-    let backend = format!("csv:{}", state.display());
     let before = snapshot(&state);
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--parallel",
-            "--dry-run",
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
+        .args(["--parallel", "--dry-run"])
         .args(["Burgos", "other:Madrid"])
         .args(["--config", "main.max_children=2"])
         .output()
@@ -376,16 +330,8 @@ fn parallel_writes_per_region_logs_and_honours_dry_run() {
     );
 
     // Without --dry-run the parallel sync converges like the sequential one.
-    glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &backend,
-            "--parallel",
-            "Burgos",
-            "other:Madrid",
-        ])
+    on_csv(tmp.path(), &config, &state)
+        .args(["--parallel", "Burgos", "other:Madrid"])
         .assert()
         .success();
     assert_eq!(
@@ -398,13 +344,7 @@ fn parallel_writes_per_region_logs_and_honours_dry_run() {
 fn make_backup_writes_requested_regions_and_master() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, state) = setup("conformance", "mixed", tmp.path());
-    glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &format!("csv:{}", state.display()),
-        ])
+    on_csv(tmp.path(), &config, &state)
         .args(["--make-backup", "other:Madrid"])
         .assert()
         .success();
@@ -452,14 +392,9 @@ fn config_from_glancesync_config_env() {
         "[main]\nmaster_region = Valladolid\n[master]\nignore_regions = Burgos\n",
     )
     .unwrap();
-    glancesync(tmp.path())
+    on_csv(tmp.path(), &other, &state)
         .env("GLANCESYNC_CONFIG", &config)
-        .args(["--config-file", other.to_str().unwrap()])
-        .args([
-            "--backend",
-            &format!("csv:{}", state.display()),
-            "--show-regions",
-        ])
+        .args(["--show-regions"])
         .assert()
         .success()
         .stdout("\n");
@@ -470,14 +405,8 @@ fn one_line_error(cwd: &Path, config_text: &str, extra: &[&str]) -> String {
     std::fs::write(&cfg, config_text).unwrap();
     let state = cwd.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let out = glancesync(cwd)
-        .args([
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "--backend",
-            &format!("csv:{}", state.display()),
-            "--show-status",
-        ])
+    let out = on_csv(cwd, &cfg, &state)
+        .args(["--show-status"])
         .args(extra)
         .output()
         .unwrap();
@@ -550,13 +479,7 @@ fn bad_backend_and_csv_errors() {
         "Burgos,x,1,active,notanumber,c,o,True,{}\n",
     )
     .unwrap();
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &format!("csv:{}", state.display()),
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
         .args(["--show-status", "Burgos"])
         .output()
         .unwrap();
@@ -594,13 +517,7 @@ fn exclusive_modes() {
 fn a_failing_region_does_not_stop_the_others() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, state) = setup("conformance", "mixed", tmp.path());
-    let out = glancesync(tmp.path())
-        .args([
-            "--config-file",
-            config.to_str().unwrap(),
-            "--backend",
-            &format!("csv:{}", state.display()),
-        ])
+    let out = on_csv(tmp.path(), &config, &state)
         .args(["Nowhere", "Burgos"])
         .output()
         .unwrap();
@@ -623,4 +540,44 @@ fn a_failing_region_does_not_stop_the_others() {
         .filter(|l| l.starts_with("Burgos|"))
         .collect();
     assert_eq!(burgos, want);
+}
+
+cli_common::cli_contract_tests!("glancesync");
+
+#[test]
+fn help_keeps_the_original_option_descriptions() {
+    let out = glancesync(Path::new(".")).arg("-h").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    // sync.py's argparse texts, typos included, for the flags both tools share.
+    for text in [
+        "A tool to sync images from a master region to other regions",
+        "region where the images are uploaded to",
+        "show this help message and exit",
+        "sync several regions in parallel",
+        "override configuration options. (e.g. main.master_region=Valladolid",
+        "metadata_condition='image.name=name1')",
+        "do not upload actually the images",
+        "do not sync, but show the synchronisation status",
+        "don not sync, only show the available regions",
+        "do no sync, make a backup of the regions' metadata",
+    ] {
+        assert!(help.contains(text), "--help lacks {text:?}:\n{help}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_one_line_and_exit_2() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["--dry-run", "--show-status"],
+        &["--output", "xml"],
+        &["--config"],
+    ] {
+        let out = glancesync(Path::new(".")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("glancesync: "), "{args:?}: {stderr}");
+    }
 }

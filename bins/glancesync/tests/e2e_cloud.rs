@@ -264,14 +264,22 @@ async fn snapshot(c: &Cloud, prefix: &str) -> BTreeMap<String, String> {
     all
 }
 
-fn with_cloud<F>(prefix: &str, body: F)
+/// Run `body` against the local cloud with a fresh `gs-e2e-<run>-` name
+/// prefix, then delete every image named with it, even when `body` panicked.
+fn with_cloud<F>(body: F)
 where
-    F: for<'a> FnOnce(&'a Cloud) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+    F: for<'a> FnOnce(
+        &'a Cloud,
+        &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 {
+    let prefix = format!("gs-e2e-{}-", run_id());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = rt.block_on(connect());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(body(&c))));
-    rt.block_on(cleanup(&c, prefix));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(body(&c, &prefix))
+    }));
+    rt.block_on(cleanup(&c, &prefix));
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
@@ -279,12 +287,7 @@ where
 
 #[test]
 fn sync_real_cloud_all_rules_dry_run_and_second_target() {
-    let run = run_id();
-    let prefix = format!("gs-e2e-{run}-");
-    let p = prefix.clone();
-    with_cloud(&prefix, move |c| {
-        Box::pin(async move { sync_scenario(c, &p).await })
-    });
+    with_cloud(|c, prefix| Box::pin(sync_scenario(c, prefix)));
 }
 
 async fn sync_scenario(c: &Cloud, prefix: &str) {
@@ -568,12 +571,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
 
 #[test]
 fn interrupted_transfer_leaves_nothing_and_rerun_converges() {
-    let run = run_id();
-    let prefix = format!("gs-e2e-{run}-");
-    let p = prefix.clone();
-    with_cloud(&prefix, move |c| {
-        Box::pin(async move { interrupted_scenario(c, &p).await })
-    });
+    with_cloud(|c, prefix| Box::pin(interrupted_scenario(c, prefix)));
 }
 
 /// Start a sync, wait until the target shows the image being created, then
@@ -684,12 +682,7 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
 
 #[test]
 fn images_dir_local_file_mode() {
-    let run = run_id();
-    let prefix = format!("gs-e2e-{run}-");
-    let p = prefix.clone();
-    with_cloud(&prefix, move |c| {
-        Box::pin(async move { images_dir_scenario(c, &p).await })
-    });
+    with_cloud(|c, prefix| Box::pin(images_dir_scenario(c, prefix)));
 }
 
 async fn images_dir_scenario(c: &Cloud, prefix: &str) {
