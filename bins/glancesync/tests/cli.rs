@@ -79,6 +79,22 @@ fn expected_status(dir: &Path, regions: &[String]) -> String {
     out
 }
 
+/// `cmd --show-status REGIONS` succeeds and prints the `<region>.csv` files
+/// of `expected_dir`, each followed by a blank line.
+fn assert_status(mut cmd: Command, expected_dir: &Path, regions: &[String], what: &str) {
+    let out = cmd.arg("--show-status").args(regions).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        expected_status(expected_dir, regions),
+        "{what}"
+    );
+}
+
 fn status_regions(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -135,20 +151,11 @@ fn run_scenario(set: &str, name: &str) {
     // --show-status before.
     let pre = base.join(format!("{name}.status_pre"));
     let regions = status_regions(&pre);
-    let out = on_csv(tmp.path(), &config, &state)
-        .args(["--show-status"])
-        .args(&regions)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        expected_status(&pre, &regions),
-        "{name}: status before"
+    assert_status(
+        on_csv(tmp.path(), &config, &state),
+        &pre,
+        &regions,
+        &format!("{name}: status before"),
     );
 
     // --dry-run changes nothing.
@@ -187,17 +194,11 @@ fn run_scenario(set: &str, name: &str) {
     );
 
     // --show-status after.
-    let post = base.join(format!("{name}.status_post"));
-    let out = on_csv(tmp.path(), &config, &state)
-        .args(["--show-status"])
-        .args(&regions)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        expected_status(&post, &regions),
-        "{name}: status after"
+    assert_status(
+        on_csv(tmp.path(), &config, &state),
+        &base.join(format!("{name}.status_post")),
+        &regions,
+        &format!("{name}: status after"),
     );
 }
 

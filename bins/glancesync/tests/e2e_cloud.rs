@@ -236,6 +236,40 @@ fn glance_requests_of(pid: u32) -> Vec<(String, String)> {
     out
 }
 
+/// glancesync process `pid` (run as `what`) sent Glance reads only (and at
+/// least one), and the images named `prefix…` are still as in `before`.
+async fn assert_read_only(
+    c: &Cloud,
+    prefix: &str,
+    pid: u32,
+    before: &BTreeMap<String, String>,
+    what: &str,
+) {
+    let mut reqs = glance_requests_of(pid);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while reqs.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reqs = glance_requests_of(pid);
+    }
+    assert!(
+        !reqs.is_empty(),
+        "the {what} should have listed images (access log has no line for pid {pid})"
+    );
+    let writes: Vec<_> = reqs
+        .iter()
+        .filter(|(m, _)| m != "GET" && m != "HEAD")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "{what} sent write requests to Glance: {writes:?}"
+    );
+    assert_eq!(
+        &snapshot(c, prefix).await,
+        before,
+        "{what} changed Glance's state"
+    );
+}
+
 fn state_of(images: &[Image], prefix: &str) -> BTreeMap<String, String> {
     images
         .iter()
@@ -412,29 +446,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         "{err}"
     );
     assert!(err.contains("RegionTwo: MBs pending :"), "{err}");
-    let mut reqs = glance_requests_of(pid);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while reqs.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        reqs = glance_requests_of(pid);
-    }
-    assert!(
-        !reqs.is_empty(),
-        "the dry-run should have listed images (access log has no line for pid {pid})"
-    );
-    let writes: Vec<_> = reqs
-        .iter()
-        .filter(|(m, _)| m != "GET" && m != "HEAD")
-        .collect();
-    assert!(
-        writes.is_empty(),
-        "dry-run sent write requests to Glance: {writes:?}"
-    );
-    assert_eq!(
-        snapshot(c, prefix).await,
-        before,
-        "dry-run changed Glance's state"
-    );
+    assert_read_only(c, prefix, pid, &before, "dry-run").await;
 
     // Same with --parallel (the original ignored --dry-run there).
     let (out, _, pid) = run(glancesync(tmp.path()).args([
@@ -453,26 +465,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         out.contains("Region RegionTwo has finished\n")
             && out.contains("Region demo:RegionTwo has finished\n")
     );
-    let mut reqs = glance_requests_of(pid);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while reqs.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        reqs = glance_requests_of(pid);
-    }
-    assert!(!reqs.is_empty());
-    let writes: Vec<_> = reqs
-        .iter()
-        .filter(|(m, _)| m != "GET" && m != "HEAD")
-        .collect();
-    assert!(
-        writes.is_empty(),
-        "--parallel --dry-run sent write requests to Glance: {writes:?}"
-    );
-    assert_eq!(
-        snapshot(c, prefix).await,
-        before,
-        "--parallel --dry-run changed Glance's state"
-    );
+    assert_read_only(c, prefix, pid, &before, "--parallel --dry-run").await;
 
     // The sync.
     let (out, err, _) =
