@@ -745,17 +745,44 @@ impl Session {
         Err(err)
     }
 
+    /// Send `req` until one attempt succeeds: `send` makes one attempt with
+    /// the prepared request builder, its span and start time, and answers
+    /// the result or how it failed; [`Session::after_failure`] decides
+    /// whether there is another attempt.
+    async fn with_retries<T, F, Fut>(&self, req: &Req, mut send: F) -> Result<T>
+    where
+        F: FnMut(reqwest::RequestBuilder, tracing::Span, Instant) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, (Failure, tracing::Span)>>,
+    {
+        let mut attempt = 0u32;
+        let mut reauthed = false;
+        loop {
+            let state = self.state_for(req).await?;
+            let span = Self::span(req, attempt);
+            let rb = self.builder(req, state.as_deref())?;
+            match send(rb, span, Instant::now()).await {
+                Ok(done) => return Ok(done),
+                Err((failure, span)) => {
+                    self.after_failure(
+                        req,
+                        &span,
+                        state.as_deref(),
+                        failure,
+                        &mut attempt,
+                        &mut reauthed,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+
     /// Execute a request with a buffered body: retries (idempotent only),
     /// one re-authentication on 401, an overall `api_timeout` per attempt.
     pub(crate) async fn execute(&self, req: Req) -> Result<RawResponse> {
         let opts = &self.inner.config.http;
-        let mut attempt = 0u32;
-        let mut reauthed = false;
-        loop {
-            let state = self.state_for(&req).await?;
-            let span = Self::span(&req, attempt);
-            let started = Instant::now();
-            let rb = self.builder(&req, state.as_deref())?;
+        let req = &req;
+        self.with_retries(req, |rb, span, started| async move {
             let fut = async {
                 let resp = rb.send().await?;
                 let status = resp.status();
@@ -767,46 +794,31 @@ impl Session {
                 Ok::<_, reqwest::Error>((status, headers, body))
             };
             let outcome = Self::bounded(
-                &req,
+                req,
                 "waiting for the complete response",
                 opts.api_timeout,
                 tokio::time::timeout(opts.api_timeout, fut)
                     .instrument(span.clone())
                     .await,
             );
-            let failure = match outcome {
-                Ok((status, headers, body)) => {
+            match outcome {
+                Ok((status, headers, body)) if status.is_success() => {
                     Self::record(&span, Some(status), Some(&headers), started);
-                    if status.is_success() {
-                        return Ok(RawResponse {
-                            status,
-                            headers,
-                            body,
-                            method: req.method.clone(),
-                            url: req.url.clone(),
-                        });
-                    }
-                    Failure::Status {
+                    Ok(RawResponse {
                         status,
                         headers,
                         body,
-                    }
+                        method: req.method.clone(),
+                        url: req.url.clone(),
+                    })
                 }
-                Err(err) => {
-                    Self::record(&span, None, None, started);
-                    Failure::NoAnswer(err)
+                Ok((status, headers, body)) => {
+                    Err(Failure::status(span, started, status, headers, body))
                 }
-            };
-            self.after_failure(
-                &req,
-                &span,
-                state.as_deref(),
-                failure,
-                &mut attempt,
-                &mut reauthed,
-            )
-            .await?;
-        }
+                Err(err) => Err(Failure::no_answer(span, started, err)),
+            }
+        })
+        .await
     }
 
     /// Execute a request whose response body is streamed (downloads). Retries
@@ -817,28 +829,23 @@ impl Session {
         req: Req,
     ) -> Result<(reqwest::Response, tracing::Span)> {
         let opts = &self.inner.config.http;
-        let mut attempt = 0u32;
-        let mut reauthed = false;
-        loop {
-            let state = self.state_for(&req).await?;
-            let span = Self::span(&req, attempt);
-            let started = Instant::now();
-            let rb = self.builder(&req, state.as_deref())?;
+        let req = &req;
+        self.with_retries(req, |rb, span, started| async move {
             let outcome = Self::bounded(
-                &req,
+                req,
                 "waiting for the response headers",
                 opts.idle_timeout,
                 tokio::time::timeout(opts.idle_timeout, rb.send())
                     .instrument(span.clone())
                     .await,
             );
-            let failure = match outcome {
+            match outcome {
                 Ok(resp) if resp.status().is_success() => {
                     span.record("http.status_code", resp.status().as_u16());
                     if let Some(id) = request_id(resp.headers()) {
                         span.record("openstack.request_id", id.as_str());
                     }
-                    return Ok((resp, span));
+                    Ok((resp, span))
                 }
                 Ok(resp) => {
                     let status = resp.status();
@@ -848,28 +855,12 @@ impl Session {
                         .ok()
                         .and_then(|r| r.ok())
                         .unwrap_or_default();
-                    Self::record(&span, Some(status), Some(&headers), started);
-                    Failure::Status {
-                        status,
-                        headers,
-                        body,
-                    }
+                    Err(Failure::status(span, started, status, headers, body))
                 }
-                Err(err) => {
-                    Self::record(&span, None, None, started);
-                    Failure::NoAnswer(err)
-                }
-            };
-            self.after_failure(
-                &req,
-                &span,
-                state.as_deref(),
-                failure,
-                &mut attempt,
-                &mut reauthed,
-            )
-            .await?;
-        }
+                Err(err) => Err(Failure::no_answer(span, started, err)),
+            }
+        })
+        .await
     }
 
     /// Execute a request with a streaming body read from `reader`. Exactly one
@@ -968,6 +959,33 @@ enum Failure {
     },
     /// No usable answer (transport error or timeout).
     NoAnswer(Error),
+}
+
+impl Failure {
+    /// The attempt in `span` got a non-success answer: record it on the span.
+    fn status(
+        span: tracing::Span,
+        started: Instant,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (Failure, tracing::Span) {
+        Session::record(&span, Some(status), Some(&headers), started);
+        (
+            Failure::Status {
+                status,
+                headers,
+                body,
+            },
+            span,
+        )
+    }
+
+    /// The attempt in `span` got no answer: record that on the span.
+    fn no_answer(span: tracing::Span, started: Instant, err: Error) -> (Failure, tracing::Span) {
+        Session::record(&span, None, None, started);
+        (Failure::NoAnswer(err), span)
+    }
 }
 
 fn expires_within(state: &AuthState, margin: Duration) -> bool {
