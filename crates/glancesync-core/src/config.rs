@@ -377,10 +377,30 @@ impl GlanceSyncConfig {
     }
 }
 
+/// `arg` as error messages may show it: the value of a `password` or
+/// `credential` option is replaced by `***`.
+fn shown_override(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((key, _)) if is_secret_option(key) => format!("{key}=***"),
+        _ => arg.to_string(),
+    }
+}
+
+/// Options whose values carry a password.
+fn is_secret_option(key: &str) -> bool {
+    let option = key
+        .trim()
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    option.contains("password") || option == "credential"
+}
+
 fn apply_override(ini: &mut Ini, arg: &str) -> Result<()> {
     let Some((key, value)) = arg.split_once('=') else {
         return Err(Error::Override {
-            arg: arg.to_string(),
+            arg: shown_override(arg),
             message: "config options must have the format key=value".into(),
         });
     };
@@ -390,19 +410,19 @@ fn apply_override(ini: &mut Ini, arg: &str) -> Result<()> {
         [section, option] => {
             if !ini.has_section(section) {
                 return Err(Error::Override {
-                    arg: arg.to_string(),
+                    arg: shown_override(arg),
                     message: format!("no section [{section}] in {}", ini.source),
                 });
             }
             ini.set(section, option, value)
                 .map_err(|e| Error::Override {
-                    arg: arg.to_string(),
+                    arg: shown_override(arg),
                     message: e.to_string(),
                 })
         }
         [option] if !option.is_empty() => ini.set(DEFAULT_SECTION, option, value),
         _ => Err(Error::Override {
-            arg: arg.to_string(),
+            arg: shown_override(arg),
             message: "key must be 'option' or 'section.option'".into(),
         }),
     }
@@ -613,6 +633,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("key=value"), "{e}");
+        // A password given on the command line never comes back in an error.
+        for arg in [
+            "nosuch.password=hunter2",
+            "nosuch.credential=u,aHVudGVyMg==,http://k,t",
+            "a.b.password=hunter2",
+        ] {
+            let e = load(FIXTURE, &[arg], &no_env).unwrap_err().to_string();
+            assert!(
+                !e.contains("hunter2") && !e.contains("aHVudGVyMg") && e.contains("=***"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
