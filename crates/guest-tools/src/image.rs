@@ -275,10 +275,40 @@ pub fn convert(
     format: OutputFormat,
     compression: Option<Compression>,
 ) -> Result<()> {
+    convert_cut(src, dst, None, format, compression)
+}
+
+/// [`convert`], keeping only the first `cut_at` bytes of `src` when given.
+pub fn convert_cut(
+    src: &Path,
+    dst: &Path,
+    cut_at: Option<u64>,
+    format: OutputFormat,
+    compression: Option<Compression>,
+) -> Result<()> {
     let mut tmp = dst.as_os_str().to_owned();
     tmp.push(".part");
     let tmp = PathBuf::from(tmp);
-    let mut args: Vec<&std::ffi::OsStr> = vec![os("convert"), os("-f"), os("qcow2")];
+    let sliced = match cut_at {
+        Some(n) => {
+            let abs = std::fs::canonicalize(src).map_err(|e| Error::Io {
+                path: src.to_path_buf(),
+                source: e,
+            })?;
+            let name = abs.to_string_lossy().into_owned();
+            if name.contains(',') {
+                return Err(Error::Parse {
+                    program: "qemu-img convert".into(),
+                    reason: format!("{name}: a comma in the path"),
+                });
+            }
+            Some(format!(
+                "driver=raw,size={n},file.driver=qcow2,file.file.filename={name}"
+            ))
+        }
+        None => None,
+    };
+    let mut args: Vec<&std::ffi::OsStr> = vec![os("convert")];
     match format {
         OutputFormat::Qcow2 => {
             args.extend([os("-O"), os("qcow2")]);
@@ -300,7 +330,10 @@ pub fn convert(
             args.extend([os("-O"), os("raw")]);
         }
     }
-    args.push(src.as_os_str());
+    match &sliced {
+        Some(opts) => args.extend([os("--image-opts"), os(opts)]),
+        None => args.extend([os("-f"), os("qcow2"), src.as_os_str()]),
+    }
     args.push(tmp.as_os_str());
     if let Err(e) = run("qemu-img", &args) {
         let _ = std::fs::remove_file(&tmp);

@@ -161,8 +161,9 @@ pub async fn prepare(
         format!("writing {}", output.display()),
     );
     let src = paths[idx].clone();
+    let cut = shrink.as_ref().and_then(|s| s.cut_at);
     let (out, fmt, comp) = (output.to_path_buf(), opts.format, opts.compression);
-    tokio::task::spawn_blocking(move || image::convert(&src, &out, fmt, comp))
+    tokio::task::spawn_blocking(move || image::convert_cut(&src, &out, cut, fmt, comp))
         .await
         .map_err(|_| Error::WorkerGone)??;
     let out_info = image::info(output)?;

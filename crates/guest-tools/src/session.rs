@@ -144,6 +144,9 @@ pub struct ShrinkReport {
     pub target_size: Option<u64>,
     /// Index in [`SessionOptions::drives`] of the disk that now holds the image.
     pub drive_index: usize,
+    /// When set, the image was shrunk in place: only the first this-many bytes
+    /// of that drive are the image (cut it there when converting).
+    pub cut_at: Option<u64>,
 }
 
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;

@@ -197,6 +197,64 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
         }
         _ => None,
     };
+    // MBR and whole-disk layouts record no disk size: shrink in place and let
+    // the conversion cut the disk (no copy through the emulated CPU). GPT
+    // keeps a backup header at the end of the disk, so it is copied instead.
+    if let Some(t) = target.filter(|t| *t < src_size && parttype != "gpt") {
+        let cut = if size.is_some() {
+            t
+        } else {
+            chosen.map_or(t, |(_, s)| s)
+        };
+        if cut < needed - tail {
+            return Err(cannot(format!(
+                "the size {} cannot hold the {} needed",
+                human(cut),
+                human(needed)
+            )));
+        }
+        w.report(
+            Step::Shrink,
+            format!("cutting the disk to {} in place", human(cut)),
+        );
+        if whole {
+            g.resize2fs_size(&root, cut as i64)
+                .ctx(|| format!("resize2fs {root}"))?;
+        } else {
+            let p = parts
+                .last()
+                .map(|p| (p.part_start, p.part_num))
+                .ok_or_else(|| cannot("no partitions".into()))?;
+            let bootable = g
+                .part_get_bootable(&src_disk, root_num)
+                .ctx(|| "bootable flag".into())?;
+            let id = g
+                .part_get_mbr_id(&src_disk, root_num)
+                .ctx(|| "MBR id".into())?;
+            g.part_del(&src_disk, root_num)
+                .ctx(|| format!("delete partition {root_num}"))?;
+            g.part_add(&src_disk, "p", (p.0 / 512) as i64, (cut / 512 - 1) as i64)
+                .ctx(|| format!("re-add partition {root_num} ending at {}", human(cut)))?;
+            g.part_set_mbr_id(&src_disk, root_num, id)
+                .ctx(|| "set MBR id".into())?;
+            if bootable {
+                g.part_set_bootable(&src_disk, root_num, true)
+                    .ctx(|| "set bootable flag".into())?;
+            }
+            w.report(
+                Step::Shrink,
+                format!("growing {root} to fill its partition"),
+            );
+            g.resize2fs(&root).ctx(|| format!("resize2fs {root}"))?;
+        }
+        return Ok(ShrinkReport {
+            device: root,
+            min_fs_bytes,
+            target_size: Some(cut),
+            drive_index: 0,
+            cut_at: Some(cut),
+        });
+    }
     let Some((idx, dst_size)) = chosen else {
         w.report(
             Step::Shrink,
@@ -208,6 +266,7 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
             min_fs_bytes,
             target_size: None,
             drive_index: 0,
+            cut_at: None,
         });
     };
     let dst = w.devices[idx].clone();
@@ -315,6 +374,7 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
         min_fs_bytes,
         target_size: Some(dst_size),
         drive_index: idx,
+        cut_at: None,
     })
 }
 
