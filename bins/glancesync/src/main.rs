@@ -1,4 +1,13 @@
-//! `glancesync`: argument parsing and wiring only; the logic lives in the workspace's crates.
+//! `glancesync`: the command line of fiware-glancesync's `sync.py` over
+//! `glancesync-core`.
+//!
+//! Owns: argument parsing (the original's flags and help texts, plus
+//! `--config-file`, `--backend` and `--output`), logging set-up, the
+//! dispatch order and the output of each mode, exit statuses (0 success,
+//! 1 fatal error, 2 a malformed command line or a failed region, 130
+//! interrupted).
+//! Must not: hold sync logic or talk to OpenStack itself (that is
+//! `glancesync-core` and `openstack-client`), nor print a password.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -252,11 +252,16 @@ impl GlanceSync {
     pub async fn backup_region(&self, region: &str, dir: &Path) -> Result<PathBuf> {
         let r = RegionRef::parse(region);
         let target = self.target_of(&r, region)?;
-        let images = self.backend.list_images(&r, target).await?;
         let path = dir.join(format!("backup_{}.csv", r.full_name()));
-        write_csv_file(&path, &images)?;
-        tracing::info!("Backup of region {region}");
-        Ok(path)
+        let span = tracing::info_span!("backup_region", region = %r.full_name());
+        async {
+            let images = self.backend.list_images(&r, target).await?;
+            write_csv_file(&path, &images)?;
+            tracing::info!("Backup of region {region}");
+            Ok(path)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Synchronise one region with the master region.
