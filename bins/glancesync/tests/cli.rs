@@ -54,6 +54,15 @@ fn setup(set: &str, name: &str, tmp: &Path) -> (PathBuf, PathBuf) {
     (tmp.join("config"), state)
 }
 
+/// The entry of `dir` whose name starts with `prefix` (there must be one).
+fn entry_starting_with(dir: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}… entry in {}", dir.display()))
+}
+
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
@@ -308,16 +317,7 @@ fn parallel_writes_per_region_logs_and_honours_dry_run() {
             && stdout.contains("Region other:Madrid has finished\n")
     );
     assert!(stdout.ends_with("All is done.\n"));
-    let sync_dir = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("sync_")
-        })
-        .expect("sync_YYYYMMDD_HHMM directory");
+    let sync_dir = entry_starting_with(tmp.path(), "sync_");
     let name = sync_dir.file_name().unwrap().to_string_lossy().into_owned();
     assert_eq!(name.len(), "sync_20260101_1200".len(), "{name}");
     let madrid = std::fs::read_to_string(sync_dir.join("other:Madrid.txt")).unwrap();
@@ -349,16 +349,7 @@ fn make_backup_writes_requested_regions_and_master() {
         .args(["--make-backup", "other:Madrid"])
         .assert()
         .success();
-    let dir = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("backup_glance_")
-        })
-        .expect("backup directory");
+    let dir = entry_starting_with(tmp.path(), "backup_glance_");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -56,6 +56,10 @@ fn cloud(name: &str) -> CloudConfig {
 
 struct Cloud {
     admin: Session,
+    /// The admin's Glance in RegionOne (the master region).
+    r1: GlanceClient,
+    /// The admin's Glance in RegionTwo.
+    r2: GlanceClient,
     demo: Session,
     admin_cfg: CloudConfig,
     demo_cfg: CloudConfig,
@@ -75,8 +79,12 @@ async fn connect() -> Cloud {
         .unwrap_or_else(|e| {
             panic!("cannot log in as local-demo ({e}): run scripts/cloud/up.sh first")
         });
+    let r1 = admin.image(Some("RegionOne")).await.unwrap();
+    let r2 = admin.image(Some("RegionTwo")).await.unwrap();
     Cloud {
         admin,
+        r1,
+        r2,
         demo,
         admin_cfg,
         demo_cfg,
@@ -326,8 +334,7 @@ fn sync_real_cloud_all_rules_dry_run_and_second_target() {
 
 async fn sync_scenario(c: &Cloud, prefix: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let r1 = c.admin.image(Some("RegionOne")).await.unwrap();
-    let r2 = c.admin.image(Some("RegionTwo")).await.unwrap();
+    let (r1, r2) = (&c.r1, &c.r2);
     let n = |s: &str| format!("{prefix}{s}");
 
     // Master images (RegionOne) and the target's state (RegionTwo).
@@ -341,9 +348,9 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
     let old_data = data(MIB / 2, 8);
     let priv_data = data(MIB / 4, 9);
 
-    let kernel = create(&r1, &n("pub-kernel"), &kernel_data, true, &[]).await;
+    let kernel = create(r1, &n("pub-kernel"), &kernel_data, true, &[]).await;
     create(
-        &r1,
+        r1,
         &n("pub-ami"),
         &ami_data,
         true,
@@ -351,23 +358,23 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
     )
     .await;
     create(
-        &r1,
+        r1,
         &n("pub-meta"),
         &meta_data,
         true,
         &[("type", "good"), ("nid", "2")],
     )
     .await;
-    create(&r1, &n("pub-repl"), &repl_m, true, &[]).await;
-    create(&r1, &n("pub-ren"), &ren_m, true, &[]).await;
-    create(&r1, &n("pub-dont"), &dont_m, true, &[]).await;
-    let master_a = create(&r1, &n("pub-a"), &a_data, true, &[("type", "base")]).await;
-    create(&r1, &n("pub-old_obsolete"), &old_data, false, &[]).await;
-    let master_priv = create(&r1, &n("priv-d"), &priv_data, false, &[("purpose", "demo")]).await;
+    create(r1, &n("pub-repl"), &repl_m, true, &[]).await;
+    create(r1, &n("pub-ren"), &ren_m, true, &[]).await;
+    create(r1, &n("pub-dont"), &dont_m, true, &[]).await;
+    let master_a = create(r1, &n("pub-a"), &a_data, true, &[("type", "base")]).await;
+    create(r1, &n("pub-old_obsolete"), &old_data, false, &[]).await;
+    let master_priv = create(r1, &n("priv-d"), &priv_data, false, &[("purpose", "demo")]).await;
 
     let stale_kernel = "00000000-0000-4000-8000-000000000000";
     let r2_ami = create(
-        &r2,
+        r2,
         &n("pub-ami"),
         &ami_data,
         true,
@@ -375,17 +382,17 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
     )
     .await;
     let r2_meta = create(
-        &r2,
+        r2,
         &n("pub-meta"),
         &meta_data,
         true,
         &[("type", "bad"), ("extra", "x")],
     )
     .await;
-    let r2_repl = create(&r2, &n("pub-repl"), &repl_r, true, &[]).await;
-    let r2_ren = create(&r2, &n("pub-ren"), &ren_r, true, &[]).await;
-    let r2_dont = create(&r2, &n("pub-dont"), &dont_r, true, &[]).await;
-    let r2_old = create(&r2, &n("pub-old"), &old_data, true, &[]).await;
+    let r2_repl = create(r2, &n("pub-repl"), &repl_r, true, &[]).await;
+    let r2_ren = create(r2, &n("pub-ren"), &ren_r, true, &[]).await;
+    let r2_dont = create(r2, &n("pub-dont"), &dont_r, true, &[]).await;
+    let r2_old = create(r2, &n("pub-old"), &old_data, true, &[]).await;
 
     let master_extra = format!(
         "metadata_condition = image.name.startswith('{prefix}pub-')\nreplace = {}\nrename = {}\ndontupdate = {}\n",
@@ -482,7 +489,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
     );
 
     // Upload (streamed, verified): same content, visibility and properties.
-    let a = one(&r2, &n("pub-a")).await;
+    let a = one(r2, &n("pub-a")).await;
     assert_ne!(a.id, master_a.id);
     assert_eq!(a.checksum, master_a.checksum);
     assert_eq!(a.os_hash_value, master_a.os_hash_value);
@@ -493,7 +500,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         "transfer marker left on {a:?}"
     );
     // AMI: the kernel (bigger than the AMI image) was uploaded, then kernel_id pointed at it.
-    let k2 = one(&r2, &n("pub-kernel")).await;
+    let k2 = one(r2, &n("pub-kernel")).await;
     assert_eq!(k2.checksum.as_deref(), Some(md5_hex(&kernel_data).as_str()));
     let ami = r2.get_image(&r2_ami.id).await.unwrap();
     assert_eq!(ami.property("kernel_id"), Some(k2.id.as_str()));
@@ -508,11 +515,11 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         (Some("good"), Some("2"), None)
     );
     // Replace: new content, old image deleted.
-    let repl = one(&r2, &n("pub-repl")).await;
+    let repl = one(r2, &n("pub-repl")).await;
     assert_eq!(repl.checksum.as_deref(), Some(md5_hex(&repl_m).as_str()));
     assert!(r2.get_image(&r2_repl.id).await.unwrap_err().is_not_found());
     // Rename: new content; old one kept as `.old`, private.
-    let ren = one(&r2, &n("pub-ren")).await;
+    let ren = one(r2, &n("pub-ren")).await;
     assert_eq!(ren.checksum.as_deref(), Some(md5_hex(&ren_m).as_str()));
     let old = r2.get_image(&r2_ren.id).await.unwrap();
     assert_eq!(old.name.as_deref(), Some(n("pub-ren.old").as_str()));
@@ -614,11 +621,10 @@ async fn interrupt_during_upload(
 
 async fn interrupted_scenario(c: &Cloud, prefix: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let r1 = c.admin.image(Some("RegionOne")).await.unwrap();
-    let r2 = c.admin.image(Some("RegionTwo")).await.unwrap();
+    let (r1, r2) = (&c.r1, &c.r2);
     let name = format!("{prefix}big");
     let big = data(256 * MIB, 1);
-    let master = create(&r1, &name, &big, true, &[]).await;
+    let master = create(r1, &name, &big, true, &[]).await;
     drop(big);
     let config = write_config(
         tmp.path(),
@@ -640,19 +646,19 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
         |v: Vec<Image>| -> Vec<Image> { v.into_iter().filter(|i| i.id != foreign.id).collect() };
 
     // Ctrl-C (SIGINT) during the transfer: the half-created image is deleted.
-    let (code, err) = interrupt_during_upload(tmp.path(), cfg, &r2, &name, 2).await;
+    let (code, err) = interrupt_during_upload(tmp.path(), cfg, r2, &name, 2).await;
     eprintln!("SIGINT during the transfer: exit code {code}");
     assert_eq!(code, 130, "{err}");
     assert!(err.contains("deleted the incomplete image"), "{err}");
     assert!(
-        mine(by_name(&r2, &name).await).is_empty(),
+        mine(by_name(r2, &name).await).is_empty(),
         "an incomplete image was left behind"
     );
 
     // SIGKILL during the transfer (no chance to clean up), then a rerun converges.
-    let (code, _) = interrupt_during_upload(tmp.path(), cfg, &r2, &name, 9).await;
+    let (code, _) = interrupt_during_upload(tmp.path(), cfg, r2, &name, 9).await;
     assert_ne!(code, 0);
-    let left = by_name(&r2, &name).await;
+    let left = by_name(r2, &name).await;
     eprintln!(
         "after SIGKILL: {:?}",
         left.iter()
@@ -660,7 +666,7 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
             .collect::<Vec<_>>()
     );
     let (_, err, _) = run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo"]));
-    let images = mine(by_name(&r2, &name).await);
+    let images = mine(by_name(r2, &name).await);
     assert_eq!(
         images.len(),
         1,
@@ -680,18 +686,10 @@ fn images_dir_local_file_mode() {
 
 async fn images_dir_scenario(c: &Cloud, prefix: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let r1 = c.admin.image(Some("RegionOne")).await.unwrap();
-    let r2 = c.admin.image(Some("RegionTwo")).await.unwrap();
+    let (r1, r2) = (&c.r1, &c.r2);
     let d = data(MIB, 3);
-    let master = create(&r1, &format!("{prefix}local"), &d, true, &[]).await;
-    let missing = create(
-        &r1,
-        &format!("{prefix}nofile"),
-        &data(MIB + 7, 4),
-        true,
-        &[],
-    )
-    .await;
+    let master = create(r1, &format!("{prefix}local"), &d, true, &[]).await;
+    let missing = create(r1, &format!("{prefix}nofile"), &data(MIB + 7, 4), true, &[]).await;
     let dir = tmp.path().join("images");
     std::fs::create_dir(&dir).unwrap();
     // The original's recipe: data pre-downloaded as <images_dir>/<master uuid>.
@@ -712,7 +710,7 @@ async fn images_dir_scenario(c: &Cloud, prefix: &str) {
         &images_dir,
     ]));
     assert!(err.contains("Image uploaded."), "{err}");
-    let up = one(&r2, &format!("{prefix}local")).await;
+    let up = one(r2, &format!("{prefix}local")).await;
     assert_eq!(up.checksum, master.checksum);
 
     // A missing file fails that region (exit status 2) and leaves nothing behind.
@@ -735,5 +733,5 @@ async fn images_dir_scenario(c: &Cloud, prefix: &str) {
         "{err}"
     );
     assert!(err.contains(&missing.id), "{err}");
-    assert!(by_name(&r2, &format!("{prefix}nofile")).await.is_empty());
+    assert!(by_name(r2, &format!("{prefix}nofile")).await.is_empty());
 }
