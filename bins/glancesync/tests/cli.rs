@@ -124,26 +124,7 @@ fn state_set(dir: &Path) -> BTreeSet<String> {
         .unwrap()
         .values()
         .flatten()
-        .map(|i| {
-            let mut props: Vec<String> = i
-                .user_properties
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.repr()))
-                .collect();
-            props.sort();
-            format!(
-                "{}|{}|{}|{}|{}|{}|{}|{}|{}",
-                i.region,
-                i.name,
-                i.id,
-                i.status,
-                i.size,
-                i.checksum_str(),
-                i.owner,
-                i.is_public,
-                props.join(",")
-            )
-        })
+        .map(glancesync_core::Image::state_key)
         .collect()
 }
 

@@ -73,6 +73,31 @@ impl Image {
         }
     }
 
+    /// The nine backup fields on one line (`|`-separated), the properties
+    /// as sorted `key=repr` pairs: equal for two images that hold the same
+    /// backup row up to the order of their properties (for comparing region
+    /// states).
+    pub fn state_key(&self) -> String {
+        let mut props: Vec<String> = self
+            .user_properties
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.repr()))
+            .collect();
+        props.sort();
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.region,
+            self.name,
+            self.id,
+            self.status,
+            self.size,
+            self.checksum_str(),
+            self.owner,
+            self.is_public,
+            props.join(",")
+        )
+    }
+
     /// The checksum as a string (`"None"` when absent, as Python prints it).
     pub fn checksum_str(&self) -> &str {
         self.checksum.as_deref().unwrap_or("None")
@@ -284,6 +309,18 @@ pub fn write_csv_file(path: &Path, images: &[Image]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_key_names_every_field_and_ignores_property_order() {
+        let mut a = Image::new("R", "img", "1");
+        a.user_properties = parse_properties("{'b': 2, 'a': 'x'}").unwrap();
+        let mut b = a.clone();
+        b.user_properties = parse_properties("{'a': 'x', 'b': 2}").unwrap();
+        assert_eq!(a.state_key(), "R|img|1|active|0|None||true|a='x',b=2");
+        assert_eq!(a.state_key(), b.state_key());
+        b.checksum = Some("c".into());
+        assert_ne!(a.state_key(), b.state_key());
+    }
 
     const ROWS: &str = "Burgos,image01,101,active,1073741824,ddfe163345d338193ac2bdc183f8e9dcff904b43,tenant1id,True,\"{'type': 'ngimages', 'nid': 1}\"\nBurgos,image02,102,active,1073741834,bcac9d1d8eab3713ae489224d0130c9468e7a0e3,tenant1id,False,{'type': 'baseimage'}\n\nBurgos,image04,104,active,1073741854,798f861ee74f6ff83ccbc9c53b419941d0080e50,tenant1id,True,{}\n";
 

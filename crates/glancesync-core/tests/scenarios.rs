@@ -89,28 +89,6 @@ async fn check_status(name: &str, gs: &GlanceSync, expected_dir: &Path) {
     }
 }
 
-fn image_key(i: &Image) -> String {
-    // All nine fields; properties compared as dicts (order-independent).
-    let mut props: Vec<String> = i
-        .user_properties
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.repr()))
-        .collect();
-    props.sort();
-    format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{}",
-        i.region,
-        i.name,
-        i.id,
-        i.status,
-        i.size,
-        i.checksum_str(),
-        i.owner,
-        i.is_public,
-        props.join(",")
-    )
-}
-
 fn check_state(name: &str, state: &Path, expected: &Path) {
     let got = load_dir(state).unwrap();
     let want = load_dir(expected).unwrap();
@@ -120,8 +98,8 @@ fn check_state(name: &str, state: &Path, expected: &Path) {
         "{name}: regions"
     );
     for (region, want_imgs) in &want {
-        let mut w: Vec<String> = want_imgs.iter().map(image_key).collect();
-        let mut g: Vec<String> = got[region].iter().map(image_key).collect();
+        let mut w: Vec<String> = want_imgs.iter().map(Image::state_key).collect();
+        let mut g: Vec<String> = got[region].iter().map(Image::state_key).collect();
         w.sort();
         g.sort();
         assert_eq!(g, w, "{name}: state of region {region}");
