@@ -7,6 +7,18 @@ mod common;
 use openstack_client::glance::ImageFilter;
 use openstack_client::{CloudConfig, Credentials, Scope, Secret, Session};
 
+/// List (one) image in every region of the test cloud through `s`.
+async fn list_in_every_region(s: &Session) {
+    for r in common::regions() {
+        s.image(Some(&r))
+            .await
+            .unwrap()
+            .list_images(&ImageFilter::default().limit(1))
+            .await
+            .unwrap_or_else(|e| panic!("{r}: {e}"));
+    }
+}
+
 #[tokio::test]
 async fn password_auth_scoped_token_and_catalog() {
     let _serial = common::cloud_lock().await;
@@ -19,13 +31,8 @@ async fn password_auth_scoped_token_and_catalog() {
         let regions = catalog.regions_for("image");
         for r in common::regions() {
             assert!(regions.contains(&r), "{r} missing from {regions:?}");
-            s.image(Some(&r))
-                .await
-                .unwrap()
-                .list_images(&ImageFilter::default().limit(1))
-                .await
-                .unwrap();
         }
+        list_in_every_region(&s).await;
         assert_eq!(s.auth_count(), 1);
         assert!(!format!("{s:?}").contains(s.token().await.unwrap().expose()));
     }
@@ -262,14 +269,7 @@ async fn internal_interface_and_unscoped_token() {
     let mut cfg = common::config();
     cfg.interface = openstack_client::Interface::Internal;
     let s = common::session_for(cfg).await;
-    for r in common::regions() {
-        s.image(Some(&r))
-            .await
-            .unwrap()
-            .list_images(&ImageFilter::default().limit(1))
-            .await
-            .unwrap();
-    }
+    list_in_every_region(&s).await;
 
     let mut cfg = common::config();
     cfg.scope = Scope::System;
