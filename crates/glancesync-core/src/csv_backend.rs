@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -88,22 +88,33 @@ impl CsvBackend {
         &self.dir
     }
 
+    /// The regions' state, for an operation on `region` (full name, or
+    /// empty when the operation concerns no single region).
+    fn lock(&self, region: &str) -> Result<MutexGuard<'_, IndexMap<String, RegionState>>> {
+        self.regions.lock().map_err(|_| Error::Backend {
+            region: region.to_string(),
+            operation: "lock".into(),
+            message: "state lock poisoned".into(),
+        })
+    }
+
+    /// The error for a region that has no backup file in the directory.
+    fn unknown_region(&self, full: &str) -> Error {
+        Error::UnknownRegion {
+            region: full.to_string(),
+            detail: format!(" (no backup_{full}.csv in {})", self.dir.display()),
+        }
+    }
+
     fn with_region<T>(
         &self,
         region: &RegionRef,
         f: impl FnOnce(&mut RegionState) -> Result<T>,
     ) -> Result<T> {
         let full = region.full_name();
-        let mut guard = self.regions.lock().map_err(|_| Error::Backend {
-            region: full.clone(),
-            operation: "lock".into(),
-            message: "state lock poisoned".into(),
-        })?;
+        let mut guard = self.lock(&full)?;
         let Some(state) = guard.get_mut(&full) else {
-            return Err(Error::UnknownRegion {
-                region: full.clone(),
-                detail: format!(" (no backup_{full}.csv in {})", self.dir.display()),
-            });
+            return Err(self.unknown_region(&full));
         };
         if state.images.is_none() {
             state.images = Some(read_csv_file(&state.path)?);
@@ -113,17 +124,9 @@ impl CsvBackend {
 
     fn path_of(&self, region: &RegionRef) -> Result<PathBuf> {
         let full = region.full_name();
-        let guard = self.regions.lock().map_err(|_| Error::Backend {
-            region: full.clone(),
-            operation: "lock".into(),
-            message: "state lock poisoned".into(),
-        })?;
-        match guard.get(&full) {
+        match self.lock(&full)?.get(&full) {
             Some(s) => Ok(s.path.clone()),
-            None => Err(Error::UnknownRegion {
-                region: full.clone(),
-                detail: format!(" (no backup_{full}.csv in {})", self.dir.display()),
-            }),
+            None => Err(self.unknown_region(&full)),
         }
     }
 
@@ -135,12 +138,8 @@ impl CsvBackend {
 #[async_trait]
 impl RegionBackend for CsvBackend {
     async fn regions(&self, target: &TargetConfig) -> Result<Vec<String>> {
-        let guard = self.regions.lock().map_err(|_| Error::Backend {
-            region: String::new(),
-            operation: "lock".into(),
-            message: "state lock poisoned".into(),
-        })?;
-        Ok(guard
+        Ok(self
+            .lock("")?
             .keys()
             .filter_map(|full| match full.split_once(':') {
                 Some((t, r)) if t == target.name => Some(r.to_string()),
@@ -258,13 +257,7 @@ impl RegionBackend for CsvBackend {
 pub fn load_dir(dir: &Path) -> Result<HashMap<String, Vec<Image>>> {
     let backend = CsvBackend::open(dir, true)?;
     let names: Vec<(String, PathBuf)> = backend
-        .regions
-        .lock()
-        .map_err(|_| Error::Backend {
-            region: String::new(),
-            operation: "lock".into(),
-            message: "poisoned".into(),
-        })?
+        .lock("")?
         .iter()
         .map(|(k, v)| (k.clone(), v.path.clone()))
         .collect();
