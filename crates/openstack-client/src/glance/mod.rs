@@ -409,21 +409,19 @@ impl GlanceClient {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
-        let mut stream = self.download(id).await?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            writer.write_all(&chunk).await.map_err(|source| Error::Io {
-                context: format!("writing image {id}"),
-                source,
-            })?;
-        }
-        writer.flush().await.map_err(|source| Error::Io {
+        let writing = |source| Error::Io {
             context: format!("writing image {id}"),
             source,
-        })?;
-        stream.summary().cloned().ok_or_else(|| Error::Io {
-            context: format!("writing image {id}"),
-            source: std::io::Error::other("the download ended without verification"),
+        };
+        let mut stream = self.download(id).await?;
+        while let Some(chunk) = stream.next().await {
+            writer.write_all(&chunk?).await.map_err(writing)?;
+        }
+        writer.flush().await.map_err(writing)?;
+        stream.summary().cloned().ok_or_else(|| {
+            writing(std::io::Error::other(
+                "the download ended without verification",
+            ))
         })
     }
 
@@ -474,22 +472,21 @@ impl GlanceClient {
             }
         }
         drop(tx);
-        let written = writer.await.map_err(|e| Error::Io {
+        let writing = |source| Error::Io {
             context: format!("writing {}", path.display()),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+            source,
+        };
+        let written = writer
+            .await
+            .map_err(|e| writing(std::io::Error::other(e.to_string())))?;
         if let Some(e) = failure {
             return Err(e);
         }
-        written.map_err(|source| Error::Io {
-            context: format!("writing {}", path.display()),
-            source,
-        })?;
-        stream.summary().cloned().ok_or_else(|| Error::Io {
-            context: format!("writing {}", path.display()),
-            source: std::io::Error::other(
+        written.map_err(writing)?;
+        stream.summary().cloned().ok_or_else(|| {
+            writing(std::io::Error::other(
                 "the download stopped early (the file could not be written)",
-            ),
+            ))
         })
     }
 
