@@ -206,11 +206,7 @@ impl GlanceClient {
     where
         R: AsyncRead + Send + 'static,
     {
-        let url = self.url(&["images", id, "file"])?;
-        self.session
-            .execute_upload(self.req(Method::PUT, url), reader, size)
-            .await
-            .map(|_| ())
+        self.put_data(id, "file", reader, size).await
     }
 
     /// Upload from a file, reopening it and trying again (with backoff) when
@@ -224,17 +220,26 @@ impl GlanceClient {
     where
         R: AsyncRead + Send + 'static,
     {
-        let url = self.url(&["images", id, "stage"])?;
-        self.session
-            .execute_upload(self.req(Method::PUT, url), reader, size)
-            .await
-            .map(|_| ())
+        self.put_data(id, "stage", reader, size).await
     }
 
     /// Stage a file for `glance-direct`, with the same reopen-and-retry as
     /// [`GlanceClient::upload_file`].
     pub async fn stage_file(&self, id: &str, path: &Path) -> Result<()> {
         self.put_file(id, path, "stage").await
+    }
+
+    /// One streaming `PUT /v2/images/<id>/<what>` (`file` or `stage`) of
+    /// the data `reader` yields.
+    async fn put_data<R>(&self, id: &str, what: &str, reader: R, size: Option<u64>) -> Result<()>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        let url = self.url(&["images", id, what])?;
+        self.session
+            .execute_upload(self.req(Method::PUT, url), reader, size)
+            .await
+            .map(|_| ())
     }
 
     async fn put_file(&self, id: &str, path: &Path, what: &str) -> Result<()> {
@@ -293,13 +298,8 @@ impl GlanceClient {
         let mut reauthed = false;
         loop {
             let source = open().await?;
-            let url = self.url(&["images", id, what])?;
-            match self
-                .session
-                .execute_upload(self.req(Method::PUT, url), source, size)
-                .await
-            {
-                Ok(_) => return Ok(()),
+            match self.put_data(id, what, source, size).await {
+                Ok(()) => return Ok(()),
                 Err(e) if e.is_unauthorized() && !reauthed => {
                     // execute_upload already refreshed the token.
                     tracing::warn!(error = %e, image = id, "upload rejected the token, reopening the source and retrying");
