@@ -105,6 +105,18 @@ pub enum Error {
         /// Why it failed (HTTP status, URL and request id when known).
         message: String,
     },
+    /// A request to the cloud (Keystone, Glance) failed.
+    #[error("{region}: {operation} failed: {source}")]
+    Cloud {
+        /// The region's (or, before a region is known, the target's) name.
+        region: String,
+        /// What was being done.
+        operation: String,
+        /// The client's error: HTTP status, method, URL and request id when
+        /// the cloud answered.
+        #[source]
+        source: Box<openstack_client::Error>,
+    },
     /// A write was attempted on a read-only (dry-run) backend.
     #[error("{region}: refusing to {operation} in dry-run mode")]
     DryRunWrite {
@@ -115,5 +127,45 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The HTTP status of a failed cloud request, when the cloud answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Cloud { source, .. } => source.status().map(|s| s.as_u16()),
+            _ => None,
+        }
+    }
+
+    /// The OpenStack request id of a failed cloud request, when known.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Cloud { source, .. } => source.request_id(),
+            _ => None,
+        }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_errors_read_as_before_and_keep_the_client_error() {
+        let client = openstack_client::Error::InvalidInput("no such thing".into());
+        let e = Error::Cloud {
+            region: "RegionTwo".into(),
+            operation: "list images".into(),
+            source: Box::new(client),
+        };
+        assert!(
+            e.to_string() == "RegionTwo: list images failed: invalid input: no such thing",
+            "{e}"
+        );
+        assert_eq!(e.status(), None);
+        assert_eq!(e.request_id(), None);
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

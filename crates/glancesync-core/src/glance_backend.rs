@@ -96,6 +96,15 @@ impl std::fmt::Debug for GlanceBackend {
     }
 }
 
+/// A cloud request made for `operation` in `region` failed.
+fn cloud_err(region: &str, operation: &str, source: openstack_client::Error) -> Error {
+    Error::Cloud {
+        region: region.to_string(),
+        operation: operation.to_string(),
+        source: Box::new(source),
+    }
+}
+
 fn backend_err(region: &str, operation: &str, e: impl std::fmt::Display) -> Error {
     Error::Backend {
         region: region.to_string(),
@@ -175,7 +184,7 @@ impl GlanceBackend {
             return Ok(sess.clone());
         }
         let sess = Session::new(Self::cloud_config(target)?)
-            .map_err(|e| backend_err(&target.name, "keystone session", e))?;
+            .map_err(|e| cloud_err(&target.name, "keystone session", e))?;
         s.insert(target.name.clone(), sess.clone());
         Ok(sess)
     }
@@ -189,7 +198,7 @@ impl GlanceBackend {
         let g = sess
             .image(Some(&region.region))
             .await
-            .map_err(|e| backend_err(&region.full_name(), "find the image endpoint", e))?;
+            .map_err(|e| cloud_err(&region.full_name(), "find the image endpoint", e))?;
         c.insert(region.clone(), g.clone());
         Ok(g)
     }
@@ -282,7 +291,7 @@ impl GlanceBackend {
         let found = client
             .list_images(&ImageFilter::default().name(name))
             .await
-            .map_err(|e| backend_err(region, "list images", e))?;
+            .map_err(|e| cloud_err(region, "list images", e))?;
         let mut removed = 0;
         for g in found {
             let stale = matches!(
@@ -299,7 +308,7 @@ impl GlanceBackend {
                 client
                     .delete_image(&g.id)
                     .await
-                    .map_err(|e| backend_err(region, "delete an incomplete image", e))?;
+                    .map_err(|e| cloud_err(region, "delete an incomplete image", e))?;
                 removed += 1;
             }
         }
@@ -339,7 +348,7 @@ impl GlanceBackend {
                 };
                 let master_client = self.client(&master_ref, self.config.master()).await?;
                 let dl = master_client.download(&master.id).await.map_err(|e| {
-                    backend_err(
+                    cloud_err(
                         &master_ref.full_name(),
                         &format!("download image {name} ({})", master.id),
                         e,
@@ -358,12 +367,12 @@ impl GlanceBackend {
             .upload(new_id, counting, Some(master.size))
             .await;
         observer.finish(&full, &name, result.is_ok());
-        result.map_err(|e| backend_err(&full, &format!("upload image {name}"), e))?;
+        result.map_err(|e| cloud_err(&full, &format!("upload image {name}"), e))?;
         // Verify what the target stored.
         let stored = target_client
             .get_image(new_id)
             .await
-            .map_err(|e| backend_err(&full, "read back the image", e))?;
+            .map_err(|e| cloud_err(&full, "read back the image", e))?;
         if stored.status != ImageStatus::Active {
             return Err(backend_err(
                 &full,
@@ -432,7 +441,7 @@ impl RegionBackend for GlanceBackend {
         let catalog = sess
             .catalog()
             .await
-            .map_err(|e| backend_err(&target.name, "read the service catalog", e))?;
+            .map_err(|e| cloud_err(&target.name, "read the service catalog", e))?;
         Ok(catalog.regions_for("image").into_iter().collect())
     }
 
@@ -441,7 +450,7 @@ impl RegionBackend for GlanceBackend {
         let info = sess
             .token_info()
             .await
-            .map_err(|e| backend_err(&target.name, "authenticate", e))?;
+            .map_err(|e| cloud_err(&target.name, "authenticate", e))?;
         info.project_id.ok_or_else(|| {
             backend_err(
                 &target.name,
@@ -468,7 +477,7 @@ impl RegionBackend for GlanceBackend {
                     ),
                 )
             })?
-            .map_err(|e| backend_err(&full, "list images", e))?;
+            .map_err(|e| cloud_err(&full, "list images", e))?;
         Ok(listed
             .into_iter()
             .map(|g| Self::to_image(&full, g))
@@ -543,7 +552,7 @@ impl RegionBackend for GlanceBackend {
                     client
                         .update_image(&id, &patch)
                         .await
-                        .map_err(|e| backend_err(&full, "finish the image (marker, protection)", e))?;
+                        .map_err(|e| cloud_err(&full, "finish the image (marker, protection)", e))?;
                     Ok(id)
                 }
                 Err(e) => {
@@ -571,7 +580,7 @@ impl RegionBackend for GlanceBackend {
         let current = client
             .get_image(&image.id)
             .await
-            .map_err(|e| backend_err(&full, &format!("get image {}", image.id), e))?;
+            .map_err(|e| cloud_err(&full, &format!("get image {}", image.id), e))?;
         let mut patch = ImagePatch::for_image(&current);
         if current.name.as_deref() != Some(image.name.as_str()) {
             patch = patch.name(image.name.clone());
@@ -608,7 +617,7 @@ impl RegionBackend for GlanceBackend {
             .instrument(tracing::info_span!("update_metadata", region = %full, image = %image.name))
             .await
             .map_err(|e| {
-                backend_err(
+                cloud_err(
                     &full,
                     &format!("update image {} ({})", image.name, image.id),
                     e,
@@ -630,7 +639,7 @@ impl RegionBackend for GlanceBackend {
             .delete_image(id)
             .instrument(tracing::info_span!("delete_image", region = %full, id))
             .await
-            .map_err(|e| backend_err(&full, &format!("delete image {id}"), e))
+            .map_err(|e| cloud_err(&full, &format!("delete image {id}"), e))
     }
 }
 
