@@ -274,6 +274,15 @@ async fn dispatch(
     sequential_sync(&gs, &regions, cli.dry_run).await
 }
 
+/// 2 when a region failed (it was logged and skipped), else 0.
+fn exit_status(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn stdout_line(s: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout (e.g. `| head`) must not panic.
@@ -338,11 +347,7 @@ async fn show_status(
             serde_json::to_string_pretty(&all).map_err(|e| CliError::Usage(e.to_string()))?;
         stdout_line(&text);
     }
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_status(failed))
 }
 
 async fn sequential_sync(
@@ -360,11 +365,7 @@ async fn sequential_sync(
             failed = true;
         }
     }
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_status(failed))
 }
 
 fn sync_dir_name() -> String {
@@ -422,11 +423,7 @@ async fn parallel_sync(
         }
     }
     stdout_line("All is done.");
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_status(failed))
 }
 
 async fn make_backup(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, CliError> {
@@ -450,11 +447,7 @@ async fn make_backup(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, Cl
         }
     }
     stdout_line(&display(&dir));
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_status(failed))
 }
 
 fn display(p: &Path) -> String {
