@@ -42,12 +42,43 @@ impl Accel {
         match self {
             Accel::Kvm => true,
             Accel::Tcg => false,
-            Accel::Auto => *KVM_WORKS.get_or_init(|| probe_kvm(PROBE_TIMEOUT)),
+            Accel::Auto => *KVM_WORKS.get_or_init(cached_probe),
         }
     }
 }
 
 static KVM_WORKS: OnceLock<bool> = OnceLock::new();
+
+/// The probe's answer is kept for the current boot of the host (keyed by
+/// `/proc/sys/kernel/random/boot_id`) in
+/// `~/.cache/openstack-image-tools/kvm-probe`, so only the first process after
+/// a boot pays for it.
+fn cached_probe() -> bool {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let boot_id = boot_id.trim();
+    let cache = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".cache/openstack-image-tools/kvm-probe"));
+    if let (Some(cache), false) = (&cache, boot_id.is_empty()) {
+        if let Ok(text) = std::fs::read_to_string(cache) {
+            match text.trim().split_once(' ') {
+                Some((id, "kvm")) if id == boot_id => return true,
+                Some((id, "tcg")) if id == boot_id => return false,
+                _ => {}
+            }
+        }
+    }
+    let kvm = probe_kvm(PROBE_TIMEOUT);
+    if let (Some(cache), false) = (cache, boot_id.is_empty()) {
+        if let Some(dir) = cache.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(
+            &cache,
+            format!("{boot_id} {}\n", if kvm { "kvm" } else { "tcg" }),
+        );
+    }
+    kvm
+}
 
 /// How long the KVM probe may take. A kernel reaches its "no root" panic in
 /// about 1 s under KVM (5 s under TCG here); a broken KVM hangs forever.
