@@ -16,10 +16,5 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = cli_common::init_logging(&cli.log) {
-        eprintln!("packuilon: {e}");
-        return ExitCode::from(1);
-    }
-    eprintln!("packuilon: no command given; the build commands of this tool have not landed yet (see --help)");
-    ExitCode::from(2)
+    cli_common::exit_without_command("packuilon", &cli.log)
 }

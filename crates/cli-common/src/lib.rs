@@ -121,6 +121,19 @@ pub fn init_logging_with(args: &LogArgs, defaults: &LogDefaults<'_>) -> Result<(
     result.map_err(|e| Error::AlreadyInitialised(e.to_string()))
 }
 
+/// The whole `main` of a binary whose commands have not landed yet: set up
+/// logging, say that no command was given, and exit 2.
+pub fn exit_without_command(bin: &str, log: &LogArgs) -> std::process::ExitCode {
+    if let Err(e) = init_logging(log) {
+        eprintln!("{bin}: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    eprintln!(
+        "{bin}: no command given; the build commands of this tool have not landed yet (see --help)"
+    );
+    std::process::ExitCode::from(2)
+}
+
 /// Generate the command-line contract tests every binary of the workspace
 /// must pass: `--help` names the binary and the shared logging flags,
 /// `--version` prints name and version, an unknown argument exits 2 with a
