@@ -841,7 +841,6 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
         .list_filesystems()
         .ctx(|| "fs-uuids: list filesystems".into())?;
     g.umount_all().ctx(|| "fs-uuids: unmount".into())?;
-    let mut swaps = Vec::new();
     let mut changes = Vec::new();
     for (dev, ty) in &fss {
         let old = g.vfs_uuid(dev).unwrap_or_default();
@@ -863,7 +862,6 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
                     .ctx(|| format!("fs-uuids: new UUID for {dev}"))?;
             }
             "swap" => {
-                swaps.push(dev.clone());
                 let label = g.vfs_label(dev).unwrap_or_default();
                 let label = (!label.is_empty()).then_some(label.as_str());
                 g.mkswap(dev, guestfs::MkswapOptArgs { label, uuid: None })
@@ -899,7 +897,6 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
         }
     }
     changed.extend(changes.into_iter().map(|(o, n)| format!("{o} -> {n}")));
-    let _ = swaps;
     Ok(changed)
 }
 
