@@ -111,7 +111,13 @@ pub(crate) fn inspect(w: &mut Worker) -> Result<Inspection> {
     let init = init_system(w);
     let hostname = s(g.inspect_get_hostname(&root));
     g.umount_all().ctx(|| "unmount".into())?;
-    let applications = apps?
+    // A guest without a package database (a minimal or broken root) still
+    // inspects: report no applications instead of failing.
+    let apps = apps.unwrap_or_else(|e| {
+        tracing::warn!("cannot list installed applications: {e}");
+        Vec::new()
+    });
+    let applications = apps
         .into_iter()
         .map(|a| Application {
             version: if a.app2_release.is_empty() {

@@ -684,10 +684,24 @@ pub(crate) fn run_operation(
         Action::LvmUuids => {
             let lvs = g.lvs().ctx(|| "lvm-uuids: list LVs".into())?;
             if !lvs.is_empty() {
-                g.pvchange_uuid_all()
-                    .ctx(|| "lvm-uuids: pvchange -u".into())?;
-                g.vgchange_uuid_all()
-                    .ctx(|| "lvm-uuids: vgchange -u".into())?;
+                // PV/VG UUIDs can only change while no LV is active.
+                let mounts = g
+                    .inspect_get_mountpoints(root)
+                    .ctx(|| "lvm-uuids: mountpoints".into())?;
+                g.umount_all().ctx(|| "lvm-uuids: unmount".into())?;
+                g.vg_activate_all(false)
+                    .ctx(|| "lvm-uuids: deactivate VGs".into())?;
+                let r = g
+                    .pvchange_uuid_all()
+                    .ctx(|| "lvm-uuids: pvchange -u".into())
+                    .and_then(|()| {
+                        g.vgchange_uuid_all()
+                            .ctx(|| "lvm-uuids: vgchange -u".into())
+                    });
+                g.vg_activate_all(true)
+                    .ctx(|| "lvm-uuids: activate VGs".into())?;
+                crate::session::mount_os(g, &mounts, false)?;
+                r?;
                 changed.push("PV and VG UUIDs".into());
             }
         }
@@ -748,6 +762,12 @@ struct PasswdUser {
 }
 
 fn passwd_users(g: &Handle) -> Result<Vec<PasswdUser>> {
+    if !g
+        .is_file("/etc/passwd", Default::default())
+        .unwrap_or(false)
+    {
+        return Ok(Vec::new());
+    }
     let text = g.cat("/etc/passwd").ctx(|| "read /etc/passwd".into())?;
     Ok(text
         .lines()
