@@ -113,6 +113,35 @@ fn backend_err(region: &str, operation: &str, e: impl std::fmt::Display) -> Erro
     }
 }
 
+/// Attempts [`delete_incomplete`] makes before it gives up.
+const CLEANUP_ATTEMPTS: u32 = 5;
+
+/// Delete an image this run created and could not finish. Clean-up must not
+/// give up on the first server error: Glance can answer 500 while it is still
+/// winding down the interrupted upload of that very image (seen with SQLite's
+/// "database is locked"), so server errors and transport errors are retried
+/// with a growing delay, and an image that is already gone counts as deleted.
+async fn delete_incomplete(client: &GlanceClient, id: &str) -> openstack_client::Result<()> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match client.delete_image(id).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e)
+                if attempt < CLEANUP_ATTEMPTS
+                    && (e.is_retryable() || e.status().is_none_or(|s| s.is_server_error())) =>
+            {
+                tracing::debug!(%id, attempt, error = %e, "retrying the deletion of an incomplete image");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn domain(name: &str) -> DomainRef {
     if name.eq_ignore_ascii_case("default") {
         DomainRef {
@@ -215,7 +244,7 @@ impl GlanceBackend {
             .unwrap_or_default();
         for (region, f) in pending {
             match &f.id {
-                Some(id) => match f.client.delete_image(id).await {
+                Some(id) => match delete_incomplete(&f.client, id).await {
                     Ok(()) => tracing::warn!(
                         "{region}: interrupted; deleted the incomplete image {} ({id})",
                         f.name
@@ -305,8 +334,7 @@ impl GlanceBackend {
             let marked = g.properties.contains_key(TRANSFER_MARKER);
             if stale && ours && marked {
                 tracing::warn!("{region}: deleting incomplete image {name} ({}, {}) left by an interrupted transfer", g.id, g.status.as_str());
-                client
-                    .delete_image(&g.id)
+                delete_incomplete(client, &g.id)
                     .await
                     .map_err(|e| cloud_err(region, "delete an incomplete image", e))?;
                 removed += 1;
@@ -556,7 +584,7 @@ impl RegionBackend for GlanceBackend {
                     Ok(id)
                 }
                 Err(e) => {
-                    match client.delete_image(&id).await {
+                    match delete_incomplete(&client, &id).await {
                         Ok(()) => tracing::warn!("{full}: upload of {} failed; deleted the incomplete image {id}", req.image.name),
                         Err(de) => tracing::error!("{full}: upload of {} failed and the incomplete image {id} could not be deleted: {de}", req.image.name),
                     }
@@ -646,6 +674,86 @@ impl RegionBackend for GlanceBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session against a mocked Keystone whose catalog points the image
+    /// service at the same mock server.
+    async fn mocked_glance() -> (wiremock::MockServer, GlanceClient) {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let expires = "2099-01-01T00:00:00.000000Z";
+        let uri = server.uri();
+        Mock::given(method("POST"))
+            .and(path("/v3/auth/tokens"))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .insert_header("X-Subject-Token", "tok")
+                    .set_body_json(serde_json::json!({"token": {"expires_at": expires,
+                        "project": {"id": "p", "name": "proj"}, "catalog": [
+                        {"type": "image", "endpoints": [{"interface": "public",
+                            "region_id": "R", "url": format!("{uri}/image")}]}]}})),
+            )
+            .mount(&server)
+            .await;
+        let config = CloudConfig::password(&format!("{uri}/v3"), "u", "p", "proj").unwrap();
+        let session = Session::connect(config).await.unwrap();
+        let client = session.image(Some("R")).await.unwrap();
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn incomplete_image_deletion_outlasts_server_errors() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, ResponseTemplate};
+        let (server, client) = mocked_glance().await;
+        // Two 500s ("database is locked"), then the deletion goes through.
+        Mock::given(method("DELETE"))
+            .and(path("/image/v2/images/busy"))
+            .respond_with(ResponseTemplate::new(500))
+            .up_to_n_times(2)
+            .with_priority(1)
+            .expect(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(path("/image/v2/images/busy"))
+            .respond_with(ResponseTemplate::new(204))
+            .with_priority(2)
+            .expect(1)
+            .mount(&server)
+            .await;
+        delete_incomplete(&client, "busy").await.unwrap();
+
+        // Already gone: done, no retry.
+        Mock::given(method("DELETE"))
+            .and(path("/image/v2/images/gone"))
+            .respond_with(ResponseTemplate::new(404))
+            .expect(1)
+            .mount(&server)
+            .await;
+        delete_incomplete(&client, "gone").await.unwrap();
+
+        // A client error is final at once.
+        Mock::given(method("DELETE"))
+            .and(path("/image/v2/images/protected"))
+            .respond_with(ResponseTemplate::new(403))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = delete_incomplete(&client, "protected").await.unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
+
+        // A server that keeps failing: gives up after CLEANUP_ATTEMPTS.
+        Mock::given(method("DELETE"))
+            .and(path("/image/v2/images/broken"))
+            .respond_with(ResponseTemplate::new(500))
+            .expect(u64::from(CLEANUP_ATTEMPTS))
+            .mount(&server)
+            .await;
+        let err = delete_incomplete(&client, "broken").await.unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+        server.verify().await;
+    }
 
     fn target(section: &str) -> TargetConfig {
         let text = format!("[main]\nmaster_region = R\n[master]\n{section}");
