@@ -58,6 +58,23 @@ fn copy(
     .ctx(|| format!("copy {src} to {dst}"))
 }
 
+/// Check an ext filesystem, shrink it to its minimum (`resize2fs -M`) and
+/// return its new size in bytes, read back from `tune2fs -l`.
+fn shrink_fs_to_minimum(g: &guestfs::Handle, dev: &str) -> Result<u64> {
+    fsck(g, dev)?;
+    g.resize2fs_M(dev).ctx(|| format!("resize2fs -M {dev}"))?;
+    let tl = g.tune2fs_l(dev).ctx(|| format!("tune2fs -l {dev}"))?;
+    let field = |k: &str| -> Result<u64> {
+        tl.get(k)
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| Error::Parse {
+                program: "tune2fs -l".into(),
+                reason: format!("no `{k}`"),
+            })
+    };
+    Ok(field("Block count")? * field("Block size")?)
+}
+
 fn fsck(g: &guestfs::Handle, dev: &str) -> Result<()> {
     g.e2fsck(
         dev,
@@ -134,19 +151,7 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
         Step::Shrink,
         format!("checking and shrinking {root} to its minimum size"),
     );
-    fsck(g, &root)?;
-    g.resize2fs_M(&root)
-        .ctx(|| format!("resize2fs -M {root}"))?;
-    let tl = g.tune2fs_l(&root).ctx(|| format!("tune2fs -l {root}"))?;
-    let field = |k: &str| -> Result<u64> {
-        tl.get(k)
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Error::Parse {
-                program: "tune2fs -l".into(),
-                reason: format!("no `{k}`"),
-            })
-    };
-    let min_fs_bytes = field("Block count")? * field("Block size")?;
+    let min_fs_bytes = shrink_fs_to_minimum(g, &root)?;
     let src_size = w.drive_sizes.first().copied().unwrap_or(0);
     let target = size.or_else(|| target_size_for(min_fs_bytes));
     w.report(
@@ -558,18 +563,7 @@ fn shrink_lvm(w: &mut Worker, root: &str, size: Option<u64>) -> Result<ShrinkRep
         Step::Shrink,
         format!("checking and shrinking {root} to its minimum size"),
     );
-    fsck(g, root)?;
-    g.resize2fs_M(root).ctx(|| format!("resize2fs -M {root}"))?;
-    let tl = g.tune2fs_l(root).ctx(|| format!("tune2fs -l {root}"))?;
-    let field = |k: &str| -> Result<u64> {
-        tl.get(k)
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Error::Parse {
-                program: "tune2fs -l".into(),
-                reason: format!("no `{k}`"),
-            })
-    };
-    let min_fs_bytes = field("Block count")? * field("Block size")?;
+    let min_fs_bytes = shrink_fs_to_minimum(g, root)?;
     let lv_bytes = (min_fs_bytes + LV_MARGIN).div_ceil(extent) * extent;
     w.report(
         Step::Shrink,
