@@ -571,15 +571,22 @@ fn shrink_lvm(w: &mut Worker, root: &str, size: Option<u64>) -> Result<ShrinkRep
     );
     g.lvresize(root, (lv_bytes / MIB) as i32)
         .ctx(|| format!("lvresize {root}"))?;
+    // `pvs_full` reports the kernel's device names untranslated (the
+    // appliance disk may have taken `sda`), so the PV is found by its UUID.
     let pvs = g.pvs_full().ctx(|| "pvs".into())?;
     let names: Vec<String> = pvs.iter().map(|p| p.pv_name.clone()).collect();
     let info = pvs
         .into_iter()
         .find_map(|p| {
-            let hit = p.pv_name == pv || p.pv_uuid.to_bytes() == pv_uuids[0].as_bytes();
-            hit.then_some((p.pe_start, p.pv_pe_alloc_count))
+            lvm_uuid_eq(&p.pv_uuid.to_bytes(), &pv_uuids[0])
+                .then_some((p.pe_start, p.pv_pe_alloc_count))
         })
-        .ok_or_else(|| cannot(format!("{pv} not listed by pvs (it lists {names:?})")))?;
+        .ok_or_else(|| {
+            cannot(format!(
+                "{pv} (UUID {}) not listed by pvs (it lists {names:?})",
+                pv_uuids[0]
+            ))
+        })?;
     let pv_min = info.0 + info.1 as u64 * extent;
     if let Err(e) = g.pvresize_size(&pv, pv_min as i64) {
         return Err(cannot(format!(
@@ -732,9 +739,27 @@ pub(crate) fn sparsify(w: &mut Worker, drive_index: usize) -> Result<()> {
     Ok(())
 }
 
+/// Whether an LVM UUID as `pvs_full` returns it (32 bytes, no dashes)
+/// is the one `vgpvuuids`/`pvuuid` print (with or without dashes).
+fn lvm_uuid_eq(raw: &[u8; 32], printed: &str) -> bool {
+    printed
+        .bytes()
+        .filter(|b| *b != b'-')
+        .eq(raw.iter().copied().take_while(|b| *b != 0))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::chs;
+    use super::{chs, lvm_uuid_eq};
+
+    #[test]
+    fn lvm_uuids_match_with_or_without_dashes() {
+        let raw = *b"aBcDeF0123456789abcdef0123456789";
+        assert!(lvm_uuid_eq(&raw, "aBcDeF-0123-4567-89ab-cdef-0123-456789"));
+        assert!(lvm_uuid_eq(&raw, "aBcDeF0123456789abcdef0123456789"));
+        assert!(!lvm_uuid_eq(&raw, "aBcDeF-0123-4567-89ab-cdef-0123-456780"));
+        assert!(!lvm_uuid_eq(&raw, "aBcDeF"));
+    }
 
     #[test]
     fn chs_encoding() {
