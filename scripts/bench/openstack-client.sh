@@ -6,7 +6,10 @@
 # downloads; curl does not verify anything.
 #
 #   scripts/bench/openstack-client.sh            # 512 MiB, RegionOne
-#   SIZE_MIB=1024 REGION=RegionTwo scripts/bench/openstack-client.sh
+#   SIZE_MIB=1024 REGION=RegionTwo ROUNDS=5 scripts/bench/openstack-client.sh
+#
+# Uploads run once per tool; downloads ROUNDS times (default 3), interleaved,
+# and the table shows the median round (all rounds listed below it).
 #
 # Needs the local cloud (scripts/cloud/up.sh). Secrets never appear on a
 # command line: the Keystone request body and the token header are files
@@ -19,6 +22,7 @@ export OS_CLIENT_CONFIG_FILE=${OS_CLIENT_CONFIG_FILE:-$LOCAL_CLOUD_DIR/clouds.ya
 CLOUD=${OS_TEST_CLOUD:-local}
 REGION=${REGION:-RegionOne}
 SIZE_MIB=${SIZE_MIB:-512}
+ROUNDS=${ROUNDS:-3}
 OSC=${OSC:-$LOCAL_CLOUD_DIR/venv/bin/openstack}
 PY=${PY:-$LOCAL_CLOUD_DIR/venv/bin/python}
 
@@ -105,20 +109,35 @@ measure osc_up "$OSC" --os-cloud "$CLOUD" --os-region-name "$REGION" image creat
     --disk-format raw --container-format bare -f value -c id "bench-osc-$$" > "$WORK/id.osc"
 IDS+=("$(cat "$WORK/id.osc")")
 
-echo "download: crate (sha512 verified while streaming)" >&2
-measure crate_down "$BIN" download "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
-cmp -s "$WORK/src.raw" "$WORK/out.crate" || die "crate download differs from the source"
-rm -f "$WORK/out.crate"
-echo "download: crate without verification (transport only)" >&2
-measure crate_nv_down "$BIN" download-unverified "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
-rm -f "$WORK/out.crate"
-echo "download: curl -o" >&2
-measure curl_down curl -sS -f -w '%{stderr}transfer_seconds=%{time_total}\n' -H @"$WORK/hdr" -o "$WORK/out.curl" "$GLANCE/v2/images/$ID_CRATE/file"
-cmp -s "$WORK/src.raw" "$WORK/out.curl" || die "curl download differs from the source"
-rm -f "$WORK/out.curl"
-echo "download: openstack image save" >&2
-measure osc_down "$OSC" --os-cloud "$CLOUD" --os-region-name "$REGION" image save --file "$WORK/out.osc" "$ID_CRATE"
-rm -f "$WORK/out.osc"
+# Downloads are short and noisy on 2 shared cores: ROUNDS rounds, the tools
+# interleaved in each, every output file removed first; the median counts.
+for r in $(seq 1 "$ROUNDS"); do
+    echo "download round $r/$ROUNDS: crate (sha512 verified while streaming)" >&2
+    measure "crate_down_$r" "$BIN" download "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
+    cmp -s "$WORK/src.raw" "$WORK/out.crate" || die "crate download differs from the source"
+    rm -f "$WORK/out.crate"
+    echo "download round $r/$ROUNDS: crate without verification (transport only)" >&2
+    measure "crate_nv_down_$r" "$BIN" download-unverified "$CLOUD" "$REGION" "$ID_CRATE" "$WORK/out.crate"
+    rm -f "$WORK/out.crate"
+    echo "download round $r/$ROUNDS: curl -o" >&2
+    measure "curl_down_$r" curl -sS -f -w '%{stderr}transfer_seconds=%{time_total}\n' -H @"$WORK/hdr" -o "$WORK/out.curl" "$GLANCE/v2/images/$ID_CRATE/file"
+    cmp -s "$WORK/src.raw" "$WORK/out.curl" || die "curl download differs from the source"
+    rm -f "$WORK/out.curl"
+    echo "download round $r/$ROUNDS: openstack image save" >&2
+    measure "osc_down_$r" "$OSC" --os-cloud "$CLOUD" --os-region-name "$REGION" image save --file "$WORK/out.osc" "$ID_CRATE"
+    rm -f "$WORK/out.osc"
+done
+# median NAME: the median round of NAME_1..NAME_ROUNDS (by wall time) becomes NAME.
+median() {
+    local name=$1 r best
+    best=$(for r in $(seq 1 "$ROUNDS"); do echo "${SECS[${name}_$r]} $r"; done | sort -n | awk -v m=$(( (ROUNDS + 1) / 2 )) 'NR == m {print $2}')
+    SECS[$name]=${SECS[${name}_$best]}; XFER[$name]=${XFER[${name}_$best]}; RSS[$name]=${RSS[${name}_$best]}
+    ALL[$name]=$(for r in $(seq 1 "$ROUNDS"); do printf '%s ' "${SECS[${name}_$r]}"; done)
+    # Peak RSS: the largest of all rounds, not the median's.
+    RSS[$name]=$(for r in $(seq 1 "$ROUNDS"); do echo "${RSS[${name}_$r]}"; done | sort -n | tail -1)
+}
+declare -A ALL
+for t in crate_down crate_nv_down curl_down osc_down; do median "$t"; done
 
 echo "sha512 of the file alone (openssl, page cache): the floor for a verified download" >&2
 SHA_FLOOR=$( { /usr/bin/time -f '%e' openssl dgst -sha512 "$WORK/src.raw" > /dev/null; } 2>&1 )
@@ -136,6 +155,7 @@ echo
 echo "wall time crate/curl: upload $(ratio "${SECS[crate_up]}" "${SECS[curl_up]}"), download $(ratio "${SECS[crate_down]}" "${SECS[curl_down]}") (not verified: $(ratio "${SECS[crate_nv_down]}" "${SECS[curl_down]}"))"
 echo "transfer crate/curl:  upload $(ratio "${XFER[crate_up]}" "${XFER[curl_up]}"), download $(ratio "${XFER[crate_down]}" "${XFER[curl_down]}") (not verified: $(ratio "${XFER[crate_nv_down]}" "${XFER[curl_down]}"))"
 echo "wall time osc/crate:  upload $(ratio "${SECS[osc_up]}" "${SECS[crate_up]}"), download $(ratio "${SECS[osc_down]}" "${SECS[crate_down]}")"
+echo "download wall s of each round: crate ${ALL[crate_down]}; not verified ${ALL[crate_nv_down]}; curl ${ALL[curl_down]}; osc ${ALL[osc_down]}"
 echo "sha512 of the file alone (openssl): ${SHA_FLOOR} s"
 echo "load average before the run: $LOAD"
 echo "($SIZE_MIB MiB, $REGION, $(date -u +%Y-%m-%dT%H:%MZ))"
