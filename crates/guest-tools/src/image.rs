@@ -238,31 +238,40 @@ pub enum Compression {
     Zstd,
 }
 
+/// `s` as one of `choices` (name, value), or an error naming `option`.
+fn parse_choice<T: Copy>(option: &str, s: &str, choices: &[(&str, T)]) -> Result<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Error::Parse {
+                program: option.into(),
+                reason: format!("`{s}` is not one of {}", names.join(", ")),
+            }
+        })
+}
+
 impl std::str::FromStr for OutputFormat {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "qcow2" => Ok(OutputFormat::Qcow2),
-            "raw" => Ok(OutputFormat::Raw),
-            o => Err(Error::Parse {
-                program: "--format".into(),
-                reason: format!("`{o}` is not one of qcow2, raw"),
-            }),
-        }
+        parse_choice(
+            "--format",
+            s,
+            &[("qcow2", OutputFormat::Qcow2), ("raw", OutputFormat::Raw)],
+        )
     }
 }
 
 impl std::str::FromStr for Compression {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "zlib" => Ok(Compression::Zlib),
-            "zstd" => Ok(Compression::Zstd),
-            o => Err(Error::Parse {
-                program: "--compress".into(),
-                reason: format!("`{o}` is not one of zlib, zstd"),
-            }),
-        }
+        parse_choice(
+            "--compress",
+            s,
+            &[("zlib", Compression::Zlib), ("zstd", Compression::Zstd)],
+        )
     }
 }
 

@@ -216,17 +216,7 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
         } else {
             chosen.map_or(t, |(_, s)| s)
         };
-        if cut < needed - tail {
-            return Err(cannot(format!(
-                "the size {} cannot hold the {} needed",
-                human(cut),
-                human(needed)
-            )));
-        }
-        w.report(
-            Step::Shrink,
-            format!("cutting the disk to {} in place", human(cut)),
-        );
+        start_cut_in_place(w, &root, cut, needed - tail)?;
         if whole {
             g.resize2fs_size(&root, cut as i64)
                 .ctx(|| format!("resize2fs {root}"))?;
@@ -623,17 +613,7 @@ fn shrink_lvm(w: &mut Worker, root: &str, size: Option<u64>) -> Result<ShrinkRep
     );
     let cut = target.filter(|t| *t < src_size);
     if let Some(cut) = cut {
-        if cut < needed {
-            return Err(cannot(format!(
-                "the size {} cannot hold the {} needed",
-                human(cut),
-                human(needed)
-            )));
-        }
-        w.report(
-            Step::Shrink,
-            format!("cutting the disk to {} in place", human(cut)),
-        );
+        start_cut_in_place(w, root, cut, needed)?;
         // The kernel cannot re-read the partition while device-mapper holds it.
         let deactivate = || {
             g.vg_activate(false, &[vg.as_str()])
@@ -736,6 +716,26 @@ pub(crate) fn sparsify(w: &mut Worker, drive_index: usize) -> Result<()> {
         }
     }
     g.sync().ctx(|| "sync".into())?;
+    Ok(())
+}
+
+/// Refuse a cut at `cut` bytes that cannot hold the `needed` ones, else
+/// report that the disk of `root` is being cut in place there.
+fn start_cut_in_place(w: &Worker, root: &str, cut: u64, needed: u64) -> Result<()> {
+    if cut < needed {
+        return Err(Error::CannotShrink {
+            device: root.to_string(),
+            reason: format!(
+                "the size {} cannot hold the {} needed",
+                human(cut),
+                human(needed)
+            ),
+        });
+    }
+    w.report(
+        Step::Shrink,
+        format!("cutting the disk to {} in place", human(cut)),
+    );
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! Clear errors for inputs that are not usable disk images.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -103,22 +105,7 @@ fn image_in_use_by_a_vm_is_refused() {
 }
 
 fn raw_with_partition(path: &Path) {
-    std::fs::File::create(path)
-        .unwrap()
-        .set_len(64 * 1024 * 1024)
-        .unwrap();
-    let mut sf = Command::new("sfdisk")
-        .args(["-q", path.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    sf.stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, type=83\n")
-        .unwrap();
-    assert!(sf.wait().unwrap().success());
+    common::sfdisk_raw(path, 64 * 1024 * 1024, "label: dos\nstart=2048, type=83\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,9 @@
 //! appliance: the disk is built in it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use guest_tools::{
-    target_size_for, Accel, Drive, Session, SessionOptions, SysprepOptions, GIB, MIB,
-};
+mod common;
+
+use guest_tools::{target_size_for, SysprepOptions, GIB, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lvm_root_sysprep_and_shrink_work() {
@@ -13,19 +13,7 @@ async fn lvm_root_sysprep_and_shrink_work() {
     guest_tools::create_qcow2(&disk, 2 * GIB).unwrap();
     let payload: Vec<u8> = (0..3 * MIB as u32).map(|i| (i % 251) as u8).collect();
     let written = payload.clone();
-    let session = Session::open(
-        SessionOptions {
-            drives: vec![Drive {
-                path: disk,
-                format: Some("qcow2".into()),
-                readonly: false,
-            }],
-            accel: Accel::Tcg,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let session = common::open_tcg(&[(&disk, "qcow2")], None).await;
     session
         .with_handle(move |g| {
             g.part_disk("/dev/sda", "mbr")?;
@@ -128,19 +116,7 @@ async fn lvm_layouts_that_cannot_shrink_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("lvm2.qcow2");
     guest_tools::create_qcow2(&disk, 256 * MIB).unwrap();
-    let session = Session::open(
-        SessionOptions {
-            drives: vec![Drive {
-                path: disk,
-                format: Some("qcow2".into()),
-                readonly: false,
-            }],
-            accel: Accel::Tcg,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let session = common::open_tcg(&[(&disk, "qcow2")], None).await;
     let root_fs = |fstype: &'static str| {
         move |g: &guestfs::Handle| {
             g.mkfs(fstype, "/dev/vg0/root", Default::default())?;

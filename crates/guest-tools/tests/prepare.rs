@@ -7,9 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use guest_tools::{
-    Accel, Compression, Drive, OutputFormat, PrepareOptions, Session, SessionOptions, MIB,
-};
+use guest_tools::{Accel, Compression, OutputFormat, PrepareOptions, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_shrinks_and_the_result_boots() {
@@ -59,19 +57,7 @@ async fn prepare_shrinks_and_the_result_boots() {
     // The filesystem is intact: clean fsck, fills its partition, fstab and
     // grub.cfg name its UUID, the OS still inspects, sysprep's work is there.
     let check = common::overlay(&out, dir.path(), "check.qcow2");
-    let session = Session::open(
-        SessionOptions {
-            drives: vec![Drive {
-                path: check,
-                format: Some("qcow2".into()),
-                readonly: false,
-            }],
-            accel: Accel::Tcg,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let session = common::open_tcg(&[(&check, "qcow2")], None).await;
     let i = session.inspect().await.unwrap();
     assert_eq!(
         (i.distro.as_str(), i.major_version, i.arch.as_str()),

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use guest_tools::{Accel, Drive, Session, SessionOptions, SysprepOptions, MIB};
+use guest_tools::{SysprepOptions, MIB};
 
 fn names(list: &[&'static str]) -> BTreeSet<&'static str> {
     list.iter().copied().collect()
@@ -19,19 +19,7 @@ async fn inspect_sysprep_and_sparsify_in_one_session() {
     let dir = tempfile::tempdir().unwrap();
     let disk = common::overlay(&image, dir.path(), "work.qcow2");
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
-    let session = Session::open(
-        SessionOptions {
-            drives: vec![Drive {
-                path: disk.clone(),
-                format: Some("qcow2".into()),
-                readonly: false,
-            }],
-            accel: Accel::Tcg,
-        },
-        Some(ptx),
-    )
-    .await
-    .unwrap();
+    let session = common::open_tcg(&[(&disk, "qcow2")], Some(ptx)).await;
 
     // --- inspect ---
     let i = session.inspect().await.unwrap();

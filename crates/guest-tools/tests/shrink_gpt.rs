@@ -4,10 +4,11 @@
 //! minimum size, then grown). Built on the host with sfdisk + mkfs.ext4 -d.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
-use guest_tools::{Accel, Drive, Session, SessionOptions, MIB};
+use std::process::Command;
+
+use guest_tools::MIB;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpt_root_is_copied_into_the_smaller_drive() {
@@ -38,24 +39,11 @@ async fn gpt_root_is_copied_into_the_smaller_drive() {
 
     // 3 GiB raw disk, GPT, one partition from 1 MiB to the end, ext4 at that offset.
     let disk = dir.path().join("gpt.raw");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(3 * 1024 * MIB)
-        .unwrap();
-    let mut sf = Command::new("sfdisk")
-        .args(["-q"])
-        .arg(&disk)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    sf.stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"root\"\n",
-        )
-        .unwrap();
-    assert!(sf.wait().unwrap().success());
+    common::sfdisk_raw(
+        &disk,
+        3 * 1024 * MIB,
+        "label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"root\"\n",
+    );
     // sfdisk aligns the end of the partition down to a MiB: stay well inside it.
     let part_bytes = 3 * 1024 * MIB - 4 * MIB;
     let blocks_4k = part_bytes / 4096;
@@ -80,26 +68,7 @@ async fn gpt_root_is_copied_into_the_smaller_drive() {
 
     let target = dir.path().join("small.qcow2");
     guest_tools::create_qcow2(&target, 1024 * MIB).unwrap();
-    let session = Session::open(
-        SessionOptions {
-            drives: vec![
-                Drive {
-                    path: disk.clone(),
-                    format: Some("raw".into()),
-                    readonly: false,
-                },
-                Drive {
-                    path: target.clone(),
-                    format: Some("qcow2".into()),
-                    readonly: false,
-                },
-            ],
-            accel: Accel::Tcg,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let session = common::open_tcg(&[(&disk, "raw"), (&target, "qcow2")], None).await;
     let before = session
         .with_handle(|g| {
             Ok((

@@ -23,6 +23,48 @@ pub fn test_image() -> PathBuf {
     path
 }
 
+/// A TCG session on writable drives given as (path, format), in order.
+pub async fn open_tcg(
+    drives: &[(&Path, &str)],
+    progress: Option<guest_tools::ProgressSender>,
+) -> guest_tools::Session {
+    let drives = drives
+        .iter()
+        .map(|(path, format)| guest_tools::Drive {
+            path: path.to_path_buf(),
+            format: Some(format.to_string()),
+            readonly: false,
+        })
+        .collect();
+    guest_tools::Session::open(
+        guest_tools::SessionOptions {
+            drives,
+            accel: guest_tools::Accel::Tcg,
+        },
+        progress,
+    )
+    .await
+    .unwrap()
+}
+
+/// A sparse raw file of `bytes` at `path`, partitioned by the sfdisk `script`.
+pub fn sfdisk_raw(path: &Path, bytes: u64, script: &str) {
+    use std::io::Write;
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+    let mut sf = Command::new("sfdisk")
+        .arg("-q")
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sf.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(sf.wait().unwrap().success(), "sfdisk {}", path.display());
+}
+
 /// A qcow2 overlay on `base` in `dir`, so tests never change the cached image.
 pub fn overlay(base: &Path, dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
