@@ -3,3 +3,39 @@
 //!
 //! Owns: the create/test/publish/rotate pipeline, its resource ledger and clean-up.
 //! Must not: parse command lines; reach OpenStack other than through `openstack-client`.
+//!
+//! # Publishing
+//!
+//! [`publish`] turns a tested release candidate (`<name>_rc`) into the public
+//! image `<name>`, retiring the public image it replaces as
+//! `<name>_obsolete` (private) and keeping that image's `nid` and `type`;
+//! [`locate_images`] lists the caller's published images and the NIDs in use.
+//! Every check runs before the first write, a dry run writes nothing, and a
+//! failed write undoes the earlier ones.
+//!
+//! ```no_run
+//! use image_pipeline::{publish, PublishRequest};
+//! use openstack_client::{CloudConfig, Session};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let session = Session::connect(CloudConfig::from_env()?).await?;
+//! let project = image_pipeline::caller_project_id(&session).await?;
+//! let glance = session.image(None).await?;
+//! let request = PublishRequest {
+//!     rc_image_id: "0b3f…".into(),
+//!     ..Default::default()
+//! };
+//! let report = publish(&glance, &project, &request, false).await?;
+//! print!("{}", report.to_text());
+//! # Ok(()) }
+//! ```
+
+mod error;
+pub mod publish;
+
+pub use error::{Error, Result, RollbackOutcome};
+pub use publish::{
+    caller_project_id, execute_plan, locate_images, plan_publish, publish, LocateReport,
+    LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport, PublishRequest,
+    SkippedImage,
+};

@@ -1,0 +1,165 @@
+//! The crate's single error type.
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the image pipeline.
+///
+/// Every variant names the image involved (id, and name when known); errors
+/// that come from OpenStack keep the `openstack-client` error (HTTP status,
+/// method, URL, request id) as their source and in their message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Glance request failed.
+    #[error("{action} image {image}: {source}")]
+    Glance {
+        /// What was being done ("reading", "listing images named", "renaming", ...).
+        action: String,
+        /// The image id or, for listings, the name looked for.
+        image: String,
+        /// The client error (status, method, URL, request id, server message).
+        #[source]
+        source: Box<openstack_client::Error>,
+    },
+    /// Authentication failed (reading the token's project).
+    #[error("authentication failed: {source}")]
+    Auth {
+        /// The client error.
+        #[source]
+        source: Box<openstack_client::Error>,
+    },
+    /// The token does not name a project, so "the caller's own images" has no meaning.
+    #[error("the token is not scoped to a project: cannot tell which images are the caller's own")]
+    NoProject,
+    /// The image to publish does not exist (or is not visible to the caller).
+    #[error("image {id} not found (or not visible to this project)")]
+    ImageNotFound {
+        /// The id that was asked for.
+        id: String,
+    },
+    /// The image to publish is not a release candidate: its name does not end in `_rc`.
+    #[error("image {id} is named '{name}', which does not end in '_rc': only release candidates are published")]
+    NotReleaseCandidate {
+        /// Image id.
+        id: String,
+        /// Its current name.
+        name: String,
+    },
+    /// The image was already published (public, named without `_rc`, with `nid` and `type`).
+    #[error("image {id} ('{name}') is already published (public, nid {nid}, type {image_type}): nothing to do")]
+    AlreadyPublished {
+        /// Image id.
+        id: String,
+        /// Its current name.
+        name: String,
+        /// Its `nid` property.
+        nid: String,
+        /// Its `type` property.
+        image_type: String,
+    },
+    /// The image to publish holds no usable data yet (status other than `active`).
+    #[error("image {id} ('{name}') has status '{status}', not 'active': only an image with data is published")]
+    NotActive {
+        /// Image id.
+        id: String,
+        /// Its name.
+        name: String,
+        /// Its status.
+        status: String,
+    },
+    /// A name the publication would give is not acceptable to Glance.
+    #[error("image {id}: {problem}")]
+    InvalidName {
+        /// The image the name is for.
+        id: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The `nid` or `type` given in the request is unusable.
+    #[error("invalid {field} '{value}': {problem}")]
+    InvalidNidType {
+        /// `nid` or `type`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// No old public image provided `nid`/`type` and the request gave none.
+    #[error("image {id} ('{name}'): no public image named '{old_name}' of this project carries nid and type; give them explicitly (IMAGE_UUID NID TYPE)")]
+    MissingNidType {
+        /// Image id of the release candidate.
+        id: String,
+        /// Its name.
+        name: String,
+        /// The old name that was searched.
+        old_name: String,
+    },
+    /// A write failed after earlier writes of the same publication; they were
+    /// undone (or the undo failed too, which the message says).
+    #[error("{action} image {image} failed: {source}; {rollback}")]
+    RolledBack {
+        /// The write that failed.
+        action: String,
+        /// The image it was for.
+        image: String,
+        /// Why it failed.
+        #[source]
+        source: Box<openstack_client::Error>,
+        /// What happened to the earlier writes.
+        rollback: RollbackOutcome,
+    },
+}
+
+/// What the roll-back of a failed publication achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RollbackOutcome {
+    /// Images restored to their former name and visibility (`id (name)`).
+    pub restored: Vec<String>,
+    /// Images whose restoration failed, with the error (`id (name): error`).
+    pub failed: Vec<String>,
+}
+
+impl RollbackOutcome {
+    /// Whether every earlier write was undone.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+impl std::fmt::Display for RollbackOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.restored.is_empty(), self.failed.is_empty()) {
+            (true, true) => write!(f, "nothing had been changed"),
+            (false, true) => write!(
+                f,
+                "rolled back: restored name and visibility of {}",
+                self.restored.join(", ")
+            ),
+            (_, false) => {
+                write!(f, "ROLLBACK FAILED for {}", self.failed.join("; "))?;
+                if !self.restored.is_empty() {
+                    write!(f, " (restored: {})", self.restored.join(", "))?;
+                }
+                write!(f, ": fix these images by hand")
+            }
+        }
+    }
+}
+
+impl Error {
+    /// Wrap a client error with what was being done to which image.
+    pub(crate) fn glance(
+        action: impl Into<String>,
+        image: impl Into<String>,
+    ) -> impl FnOnce(openstack_client::Error) -> Error {
+        let action = action.into();
+        let image = image.into();
+        move |source| Error::Glance {
+            action,
+            image,
+            source: Box::new(source),
+        }
+    }
+}
