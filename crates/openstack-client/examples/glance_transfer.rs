@@ -63,14 +63,13 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             // Transport only (no hash), to compare the HTTP path with curl.
             let started = std::time::Instant::now();
             let image = glance.get_image(a).await?;
-            let mut stream = glance.download_image_unverified(&image).await?;
-            let mut file = tokio::fs::File::create(b).await?;
-            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-                tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?).await?;
-            }
-            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            let summary = glance
+                .download_image_unverified(&image)
+                .await?
+                .save_to_file(Path::new(b))
+                .await?;
             eprintln!("transfer_seconds={:.3}", started.elapsed().as_secs_f64());
-            eprintln!("{} bytes, not verified", stream.bytes_received());
+            eprintln!("{} bytes, not verified", summary.bytes);
         }
         other => return Err(format!("unknown mode '{other}' (upload or download)").into()),
     }

@@ -158,6 +158,32 @@ async fn download_detects_a_hash_mismatch() {
     }
     assert_eq!(stream.summary().unwrap().algorithm.as_deref(), Some("md5"));
     assert_eq!(out, payload);
+    // Saved to a file: a mismatch leaves no file behind, a match writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("saved.raw");
+    let mut bad = real.clone();
+    bad.checksum = Some("0".repeat(32));
+    let err = g
+        .download_image(&bad)
+        .await
+        .unwrap()
+        .save_to_file(&path)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, openstack_client::Error::HashMismatch { .. }),
+        "{err}"
+    );
+    assert!(!path.exists(), "a file that did not verify was left behind");
+    let summary = g
+        .download_image(&real)
+        .await
+        .unwrap()
+        .save_to_file(&path)
+        .await
+        .unwrap();
+    assert_eq!(summary.bytes, payload.len() as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), payload);
     g.delete_image(&image.id).await.unwrap();
 }
 

@@ -426,68 +426,9 @@ impl GlanceClient {
     }
 
     /// Download image `id` into a new file at `path` (removed again if the
-    /// download fails or does not verify). A dedicated thread writes the
-    /// chunks as they arrive (no extra copy, overlapped with receiving).
+    /// download fails or does not verify); see [`ImageDownload::save_to_file`].
     pub async fn download_to_file(&self, id: &str, path: &Path) -> Result<DownloadSummary> {
-        let file = std::fs::File::create(path).map_err(|source| Error::Io {
-            context: format!("cannot create {}", path.display()),
-            source,
-        })?;
-        let result = self.download_into_std_file(id, file, path).await;
-        if result.is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-        result
-    }
-
-    async fn download_into_std_file(
-        &self,
-        id: &str,
-        file: std::fs::File,
-        path: &Path,
-    ) -> Result<DownloadSummary> {
-        let mut stream = self.download(id).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = file;
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-            }
-            file.flush()
-        });
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if tx.send(chunk).await.is_err() {
-                        // The writer stopped: its error is reported below.
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let writing = |source| Error::Io {
-            context: format!("writing {}", path.display()),
-            source,
-        };
-        let written = writer
-            .await
-            .map_err(|e| writing(std::io::Error::other(e.to_string())))?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        written.map_err(writing)?;
-        stream.summary().cloned().ok_or_else(|| {
-            writing(std::io::Error::other(
-                "the download stopped early (the file could not be written)",
-            ))
-        })
+        self.download(id).await?.save_to_file(path).await
     }
 
     /// Apply a JSON patch and return the updated image.
