@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use guest_tools::{Accel, Compression, OutputFormat, PrepareOptions, Progress, SysprepOptions};
 
-/// Prepare OpenStack guest images: inspect, sysprep, shrink and sparsify disk images.
+/// Prepare OpenStack guest images: inspect, sysprep, shrink and sparsify disk
+/// images; publish tested release candidates in Glance.
 #[derive(Debug, Parser)]
 #[command(name = "ge-image", version, about)]
 struct Cli {
@@ -22,6 +23,11 @@ enum Command {
     Inspect(InspectArgs),
     /// Sysprep, shrink and sparsify a disk image into a new file (the input is not modified).
     Prepare(PrepareArgs),
+    /// List this project's public images that carry `nid` and `type`, then the NIDs in use.
+    Locate(LocateArgs),
+    /// Publish a release candidate `<name>_rc` as `<name>`: the public image it
+    /// replaces becomes `<name>_obsolete` (private) and lends it its `nid` and `type`.
+    Publish(PublishArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,6 +113,129 @@ struct PrepareArgs {
     /// Accelerator for the libguestfs appliance.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto, env = "GE_IMAGE_ACCEL")]
     accel: AccelArg,
+}
+
+/// Which cloud and region to talk to.
+#[derive(Debug, Args)]
+struct CloudArgs {
+    /// Cloud in clouds.yaml (default: $OS_CLOUD, else plain OS_* variables).
+    #[arg(long, value_name = "NAME")]
+    os_cloud: Option<String>,
+    /// Region (default: $OS_REGION_NAME, else the cloud's first region).
+    #[arg(long, value_name = "REGION")]
+    os_region_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct LocateArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    /// Output format: `name nid type` lines then the NIDs, or one JSON document.
+    #[arg(long, value_enum, default_value_t = OutputKind::Text)]
+    output: OutputKind,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Forms (as publish_image.py):\n  \
+    ge-image publish IMAGE_UUID            old image: the name without _rc\n  \
+    ge-image publish IMAGE_UUID OLDNAME    old image: OLDNAME\n  \
+    ge-image publish IMAGE_UUID NID TYPE   nid/type when no old image has them")]
+struct PublishArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    /// Id of the release candidate (an image named `<name>_rc`).
+    #[arg(value_name = "IMAGE_UUID", value_parser = parse_image_id)]
+    image: String,
+    /// OLDNAME (one argument) or NID (followed by TYPE).
+    #[arg(value_name = "OLDNAME|NID")]
+    first: Option<String>,
+    /// TYPE (after NID).
+    #[arg(value_name = "TYPE")]
+    second: Option<String>,
+    /// Print what would be done and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format: the original's lines, or one JSON document.
+    #[arg(long, value_enum, default_value_t = OutputKind::Text)]
+    output: OutputKind,
+}
+
+/// Glance image ids are UUIDs (with or without dashes).
+fn parse_image_id(s: &str) -> Result<String, String> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let dashed_ok = !s.contains('-')
+        || (s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-'));
+    if hex.len() == 32 && dashed_ok && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}' is not an image UUID"))
+    }
+}
+
+/// A Glance client for the selected cloud and region, and the caller's project.
+async fn glance_for(
+    cloud: &CloudArgs,
+) -> Result<(openstack_client::glance::GlanceClient, String), String> {
+    let config = openstack_client::CloudConfig::load(
+        cloud.os_cloud.as_deref(),
+        cloud.os_region_name.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let region = config.default_region().map(str::to_owned);
+    let session = openstack_client::Session::connect(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let project = image_pipeline::caller_project_id(&session)
+        .await
+        .map_err(|e| e.to_string())?;
+    let glance = session
+        .image(region.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((glance, project))
+}
+
+async fn locate(a: LocateArgs) -> Result<(), String> {
+    let (glance, project) = glance_for(&a.cloud).await?;
+    let report = image_pipeline::locate_images(&glance, &project)
+        .await
+        .map_err(|e| e.to_string())?;
+    match a.output {
+        OutputKind::Text => print!("{}", report.to_text()),
+        OutputKind::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
+}
+
+async fn publish(a: PublishArgs) -> Result<(), String> {
+    let (old_name, nid_type) = match (a.first, a.second) {
+        (None, _) => (None, None),
+        (Some(old), None) => (Some(old), None),
+        (Some(nid), Some(kind)) => (
+            None,
+            Some(image_pipeline::NidType::new(nid, kind).map_err(|e| e.to_string())?),
+        ),
+    };
+    let request = image_pipeline::PublishRequest {
+        rc_image_id: a.image,
+        old_name,
+        nid_type,
+    };
+    let (glance, project) = glance_for(&a.cloud).await?;
+    let report = image_pipeline::publish(&glance, &project, &request, a.dry_run)
+        .await
+        .map_err(|e| e.to_string())?;
+    match a.output {
+        OutputKind::Text => print!("{}", report.to_text()),
+        OutputKind::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
 }
 
 fn accel(a: AccelArg) -> Accel {
@@ -223,6 +352,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Some(Command::Locate(a)) => locate(a).await,
+        Some(Command::Publish(a)) => publish(a).await,
     }
 }
 

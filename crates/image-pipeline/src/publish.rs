@@ -151,7 +151,7 @@ pub fn compare_nids(a: &str, b: &str) -> Ordering {
 
 /// The project the session's token is scoped to: whose images are "the
 /// caller's own".
-#[tracing::instrument(skip(session), err(Display))]
+#[tracing::instrument(skip(session))]
 pub async fn caller_project_id(session: &Session) -> Result<String> {
     let info = session.token_info().await.map_err(|source| Error::Auth {
         source: Box::new(source),
@@ -161,7 +161,7 @@ pub async fn caller_project_id(session: &Session) -> Result<String> {
 
 /// List the public images owned by `owner_project_id` that carry both `nid`
 /// and `type`, and the sorted NIDs in use (`locate_images.py`).
-#[tracing::instrument(skip(glance), err(Display))]
+#[tracing::instrument(skip(glance))]
 pub async fn locate_images(glance: &GlanceClient, owner_project_id: &str) -> Result<LocateReport> {
     let filter = ImageFilter::default()
         .owner(owner_project_id)
@@ -368,7 +368,7 @@ fn warn_into(warnings: &mut Vec<String>, message: String) {
 /// Decide everything a publication does, reading only. Every refusal
 /// (not a `*_rc` image, not active, already published, no `nid`/`type`,
 /// names Glance would refuse) happens here.
-#[tracing::instrument(skip(glance, request), fields(rc = %request.rc_image_id), err(Display))]
+#[tracing::instrument(skip(glance, request), fields(rc = %request.rc_image_id))]
 pub async fn plan_publish(
     glance: &GlanceClient,
     caller_project_id: &str,
@@ -557,7 +557,7 @@ pub async fn plan_publish(
 /// Carry out a plan made by [`plan_publish`]: retire the old images, then
 /// publish the candidate. On a failed write, every earlier write is undone
 /// and [`Error::RolledBack`] says what was restored.
-#[tracing::instrument(skip(glance, plan), fields(rc = %plan.rc_id), err(Display))]
+#[tracing::instrument(skip(glance, plan), fields(rc = %plan.rc_id))]
 pub async fn execute_plan(glance: &GlanceClient, plan: PublishPlan) -> Result<PublishReport> {
     let mut done: Vec<&ObsoleteStep> = Vec::new();
     for step in &plan.obsolete {
@@ -624,7 +624,7 @@ async fn roll_back(glance: &GlanceClient, done: &[&ObsoleteStep]) -> RollbackOut
                     .push(format!("{} ({})", step.id, step.name));
             }
             Err(e) => {
-                tracing::error!(image = %step.id, name = %step.name, error = %e, "roll-back failed");
+                warn!(image = %step.id, name = %step.name, error = %e, "roll-back failed");
                 outcome.failed.push(format!(
                     "{} (should be '{}', public): {e}",
                     step.id, step.name
@@ -637,7 +637,7 @@ async fn roll_back(glance: &GlanceClient, done: &[&ObsoleteStep]) -> RollbackOut
 
 /// Publish a release candidate (`publish_image.py`): [`plan_publish`], then,
 /// unless `dry_run`, [`execute_plan`]. A dry run sends no write request.
-#[tracing::instrument(skip(glance, request), fields(rc = %request.rc_image_id, dry_run), err(Display))]
+#[tracing::instrument(skip(glance, request), fields(rc = %request.rc_image_id))]
 pub async fn publish(
     glance: &GlanceClient,
     caller_project_id: &str,

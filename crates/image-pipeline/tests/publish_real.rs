@@ -1,0 +1,574 @@
+//! `locate_images` and `publish` against the real local cloud
+//! (`scripts/cloud/up.sh`): Glance RegionOne, as the admin cloud `local`
+//! (`$OS_TEST_CLOUD`), with `local-demo` as the "other project".
+//!
+//! Every test creates its own uniquely named images and deletes them when it
+//! ends, whether it passes or fails (`Images` deletes on drop).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use image_pipeline::publish::compare_nids;
+use image_pipeline::{
+    caller_project_id, locate_images, publish, Error, NidType, NidTypeSource, PublishRequest,
+};
+use openstack_client::glance::{CreateImage, GlanceClient, Image, ImagePatch, Visibility};
+use openstack_client::{CloudConfig, Session};
+
+const REGION: &str = "RegionOne";
+
+fn clouds_yaml() -> PathBuf {
+    if let Ok(p) = std::env::var("OS_CLIENT_CONFIG_FILE") {
+        return PathBuf::from(p);
+    }
+    std::env::var("LOCAL_CLOUD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            dirs::home_dir()
+                .expect("no home directory")
+                .join(".cache/openstack-image-tools/local-cloud")
+        })
+        .join("clouds.yaml")
+}
+
+async fn session(name: &str) -> Session {
+    let path = clouds_yaml();
+    assert!(
+        path.is_file(),
+        "{} does not exist: start the local cloud with scripts/cloud/up.sh",
+        path.display()
+    );
+    let config = CloudConfig::from_files(&path, None, name)
+        .unwrap_or_else(|e| panic!("{e} (run scripts/cloud/up.sh)"));
+    Session::connect(config).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot authenticate against the local cloud: {e}\nstart it with scripts/cloud/up.sh"
+        )
+    })
+}
+
+/// The admin cloud under test, its Glance in RegionOne and its project id.
+struct Cloud {
+    glance: GlanceClient,
+    project: String,
+    _lock: std::fs::File,
+}
+
+/// Serialise with every other test that writes to the local Glance (its
+/// SQLite database answers concurrent writes with "database is locked"),
+/// across processes: the same lock file as openstack-client's cloud tests.
+async fn cloud() -> Cloud {
+    let path = std::env::temp_dir().join("openstack-client-cloud-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let lock = tokio::task::spawn_blocking(move || {
+        file.lock().unwrap();
+        file
+    })
+    .await
+    .unwrap();
+    let name = std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into());
+    let s = session(&name).await;
+    let project = caller_project_id(&s).await.unwrap();
+    Cloud {
+        glance: s.image(Some(REGION)).await.unwrap(),
+        project,
+        _lock: lock,
+    }
+}
+
+/// The demo project's id (an "other project" for ownership tests).
+async fn demo_project() -> String {
+    caller_project_id(&session("local-demo").await)
+        .await
+        .unwrap()
+}
+
+/// Images a test created; deleted when dropped, even when the test panics.
+struct Images {
+    glance: GlanceClient,
+    ids: Vec<String>,
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let glance = self.glance.clone();
+        let ids = std::mem::take(&mut self.ids);
+        // Drop cannot await: block this worker (the tests run on a
+        // multi-thread runtime, so the client's connections keep being driven).
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                for id in ids {
+                    if let Err(e) = glance.delete_image(&id).await {
+                        if !e.is_not_found() {
+                            eprintln!("clean-up: cannot delete image {id}: {e}");
+                        }
+                    }
+                }
+            })
+        });
+    }
+}
+
+impl Images {
+    fn new(c: &Cloud) -> Self {
+        Images {
+            glance: c.glance.clone(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// An active image (a few bytes of data) with `props`.
+    async fn make(&mut self, name: &str, visibility: Visibility, props: &[(&str, &str)]) -> Image {
+        let mut req = CreateImage::new(name)
+            .disk_format("raw")
+            .container_format("bare")
+            .visibility(visibility);
+        for (k, v) in props {
+            req = req.property(*k, *v);
+        }
+        let image = self.glance.create_image(&req).await.unwrap();
+        self.ids.push(image.id.clone());
+        let data = format!("data of {name}").into_bytes();
+        let len = data.len() as u64;
+        self.glance
+            .upload(&image.id, std::io::Cursor::new(data), Some(len))
+            .await
+            .unwrap();
+        self.glance.get_image(&image.id).await.unwrap()
+    }
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "ipt-{tag}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A NID unlikely to be used by anything else on the cloud.
+fn unique_nid() -> String {
+    (u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000_000).to_string()
+}
+
+fn request(rc: &Image) -> PublishRequest {
+    PublishRequest {
+        rc_image_id: rc.id.clone(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_retires_the_old_image_and_publishes_the_candidate() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("happy");
+    let nid = unique_nid();
+    let old = imgs
+        .make(
+            &name,
+            Visibility::Public,
+            &[("nid", &nid), ("type", "baseimage")],
+        )
+        .await;
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+
+    let report = publish(&c.glance, &c.project, &request(&rc), false)
+        .await
+        .unwrap();
+
+    let old_now = c.glance.get_image(&old.id).await.unwrap();
+    assert_eq!(
+        old_now.name.as_deref(),
+        Some(format!("{name}_obsolete").as_str())
+    );
+    assert_eq!(old_now.visibility, Visibility::Private);
+    assert_eq!(old_now.property("nid"), Some(nid.as_str()));
+    let rc_now = c.glance.get_image(&rc.id).await.unwrap();
+    assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
+    assert_eq!(rc_now.visibility, Visibility::Public);
+    assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
+    assert_eq!(rc_now.property("type"), Some("baseimage"));
+    assert_eq!(rc_now.owner.as_deref(), Some(c.project.as_str()));
+
+    assert!(!report.dry_run);
+    assert_eq!(
+        report.plan.nid_type_source,
+        NidTypeSource::OldImage { id: old.id.clone() }
+    );
+    assert_eq!(report.plan.obsolete.len(), 1);
+    assert!(old.checksum.is_some());
+    assert_eq!(report.plan.obsolete[0].checksum, old.checksum);
+    assert!(
+        report.plan.warnings.is_empty(),
+        "{:?}",
+        report.plan.warnings
+    );
+    assert_eq!(report.published.as_ref().unwrap().id, rc.id);
+    let text = report.to_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "Renamed and made private image {} ({name} -> {name}_obsolete)",
+                old.id
+            ),
+            format!(
+                "Add this checksum to replace, at /etc/glancesync.conf: {}",
+                old.checksum.as_deref().unwrap()
+            ),
+            format!(
+                "Published image {} ({name}_rc -> {name}, nid {nid}, type baseimage, public)",
+                rc.id
+            ),
+        ]
+    );
+
+    // Running it again is an error and renames nothing twice.
+    let err = publish(&c.glance, &c.project, &request(&rc), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyPublished { .. }), "{err}");
+    assert!(err.to_string().contains("already published"), "{err}");
+    assert_eq!(c.glance.get_image(&old.id).await.unwrap(), old_now);
+    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc_now);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_publication_takes_nid_and_type_from_the_request() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("first");
+    let nid = unique_nid();
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+    let req = PublishRequest {
+        nid_type: Some(NidType::new(nid.clone(), "ge").unwrap()),
+        ..request(&rc)
+    };
+    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    assert_eq!(report.plan.nid_type_source, NidTypeSource::Request);
+    assert!(report.plan.obsolete.is_empty());
+    let rc_now = c.glance.get_image(&rc.id).await.unwrap();
+    assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
+    assert_eq!(rc_now.visibility, Visibility::Public);
+    assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
+    assert_eq!(rc_now.property("type"), Some("ge"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_without_rc_is_refused_and_nothing_changes() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("norc");
+    let image = imgs.make(&name, Visibility::Private, &[]).await;
+    let req = PublishRequest {
+        nid_type: Some(NidType::new("1", "x").unwrap()),
+        ..request(&image)
+    };
+    let err = publish(&c.glance, &c.project, &req, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotReleaseCandidate { .. }), "{err}");
+    assert!(err.to_string().contains("does not end in '_rc'"), "{err}");
+    assert_eq!(c.glance.get_image(&image.id).await.unwrap(), image);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_images_without_properties_or_of_another_project_are_skipped() {
+    let c = cloud().await;
+    let demo = demo_project().await;
+    assert_ne!(demo, c.project);
+    let mut imgs = Images::new(&c);
+    let name = unique("skip");
+    let bare = imgs.make(&name, Visibility::Public, &[]).await;
+    let foreign = imgs
+        .make(
+            &name,
+            Visibility::Public,
+            &[("nid", "77"), ("type", "other")],
+        )
+        .await;
+    let foreign = c
+        .glance
+        .update_image(
+            &foreign.id,
+            &ImagePatch::new().replace("owner", demo.as_str()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(foreign.owner.as_deref(), Some(demo.as_str()));
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+
+    // Without nid/type in the request, neither old image can give them.
+    let err = publish(&c.glance, &c.project, &request(&rc), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingNidType { .. }), "{err}");
+    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc);
+
+    let nid = unique_nid();
+    let req = PublishRequest {
+        nid_type: Some(NidType::new(nid.clone(), "ge").unwrap()),
+        ..request(&rc)
+    };
+    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    assert!(report.plan.obsolete.is_empty());
+    let skipped: BTreeMap<&str, &str> = report
+        .plan
+        .skipped
+        .iter()
+        .map(|s| (s.id.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[bare.id.as_str()].contains("lacks"), "{skipped:?}");
+    assert!(skipped[foreign.id.as_str()].contains(&demo), "{skipped:?}");
+    assert_eq!(report.plan.warnings.len(), 2);
+    assert!(report.plan.warnings.iter().any(|w| w.contains(&bare.id)));
+    assert!(report.plan.warnings.iter().any(|w| w.contains(&foreign.id)));
+    // Both left exactly as they were.
+    assert_eq!(c.glance.get_image(&bare.id).await.unwrap(), bare);
+    assert_eq!(c.glance.get_image(&foreign.id).await.unwrap(), foreign);
+    let rc_now = c.glance.get_image(&rc.id).await.unwrap();
+    assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
+    assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_nid_and_type_without_an_old_image_changes_nothing() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("missing");
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+    let err = publish(&c.glance, &c.project, &request(&rc), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingNidType { .. }), "{err}");
+    assert!(err.to_string().contains("give them explicitly"), "{err}");
+    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_values_that_differ_from_the_old_image_lose_with_a_warning() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("mismatch");
+    let nid = unique_nid();
+    let old = imgs
+        .make(
+            &name,
+            Visibility::Public,
+            &[("nid", &nid), ("type", "base")],
+        )
+        .await;
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+    let req = PublishRequest {
+        nid_type: Some(NidType::new("1", "other").unwrap()),
+        ..request(&rc)
+    };
+    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    assert_eq!(
+        report.plan.nid_type_source,
+        NidTypeSource::OldImage { id: old.id.clone() }
+    );
+    assert_eq!(report.plan.warnings.len(), 1);
+    assert!(report.plan.warnings[0].contains("keeping the old image's values"));
+    let rc_now = c.glance.get_image(&rc.id).await.unwrap();
+    assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
+    assert_eq!(rc_now.property("type"), Some("base"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_plans_everything_and_changes_nothing() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("dry");
+    let nid = unique_nid();
+    let old = imgs
+        .make(
+            &name,
+            Visibility::Public,
+            &[("nid", &nid), ("type", "base")],
+        )
+        .await;
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+    let report = publish(&c.glance, &c.project, &request(&rc), true)
+        .await
+        .unwrap();
+    assert!(report.dry_run);
+    assert!(report.published.is_none());
+    assert_eq!(report.plan.new_name, name);
+    assert_eq!(report.plan.obsolete.len(), 1);
+    assert_eq!(report.plan.obsolete[0].new_name, format!("{name}_obsolete"));
+    assert!(report.to_text().contains("dry run: nothing changed"));
+    assert_eq!(c.glance.get_image(&old.id).await.unwrap(), old);
+    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc);
+}
+
+/// Glance's default `image_property_quota` is 128 custom properties: a
+/// candidate that already has 127 makes the final patch (adding `nid` and
+/// `type`) fail with 413 after the old image was retired, which must be
+/// undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_final_patch_restores_the_old_image() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("rollback");
+    let nid = unique_nid();
+    let old = imgs
+        .make(
+            &name,
+            Visibility::Public,
+            &[("nid", &nid), ("type", "base")],
+        )
+        .await;
+    let many: Vec<(String, String)> = (0..127)
+        .map(|i| (format!("p{i:03}"), "v".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &many)
+        .await;
+
+    let err = publish(&c.glance, &c.project, &request(&rc), false)
+        .await
+        .unwrap_err();
+    let Error::RolledBack {
+        ref image,
+        ref rollback,
+        ref source,
+        ..
+    } = err
+    else {
+        panic!("expected a rolled-back failure, got {err}");
+    };
+    assert_eq!(image, &rc.id);
+    assert!(source.to_string().contains("413"), "{source}");
+    assert!(rollback.is_complete(), "{rollback}");
+    assert_eq!(rollback.restored.len(), 1, "{rollback}");
+    let message = err.to_string();
+    assert!(
+        message.contains("413") && message.contains("rolled back"),
+        "{message}"
+    );
+
+    let old_now = c.glance.get_image(&old.id).await.unwrap();
+    assert_eq!(old_now.name.as_deref(), Some(name.as_str()));
+    assert_eq!(old_now.visibility, Visibility::Public);
+    assert_eq!(old_now.property("nid"), Some(nid.as_str()));
+    let rc_now = c.glance.get_image(&rc.id).await.unwrap();
+    assert_eq!(rc_now.name, rc.name);
+    assert_eq!(rc_now.visibility, Visibility::Private);
+    assert_eq!(rc_now.property("nid"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
+    let c = cloud().await;
+    let demo = demo_project().await;
+    let mut imgs = Images::new(&c);
+    let base = u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000;
+    // Numbers whose text order differs from their numeric order.
+    let (n9, n10) = (format!("{base}9"), format!("{base}10"));
+    let a = imgs
+        .make(
+            &unique("loc-a"),
+            Visibility::Public,
+            &[("nid", &n10), ("type", "x")],
+        )
+        .await;
+    let b = imgs
+        .make(
+            &unique("loc-b"),
+            Visibility::Public,
+            &[("nid", &n9), ("type", "y")],
+        )
+        .await;
+    let same_nid = imgs
+        .make(
+            &unique("loc-c"),
+            Visibility::Public,
+            &[("nid", &n9), ("type", "z")],
+        )
+        .await;
+    let no_type = imgs
+        .make(&unique("loc-d"), Visibility::Public, &[("nid", "5")])
+        .await;
+    let private = imgs
+        .make(
+            &unique("loc-e"),
+            Visibility::Private,
+            &[("nid", "6"), ("type", "x")],
+        )
+        .await;
+    let foreign = imgs
+        .make(
+            &unique("loc-f"),
+            Visibility::Public,
+            &[("nid", "7"), ("type", "x")],
+        )
+        .await;
+    c.glance
+        .update_image(
+            &foreign.id,
+            &ImagePatch::new().replace("owner", demo.as_str()),
+        )
+        .await
+        .unwrap();
+
+    let report = locate_images(&c.glance, &c.project).await.unwrap();
+    let ids: Vec<&str> = report.images.iter().map(|i| i.id.as_str()).collect();
+    for wanted in [&a, &b, &same_nid] {
+        assert!(ids.contains(&wanted.id.as_str()), "{} missing", wanted.id);
+    }
+    for unwanted in [&no_type, &private, &foreign] {
+        assert!(
+            !ids.contains(&unwanted.id.as_str()),
+            "{} listed",
+            unwanted.id
+        );
+    }
+    // Whatever else is listed is the caller's, public, with nid and type.
+    for i in &report.images {
+        let img = c.glance.get_image(&i.id).await.unwrap();
+        assert_eq!(img.owner.as_deref(), Some(c.project.as_str()));
+        assert_eq!(img.visibility, Visibility::Public);
+        assert_eq!(img.property("nid"), Some(i.nid.as_str()));
+        assert_eq!(img.property("type"), Some(i.image_type.as_str()));
+    }
+    let listed_a = report.images.iter().find(|i| i.id == a.id).unwrap();
+    assert_eq!(listed_a.name, a.name.clone().unwrap());
+    assert_eq!(
+        (listed_a.nid.as_str(), listed_a.image_type.as_str()),
+        (n10.as_str(), "x")
+    );
+
+    // NIDs: sorted numerically, each once.
+    assert!(report
+        .nids
+        .windows(2)
+        .all(|w| compare_nids(&w[0], &w[1]).is_lt()));
+    assert_eq!(report.nids.iter().filter(|n| **n == n9).count(), 1);
+    let pos = |n: &str| report.nids.iter().position(|x| x == n).unwrap();
+    assert!(pos(&n9) < pos(&n10));
+    let text = report.to_text();
+    assert!(text.contains(&format!("{} {n10} x\n", a.name.as_deref().unwrap())));
+    assert!(text.lines().last().unwrap().starts_with("NIDs in use: "));
+}
