@@ -251,6 +251,14 @@ async fn first_publication_takes_nid_and_type_from_the_request() {
     let rc = imgs
         .make(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
+    // The candidate was built in another project: publishing moves it to
+    // the caller's (the cloud under test is admin, which Glance allows).
+    let demo = demo_project().await;
+    let rc = c
+        .glance
+        .update_image(&rc.id, &ImagePatch::new().replace("owner", demo.as_str()))
+        .await
+        .unwrap();
     let req = PublishRequest {
         nid_type: Some(NidType::new(nid.clone(), "ge").unwrap()),
         ..request(&rc)
@@ -258,11 +266,75 @@ async fn first_publication_takes_nid_and_type_from_the_request() {
     let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
     assert_eq!(report.plan.nid_type_source, NidTypeSource::Request);
     assert!(report.plan.obsolete.is_empty());
+    assert_eq!(report.plan.owner_from.as_deref(), Some(demo.as_str()));
+    assert!(report
+        .to_text()
+        .contains(&format!("owner {demo} -> {}", c.project)));
     let rc_now = c.glance.get_image(&rc.id).await.unwrap();
     assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
     assert_eq!(rc_now.visibility, Visibility::Public);
     assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
     assert_eq!(rc_now.property("type"), Some("ge"));
+    assert_eq!(rc_now.owner.as_deref(), Some(c.project.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_old_name_and_several_old_images_are_all_retired() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("several");
+    let old_name = unique("oldname");
+    let (nid_a, nid_b) = (unique_nid(), unique_nid());
+    let older = imgs
+        .make(
+            &old_name,
+            Visibility::Public,
+            &[("nid", &nid_a), ("type", "a")],
+        )
+        .await;
+    let newer = imgs
+        .make(
+            &old_name,
+            Visibility::Public,
+            &[("nid", &nid_b), ("type", "b")],
+        )
+        .await;
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+    let req = PublishRequest {
+        old_name: Some(old_name.clone()),
+        ..request(&rc)
+    };
+    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    // The most recently created gives nid/type (created_at has a one-second
+    // resolution; on a tie, the smaller id).
+    let first = match newer.created_at.cmp(&older.created_at) {
+        std::cmp::Ordering::Greater => &newer,
+        std::cmp::Ordering::Less => &older,
+        std::cmp::Ordering::Equal => std::cmp::min_by_key(&older, &newer, |i| i.id.clone()),
+    };
+    assert_eq!(
+        report.plan.nid_type_source,
+        NidTypeSource::OldImage {
+            id: first.id.clone()
+        }
+    );
+    assert_eq!(report.plan.obsolete.len(), 2);
+    assert_eq!(report.plan.warnings.len(), 1, "{:?}", report.plan.warnings);
+    assert!(report.plan.warnings[0].contains("disagree"));
+    for old in [&older, &newer] {
+        let now = c.glance.get_image(&old.id).await.unwrap();
+        assert_eq!(
+            now.name.as_deref(),
+            Some(format!("{old_name}_obsolete").as_str())
+        );
+        assert_eq!(now.visibility, Visibility::Private);
+    }
+    let rc_now = c.glance.get_image(&rc.id).await.unwrap();
+    assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
+    assert_eq!(rc_now.property("nid"), first.property("nid"));
+    assert_eq!(rc_now.property("type"), first.property("type"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
