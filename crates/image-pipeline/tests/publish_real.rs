@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use image_pipeline::publish::compare_nids;
 use image_pipeline::{
-    caller_project_id, locate_images, publish, Error, NidType, NidTypeSource, PublishRequest,
+    caller_project_id, execute_plan, locate_images, plan_publish, publish, Error, NidType,
+    NidTypeSource, PublishRequest,
 };
 use openstack_client::glance::{CreateImage, GlanceClient, Image, ImagePatch, Visibility};
 use openstack_client::{CloudConfig, Session};
@@ -643,4 +644,46 @@ async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
     let text = report.to_text();
     assert!(text.contains(&format!("{} {n10} x\n", a.name.as_deref().unwrap())));
     assert!(text.lines().last().unwrap().starts_with("NIDs in use: "));
+}
+
+/// An image deleted by someone else between the plan and the writes: the
+/// second rename fails with 404 and the first one is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_image_deleted_between_plan_and_write_rolls_back_the_others() {
+    let c = cloud().await;
+    let mut imgs = Images::new(&c);
+    let name = unique("vanish");
+    let nid = unique_nid();
+    let props = [("nid", nid.as_str()), ("type", "base")];
+    imgs.make(&name, Visibility::Public, &props).await;
+    imgs.make(&name, Visibility::Public, &props).await;
+    let rc = imgs
+        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .await;
+
+    let plan = plan_publish(&c.glance, &c.project, &request(&rc))
+        .await
+        .unwrap();
+    assert_eq!(plan.obsolete.len(), 2);
+    let (kept, vanished) = (plan.obsolete[0].id.clone(), plan.obsolete[1].id.clone());
+    c.glance.delete_image(&vanished).await.unwrap();
+
+    let err = execute_plan(&c.glance, plan).await.unwrap_err();
+    let Error::RolledBack {
+        ref image,
+        ref rollback,
+        ref source,
+        ..
+    } = err
+    else {
+        panic!("expected a rolled-back failure, got {err}");
+    };
+    assert_eq!(image, &vanished);
+    assert!(source.is_not_found(), "{source}");
+    assert_eq!(rollback.restored, [format!("{kept} ({name})")]);
+    assert!(rollback.is_complete());
+    let kept_now = c.glance.get_image(&kept).await.unwrap();
+    assert_eq!(kept_now.name.as_deref(), Some(name.as_str()));
+    assert_eq!(kept_now.visibility, Visibility::Public);
+    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc);
 }
