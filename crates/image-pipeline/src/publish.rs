@@ -610,6 +610,7 @@ pub async fn execute_plan(glance: &GlanceClient, plan: PublishPlan) -> Result<Pu
 }
 
 /// Give retired images their name and public visibility back, newest write first.
+#[tracing::instrument(skip_all, fields(images = done.len()))]
 async fn roll_back(glance: &GlanceClient, done: &[&ObsoleteStep]) -> RollbackOutcome {
     let mut outcome = RollbackOutcome::default();
     for step in done.iter().rev() {
