@@ -1,0 +1,337 @@
+//! `/etc/packer-utils/config.ini`: every key of the original tool, with its
+//! default.
+//!
+//! Defaults the original left to its sample file are chosen here and
+//! documented on each field. Keys of the `[rally-image-testing]` section are
+//! read (so a config written for the original still loads) but nothing in
+//! this crate runs Rally.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::ini::Ini;
+
+/// Where the original reads its configuration.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/packer-utils/config.ini";
+
+/// A value that must never be printed (the RabbitMQ password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[global]`: the queue and the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalConfig {
+    /// `QUEUE`, default `build-queue`.
+    pub queue: String,
+    /// `RABBIT_HOST`, default `localhost`.
+    pub rabbit_host: String,
+    /// `RABBIT_PORT`, default 5672.
+    pub rabbit_port: u16,
+    /// `RABBIT_USER`, default `guest` (RabbitMQ's default account).
+    pub rabbit_user: String,
+    /// `RABBIT_PW`, default `guest`; never printed.
+    pub rabbit_pw: Secret,
+    /// `SUCCESS_ADDRESS` (mail on success), optional.
+    pub success_address: Option<String>,
+    /// `FAILURE_ADDRESS` (mail on failure), optional.
+    pub failure_address: Option<String>,
+    /// `SLACK_SUCCESS_HOOK`, optional.
+    pub slack_success_hook: Option<String>,
+}
+
+/// `[cdb2rabbit]`: where the Quattor profiles are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cdb2RabbitConfig {
+    /// `PROFILE_INFO_URL` (…/profiles-info.xml), optional until cdb2rabbit runs.
+    pub profile_info_url: Option<String>,
+    /// `PROFILE_DIR_URL`, optional until cdb2rabbit runs.
+    pub profile_dir_url: Option<String>,
+    /// `PROFILE_MATCH`, a substring of profile names; default empty (all match).
+    pub profile_match: String,
+    /// `CACHE_DIR`, default `/etc/packer-utils/profiles/`.
+    pub cache_dir: PathBuf,
+}
+
+/// `[rabbit2packer]`: the build service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rabbit2PackerConfig {
+    /// `THREAD_COUNT`, default 4; concurrent builds (and prefetch); at least 1.
+    pub thread_count: u16,
+    /// `LOG_DIR`, default `/var/log/packer-utils`.
+    pub log_dir: PathBuf,
+    /// `BUILD_FILE_DIR`, default `/etc/packer-utils/build`.
+    pub build_file_dir: PathBuf,
+    /// `PACKER_ADMIN_AUTH`, default `/etc/packer-utils/admin-auth.sh`
+    /// (used by the templates' post-processors, not by this crate).
+    pub packer_admin_auth: PathBuf,
+    /// `PACKER_AUTH_FILE`, default `/etc/packer-utils/admin-openrc.sh`.
+    pub packer_auth_file: PathBuf,
+    /// `PACKER_TEMPLATE_MAP`, default `/etc/packer-utils/template-map.json`.
+    pub packer_template_map: PathBuf,
+    /// `IMAGES_CONFIG`, default `/etc/packer-utils/source-images.json`.
+    pub images_config: PathBuf,
+    /// `PACKER_PATH`, default `packer` (looked up on `PATH`).
+    pub packer_path: PathBuf,
+}
+
+/// `[rally-image-testing]`: read for compatibility, unused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RallyConfig {
+    /// `DEPLOYMENT_UUID`.
+    pub deployment_uuid: Option<String>,
+    /// `RALLY_CODE_FOLDER`.
+    pub rally_code_folder: Option<PathBuf>,
+    /// `TASK_LOCATION`.
+    pub task_location: Option<PathBuf>,
+    /// `LOG_DIR`.
+    pub log_dir: Option<PathBuf>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[global]`.
+    pub global: GlobalConfig,
+    /// `[cdb2rabbit]`.
+    pub cdb2rabbit: Cdb2RabbitConfig,
+    /// `[rabbit2packer]`.
+    pub rabbit2packer: Rabbit2PackerConfig,
+    /// `[rally-image-testing]`.
+    pub rally: RallyConfig,
+}
+
+struct Reader<'a> {
+    ini: &'a Ini,
+}
+
+impl Reader<'_> {
+    fn opt(&self, section: &str, key: &str) -> Option<String> {
+        self.ini.get(section, key).map(|v| v.value.clone())
+    }
+
+    fn string(&self, section: &str, key: &str, default: &str) -> String {
+        self.opt(section, key)
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn path(&self, section: &str, key: &str, default: &str) -> PathBuf {
+        PathBuf::from(self.string(section, key, default))
+    }
+
+    fn bad(&self, section: &str, key: &str, message: String) -> Error {
+        let line = self.ini.get(section, key).map_or(0, |v| v.line);
+        Error::ConfigValue {
+            path: self.ini.path().to_path_buf(),
+            section: section.to_string(),
+            key: format!("{key} (line {line})"),
+            message,
+        }
+    }
+}
+
+impl Config {
+    /// Read the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let ini = Ini::load(path)?;
+        Self::from_ini(&ini)
+    }
+
+    /// Parse configuration text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let ini = Ini::parse(path, text)?;
+        Self::from_ini(&ini)
+    }
+
+    fn from_ini(ini: &Ini) -> Result<Self> {
+        let r = Reader { ini };
+        let port = match r.opt("global", "RABBIT_PORT") {
+            None => 5672,
+            Some(v) => v.parse::<u16>().map_err(|_| {
+                r.bad(
+                    "global",
+                    "RABBIT_PORT",
+                    format!("{v:?} is not a port number"),
+                )
+            })?,
+        };
+        let thread_count = match r.opt("rabbit2packer", "THREAD_COUNT") {
+            None => 4,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 1 => u16::try_from(n).map_err(|_| {
+                    r.bad(
+                        "rabbit2packer",
+                        "THREAD_COUNT",
+                        format!("{n} is more than {}", u16::MAX),
+                    )
+                })?,
+                Ok(n) => {
+                    return Err(r.bad("rabbit2packer", "THREAD_COUNT", format!("{n} is below 1")))
+                }
+                Err(_) => {
+                    return Err(r.bad(
+                        "rabbit2packer",
+                        "THREAD_COUNT",
+                        format!("{v:?} is not a whole number"),
+                    ))
+                }
+            },
+        };
+        let global = GlobalConfig {
+            queue: r.string("global", "QUEUE", "build-queue"),
+            rabbit_host: r.string("global", "RABBIT_HOST", "localhost"),
+            rabbit_port: port,
+            rabbit_user: r.string("global", "RABBIT_USER", "guest"),
+            rabbit_pw: Secret::new(r.string("global", "RABBIT_PW", "guest")),
+            success_address: r.opt("global", "SUCCESS_ADDRESS"),
+            failure_address: r.opt("global", "FAILURE_ADDRESS"),
+            slack_success_hook: r.opt("global", "SLACK_SUCCESS_HOOK"),
+        };
+        if global.queue.is_empty() {
+            return Err(r.bad("global", "QUEUE", "the queue name is empty".into()));
+        }
+        let cdb2rabbit = Cdb2RabbitConfig {
+            profile_info_url: r.opt("cdb2rabbit", "PROFILE_INFO_URL"),
+            profile_dir_url: r.opt("cdb2rabbit", "PROFILE_DIR_URL"),
+            profile_match: r.string("cdb2rabbit", "PROFILE_MATCH", ""),
+            cache_dir: r.path("cdb2rabbit", "CACHE_DIR", "/etc/packer-utils/profiles/"),
+        };
+        let s = "rabbit2packer";
+        let rabbit2packer = Rabbit2PackerConfig {
+            thread_count,
+            log_dir: r.path(s, "LOG_DIR", "/var/log/packer-utils"),
+            build_file_dir: r.path(s, "BUILD_FILE_DIR", "/etc/packer-utils/build"),
+            packer_admin_auth: r.path(s, "PACKER_ADMIN_AUTH", "/etc/packer-utils/admin-auth.sh"),
+            packer_auth_file: r.path(s, "PACKER_AUTH_FILE", "/etc/packer-utils/admin-openrc.sh"),
+            packer_template_map: r.path(
+                s,
+                "PACKER_TEMPLATE_MAP",
+                "/etc/packer-utils/template-map.json",
+            ),
+            images_config: r.path(s, "IMAGES_CONFIG", "/etc/packer-utils/source-images.json"),
+            packer_path: r.path(s, "PACKER_PATH", "packer"),
+        };
+        let s = "rally-image-testing";
+        let rally = RallyConfig {
+            deployment_uuid: r.opt(s, "DEPLOYMENT_UUID"),
+            rally_code_folder: r.opt(s, "RALLY_CODE_FOLDER").map(PathBuf::from),
+            task_location: r.opt(s, "TASK_LOCATION").map(PathBuf::from),
+            log_dir: r.opt(s, "LOG_DIR").map(PathBuf::from),
+        };
+        Ok(Config {
+            path: ini.path().to_path_buf(),
+            global,
+            cdb2rabbit,
+            rabbit2packer,
+            rally,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("/etc/packer-utils/config.ini"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_every_default() {
+        let c = parse("").unwrap();
+        assert_eq!(c.global.queue, "build-queue");
+        assert_eq!(c.global.rabbit_host, "localhost");
+        assert_eq!(c.global.rabbit_port, 5672);
+        assert_eq!(c.global.rabbit_user, "guest");
+        assert_eq!(c.global.rabbit_pw.expose(), "guest");
+        assert_eq!(c.global.success_address, None);
+        assert_eq!(c.cdb2rabbit.profile_match, "");
+        assert_eq!(
+            c.cdb2rabbit.cache_dir,
+            Path::new("/etc/packer-utils/profiles/")
+        );
+        assert_eq!(c.rabbit2packer.thread_count, 4);
+        assert_eq!(c.rabbit2packer.packer_path, Path::new("packer"));
+        assert_eq!(
+            c.rabbit2packer.images_config,
+            Path::new("/etc/packer-utils/source-images.json")
+        );
+        assert_eq!(c.rally, RallyConfig::default());
+    }
+
+    #[test]
+    fn reads_every_section_with_any_key_case() {
+        let c = parse(
+            "[global]\nQUEUE = q1\nrabbit_host: mq\nRABBIT_PORT = 5673\nRABBIT_USER = u\nRABBIT_PW = s3cret\nSUCCESS_ADDRESS = ok@x\nFAILURE_ADDRESS = ko@x\nSLACK_SUCCESS_HOOK = http://hook\n\
+             [cdb2rabbit]\nPROFILE_INFO_URL = http://h/profiles-info.xml\nPROFILE_DIR_URL = http://h/profiles\nPROFILE_MATCH = .cloud.template.json\nCACHE_DIR = /tmp/cache\n\
+             [rabbit2packer]\nThread_Count = 2\nLOG_DIR = /l\nBUILD_FILE_DIR = /b\nPACKER_ADMIN_AUTH = /a\nPACKER_AUTH_FILE = /f\nPACKER_TEMPLATE_MAP = /m\nIMAGES_CONFIG = /i\nPACKER_PATH = /usr/bin/packer.io\n\
+             [rally-image-testing]\nDEPLOYMENT_UUID = d\nRALLY_CODE_FOLDER = /r\nTASK_LOCATION = /t\nLOG_DIR = /rl\n",
+        )
+        .unwrap();
+        assert_eq!(c.global.queue, "q1");
+        assert_eq!(c.global.rabbit_host, "mq");
+        assert_eq!(c.global.rabbit_port, 5673);
+        assert_eq!(c.global.rabbit_pw.expose(), "s3cret");
+        assert_eq!(c.global.slack_success_hook.as_deref(), Some("http://hook"));
+        assert_eq!(c.cdb2rabbit.profile_match, ".cloud.template.json");
+        assert_eq!(
+            c.cdb2rabbit.profile_dir_url.as_deref(),
+            Some("http://h/profiles")
+        );
+        assert_eq!(c.rabbit2packer.thread_count, 2);
+        assert_eq!(c.rabbit2packer.log_dir, Path::new("/l"));
+        assert_eq!(c.rabbit2packer.packer_path, Path::new("/usr/bin/packer.io"));
+        assert_eq!(c.rally.log_dir.as_deref(), Some(Path::new("/rl")));
+        assert!(!format!("{c:?}").contains("s3cret"), "password in Debug");
+    }
+
+    #[test]
+    fn bad_thread_count_names_file_section_and_key() {
+        for v in ["0", "-3", "four", ""] {
+            let e = parse(&format!("[rabbit2packer]\nTHREAD_COUNT = {v}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(
+                    "/etc/packer-utils/config.ini: [rabbit2packer] THREAD_COUNT (line 2): "
+                ),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_port_is_an_error() {
+        let e = parse("[global]\nRABBIT_PORT = 99999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[global] RABBIT_PORT"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_names_it() {
+        let e = Config::load(Path::new("/nonexistent/config.ini"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/nonexistent/config.ini: "), "{e}");
+    }
+}

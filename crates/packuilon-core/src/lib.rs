@@ -1,0 +1,23 @@
+//! Packuilon: build OpenStack images with Packer when a Quattor profile
+//! arrives on a RabbitMQ queue.
+//!
+//! Owns: the `config.ini` of the original tool, turning a profile message
+//! into a build plan (source image, templates, instance metadata), rendering
+//! Packer templates into valid JSON, running Packer with the OpenStack
+//! credentials in its environment, the queue consumer (`rabbit2packer`) and
+//! the producers (`trigger`).
+//!
+//! Must not: put a credential on a command line or in a log, acknowledge a
+//! message before its builds have finished, or substitute values into a
+//! template as plain text. It does not talk to Glance itself (the templates'
+//! post-processors do) and does not run Rally.
+
+pub mod config;
+pub mod error;
+pub mod ini;
+pub mod profile;
+pub mod template;
+
+pub use config::{Config, Secret};
+pub use error::{Error, Result};
+pub use profile::{BuildPlan, Profile, SourceImages, TemplateMap};
