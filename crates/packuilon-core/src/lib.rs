@@ -16,8 +16,10 @@ pub mod config;
 pub mod error;
 pub mod ini;
 pub mod profile;
+pub mod runner;
 pub mod template;
 
 pub use config::{Config, Secret};
 pub use error::{Error, Result};
 pub use profile::{BuildPlan, Profile, SourceImages, TemplateMap};
+pub use runner::{AuthEnv, BuildOutcome, Runner};
