@@ -12,6 +12,7 @@
 //! template as plain text. It does not talk to Glance itself (the templates'
 //! post-processors do) and does not run Rally.
 
+pub mod amqp;
 pub mod config;
 pub mod error;
 pub mod ini;
@@ -19,6 +20,7 @@ pub mod profile;
 pub mod runner;
 pub mod template;
 
+pub use amqp::{shutdown_signal, Broker, Service, Shutdown, ShutdownTrigger};
 pub use config::{Config, Secret};
 pub use error::{Error, Result};
 pub use profile::{BuildPlan, Profile, SourceImages, TemplateMap};

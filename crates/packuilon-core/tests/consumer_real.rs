@@ -1,0 +1,203 @@
+//! `rabbit2packer` against the real RabbitMQ on 127.0.0.1:5672
+//! (`scripts/rabbitmq/up.sh`) and the real Packer (null builder).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use packuilon_core::{shutdown_signal, AuthEnv, Broker, Runner, Secret, Service};
+
+fn broker(queue: &str) -> Broker {
+    Broker {
+        host: "127.0.0.1".into(),
+        port: 5672,
+        user: "guest".into(),
+        password: Secret::new("guest"),
+        queue: queue.into(),
+    }
+}
+
+fn unique_queue(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("packuilon-test-{tag}-{}-{nanos}", std::process::id())
+}
+
+async fn connect(b: &Broker) -> lapin::Connection {
+    b.connect()
+        .await
+        .expect("RabbitMQ is not reachable on 127.0.0.1:5672: run scripts/rabbitmq/up.sh")
+}
+
+/// Messages ready in the queue (not counting unacknowledged ones).
+async fn ready_count(b: &Broker) -> u32 {
+    let conn = connect(b).await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            b.queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    q.message_count()
+}
+
+async fn delete_queue(b: &Broker) {
+    let conn = connect(b).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete(b.queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+fn profile(personality: &str) -> Vec<u8> {
+    serde_json::json!({
+        "metadata": {"template": {"branch": {"name": "prod", "type": "domain"}}},
+        "system": {
+            "personality": {"name": personality},
+            "archetype": {"name": "ral-tier1"},
+            "os": {"architecture": "x86_64", "distribution": {"name": "sl"}, "version": {"name": "7x"}}
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A service in `dir` whose only template is a null-builder Packer template.
+fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
+    std::fs::write(
+        dir.join("null.json"),
+        r#"{"builders": [{"type": "null", "communicator": "none"}],
+            "provisioners": [{"type": "shell-local", "inline": ["echo built $NAME from $IMAGE"]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("template-map.json"),
+        r#"{"DEFAULT": ["null.json"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("source-images.json"),
+        r#"{"sl7x-x86_64": "0b5e7c6a-6a43-4f3e-9a0e-1d2f3c4b5a69"}"#,
+    )
+    .unwrap();
+    let auth = dir.join("openrc");
+    std::fs::write(
+        &auth,
+        "export OS_PROJECT_ID=p\nexport CHECKPOINT_DISABLE=1\n",
+    )
+    .unwrap();
+    Service {
+        broker: broker(queue),
+        thread_count: 3,
+        runner: Runner {
+            packer,
+            build_file_dir: dir.join("build"),
+            log_dir: dir.join("logs"),
+            auth: AuthEnv::load(&auth).unwrap(),
+        },
+        template_map: dir.join("template-map.json"),
+        images_config: dir.join("source-images.json"),
+        max_backoff: Duration::from_secs(2),
+    }
+}
+
+/// Logs in `dir/logs` whose build finished, waiting up to two minutes for
+/// `want` of them (a liveness bound, not a timing assertion).
+async fn wait_finished_logs(dir: &Path, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let logs: Vec<String> = std::fs::read_dir(dir.join("logs"))
+            .map(|rd| {
+                rd.filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+                    .filter(|t| t.contains("rabbit2packer: Build finished at"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if logs.len() >= want || Instant::now() > deadline {
+            return logs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_profiles_give_three_real_packer_builds_all_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("three");
+    let svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    for p in ["alpha", "beta", "gamma"] {
+        svc.broker.publish(&profile(p)).await.unwrap();
+    }
+    assert_eq!(ready_count(&svc.broker).await, 3);
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    let logs = wait_finished_logs(dir.path(), 3).await;
+    assert_eq!(logs.len(), 3, "builds finished: {logs:?}");
+    for p in ["alpha", "beta", "gamma"] {
+        assert!(
+            logs.iter().any(
+                |l| l.contains(&format!("built sl7x-x86_64 {p} from 0b5e7c6a"))
+                    && l.contains("with exit code 0")
+            ),
+            "{p}: {logs:?}"
+        );
+        assert!(dir
+            .path()
+            .join(format!("build/{p}-sl7x-x86_64.null.json"))
+            .exists());
+    }
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    // The consumer is gone: an unacknowledged message would be ready again.
+    assert_eq!(ready_count(&svc.broker).await, 0, "a message was not acked");
+    delete_queue(&svc.broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("malformed");
+    let svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    svc.broker.publish(b"{\"system\": ").await.unwrap();
+    let mut no_image = profile("delta");
+    no_image = String::from_utf8(no_image)
+        .unwrap()
+        .replace("7x", "9z")
+        .into_bytes();
+    svc.broker.publish(&no_image).await.unwrap();
+    svc.broker.publish(&profile("epsilon")).await.unwrap();
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    let logs = wait_finished_logs(dir.path(), 1).await;
+    assert_eq!(logs.len(), 1, "the good message was built: {logs:?}");
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        ready_count(&svc.broker).await,
+        0,
+        "a rejected message came back to the queue"
+    );
+    let built: Vec<_> = std::fs::read_dir(dir.path().join("build"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(built, vec!["epsilon-sl7x-x86_64.null.json".to_string()]);
+    delete_queue(&svc.broker).await;
+}
