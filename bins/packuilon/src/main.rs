@@ -1,10 +1,12 @@
 //! `packuilon`: Build images from Packer templates on messages from a RabbitMQ queue.
 //!
-//! Argument parsing and wiring only; the logic lives in the workspace's crates.
+//! Argument parsing and wiring only; the logic lives in `packuilon-core`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+use packuilon_core::{Branch, Broker, Config, Service, TriggerRequest};
 
 /// Build images from Packer templates on messages from a RabbitMQ queue.
 #[derive(Debug, Parser)]
@@ -12,9 +14,132 @@ use clap::Parser;
 struct Cli {
     #[command(flatten)]
     log: cli_common::LogArgs,
+    /// The packer-utils configuration file.
+    #[arg(long, global = true, default_value = packuilon_core::config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask for one build: publish a skeleton profile on the queue.
+    Trigger(TriggerArgs),
+    /// The build service: consume the queue and run Packer for each profile
+    /// (SIGTERM/SIGINT: stop taking messages, let running builds finish).
+    Rabbit2packer,
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    /// Personality of the image.
+    #[arg(long)]
+    personality: String,
+    /// Archetype of the image.
+    #[arg(long, default_value = "ral-tier1")]
+    archetype: String,
+    /// Operating system (distribution) name.
+    #[arg(long, default_value = "sl")]
+    os: String,
+    /// Operating system version.
+    #[arg(long = "os_ver", default_value = "7x")]
+    os_ver: String,
+    /// Architecture.
+    #[arg(long, default_value = "x86_64")]
+    arch: String,
+    /// Aquilon domain the profile claims to come from.
+    #[arg(long, default_value = "prod", conflicts_with = "sandbox")]
+    domain: String,
+    /// Aquilon sandbox, as owner/name.
+    #[arg(long, value_parser = parse_sandbox)]
+    sandbox: Option<(String, String)>,
+}
+
+fn parse_sandbox(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((a, n)) if !a.is_empty() && !n.is_empty() && !n.contains('/') => {
+            Ok((a.to_string(), n.to_string()))
+        }
+        _ => Err(format!("{s:?} is not owner/name")),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli_common::exit_without_command("packuilon", &cli.log)
+    let Some(command) = cli.command else {
+        eprintln!("packuilon: no command given (trigger, rabbit2packer; see --help)");
+        return ExitCode::from(2);
+    };
+    let defaults = cli_common::LogDefaults {
+        level: match command {
+            Command::Rabbit2packer => "info",
+            Command::Trigger(_) => "warn",
+        },
+        quiet_targets: &["lapin=warn", "amq_protocol=warn"],
+    };
+    if let Err(e) = cli_common::init_logging_with(&cli.log, &defaults) {
+        eprintln!("packuilon: {e}");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("packuilon: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(&cli.config, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("packuilon: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Result<()> {
+    let config = Config::load(config)?;
+    match command {
+        Command::Trigger(a) => {
+            let request = TriggerRequest {
+                personality: a.personality,
+                archetype: a.archetype,
+                os: a.os,
+                os_version: a.os_ver,
+                arch: a.arch,
+                branch: match a.sandbox {
+                    Some((author, name)) => Branch::Sandbox { author, name },
+                    None => Branch::Domain(a.domain),
+                },
+            };
+            let body = request.skeleton().to_string();
+            Broker::from_config(&config).publish(body.as_bytes()).await
+        }
+        Command::Rabbit2packer => {
+            let service = Service::from_config(&config)?;
+            let (trigger, shutdown) = packuilon_core::shutdown_signal();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("signal received: finishing running builds, then exiting");
+                trigger.trigger();
+            });
+            service.run(shutdown).await
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the service");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -19,9 +19,11 @@ pub mod ini;
 pub mod profile;
 pub mod runner;
 pub mod template;
+pub mod trigger;
 
 pub use amqp::{shutdown_signal, Broker, Service, Shutdown, ShutdownTrigger};
 pub use config::{Config, Secret};
 pub use error::{Error, Result};
 pub use profile::{BuildPlan, Profile, SourceImages, TemplateMap};
 pub use runner::{AuthEnv, BuildOutcome, Runner};
+pub use trigger::{Branch, TriggerRequest};
