@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: install everything, start the local
-# cloud, load a few sample images into RegionOne, then run glancesync to show
-# the status, sync RegionOne -> RegionTwo, and show the status again.
+# cloud, load a few sample images into RegionOne, publish a new version of
+# one of them with `ge-image publish` (once) and list the published images with
+# `ge-image locate`, then run glancesync to show the status, sync
+# RegionOne -> RegionTwo, and show the status again.
 #
 # Idempotent: sample images that exist already are reused, and a second run
 # shows everything in sync. The local cloud is left running (scripts/stop.sh).
@@ -14,8 +16,9 @@ cd "$PROJECT_ROOT"
 ensure_cargo_path
 export OS_CLIENT_CONFIG_FILE="$LOCAL_CLOUD_DIR/clouds.yaml"
 
-step "build glancesync" cargo build --locked --release -p glancesync
+step "build glancesync and ge-image" cargo build --locked --release -p glancesync -p ge-image
 GLANCESYNC="${CARGO_TARGET_DIR:-$PROJECT_ROOT/target}/release/glancesync"
+GE_IMAGE="${CARGO_TARGET_DIR:-$PROJECT_ROOT/target}/release/ge-image"
 
 DEMO_DIR="$LOCAL_CLOUD_DIR/demo"
 mkdir -p "$DEMO_DIR"
@@ -51,6 +54,27 @@ load_samples() {
 }
 step "load sample images into RegionOne" load_samples
 
+# A new version of demo-webserver, published with ge-image the way the
+# create_ge_images tools do it: the candidate `demo-webserver_rc` takes the
+# name, nid and type; the old image becomes private `demo-webserver_obsolete`.
+# Once done (the _obsolete image exists), reruns leave it as it is.
+publish_candidate() {
+  if osc image list -f value -c Name | grep -qx "demo-webserver_obsolete"; then
+    log "demo-webserver was already published from a candidate"
+    return
+  fi
+  local file="$DEMO_DIR/demo-webserver_rc.raw" id
+  head -c "$((14 * 1024 * 1024))" < <(yes "demo-webserver v2") > "$file"
+  id=$(osc image create --disk-format raw --container-format bare --private \
+        --file "$file" demo-webserver_rc -f value -c id)
+  rm -f "$file"
+  echo "### ge-image publish $id"
+  "$GE_IMAGE" publish --os-cloud local --os-region-name RegionOne "$id"
+}
+step "publish a new demo-webserver with ge-image" publish_candidate
+echo "### ge-image locate"
+"$GE_IMAGE" locate --os-cloud local --os-region-name RegionOne
+
 # A glancesync config for the local cloud, in the original's format.
 CONFIG="$DEMO_DIR/glancesync.conf"
 password_b64=$(python3 - "$OS_CLIENT_CONFIG_FILE" <<'PY'
@@ -61,6 +85,10 @@ pw = re.search(r"password:\s*['\"]?([^'\"\n]+)", block).group(1)
 print(base64.b64encode(pw.encode()).decode())
 PY
 )
+# What `ge-image publish` advised: the checksum of the retired image goes to
+# `replace`, so glancesync replaces the old copy in RegionTwo with the new one.
+replace=$(osc image list --name demo-webserver_obsolete -f value -c ID | head -1)
+[ -z "$replace" ] || replace=$(osc image show "$replace" -f value -c checksum)
 cat > "$CONFIG" <<CONF
 [main]
 master_region = RegionOne
@@ -71,6 +99,7 @@ max_children = 2
 use_keystone_v3 = True
 # Sync public images carrying any of these properties (and copy only these).
 metadata_set = nid, type
+replace = ${replace}
 
 [master]
 credential = admin,$password_b64,http://127.0.0.1:5000/v3,admin
