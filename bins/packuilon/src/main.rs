@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use packuilon_core::{Branch, Broker, Config, Service, TriggerRequest};
+use packuilon_core::{Branch, Broker, Cdb2Rabbit, Config, Service, TriggerRequest};
 
 /// Build images from Packer templates on messages from a RabbitMQ queue.
 #[derive(Debug, Parser)]
@@ -28,6 +28,9 @@ enum Command {
     /// The build service: consume the queue and run Packer for each profile
     /// (SIGTERM/SIGINT: stop taking messages, let running builds finish).
     Rabbit2packer,
+    /// Publish the Quattor profiles changed since the last run (from
+    /// PROFILE_INFO_URL, cached in CACHE_DIR); run on every `aq make` or by cron.
+    Cdb2rabbit,
 }
 
 #[derive(Debug, Args)]
@@ -67,13 +70,13 @@ fn parse_sandbox(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        eprintln!("packuilon: no command given (trigger, rabbit2packer; see --help)");
+        eprintln!("packuilon: no command given (trigger, rabbit2packer, cdb2rabbit; see --help)");
         return ExitCode::from(2);
     };
     let defaults = cli_common::LogDefaults {
         level: match command {
             Command::Rabbit2packer => "info",
-            Command::Trigger(_) => "warn",
+            Command::Trigger(_) | Command::Cdb2rabbit => "warn",
         },
         quiet_targets: &["lapin=warn", "amq_protocol=warn"],
     };
@@ -114,6 +117,16 @@ async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Resu
             };
             let body = request.skeleton().to_string();
             Broker::from_config(&config).publish(body.as_bytes()).await
+        }
+        Command::Cdb2rabbit => {
+            let report = Cdb2Rabbit::from_config(&config)?.run().await?;
+            tracing::info!(
+                first_run = report.first_run,
+                changed = report.changed.len(),
+                published = report.published.len(),
+                "cdb2rabbit done"
+            );
+            Ok(())
         }
         Command::Rabbit2packer => {
             let service = Service::from_config(&config)?;

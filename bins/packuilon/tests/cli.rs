@@ -89,3 +89,25 @@ fn thread_count_below_one_is_refused_naming_file_section_and_key() {
             cfg.display()
         )));
 }
+
+#[test]
+fn cdb2rabbit_without_profile_urls_names_the_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.ini");
+    std::fs::write(
+        &cfg,
+        "[cdb2rabbit]\nPROFILE_DIR_URL = http://127.0.0.1:9/p\n",
+    )
+    .unwrap();
+    Command::cargo_bin("packuilon")
+        .unwrap()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("cdb2rabbit")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "{}: [cdb2rabbit] PROFILE_INFO_URL: required by cdb2rabbit but not set",
+            cfg.display()
+        )));
+}

@@ -117,6 +117,24 @@ pub enum Error {
         /// The client library's error.
         source: lapin::Error,
     },
+    /// An HTTP download failed (connection, or a non-success status).
+    #[error("GET {url}: {message}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The status or the transport error.
+        message: String,
+    },
+    /// `profiles-info.xml` is not well-formed.
+    #[error("{url}: invalid profiles-info XML at byte {position}: {message}")]
+    ProfilesInfo {
+        /// Where the document came from.
+        url: String,
+        /// Byte offset of the error.
+        position: u64,
+        /// The parser's message.
+        message: String,
+    },
     /// The broker did not confirm a published message.
     #[error("RabbitMQ publish on queue {queue}: the broker refused the message")]
     NotConfirmed {

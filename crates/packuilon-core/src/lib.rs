@@ -13,6 +13,7 @@
 //! post-processors do) and does not run Rally.
 
 pub mod amqp;
+pub mod cdb2rabbit;
 pub mod config;
 pub mod error;
 pub mod ini;
@@ -22,6 +23,7 @@ pub mod template;
 pub mod trigger;
 
 pub use amqp::{shutdown_signal, Broker, Service, Shutdown, ShutdownTrigger};
+pub use cdb2rabbit::{Cdb2Rabbit, Cdb2RabbitReport};
 pub use config::{Config, Secret};
 pub use error::{Error, Result};
 pub use profile::{BuildPlan, Profile, SourceImages, TemplateMap};
