@@ -10,9 +10,13 @@ use lapin::types::FieldTable;
 use packuilon_core::{shutdown_signal, AuthEnv, Broker, Runner, Secret, Service};
 
 fn broker(queue: &str) -> Broker {
+    broker_on(queue, 5672)
+}
+
+fn broker_on(queue: &str, port: u16) -> Broker {
     Broker {
         host: "127.0.0.1".into(),
-        port: 5672,
+        port,
         user: "guest".into(),
         password: Secret::new("guest"),
         queue: queue.into(),
@@ -200,4 +204,78 @@ async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
         .collect();
     assert_eq!(built, vec!["epsilon-sl7x-x86_64.null.json".to_string()]);
     delete_queue(&svc.broker).await;
+}
+
+/// A TCP forwarder to RabbitMQ whose open connections can be cut, to make
+/// the broker connection drop under the consumer.
+struct CuttableProxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let registry = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let handle = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                registry.lock().unwrap().push(handle);
+            }
+        });
+        CuttableProxy { port, conns }
+    }
+
+    /// Close every connection made so far; returns how many there were.
+    fn cut(&self) -> usize {
+        let mut conns = self.conns.lock().unwrap();
+        let n = conns.len();
+        for c in conns.drain(..) {
+            c.abort();
+        }
+        n
+    }
+
+    fn count(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_reconnects_after_the_connection_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("reconnect");
+    let proxy = CuttableProxy::start().await;
+    let mut svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    svc.broker = broker_on(&queue, proxy.port);
+    let direct = broker(&queue);
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    direct.publish(&profile("before")).await.unwrap();
+    assert_eq!(wait_finished_logs(dir.path(), 1).await.len(), 1);
+    assert_eq!(proxy.cut(), 1, "the consumer had one connection");
+    // Liveness bound only: the consumer comes back through the proxy.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.count() == 0 {
+        assert!(Instant::now() < deadline, "the consumer never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    direct.publish(&profile("after")).await.unwrap();
+    let logs = wait_finished_logs(dir.path(), 2).await;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains("built sl7x-x86_64 after")));
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(ready_count(&direct).await, 0);
+    delete_queue(&direct).await;
 }
