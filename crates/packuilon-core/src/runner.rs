@@ -214,7 +214,8 @@ fn epoch() -> u64 {
 impl Runner {
     /// Write `BUILD_FILE_DIR/<name>.<template>.json` (template = the
     /// template's file stem), run `PACKER build -color=false <file>` with the
-    /// credentials in its environment, its output appended to
+    /// credentials in its environment (replacing any `OS_*` variable of this
+    /// process's own environment), its output appended to
     /// `LOG_DIR/<name>.<template>.<epoch>.log`, then append
     /// `rabbit2packer: Build finished at <epoch> (epoch) with exit code <rc>`.
     ///
@@ -243,7 +244,15 @@ impl Runner {
             program: self.packer.clone(),
             source,
         };
-        let status = tokio::process::Command::new(&self.packer)
+        let mut command = tokio::process::Command::new(&self.packer);
+        // Only the credentials file speaks for OpenStack: OS_* variables of
+        // the service's own environment are not passed on.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OS_") {
+                command.env_remove(key);
+            }
+        }
+        let status = command
             .arg("build")
             .arg("-color=false")
             .arg(&build_file)
