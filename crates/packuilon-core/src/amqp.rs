@@ -1,6 +1,7 @@
 //! RabbitMQ: the connection settings, the `rabbit2packer` consumer and the
 //! publisher used by the producers.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,7 +206,8 @@ impl Service {
     }
 
     /// Consume the queue until `shutdown`: at most `thread_count` messages
-    /// in flight (the prefetch), each acknowledged only once its builds have
+    /// in flight (the prefetch), builds of the same name one after the other,
+    /// each message acknowledged only once its builds have
     /// finished (whatever Packer's exit code, which is logged). A message
     /// that is not a usable profile is rejected without requeue. If the
     /// broker cannot be reached or the connection drops, running builds are
@@ -213,9 +215,10 @@ impl Service {
     /// connection is retried with a doubling delay capped at `max_backoff`.
     pub async fn run(&self, mut shutdown: Shutdown) -> Result<()> {
         let this = Arc::new(self.clone());
+        let locks = BuildLocks::default();
         let mut delay = Duration::from_secs(1);
         loop {
-            match this.session(&mut shutdown).await {
+            match this.session(&mut shutdown, &locks).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.connected => {
                     warn!(error = %e.error, "connection lost; reconnecting");
@@ -237,6 +240,7 @@ impl Service {
     async fn session(
         self: &Arc<Self>,
         shutdown: &mut Shutdown,
+        locks: &BuildLocks,
     ) -> std::result::Result<(), SessionError> {
         let fail = |error| SessionError {
             error,
@@ -266,7 +270,8 @@ impl Service {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         let svc = Arc::clone(self);
-                        tasks.spawn(async move { svc.handle(delivery).await });
+                        let locks = locks.clone();
+                        tasks.spawn(async move { svc.handle(delivery, &locks).await });
                     }
                     Some(Err(e)) => break Some(broker.amqp_err("consume")(e)),
                     None => break Some(Error::Amqp {
@@ -312,7 +317,7 @@ impl Service {
         }
     }
 
-    async fn handle(&self, delivery: lapin::message::Delivery) {
+    async fn handle(&self, delivery: lapin::message::Delivery, locks: &BuildLocks) {
         let what = format!("message {}", delivery.delivery_tag);
         let span = info_span!(
             "message",
@@ -321,7 +326,7 @@ impl Service {
             redelivered = delivery.redelivered
         );
         async {
-            match self.process(&delivery.data, &what).await {
+            match self.process(&delivery.data, &what, locks).await {
                 Disposition::Done => {
                     if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
                         error!(error = %e, "ack failed; the message will be redelivered");
@@ -351,7 +356,7 @@ impl Service {
         .await;
     }
 
-    async fn process(&self, body: &[u8], what: &str) -> Disposition {
+    async fn process(&self, body: &[u8], what: &str, locks: &BuildLocks) -> Disposition {
         let files = SourceImages::load(&self.images_config)
             .and_then(|i| TemplateMap::load(&self.template_map).map(|m| (i, m)));
         let (images, map) = match files {
@@ -369,6 +374,14 @@ impl Service {
             Err(e) => return Disposition::Retry(e),
         };
         info!(name = %plan.name, templates = plan.templates.len(), "building");
+        let lock = locks.for_name(&plan.name);
+        let _guard = match lock.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                info!(name = %plan.name, "waiting for the running build of the same name");
+                lock.lock().await
+            }
+        };
         let results = self.runner.run_plan(&plan).await;
         let ok = results
             .iter()
@@ -376,6 +389,24 @@ impl Service {
             .count();
         info!(name = %plan.name, succeeded = ok, total = results.len(), "builds finished");
         Disposition::Done
+    }
+}
+
+/// One lock per build name: two messages for the same profile never build
+/// at the same time (they would write the same build file and create two
+/// images of the same name).
+#[derive(Debug, Clone, Default)]
+struct BuildLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl BuildLocks {
+    fn for_name(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget locks nobody holds or waits for, so the map stays small.
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        Arc::clone(map.entry(name.to_string()).or_default())
     }
 }
 

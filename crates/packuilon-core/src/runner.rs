@@ -212,11 +212,31 @@ fn epoch() -> u64 {
 }
 
 impl Runner {
+    /// Create `LOG_DIR/<build>.<epoch>.log`, or `<build>.<epoch>-<n>.log`
+    /// when a build of the same name already logged in the same second.
+    fn new_log(&self, build: &str) -> Result<(PathBuf, std::fs::File)> {
+        let epoch = epoch();
+        let mut n = 0u32;
+        loop {
+            let name = match n {
+                0 => format!("{build}.{epoch}.log"),
+                n => format!("{build}.{epoch}-{n}.log"),
+            };
+            let path = self.log_dir.join(name);
+            match OpenOptions::new().create_new(true).append(true).open(&path) {
+                Ok(file) => return Ok((path, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+
     /// Write `BUILD_FILE_DIR/<name>.<template>.json` (template = the
     /// template's file stem), run `PACKER build -color=false <file>` with the
     /// credentials in its environment (replacing any `OS_*` variable of this
     /// process's own environment), its output appended to
-    /// `LOG_DIR/<name>.<template>.<epoch>.log`, then append
+    /// `LOG_DIR/<name>.<template>.<epoch>.log` (`<epoch>-<n>` if that exists
+    /// already), then append
     /// `rabbit2packer: Build finished at <epoch> (epoch) with exit code <rc>`.
     ///
     /// A non-zero exit is an outcome, not an error; errors are files that
@@ -231,12 +251,7 @@ impl Runner {
         }
         let build_file = self.build_file_dir.join(format!("{build}.json"));
         std::fs::write(&build_file, rendered).map_err(|e| Error::io(&build_file, e))?;
-        let log_file = self.log_dir.join(format!("{build}.{}.log", epoch()));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_file)
-            .map_err(|e| Error::io(&log_file, e))?;
+        let (log_file, log) = self.new_log(&build)?;
         let log_err = log.try_clone().map_err(|e| Error::io(&log_file, e))?;
         info!(build = %build, log = %log_file.display(), "starting packer");
         let spawn_err = |source| Error::Spawn {
@@ -343,6 +358,21 @@ mod tests {
         assert!(env.contains(&("OS_TENANT_ID".into(), "abc123".into())));
         assert!(env.contains(&("OS_DOMAIN_NAME".into(), "Default".into())));
         assert!(!format!("{a:?}").contains("p$w"));
+    }
+
+    #[test]
+    fn a_second_log_in_the_same_second_gets_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Runner {
+            packer: PathBuf::from("packer"),
+            build_file_dir: dir.path().join("b"),
+            log_dir: dir.path().to_path_buf(),
+            auth: AuthEnv::default(),
+        };
+        let names: Vec<PathBuf> = (0..3).map(|_| r.new_log("n.t").unwrap().0).collect();
+        assert_ne!(names[0], names[1]);
+        assert_ne!(names[1], names[2]);
+        assert!(names.iter().all(|n| n.exists()));
     }
 
     #[test]

@@ -279,3 +279,44 @@ async fn the_consumer_reconnects_after_the_connection_drops() {
     assert_eq!(ready_count(&direct).await, 0);
     delete_queue(&direct).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_of_the_same_name_never_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("samename");
+    // A Packer stand-in that notices when another run is inside it.
+    let packer = dir.path().join("fake-packer");
+    std::fs::write(
+        &packer,
+        format!(
+            "#!/bin/sh\nd={d}\nif mkdir $d/inside 2>/dev/null; then sleep 1; rmdir $d/inside; else touch $d/overlap; sleep 1; fi\necho run >> $d/runs\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&packer)
+        .status()
+        .unwrap();
+    let svc = service(dir.path(), &queue, packer);
+    assert!(svc.thread_count >= 2);
+    svc.broker.publish(&profile("same")).await.unwrap();
+    svc.broker.publish(&profile("same")).await.unwrap();
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    let logs = wait_finished_logs(dir.path(), 2).await;
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 2, "{logs:?}");
+    assert!(
+        !dir.path().join("overlap").exists(),
+        "two builds of one name ran at once"
+    );
+    assert_eq!(ready_count(&svc.broker).await, 0);
+    delete_queue(&svc.broker).await;
+}
