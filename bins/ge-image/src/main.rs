@@ -195,19 +195,24 @@ async fn glance_for(
     Ok((glance, project))
 }
 
+/// Print a result as its text form or as one JSON document.
+fn emit(output: OutputKind, text: &str, value: &impl serde::Serialize) -> Result<(), String> {
+    match output {
+        OutputKind::Text => print!("{text}"),
+        OutputKind::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
+}
+
 async fn locate(a: LocateArgs) -> Result<(), String> {
     let (glance, project) = glance_for(&a.cloud).await?;
     let report = image_pipeline::locate_images(&glance, &project)
         .await
         .map_err(|e| e.to_string())?;
-    match a.output {
-        OutputKind::Text => print!("{}", report.to_text()),
-        OutputKind::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        ),
-    }
-    Ok(())
+    emit(a.output, &report.to_text(), &report)
 }
 
 async fn publish(a: PublishArgs) -> Result<(), String> {
@@ -228,14 +233,7 @@ async fn publish(a: PublishArgs) -> Result<(), String> {
     let report = image_pipeline::publish(&glance, &project, &request, a.dry_run)
         .await
         .map_err(|e| e.to_string())?;
-    match a.output {
-        OutputKind::Text => print!("{}", report.to_text()),
-        OutputKind::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        ),
-    }
-    Ok(())
+    emit(a.output, &report.to_text(), &report)
 }
 
 fn accel(a: AccelArg) -> Accel {
@@ -286,14 +284,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let r = guest_tools::inspect(&a.disk, accel(a.accel), Some(tx)).await;
             let _ = task.await;
             let i = r.map_err(|e| e.to_string())?;
-            match a.output {
-                OutputKind::Text => print!("{}", i.to_text()),
-                OutputKind::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&i).map_err(|e| e.to_string())?
-                ),
-            }
-            Ok(())
+            emit(a.output, &i.to_text(), &i)
         }
         Some(Command::Prepare(a)) => {
             if a.list_operations {
