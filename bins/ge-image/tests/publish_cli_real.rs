@@ -3,32 +3,14 @@
 //! RegionOne). Every test deletes the images it created, even when it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
 use assert_cmd::Command;
-use openstack_client::glance::{CreateImage, GlanceClient, Image, Visibility};
-use openstack_client::{CloudConfig, Session};
+use cloud_test_support::{
+    cloud_lock, cloud_name, clouds_yaml, session, unique_nid, CloudLock, ImageCleanup,
+};
+use openstack_client::glance::{GlanceClient, Visibility};
 use predicates::prelude::*;
 
 const REGION: &str = "RegionOne";
-
-fn clouds_yaml() -> PathBuf {
-    if let Ok(p) = std::env::var("OS_CLIENT_CONFIG_FILE") {
-        return PathBuf::from(p);
-    }
-    std::env::var("LOCAL_CLOUD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            dirs::home_dir()
-                .expect("no home directory")
-                .join(".cache/openstack-image-tools/local-cloud")
-        })
-        .join("clouds.yaml")
-}
-
-fn cloud_name() -> String {
-    std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into())
-}
 
 /// `ge-image` pointed at the test cloud through flags, with no OS_* leaking in.
 fn ge_image() -> Command {
@@ -53,105 +35,19 @@ fn cloud_args() -> [String; 4] {
 /// tests from writing to its SQLite database at the same time.
 struct Cloud {
     glance: GlanceClient,
-    _lock: std::fs::File,
+    _lock: CloudLock,
 }
 
 async fn cloud() -> Cloud {
-    let path = std::env::temp_dir().join("openstack-client-cloud-tests.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let lock = tokio::task::spawn_blocking(move || {
-        file.lock().unwrap();
-        file
-    })
-    .await
-    .unwrap();
-    let yaml = clouds_yaml();
-    assert!(
-        yaml.is_file(),
-        "{} does not exist: start the local cloud with scripts/cloud/up.sh",
-        yaml.display()
-    );
-    let config = CloudConfig::from_files(&yaml, None, &cloud_name())
-        .unwrap_or_else(|e| panic!("{e} (run scripts/cloud/up.sh)"));
-    let session = Session::connect(config).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot authenticate against the local cloud: {e}\nstart it with scripts/cloud/up.sh"
-        )
-    });
+    let lock = cloud_lock().await;
     Cloud {
-        glance: session.image(Some(REGION)).await.unwrap(),
+        glance: session().await.image(Some(REGION)).await.unwrap(),
         _lock: lock,
     }
 }
 
-/// Images a test created; deleted when dropped, even when the test panics.
-struct Images {
-    glance: GlanceClient,
-    ids: Vec<String>,
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        let glance = self.glance.clone();
-        let ids = std::mem::take(&mut self.ids);
-        // Drop cannot await: block this worker (the tests run on a
-        // multi-thread runtime, so the client's connections keep being driven).
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                for id in ids {
-                    if let Err(e) = glance.delete_image(&id).await {
-                        if !e.is_not_found() {
-                            eprintln!("clean-up: cannot delete image {id}: {e}");
-                        }
-                    }
-                }
-            })
-        });
-    }
-}
-
-impl Images {
-    fn new(c: &Cloud) -> Self {
-        Images {
-            glance: c.glance.clone(),
-            ids: Vec::new(),
-        }
-    }
-
-    async fn make(&mut self, name: &str, visibility: Visibility, props: &[(&str, &str)]) -> Image {
-        let mut req = CreateImage::new(name)
-            .disk_format("raw")
-            .container_format("bare")
-            .visibility(visibility);
-        for (k, v) in props {
-            req = req.property(*k, *v);
-        }
-        let image = self.glance.create_image(&req).await.unwrap();
-        self.ids.push(image.id.clone());
-        let data = format!("data of {name}").into_bytes();
-        let len = data.len() as u64;
-        self.glance
-            .upload(&image.id, std::io::Cursor::new(data), Some(len))
-            .await
-            .unwrap();
-        self.glance.get_image(&image.id).await.unwrap()
-    }
-}
-
 fn unique(tag: &str) -> String {
-    format!(
-        "ipt-cli-{tag}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-fn unique_nid() -> String {
-    (u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000_000).to_string()
+    cloud_test_support::unique(&format!("ipt-cli-{tag}"))
 }
 
 /// Run `cmd` off the async runtime and return its output.
@@ -164,18 +60,18 @@ async fn run(mut cmd: Command) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_prints_the_original_lines() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("text");
     let nid = unique_nid();
     let old = imgs
-        .make(
+        .create_active(
             &name,
             Visibility::Public,
             &[("nid", &nid), ("type", "base")],
         )
         .await;
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
 
     let mut cmd = ge_image();
@@ -230,11 +126,11 @@ async fn publish_prints_the_original_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_output_parses_and_dry_run_changes_nothing() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("json");
     let nid = unique_nid();
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
 
     let mut cmd = ge_image();
@@ -276,9 +172,9 @@ async fn json_output_parses_and_dry_run_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_one_line_errors_with_a_non_zero_exit() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("refuse");
-    let plain = imgs.make(&name, Visibility::Private, &[]).await;
+    let plain = imgs.create_active(&name, Visibility::Private, &[]).await;
 
     let mut cmd = ge_image();
     cmd.args(["publish", &plain.id, "1", "x"])
@@ -305,7 +201,7 @@ async fn refusals_are_one_line_errors_with_a_non_zero_exit() {
     );
 
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
     let mut cmd = ge_image();
     cmd.args(["publish", &rc.id]).args(cloud_args());

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cloud_test_support::{config, config_named, local_cloud_dir, session_for};
 use md5::{Digest, Md5};
 use openstack_client::glance::{
     CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
@@ -23,36 +24,6 @@ use openstack_client::glance::{
 use openstack_client::{CloudConfig, Credentials, Scope, Session};
 
 const MIB: usize = 1024 * 1024;
-
-fn cloud_dir() -> PathBuf {
-    std::env::var_os("LOCAL_CLOUD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/openstack-image-tools/local-cloud")
-        })
-}
-
-fn clouds_file() -> PathBuf {
-    std::env::var_os("OS_CLIENT_CONFIG_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cloud_dir().join("clouds.yaml"))
-}
-
-fn cloud(name: &str) -> CloudConfig {
-    let f = clouds_file();
-    assert!(
-        f.exists(),
-        "local cloud not found ({} missing): run scripts/cloud/up.sh first",
-        f.display()
-    );
-    CloudConfig::from_files(&f, None, name).unwrap_or_else(|e| {
-        panic!(
-            "cloud '{name}' in {}: {e}; run scripts/cloud/up.sh first",
-            f.display()
-        )
-    })
-}
 
 struct Cloud {
     admin: Session,
@@ -66,19 +37,10 @@ struct Cloud {
 }
 
 async fn connect() -> Cloud {
-    let admin_name = std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into());
-    let admin_cfg = cloud(&admin_name);
-    let demo_cfg = cloud("local-demo");
-    let admin = Session::connect(admin_cfg.clone())
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach the local cloud ({e}): run scripts/cloud/up.sh first")
-        });
-    let demo = Session::connect(demo_cfg.clone())
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot log in as local-demo ({e}): run scripts/cloud/up.sh first")
-        });
+    let admin_cfg = config();
+    let demo_cfg = config_named("local-demo");
+    let admin = session_for(admin_cfg.clone()).await;
+    let demo = session_for(demo_cfg.clone()).await;
     let r1 = admin.image(Some("RegionOne")).await.unwrap();
     let r2 = admin.image(Some("RegionTwo")).await.unwrap();
     Cloud {
@@ -225,7 +187,7 @@ fn glance_requests_of(pid: u32) -> Vec<(String, String)> {
     let marker = format!("pid/{pid}\"");
     let mut out = Vec::new();
     for f in ["glance-r1-access.log", "glance-r2-access.log"] {
-        let p = cloud_dir().join("logs").join(f);
+        let p = local_cloud_dir().join("logs").join(f);
         let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
             panic!(
                 "{}: {e} (the local cloud from scripts/cloud/up.sh writes it)",

@@ -3,78 +3,33 @@
 //! (`$OS_TEST_CLOUD`), with `local-demo` as the "other project".
 //!
 //! Every test creates its own uniquely named images and deletes them when it
-//! ends, whether it passes or fails (`Images` deletes on drop).
+//! ends, whether it passes or fails (`ImageCleanup` deletes on drop).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
+use cloud_test_support::{cloud_lock, session, session_named, unique_nid, CloudLock, ImageCleanup};
 use image_pipeline::publish::compare_nids;
 use image_pipeline::{
     caller_project_id, execute_plan, locate_images, plan_publish, publish, Error, NidType,
     NidTypeSource, PublishRequest,
 };
-use openstack_client::glance::{CreateImage, GlanceClient, Image, ImagePatch, Visibility};
-use openstack_client::{CloudConfig, Session};
+use openstack_client::glance::{GlanceClient, Image, ImagePatch, Visibility};
+use std::collections::BTreeMap;
 
 const REGION: &str = "RegionOne";
-
-fn clouds_yaml() -> PathBuf {
-    if let Ok(p) = std::env::var("OS_CLIENT_CONFIG_FILE") {
-        return PathBuf::from(p);
-    }
-    std::env::var("LOCAL_CLOUD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            dirs::home_dir()
-                .expect("no home directory")
-                .join(".cache/openstack-image-tools/local-cloud")
-        })
-        .join("clouds.yaml")
-}
-
-async fn session(name: &str) -> Session {
-    let path = clouds_yaml();
-    assert!(
-        path.is_file(),
-        "{} does not exist: start the local cloud with scripts/cloud/up.sh",
-        path.display()
-    );
-    let config = CloudConfig::from_files(&path, None, name)
-        .unwrap_or_else(|e| panic!("{e} (run scripts/cloud/up.sh)"));
-    Session::connect(config).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot authenticate against the local cloud: {e}\nstart it with scripts/cloud/up.sh"
-        )
-    })
-}
 
 /// The admin cloud under test, its Glance in RegionOne and its project id.
 struct Cloud {
     glance: GlanceClient,
     project: String,
-    _lock: std::fs::File,
+    _lock: CloudLock,
 }
 
 /// Serialise with every other test that writes to the local Glance (its
 /// SQLite database answers concurrent writes with "database is locked"),
-/// across processes: the same lock file as openstack-client's cloud tests.
+/// across processes: the same lock as openstack-client's cloud tests.
 async fn cloud() -> Cloud {
-    let path = std::env::temp_dir().join("openstack-client-cloud-tests.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let lock = tokio::task::spawn_blocking(move || {
-        file.lock().unwrap();
-        file
-    })
-    .await
-    .unwrap();
-    let name = std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into());
-    let s = session(&name).await;
+    let lock = cloud_lock().await;
+    let s = session().await;
     let project = caller_project_id(&s).await.unwrap();
     Cloud {
         glance: s.image(Some(REGION)).await.unwrap(),
@@ -85,76 +40,13 @@ async fn cloud() -> Cloud {
 
 /// The demo project's id (an "other project" for ownership tests).
 async fn demo_project() -> String {
-    caller_project_id(&session("local-demo").await)
+    caller_project_id(&session_named("local-demo").await)
         .await
         .unwrap()
 }
 
-/// Images a test created; deleted when dropped, even when the test panics.
-struct Images {
-    glance: GlanceClient,
-    ids: Vec<String>,
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        let glance = self.glance.clone();
-        let ids = std::mem::take(&mut self.ids);
-        // Drop cannot await: block this worker (the tests run on a
-        // multi-thread runtime, so the client's connections keep being driven).
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                for id in ids {
-                    if let Err(e) = glance.delete_image(&id).await {
-                        if !e.is_not_found() {
-                            eprintln!("clean-up: cannot delete image {id}: {e}");
-                        }
-                    }
-                }
-            })
-        });
-    }
-}
-
-impl Images {
-    fn new(c: &Cloud) -> Self {
-        Images {
-            glance: c.glance.clone(),
-            ids: Vec::new(),
-        }
-    }
-
-    /// An active image (a few bytes of data) with `props`.
-    async fn make(&mut self, name: &str, visibility: Visibility, props: &[(&str, &str)]) -> Image {
-        let mut req = CreateImage::new(name)
-            .disk_format("raw")
-            .container_format("bare")
-            .visibility(visibility);
-        for (k, v) in props {
-            req = req.property(*k, *v);
-        }
-        let image = self.glance.create_image(&req).await.unwrap();
-        self.ids.push(image.id.clone());
-        let data = format!("data of {name}").into_bytes();
-        let len = data.len() as u64;
-        self.glance
-            .upload(&image.id, std::io::Cursor::new(data), Some(len))
-            .await
-            .unwrap();
-        self.glance.get_image(&image.id).await.unwrap()
-    }
-}
-
 fn unique(tag: &str) -> String {
-    format!(
-        "ipt-{tag}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-/// A NID unlikely to be used by anything else on the cloud.
-fn unique_nid() -> String {
-    (u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000_000).to_string()
+    cloud_test_support::unique(&format!("ipt-{tag}"))
 }
 
 fn request(rc: &Image) -> PublishRequest {
@@ -167,18 +59,18 @@ fn request(rc: &Image) -> PublishRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_retires_the_old_image_and_publishes_the_candidate() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("happy");
     let nid = unique_nid();
     let old = imgs
-        .make(
+        .create_active(
             &name,
             Visibility::Public,
             &[("nid", &nid), ("type", "baseimage")],
         )
         .await;
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
 
     let report = publish(&c.glance, &c.project, &request(&rc), false)
@@ -246,11 +138,11 @@ async fn publish_retires_the_old_image_and_publishes_the_candidate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_publication_takes_nid_and_type_from_the_request() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("first");
     let nid = unique_nid();
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
     // The candidate was built in another project: publishing moves it to
     // the caller's (the cloud under test is admin, which Glance allows).
@@ -282,26 +174,26 @@ async fn first_publication_takes_nid_and_type_from_the_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_old_name_and_several_old_images_are_all_retired() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("several");
     let old_name = unique("oldname");
     let (nid_a, nid_b) = (unique_nid(), unique_nid());
     let older = imgs
-        .make(
+        .create_active(
             &old_name,
             Visibility::Public,
             &[("nid", &nid_a), ("type", "a")],
         )
         .await;
     let newer = imgs
-        .make(
+        .create_active(
             &old_name,
             Visibility::Public,
             &[("nid", &nid_b), ("type", "b")],
         )
         .await;
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
     let req = PublishRequest {
         old_name: Some(old_name.clone()),
@@ -341,9 +233,9 @@ async fn an_explicit_old_name_and_several_old_images_are_all_retired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_without_rc_is_refused_and_nothing_changes() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("norc");
-    let image = imgs.make(&name, Visibility::Private, &[]).await;
+    let image = imgs.create_active(&name, Visibility::Private, &[]).await;
     let req = PublishRequest {
         nid_type: Some(NidType::new("1", "x").unwrap()),
         ..request(&image)
@@ -361,11 +253,11 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
     let c = cloud().await;
     let demo = demo_project().await;
     assert_ne!(demo, c.project);
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("skip");
-    let bare = imgs.make(&name, Visibility::Public, &[]).await;
+    let bare = imgs.create_active(&name, Visibility::Public, &[]).await;
     let foreign = imgs
-        .make(
+        .create_active(
             &name,
             Visibility::Public,
             &[("nid", "77"), ("type", "other")],
@@ -381,7 +273,7 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
         .unwrap();
     assert_eq!(foreign.owner.as_deref(), Some(demo.as_str()));
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
 
     // Without nid/type in the request, neither old image can give them.
@@ -421,10 +313,10 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_nid_and_type_without_an_old_image_changes_nothing() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("missing");
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
     let err = publish(&c.glance, &c.project, &request(&rc), false)
         .await
@@ -437,18 +329,18 @@ async fn missing_nid_and_type_without_an_old_image_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_values_that_differ_from_the_old_image_lose_with_a_warning() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("mismatch");
     let nid = unique_nid();
     let old = imgs
-        .make(
+        .create_active(
             &name,
             Visibility::Public,
             &[("nid", &nid), ("type", "base")],
         )
         .await;
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
     let req = PublishRequest {
         nid_type: Some(NidType::new("1", "other").unwrap()),
@@ -469,18 +361,18 @@ async fn request_values_that_differ_from_the_old_image_lose_with_a_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_plans_everything_and_changes_nothing() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("dry");
     let nid = unique_nid();
     let old = imgs
-        .make(
+        .create_active(
             &name,
             Visibility::Public,
             &[("nid", &nid), ("type", "base")],
         )
         .await;
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
     let report = publish(&c.glance, &c.project, &request(&rc), true)
         .await
@@ -502,11 +394,11 @@ async fn dry_run_plans_everything_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_final_patch_restores_the_old_image() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("rollback");
     let nid = unique_nid();
     let old = imgs
-        .make(
+        .create_active(
             &name,
             Visibility::Public,
             &[("nid", &nid), ("type", "base")],
@@ -517,7 +409,7 @@ async fn a_failed_final_patch_restores_the_old_image() {
         .collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &many)
+        .create_active(&format!("{name}_rc"), Visibility::Private, &many)
         .await;
 
     let err = publish(&c.glance, &c.project, &request(&rc), false)
@@ -556,43 +448,43 @@ async fn a_failed_final_patch_restores_the_old_image() {
 async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
     let c = cloud().await;
     let demo = demo_project().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let base = u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000;
     // Numbers whose text order differs from their numeric order.
     let (n9, n10) = (format!("{base}9"), format!("{base}10"));
     let a = imgs
-        .make(
+        .create_active(
             &unique("loc-a"),
             Visibility::Public,
             &[("nid", &n10), ("type", "x")],
         )
         .await;
     let b = imgs
-        .make(
+        .create_active(
             &unique("loc-b"),
             Visibility::Public,
             &[("nid", &n9), ("type", "y")],
         )
         .await;
     let same_nid = imgs
-        .make(
+        .create_active(
             &unique("loc-c"),
             Visibility::Public,
             &[("nid", &n9), ("type", "z")],
         )
         .await;
     let no_type = imgs
-        .make(&unique("loc-d"), Visibility::Public, &[("nid", "5")])
+        .create_active(&unique("loc-d"), Visibility::Public, &[("nid", "5")])
         .await;
     let private = imgs
-        .make(
+        .create_active(
             &unique("loc-e"),
             Visibility::Private,
             &[("nid", "6"), ("type", "x")],
         )
         .await;
     let foreign = imgs
-        .make(
+        .create_active(
             &unique("loc-f"),
             Visibility::Public,
             &[("nid", "7"), ("type", "x")],
@@ -651,14 +543,14 @@ async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_image_deleted_between_plan_and_write_rolls_back_the_others() {
     let c = cloud().await;
-    let mut imgs = Images::new(&c);
+    let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("vanish");
     let nid = unique_nid();
     let props = [("nid", nid.as_str()), ("type", "base")];
-    imgs.make(&name, Visibility::Public, &props).await;
-    imgs.make(&name, Visibility::Public, &props).await;
+    imgs.create_active(&name, Visibility::Public, &props).await;
+    imgs.create_active(&name, Visibility::Public, &props).await;
     let rc = imgs
-        .make(&format!("{name}_rc"), Visibility::Private, &[])
+        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
         .await;
 
     let plan = plan_publish(&c.glance, &c.project, &request(&rc))

@@ -1,63 +1,12 @@
-//! Shared helpers for the tests that run against the real local cloud
-//! (`scripts/cloud/up.sh`).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Helpers of openstack-client's tests that run against the real local
+//! cloud (`scripts/cloud/up.sh`). Locating the cloud, connecting, the
+//! cross-process lock and unique names come from `cloud-test-support`.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
+pub use cloud_test_support::{
+    cloud_lock, cloud_name, clouds_yaml, config, config_named, session, session_for, CloudLock,
+};
 use openstack_client::glance::{CreateImage, GlanceClient, Image};
-use openstack_client::{CloudConfig, Session};
-
-/// The clouds.yaml written by `scripts/cloud/up.sh`.
-pub fn clouds_yaml() -> PathBuf {
-    if let Ok(p) = std::env::var("OS_CLIENT_CONFIG_FILE") {
-        return PathBuf::from(p);
-    }
-    let dir = std::env::var("LOCAL_CLOUD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            dirs::home_dir()
-                .expect("no home directory")
-                .join(".cache/openstack-image-tools/local-cloud")
-        });
-    dir.join("clouds.yaml")
-}
-
-/// Name of the cloud to test (`OS_TEST_CLOUD`, default `local`).
-pub fn cloud_name() -> String {
-    std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into())
-}
-
-/// Config of cloud `name`; panics with instructions when the cloud is absent.
-pub fn config_named(name: &str) -> CloudConfig {
-    let path = clouds_yaml();
-    assert!(
-        path.is_file(),
-        "{} does not exist: start the local cloud with scripts/cloud/up.sh",
-        path.display()
-    );
-    CloudConfig::from_files(&path, None, name)
-        .unwrap_or_else(|e| panic!("{e} (run scripts/cloud/up.sh)"))
-}
-
-/// Config of the cloud under test.
-pub fn config() -> CloudConfig {
-    config_named(&cloud_name())
-}
-
-/// An authenticated session; panics with instructions when Keystone is down.
-pub async fn session() -> Session {
-    session_for(config()).await
-}
-
-/// Authenticate `config`; panics with instructions when Keystone is down.
-pub async fn session_for(config: CloudConfig) -> Session {
-    match Session::connect(config).await {
-        Ok(s) => s,
-        Err(e) => panic!(
-            "cannot authenticate against the local cloud: {e}\nstart it with scripts/cloud/up.sh"
-        ),
-    }
-}
 
 /// The regions of the cloud under test (at least two expected).
 pub fn regions() -> Vec<String> {
@@ -69,9 +18,9 @@ pub fn regions() -> Vec<String> {
     r
 }
 
-/// A unique name for test resources.
+/// A unique name for test resources (`oc-test-<prefix>-<random>`).
 pub fn unique(prefix: &str) -> String {
-    format!("oc-test-{prefix}-{}", uuid::Uuid::new_v4().simple())
+    cloud_test_support::unique(&format!("oc-test-{prefix}"))
 }
 
 /// `len` bytes of pseudo-random data (fast, deterministic per seed).
@@ -115,26 +64,3 @@ pub fn assert_holds(image: &Image, payload: &[u8]) {
         image.id
     );
 }
-
-/// Serialises the tests that use the local cloud, across test processes
-/// too (nextest runs each test in its own process): the cloud keeps its data
-/// in sqlite, which answers concurrent writes with "database is locked"
-/// (HTTP 500). Hold the returned guard for the whole test.
-pub async fn cloud_lock() -> CloudLock {
-    let path = std::env::temp_dir().join("openstack-client-cloud-tests.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    tokio::task::spawn_blocking(move || {
-        file.lock().expect("cannot lock the cloud test lock file");
-        CloudLock(file)
-    })
-    .await
-    .unwrap()
-}
-
-/// Holds the cross-process cloud test lock until dropped.
-pub struct CloudLock(#[allow(dead_code)] std::fs::File);

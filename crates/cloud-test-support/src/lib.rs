@@ -1,0 +1,253 @@
+//! Plumbing shared by the integration tests that run against the real local
+//! cloud started by `scripts/cloud/up.sh` (Keystone on :5000, Glance
+//! RegionOne on :9292 and RegionTwo on :9293).
+//!
+//! This crate is for tests only: it is a `[dev-dependencies]` entry of the
+//! crates whose tests talk to the local cloud, and is never published nor
+//! linked into a shipped binary. It owns:
+//!
+//! - locating `clouds.yaml` ([`clouds_yaml`], [`local_cloud_dir`]):
+//!   `$OS_CLIENT_CONFIG_FILE`, else `$LOCAL_CLOUD_DIR/clouds.yaml`, else
+//!   `~/.cache/openstack-image-tools/local-cloud/clouds.yaml`;
+//! - the name of the cloud under test ([`cloud_name`]): `$OS_TEST_CLOUD`,
+//!   default `local`;
+//! - loading its configuration and connecting a [`Session`] ([`config`],
+//!   [`config_named`], [`session`], [`session_named`], [`session_for`]); when
+//!   the cloud is absent these panic with a message telling to run
+//!   `scripts/cloud/up.sh`, so that a test needing the cloud fails instead
+//!   of being skipped;
+//! - the cross-process lock that serialises every test writing to the local
+//!   Glance ([`cloud_lock`]);
+//! - unique names for test resources ([`unique`], [`unique_nid`]);
+//! - an image clean-up guard that deletes the images of a test when dropped,
+//!   even when the test panics ([`ImageCleanup`]).
+
+// Test support fails the test that calls it by panicking, with a message
+// saying what to do: `unwrap`, `expect` and `panic!` are its error reporting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use openstack_client::glance::{CreateImage, GlanceClient, Image, Visibility};
+use openstack_client::{CloudConfig, Session};
+
+/// Name of the lock file, in the system temporary directory, that
+/// [`cloud_lock`] holds. Every test binary that writes to the local cloud
+/// uses this same file, so that they serialise with each other.
+pub const LOCK_FILE_NAME: &str = "openstack-client-cloud-tests.lock";
+
+/// The directory `scripts/cloud/up.sh` writes the local cloud to:
+/// `$LOCAL_CLOUD_DIR`, else `~/.cache/openstack-image-tools/local-cloud`.
+pub fn local_cloud_dir() -> PathBuf {
+    std::env::var("LOCAL_CLOUD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            dirs::home_dir()
+                .expect("no home directory")
+                .join(".cache/openstack-image-tools/local-cloud")
+        })
+}
+
+/// The `clouds.yaml` of the cloud under test: `$OS_CLIENT_CONFIG_FILE`,
+/// else `clouds.yaml` in [`local_cloud_dir`].
+pub fn clouds_yaml() -> PathBuf {
+    if let Ok(p) = std::env::var("OS_CLIENT_CONFIG_FILE") {
+        return PathBuf::from(p);
+    }
+    local_cloud_dir().join("clouds.yaml")
+}
+
+/// Name of the cloud under test: `$OS_TEST_CLOUD`, default `local`.
+pub fn cloud_name() -> String {
+    std::env::var("OS_TEST_CLOUD").unwrap_or_else(|_| "local".into())
+}
+
+/// Configuration of cloud `name` from [`clouds_yaml`].
+///
+/// # Panics
+/// When the file does not exist or has no usable cloud `name`, with a
+/// message telling to run `scripts/cloud/up.sh`.
+pub fn config_named(name: &str) -> CloudConfig {
+    let path = clouds_yaml();
+    assert!(
+        path.is_file(),
+        "{} does not exist: start the local cloud with scripts/cloud/up.sh",
+        path.display()
+    );
+    CloudConfig::from_files(&path, None, name)
+        .unwrap_or_else(|e| panic!("{e} (run scripts/cloud/up.sh)"))
+}
+
+/// Configuration of the cloud under test ([`cloud_name`]).
+///
+/// # Panics
+/// As [`config_named`].
+pub fn config() -> CloudConfig {
+    config_named(&cloud_name())
+}
+
+/// Authenticate `config`.
+///
+/// # Panics
+/// When Keystone cannot be reached or refuses the credentials, with a
+/// message telling to run `scripts/cloud/up.sh`.
+pub async fn session_for(config: CloudConfig) -> Session {
+    match Session::connect(config).await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "cannot authenticate against the local cloud: {e}\nstart it with scripts/cloud/up.sh"
+        ),
+    }
+}
+
+/// An authenticated session on cloud `name` of [`clouds_yaml`] (for example
+/// `local-demo`, the "other project").
+///
+/// # Panics
+/// As [`config_named`] and [`session_for`].
+pub async fn session_named(name: &str) -> Session {
+    session_for(config_named(name)).await
+}
+
+/// An authenticated session on the cloud under test ([`cloud_name`]).
+///
+/// # Panics
+/// As [`config_named`] and [`session_for`].
+pub async fn session() -> Session {
+    session_named(&cloud_name()).await
+}
+
+/// Serialises the tests that write to the local cloud, across test processes
+/// too (nextest runs each test in its own process, and several test binaries
+/// share the cloud): the local Glance keeps its data in SQLite, which
+/// answers concurrent writes with "database is locked" (HTTP 500).
+///
+/// Waits (off the async runtime's workers) until the lock file
+/// [`LOCK_FILE_NAME`] in the system temporary directory is free, then holds
+/// it until the returned guard is dropped: keep it for the whole test.
+///
+/// # Panics
+/// When the lock file cannot be opened or locked.
+pub async fn cloud_lock() -> CloudLock {
+    let path = std::env::temp_dir().join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    tokio::task::spawn_blocking(move || {
+        file.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+        CloudLock { _file: file }
+    })
+    .await
+    .unwrap()
+}
+
+/// Holds the cross-process cloud test lock ([`cloud_lock`]) until dropped.
+#[derive(Debug)]
+pub struct CloudLock {
+    /// The locked file; closing it releases the lock.
+    _file: std::fs::File,
+}
+
+/// A unique name for a test resource: `prefix`, a dash and 12 random hex
+/// digits (`ipt-happy-0123456789ab`).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A NID (the numeric image id of the publishing tools) unlikely to be used
+/// by anything else on the cloud: a random number above one billion.
+pub fn unique_nid() -> String {
+    (u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000_000).to_string()
+}
+
+/// The images a test created, deleted when the guard is dropped, even when
+/// the test panics. Images already gone are not an error; any other failure
+/// to delete is printed to stderr and does not fail the test.
+///
+/// **Runtime requirement:** the guard must be dropped inside a
+/// multi-thread Tokio runtime (`#[tokio::test(flavor = "multi_thread")]`).
+/// `Drop` cannot await, so it blocks the current worker with
+/// [`tokio::task::block_in_place`] while the deletions run, and the other
+/// workers keep driving the client's connections; on a current-thread
+/// runtime, or outside any runtime, dropping it panics.
+#[derive(Debug)]
+pub struct ImageCleanup {
+    glance: GlanceClient,
+    ids: Vec<String>,
+}
+
+impl ImageCleanup {
+    /// A guard deleting, through `glance`, the images it is given.
+    pub fn new(glance: &GlanceClient) -> Self {
+        ImageCleanup {
+            glance: glance.clone(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// Delete the image `id` when the guard is dropped.
+    pub fn track(&mut self, id: impl Into<String>) {
+        self.ids.push(id.into());
+    }
+
+    /// Create an active `raw`/`bare` image named `name` with `visibility`,
+    /// the extra properties `props` and a few bytes of data (`data of
+    /// <name>`), deleted when the guard is dropped; returns it as Glance
+    /// shows it after the upload.
+    ///
+    /// # Panics
+    /// When Glance refuses any step.
+    pub async fn create_active(
+        &mut self,
+        name: &str,
+        visibility: Visibility,
+        props: &[(&str, &str)],
+    ) -> Image {
+        let mut req = CreateImage::new(name)
+            .disk_format("raw")
+            .container_format("bare")
+            .visibility(visibility);
+        for (k, v) in props {
+            req = req.property(*k, *v);
+        }
+        let image = self.glance.create_image(&req).await.unwrap();
+        self.track(image.id.clone());
+        let data = format!("data of {name}").into_bytes();
+        let len = data.len() as u64;
+        self.glance
+            .upload(&image.id, std::io::Cursor::new(data), Some(len))
+            .await
+            .unwrap();
+        self.glance.get_image(&image.id).await.unwrap()
+    }
+}
+
+impl Drop for ImageCleanup {
+    fn drop(&mut self) {
+        let glance = self.glance.clone();
+        let ids = std::mem::take(&mut self.ids);
+        if ids.is_empty() {
+            return;
+        }
+        // Drop cannot await: block this worker (the tests run on a
+        // multi-thread runtime, so the client's connections keep being driven).
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                for id in ids {
+                    if let Err(e) = glance.delete_image(&id).await {
+                        if !e.is_not_found() {
+                            eprintln!("clean-up: cannot delete image {id}: {e}");
+                        }
+                    }
+                }
+            })
+        });
+    }
+}
