@@ -251,3 +251,50 @@ impl Drop for ImageCleanup {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_is_the_prefix_then_twelve_hex_digits_and_differs_each_call() {
+        let a = unique("ipt-x");
+        let b = unique("ipt-x");
+        let suffix = a.strip_prefix("ipt-x-").unwrap();
+        assert_eq!(suffix.len(), 12);
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn unique_nid_is_a_number_above_one_billion() {
+        let nid: u64 = unique_nid().parse().unwrap();
+        assert!(nid >= 1_000_000_000, "{nid}");
+    }
+
+    // The only test of this binary that reads or writes these variables, so
+    // changing them cannot race with another test.
+    #[test]
+    fn clouds_yaml_and_cloud_name_follow_their_environment_variables() {
+        std::env::remove_var("OS_CLIENT_CONFIG_FILE");
+        std::env::remove_var("LOCAL_CLOUD_DIR");
+        let home = dirs::home_dir().unwrap();
+        assert_eq!(
+            clouds_yaml(),
+            home.join(".cache/openstack-image-tools/local-cloud/clouds.yaml")
+        );
+        std::env::set_var("LOCAL_CLOUD_DIR", "/srv/cloud");
+        assert_eq!(local_cloud_dir(), PathBuf::from("/srv/cloud"));
+        assert_eq!(clouds_yaml(), PathBuf::from("/srv/cloud/clouds.yaml"));
+        std::env::set_var("OS_CLIENT_CONFIG_FILE", "/etc/openstack/x.yaml");
+        assert_eq!(clouds_yaml(), PathBuf::from("/etc/openstack/x.yaml"));
+        std::env::remove_var("OS_CLIENT_CONFIG_FILE");
+        std::env::remove_var("LOCAL_CLOUD_DIR");
+
+        std::env::remove_var("OS_TEST_CLOUD");
+        assert_eq!(cloud_name(), "local");
+        std::env::set_var("OS_TEST_CLOUD", "other");
+        assert_eq!(cloud_name(), "other");
+        std::env::remove_var("OS_TEST_CLOUD");
+    }
+}
