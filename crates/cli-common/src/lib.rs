@@ -142,7 +142,7 @@ pub fn exit_without_command(bin: &str, log: &LogArgs) -> std::process::ExitCode 
 /// Use it in a binary's integration test file; the calling package needs
 /// `assert_cmd` and `predicates` as dev-dependencies:
 ///
-/// ```ignore
+/// ```text
 /// cli_common::cli_contract_tests!("packuilon");
 /// ```
 #[macro_export]
