@@ -49,6 +49,19 @@ fn unique(tag: &str) -> String {
     cloud_test_support::unique(&format!("ipt-{tag}"))
 }
 
+/// A public image `name` of the caller's with `nid` and `type` `kind`: the
+/// one a publication retires.
+async fn old_public(imgs: &mut ImageCleanup, name: &str, nid: &str, kind: &str) -> Image {
+    imgs.create_active(name, Visibility::Public, &[("nid", nid), ("type", kind)])
+        .await
+}
+
+/// The private candidate `<name>_rc`.
+async fn candidate(imgs: &mut ImageCleanup, name: &str) -> Image {
+    imgs.create_active(&format!("{name}_rc"), Visibility::Private, &[])
+        .await
+}
+
 fn request(rc: &Image) -> PublishRequest {
     PublishRequest {
         rc_image_id: rc.id.clone(),
@@ -62,16 +75,8 @@ async fn publish_retires_the_old_image_and_publishes_the_candidate() {
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("happy");
     let nid = unique_nid();
-    let old = imgs
-        .create_active(
-            &name,
-            Visibility::Public,
-            &[("nid", &nid), ("type", "baseimage")],
-        )
-        .await;
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let old = old_public(&mut imgs, &name, &nid, "baseimage").await;
+    let rc = candidate(&mut imgs, &name).await;
 
     let report = publish(&c.glance, &c.project, &request(&rc), false)
         .await
@@ -141,9 +146,7 @@ async fn first_publication_takes_nid_and_type_from_the_request() {
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("first");
     let nid = unique_nid();
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let rc = candidate(&mut imgs, &name).await;
     // The candidate was built in another project: publishing moves it to
     // the caller's (the cloud under test is admin, which Glance allows).
     let demo = demo_project().await;
@@ -178,23 +181,9 @@ async fn an_explicit_old_name_and_several_old_images_are_all_retired() {
     let name = unique("several");
     let old_name = unique("oldname");
     let (nid_a, nid_b) = (unique_nid(), unique_nid());
-    let older = imgs
-        .create_active(
-            &old_name,
-            Visibility::Public,
-            &[("nid", &nid_a), ("type", "a")],
-        )
-        .await;
-    let newer = imgs
-        .create_active(
-            &old_name,
-            Visibility::Public,
-            &[("nid", &nid_b), ("type", "b")],
-        )
-        .await;
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let older = old_public(&mut imgs, &old_name, &nid_a, "a").await;
+    let newer = old_public(&mut imgs, &old_name, &nid_b, "b").await;
+    let rc = candidate(&mut imgs, &name).await;
     let req = PublishRequest {
         old_name: Some(old_name.clone()),
         ..request(&rc)
@@ -256,13 +245,7 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("skip");
     let bare = imgs.create_active(&name, Visibility::Public, &[]).await;
-    let foreign = imgs
-        .create_active(
-            &name,
-            Visibility::Public,
-            &[("nid", "77"), ("type", "other")],
-        )
-        .await;
+    let foreign = old_public(&mut imgs, &name, "77", "other").await;
     let foreign = c
         .glance
         .update_image(
@@ -272,9 +255,7 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
         .await
         .unwrap();
     assert_eq!(foreign.owner.as_deref(), Some(demo.as_str()));
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let rc = candidate(&mut imgs, &name).await;
 
     // Without nid/type in the request, neither old image can give them.
     let err = publish(&c.glance, &c.project, &request(&rc), false)
@@ -315,9 +296,7 @@ async fn missing_nid_and_type_without_an_old_image_changes_nothing() {
     let c = cloud().await;
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("missing");
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let rc = candidate(&mut imgs, &name).await;
     let err = publish(&c.glance, &c.project, &request(&rc), false)
         .await
         .unwrap_err();
@@ -332,16 +311,8 @@ async fn request_values_that_differ_from_the_old_image_lose_with_a_warning() {
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("mismatch");
     let nid = unique_nid();
-    let old = imgs
-        .create_active(
-            &name,
-            Visibility::Public,
-            &[("nid", &nid), ("type", "base")],
-        )
-        .await;
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let old = old_public(&mut imgs, &name, &nid, "base").await;
+    let rc = candidate(&mut imgs, &name).await;
     let req = PublishRequest {
         nid_type: Some(NidType::new("1", "other").unwrap()),
         ..request(&rc)
@@ -364,16 +335,8 @@ async fn dry_run_plans_everything_and_changes_nothing() {
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("dry");
     let nid = unique_nid();
-    let old = imgs
-        .create_active(
-            &name,
-            Visibility::Public,
-            &[("nid", &nid), ("type", "base")],
-        )
-        .await;
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let old = old_public(&mut imgs, &name, &nid, "base").await;
+    let rc = candidate(&mut imgs, &name).await;
     let report = publish(&c.glance, &c.project, &request(&rc), true)
         .await
         .unwrap();
@@ -397,13 +360,7 @@ async fn a_failed_final_patch_restores_the_old_image() {
     let mut imgs = ImageCleanup::new(&c.glance);
     let name = unique("rollback");
     let nid = unique_nid();
-    let old = imgs
-        .create_active(
-            &name,
-            Visibility::Public,
-            &[("nid", &nid), ("type", "base")],
-        )
-        .await;
+    let old = old_public(&mut imgs, &name, &nid, "base").await;
     let many: Vec<(String, String)> = (0..127)
         .map(|i| (format!("p{i:03}"), "v".to_owned()))
         .collect();
@@ -549,9 +506,7 @@ async fn an_old_image_deleted_between_plan_and_write_rolls_back_the_others() {
     let props = [("nid", nid.as_str()), ("type", "base")];
     imgs.create_active(&name, Visibility::Public, &props).await;
     imgs.create_active(&name, Visibility::Public, &props).await;
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let rc = candidate(&mut imgs, &name).await;
 
     let plan = plan_publish(&c.glance, &c.project, &request(&rc))
         .await
