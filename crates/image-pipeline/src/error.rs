@@ -110,6 +110,126 @@ pub enum Error {
         /// What happened to the earlier writes.
         rollback: RollbackOutcome,
     },
+    /// An SSH private key could not be read, parsed, generated or written.
+    #[error("SSH key {path}: {message}")]
+    SshKey {
+        /// The key file (or `<generated>`).
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The pipeline's known_hosts file could not be read, parsed or written.
+    #[error("known_hosts {path}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    KnownHosts {
+        /// The known_hosts file.
+        path: String,
+        /// The 1-based line at fault, when one is.
+        line: Option<usize>,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server's host key differs from the one recorded for `host:port`.
+    #[error("host key for {host}:{port} CHANGED (recorded {recorded}, offered {offered}, in {path}): refusing to connect; forget the entry if the machine was recreated")]
+    HostKeyChanged {
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// Fingerprint of the recorded key.
+        recorded: String,
+        /// Fingerprint of the key the server offered.
+        offered: String,
+        /// The known_hosts file.
+        path: String,
+    },
+    /// The SSH connection (TCP, handshake or transport) failed.
+    #[error("ssh {host}:{port}: {message}")]
+    SshConnect {
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server refused the public key.
+    #[error("ssh {user}@{host}:{port}: public key authentication failed with key {key} (server still accepts: {remaining})")]
+    SshAuth {
+        /// Remote user.
+        user: String,
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// Algorithm and fingerprint of the key offered.
+        key: String,
+        /// Methods the server would still accept.
+        remaining: String,
+    },
+    /// SSH never became reachable.
+    #[error("ssh {host}:{port} not reachable after {attempts} attempts; last error: {last}")]
+    SshWait {
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// How many connection attempts were made.
+        attempts: u32,
+        /// The error of the last attempt.
+        #[source]
+        last: Box<Error>,
+    },
+    /// A remote command could not be started or followed (channel failure).
+    #[error("ssh {host}:{port}: command `{command}`: {message}")]
+    SshCommand {
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// The command (environment values never appear here).
+        command: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A remote command did not succeed (non-zero exit, signal or timeout).
+    #[error("ssh {host}:{port}: command `{command}` {status} (output in {log})")]
+    SshCommandFailed {
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// The command (environment values never appear here).
+        command: String,
+        /// How it ended ("exited with status 3", "was killed by signal KILL", ...).
+        status: String,
+        /// Where its output went.
+        log: String,
+    },
+    /// Uploading a file over SSH failed.
+    #[error("ssh {host}:{port}: upload of {source_desc} to {remote}: {message}")]
+    SshUpload {
+        /// Host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// What was uploaded (local path or `<N bytes>`).
+        source_desc: String,
+        /// The remote path.
+        remote: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local file used by the SSH layer (command log, upload source) failed.
+    #[error("{action} {path}: {source}")]
+    LocalFile {
+        /// What was being done ("creating command log", "reading upload source", ...).
+        action: &'static str,
+        /// The local path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the roll-back of a failed publication achieved.

@@ -29,13 +29,24 @@
 //! print!("{}", report.to_text());
 //! # Ok(()) }
 //! ```
+//!
+//! # SSH
+//!
+//! [`ssh`] connects to build and test VMs over SSH (russh): the pipeline's
+//! own known_hosts file, waiting for a booting VM, uploads, and commands run
+//! with or without a pty, with their output in a log file.
 
 mod error;
 pub mod publish;
+pub mod ssh;
 
 pub use error::{Error, Result, RollbackOutcome};
 pub use publish::{
     caller_project_id, execute_plan, locate_images, plan_publish, publish, LocateReport,
     LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport, PublishRequest,
     SkippedImage,
+};
+pub use ssh::{
+    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, RunOutcome, Session, SshKey, SshTarget,
+    UploadSource, WaitPolicy,
 };
