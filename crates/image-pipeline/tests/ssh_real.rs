@@ -452,6 +452,53 @@ async fn run_passes_environment_without_putting_it_on_the_command_line() {
     assert!(err.contains("NOT-AN-IDENT"), "{err}");
 }
 
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_name_env_variables_but_never_their_values() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sshd = Sshd::started();
+    let session = sshd.session().await;
+    let secret = "hunter2-do-not-log";
+    let opts = RunOptions {
+        env: vec![("API_TOKEN".into(), secret.into())],
+        log: Some(sshd.path("quiet.log")),
+        ..Default::default()
+    };
+    let outcome = session
+        .run("test -n \"$API_TOKEN\" && exit 7", &opts)
+        .await
+        .unwrap();
+    assert_eq!(outcome.exit_status, Some(7));
+    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("ssh_run") && logged.contains("API_TOKEN=<redacted>"),
+        "{logged}"
+    );
+    assert!(logged.contains(&format!("port={}", sshd.port)), "{logged}");
+    assert!(!logged.contains(secret), "{logged}");
+}
+
 #[tokio::test]
 async fn pty_is_allocated_only_when_asked() {
     let sshd = Sshd::started();
