@@ -433,6 +433,9 @@ impl Default for WaitPolicy {
 
 /// Wait until `target` accepts an SSH login, and return that session.
 ///
+/// For a VM just recreated at a known address, call [`KnownHosts::forget`]
+/// first (the original removed the stale known_hosts entry before waiting).
+///
 /// Every failed attempt is logged at debug level with its reason. A changed
 /// host key or an unusable known_hosts file ends the wait at once (retrying
 /// cannot help); other errors (refused, timed out, authentication failure

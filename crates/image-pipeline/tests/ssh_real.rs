@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use image_pipeline::ssh::{
-    wait_for_ssh, KnownHosts, RunOptions, Session, SshKey, SshTarget, UploadSource, WaitPolicy,
+    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, Session, SshKey, SshTarget,
+    UploadSource, WaitPolicy,
 };
 use image_pipeline::Error;
 
@@ -323,6 +324,21 @@ async fn known_hosts_accept_new_refuse_changed_and_forget() {
         &sshd.host_public_key()
     ));
     assert_ne!(new.key_data(), recorded.key_data());
+
+    // Recreated once more: the Replace policy records the new key itself.
+    sshd.stop();
+    sshd.new_host_key();
+    sshd.start();
+    let replacing = known_hosts.clone().with_policy(ChangedKeyPolicy::Replace);
+    Session::connect(&target, &replacing)
+        .await
+        .unwrap_or_else(|e| panic!("with Replace: {e}"));
+    let third = known_hosts.lookup("127.0.0.1", sshd.port).unwrap().unwrap();
+    assert!(same_key(
+        &third.to_openssh().unwrap(),
+        &sshd.host_public_key()
+    ));
+    assert_ne!(third.key_data(), new.key_data());
 }
 
 #[tokio::test]
