@@ -273,7 +273,8 @@ async fn wait_for_ssh_gives_up_naming_host_attempts_and_cause() {
     assert!(
         msg.contains(&format!("127.0.0.1:{port}"))
             && msg.contains("after 3 attempts")
-            && msg.contains("last error"),
+            && msg.contains("last error")
+            && msg.contains("refused"),
         "{msg}"
     );
 }
