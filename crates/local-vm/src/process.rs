@@ -1,0 +1,57 @@
+//! The QEMU child process, shared between a [`crate::LocalVm`] and the
+//! [`crate::Ledger`] so either can kill and reap it.
+
+use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A QEMU process and, once it ended, its exit status.
+#[derive(Debug)]
+pub(crate) struct Proc {
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+/// Shared handle on a [`Proc`].
+pub(crate) type SharedProc = Arc<Mutex<Proc>>;
+
+pub(crate) fn shared(child: Child) -> SharedProc {
+    Arc::new(Mutex::new(Proc {
+        child,
+        status: None,
+    }))
+}
+
+/// Lock, ignoring poisoning (the data is a process handle; a panic elsewhere
+/// must not stop us from killing it).
+pub(crate) fn lock(p: &SharedProc) -> MutexGuard<'_, Proc> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Proc {
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `None` while running; the exit status (reaped) once it ended.
+    pub(crate) fn status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.status = Some(st);
+            }
+        }
+        self.status
+    }
+
+    /// SIGKILL if still running, then reap. Returns the exit status when known.
+    pub(crate) fn kill(&mut self) -> Option<ExitStatus> {
+        if self.status().is_none() {
+            tracing::warn!(pid = self.pid(), "killing qemu");
+            let _ = self.child.kill();
+            if let Ok(st) = self.child.wait() {
+                self.status = Some(st);
+            }
+        }
+        self.status
+    }
+}

@@ -1,0 +1,707 @@
+//! [`LocalVm`]: one QEMU virtual machine on an overlay of a base image.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use guest_tools::{Accel, ImageInfo, OutputFormat};
+use tokio::io::AsyncReadExt;
+
+use crate::error::{io, Error, Result};
+use crate::inject::{check_key, inject_key};
+use crate::ledger::{remove_dir, Ledger, LedgerRecord};
+use crate::process::{lock, shared, SharedProc};
+use crate::qmp::QmpClient;
+
+/// The emulator started for every VM.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// How long one QMP exchange may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long QEMU may take to create its QMP socket after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `quit` may take before the process is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(10);
+/// Attempts at finding a free forwarded port (another process may take the
+/// port between our probe and QEMU's bind).
+const PORT_ATTEMPTS: usize = 3;
+/// Lines of the serial console quoted in errors.
+const TAIL_LINES: usize = 30;
+/// Longest path of a unix socket (`sun_path` less the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// VM name: letters, digits, `.`, `_`, `-`; names its directory in `work_dir`.
+    pub name: String,
+    /// The image to boot; never modified (the VM writes to a qcow2 overlay).
+    pub base_image: PathBuf,
+    /// Where the VM's directory `<work_dir>/<name>` is created.
+    pub work_dir: PathBuf,
+    /// Guest memory in MiB (at least 128).
+    pub memory_mib: u32,
+    /// Virtual CPUs (at least 1).
+    pub cpus: u32,
+    /// Accelerator; `Auto` uses KVM only when a real probe boot works.
+    pub accel: Accel,
+    /// `(user, OpenSSH public key line)` written to `~user/.ssh/authorized_keys`
+    /// in the overlay before the first boot (the local stand-in for a Nova keypair).
+    pub authorized_key: Option<(String, String)>,
+}
+
+/// How [`LocalVm::shutdown`] ended the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// The process had already exited.
+    AlreadyStopped,
+    /// The guest powered off after the ACPI power button (`system_powerdown`).
+    PoweredOff,
+    /// The guest did not power off in time; QEMU quit on QMP `quit`.
+    Quit,
+    /// QEMU had to be killed.
+    Killed,
+}
+
+/// A local QEMU VM. Kills its process on drop if still running; call
+/// [`LocalVm::delete`] to remove its files (or [`Ledger::cleanup`]).
+#[derive(Debug)]
+pub struct LocalVm {
+    name: String,
+    dir: PathBuf,
+    overlay: PathBuf,
+    serial_log: PathBuf,
+    qmp_socket: PathBuf,
+    qemu_log: PathBuf,
+    port: u16,
+    pid: u32,
+    proc: SharedProc,
+    ledger: Ledger,
+    deleted: bool,
+}
+
+/// Removes a half-made VM directory unless disarmed (also when the boot
+/// future is dropped part-way).
+struct DirGuard(Option<PathBuf>);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = remove_dir(&d);
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > 64 {
+        return bad("must be 1 to 64 characters");
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return bad("must not start with `.` or `-`");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return bad("only letters, digits, `.`, `_` and `-` are allowed");
+    }
+    Ok(())
+}
+
+impl BootSpec {
+    fn check(&self) -> Result<()> {
+        check_name(&self.name)?;
+        let invalid = |field, reason: String| Error::InvalidSpec {
+            name: self.name.clone(),
+            field,
+            reason,
+        };
+        if self.memory_mib < 128 {
+            return Err(invalid(
+                "memory_mib",
+                format!("{} MiB is less than 128", self.memory_mib),
+            ));
+        }
+        if self.cpus == 0 {
+            return Err(invalid("cpus", "must be at least 1".into()));
+        }
+        if let Some((user, key)) = &self.authorized_key {
+            check_key(user, key).map_err(|r| invalid("authorized_key", r))?;
+        }
+        Ok(())
+    }
+}
+
+/// Last [`TAIL_LINES`] lines of a log, control characters (terminal escapes) dropped.
+pub(crate) fn log_tail(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(16 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let clean: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    let lines: Vec<&str> = clean
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    if lines.is_empty() {
+        "<empty>".into()
+    } else {
+        lines[from..].join("\n")
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Does `b` start like an SSH-2 server identification?
+pub(crate) fn is_ssh2_banner(b: &[u8]) -> bool {
+    b.starts_with(b"SSH-2.0-") || b.starts_with(b"SSH-1.99-")
+}
+
+/// Connect to the forwarded port and read the server's identification line.
+async fn read_banner(port: u16) -> Option<String> {
+    let connect = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+    let mut s = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .ok()?
+        .ok()?;
+    let mut buf = vec![0u8; 256];
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got < buf.len() && !buf[..got].contains(&b'\n') {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let n = tokio::time::timeout(left, s.read(&mut buf[got..]))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    is_ssh2_banner(&buf[..got]).then(|| {
+        String::from_utf8_lossy(&buf[..got])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+/// `value` as a QEMU option value: commas are doubled.
+fn qemu_escape(value: &Path) -> String {
+    value.to_string_lossy().replace(',', ",,")
+}
+
+impl LocalVm {
+    /// Boot a VM: overlay on the base image in `<work_dir>/<name>/`, the SSH
+    /// key injected (one libguestfs launch), then QEMU started with the guest's
+    /// port 22 forwarded to a free loopback port, the serial console in
+    /// `serial.log`, a QMP socket and `-no-reboot`. Returns once QEMU runs
+    /// (not once the guest is up: see [`LocalVm::wait_active`]). On error
+    /// nothing is left behind.
+    #[tracing::instrument(skip_all, fields(vm = %spec.name, base = %spec.base_image.display()))]
+    pub async fn boot(spec: BootSpec, ledger: &Ledger) -> Result<LocalVm> {
+        spec.check()?;
+        let name = spec.name.clone();
+        let meta = std::fs::metadata(&spec.base_image).map_err(|e| Error::BaseImage {
+            name: name.clone(),
+            source: if e.kind() == std::io::ErrorKind::NotFound {
+                guest_tools::Error::MissingFile {
+                    path: spec.base_image.clone(),
+                }
+            } else {
+                guest_tools::Error::Io {
+                    path: spec.base_image.clone(),
+                    source: e,
+                }
+            },
+        })?;
+        if !meta.is_file() {
+            return Err(Error::BaseImage {
+                name,
+                source: guest_tools::Error::NotADisk {
+                    path: spec.base_image.clone(),
+                    reason: "not a regular file".into(),
+                },
+            });
+        }
+        let base = guest_tools::info(&spec.base_image).map_err(|source| Error::BaseImage {
+            name: name.clone(),
+            source,
+        })?;
+
+        std::fs::create_dir_all(&spec.work_dir).map_err(io(&spec.work_dir))?;
+        let work_dir = std::fs::canonicalize(&spec.work_dir).map_err(io(&spec.work_dir))?;
+        let dir = work_dir.join(&name);
+        let qmp_socket = dir.join("qmp.sock");
+        if qmp_socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(Error::InvalidSpec {
+                name,
+                field: "work_dir",
+                reason: format!(
+                    "{} is longer than the {MAX_SOCKET_PATH} bytes a unix socket path may have",
+                    qmp_socket.display()
+                ),
+            });
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists { name, path: dir })
+            }
+            Err(e) => return Err(io(&dir)(e)),
+        }
+        let mut guard = DirGuard(Some(dir.clone()));
+
+        let overlay = dir.join("disk.qcow2");
+        guest_tools::create_overlay(&base, &overlay).map_err(|source| Error::GuestTools {
+            name: name.clone(),
+            op: "create the overlay",
+            source,
+        })?;
+        if let Some((user, key)) = &spec.authorized_key {
+            inject_key(&name, &overlay, user, key, spec.accel).await?;
+        }
+
+        let accel = spec.accel;
+        let kvm = tokio::task::spawn_blocking(move || accel.use_kvm())
+            .await
+            .unwrap_or(false);
+        let serial_log = dir.join("serial.log");
+        let qemu_log = dir.join("qemu.log");
+        let mut last_err = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port().map_err(io("127.0.0.1:0"))?;
+            match start_qemu(
+                &spec,
+                kvm,
+                &overlay,
+                &serial_log,
+                &qmp_socket,
+                &qemu_log,
+                port,
+            )
+            .await
+            {
+                Ok(proc) => {
+                    let pid = lock(&proc).pid();
+                    ledger.record(
+                        LedgerRecord {
+                            name: name.clone(),
+                            pid,
+                            dir: dir.clone(),
+                            files: vec![
+                                overlay.clone(),
+                                serial_log.clone(),
+                                qmp_socket.clone(),
+                                qemu_log.clone(),
+                            ],
+                        },
+                        proc.clone(),
+                    );
+                    guard.0 = None;
+                    tracing::info!(pid, port, kvm, "VM started");
+                    return Ok(LocalVm {
+                        name,
+                        dir,
+                        overlay,
+                        serial_log,
+                        qmp_socket,
+                        qemu_log,
+                        port,
+                        pid,
+                        proc,
+                        ledger: ledger.clone(),
+                        deleted: false,
+                    });
+                }
+                Err(StartError::PortTaken(detail)) => {
+                    tracing::warn!(port, "forwarded port taken, retrying: {detail}");
+                    last_err = Some(detail);
+                }
+                Err(StartError::Failed { what, detail }) => {
+                    return Err(Error::Qemu { name, what, detail })
+                }
+            }
+        }
+        Err(Error::Qemu {
+            name,
+            what: format!("found no free forwarded port in {PORT_ATTEMPTS} attempts"),
+            detail: last_err.unwrap_or_default(),
+        })
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the guest's SSH server is reachable: `("127.0.0.1", port)`.
+    pub fn ssh_endpoint(&self) -> (String, u16) {
+        (Ipv4Addr::LOCALHOST.to_string(), self.port)
+    }
+
+    /// The serial console log.
+    pub fn serial_log(&self) -> &Path {
+        &self.serial_log
+    }
+
+    /// The VM's qcow2 overlay (backed by the base image).
+    pub fn overlay(&self) -> &Path {
+        &self.overlay
+    }
+
+    /// The VM's directory (overlay, logs, QMP socket).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Is the QEMU process still running?
+    pub fn is_running(&self) -> bool {
+        lock(&self.proc).status().is_none()
+    }
+
+    /// Wait until the guest's SSH server answers on the forwarded port with
+    /// an SSH-2 banner (returned). Fails when QEMU exits first
+    /// ([`Error::DiedDuringBoot`]) or after `timeout` ([`Error::NotActive`]),
+    /// both with the tail of the serial console.
+    #[tracing::instrument(skip_all, fields(vm = %self.name, port = self.port))]
+    pub async fn wait_active(&self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = lock(&self.proc).status() {
+                return Err(Error::DiedDuringBoot {
+                    name: self.name.clone(),
+                    status: st.to_string(),
+                    serial_tail: log_tail(&self.serial_log),
+                });
+            }
+            if let Some(banner) = read_banner(self.port).await {
+                tracing::info!(elapsed_s = start.elapsed().as_secs(), %banner, "VM active");
+                return Ok(banner);
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::NotActive {
+                    name: self.name.clone(),
+                    port: self.port,
+                    timeout,
+                    serial_tail: log_tail(&self.serial_log),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Power the VM off: ACPI power button over QMP and wait up to `timeout`
+    /// for QEMU to exit (`-no-reboot` makes it exit at power-off); then QMP
+    /// `quit`; then SIGKILL. The process is always gone when this returns Ok.
+    #[tracing::instrument(skip_all, fields(vm = %self.name))]
+    pub async fn shutdown(&self, timeout: Duration) -> Result<ShutdownOutcome> {
+        if !self.is_running() {
+            return Ok(ShutdownOutcome::AlreadyStopped);
+        }
+        match self.powerdown().await {
+            Ok(()) => {
+                if self.wait_exit(timeout).await {
+                    tracing::info!("guest powered off");
+                    return Ok(ShutdownOutcome::PoweredOff);
+                }
+                tracing::warn!(?timeout, "guest did not power off in time: QMP quit");
+            }
+            Err(e) => tracing::warn!("ACPI power-off failed: {e}"),
+        }
+        if !self.is_running() {
+            return Ok(ShutdownOutcome::PoweredOff);
+        }
+        let quit = async {
+            let mut q = QmpClient::connect(&self.qmp_socket, QMP_TIMEOUT).await?;
+            q.quit().await
+        };
+        match quit.await {
+            Ok(()) if self.wait_exit(QUIT_GRACE).await => return Ok(ShutdownOutcome::Quit),
+            Ok(()) => tracing::warn!("QEMU still running after quit: killing"),
+            Err(e) => tracing::warn!("QMP quit failed ({e}): killing"),
+        }
+        if lock(&self.proc).kill().is_none() {
+            return Err(Error::Qemu {
+                name: self.name.clone(),
+                what: format!("pid {} could not be killed", self.pid),
+                detail: log_tail(&self.qemu_log),
+            });
+        }
+        Ok(ShutdownOutcome::Killed)
+    }
+
+    async fn powerdown(&self) -> Result<()> {
+        let mut q = QmpClient::connect(&self.qmp_socket, QMP_TIMEOUT).await?;
+        q.execute("system_powerdown").await?;
+        Ok(())
+    }
+
+    /// Poll until the process exited or `timeout` passed; `true` if it exited.
+    async fn wait_exit(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if !self.is_running() {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Convert the stopped VM's disk into a standalone image at `dest` (no
+    /// backing file; written as `<dest>.part` and renamed): the local
+    /// equivalent of Nova's `createImage`. Refused while QEMU runs.
+    #[tracing::instrument(skip_all, fields(vm = %self.name, dest = %dest.display()))]
+    pub async fn snapshot(&self, dest: &Path, format: OutputFormat) -> Result<ImageInfo> {
+        if self.deleted {
+            return Err(Error::NotRunning {
+                name: self.name.clone(),
+                op: "snapshot of a deleted VM",
+            });
+        }
+        if self.is_running() {
+            return Err(Error::Running {
+                name: self.name.clone(),
+                op: "snapshot",
+            });
+        }
+        let (src, dst) = (self.overlay.clone(), dest.to_path_buf());
+        let name = self.name.clone();
+        let gt = move |source| Error::GuestTools {
+            name,
+            op: "snapshot",
+            source,
+        };
+        let info = tokio::task::spawn_blocking(move || {
+            guest_tools::convert(&src, &dst, format, None)?;
+            guest_tools::info(&dst)
+        })
+        .await
+        .map_err(|e| Error::Qemu {
+            name: self.name.clone(),
+            what: "snapshot task".into(),
+            detail: e.to_string(),
+        })?
+        .map_err(gt)?;
+        tracing::info!(bytes = info.actual_size, "snapshot written");
+        Ok(info)
+    }
+
+    /// Kill QEMU if it still runs and remove the VM's directory (overlay,
+    /// logs, socket); forget it in the ledger. Idempotent.
+    #[tracing::instrument(skip_all, fields(vm = %self.name))]
+    pub fn delete(&mut self) -> Result<()> {
+        lock(&self.proc).kill();
+        remove_dir(&self.dir)?;
+        self.ledger.forget(&self.name);
+        if !self.deleted {
+            tracing::info!("VM deleted");
+        }
+        self.deleted = true;
+        Ok(())
+    }
+}
+
+impl Drop for LocalVm {
+    fn drop(&mut self) {
+        lock(&self.proc).kill();
+    }
+}
+
+enum StartError {
+    /// The forwarded port was taken between the probe and QEMU's bind.
+    PortTaken(String),
+    Failed {
+        what: String,
+        detail: String,
+    },
+}
+
+/// Start QEMU and wait until its QMP socket exists.
+async fn start_qemu(
+    spec: &BootSpec,
+    kvm: bool,
+    overlay: &Path,
+    serial_log: &Path,
+    qmp_socket: &Path,
+    qemu_log: &Path,
+    port: u16,
+) -> std::result::Result<SharedProc, StartError> {
+    let failed = |what: &str, detail: String| StartError::Failed {
+        what: what.to_string(),
+        detail,
+    };
+    let stderr = std::fs::File::create(qemu_log)
+        .map_err(|e| failed("log file", format!("{}: {e}", qemu_log.display())))?;
+    let _ = std::fs::remove_file(qmp_socket);
+    let mut cmd = Command::new(QEMU);
+    cmd.arg("-name").arg(&spec.name);
+    if kvm {
+        cmd.args(["-accel", "kvm", "-cpu", "host"]);
+    } else {
+        cmd.args(["-accel", "tcg"]);
+    }
+    cmd.args([
+        "-machine",
+        "pc",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-m")
+    .arg(spec.memory_mib.to_string())
+    .arg("-smp")
+    .arg(spec.cpus.to_string())
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=qcow2,if=virtio,discard=unmap",
+        qemu_escape(overlay)
+    ))
+    .arg("-netdev")
+    .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"))
+    // Slot 3, the slot the default NIC has: Debian names it ens3.
+    .args(["-device", "virtio-net-pci,netdev=net0,addr=0x3"])
+    .arg("-serial")
+    .arg(format!("file:{}", qemu_escape(serial_log)))
+    .arg("-qmp")
+    .arg(format!(
+        "unix:{},server=on,wait=off",
+        qemu_escape(qmp_socket)
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(stderr);
+    tracing::debug!(?cmd, "starting qemu");
+    let child = cmd
+        .spawn()
+        .map_err(|e| failed("not started", e.to_string()))?;
+    let proc = shared(child);
+    let start = Instant::now();
+    loop {
+        let status = lock(&proc).status();
+        if let Some(st) = status {
+            let detail = log_tail(qemu_log);
+            if detail.contains("hostfwd") || detail.contains("forwarding rule") {
+                return Err(StartError::PortTaken(detail));
+            }
+            return Err(failed(&format!("exited at start ({st})"), detail));
+        }
+        if qmp_socket.exists() {
+            return Ok(proc);
+        }
+        if start.elapsed() >= START_TIMEOUT {
+            lock(&proc).kill();
+            return Err(failed(
+                &format!("created no QMP socket within {START_TIMEOUT:?}"),
+                log_tail(qemu_log),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> BootSpec {
+        BootSpec {
+            name: name.into(),
+            base_image: "/nonexistent/base.qcow2".into(),
+            work_dir: "/nonexistent".into(),
+            memory_mib: 512,
+            cpus: 1,
+            accel: Accel::Tcg,
+            authorized_key: None,
+        }
+    }
+
+    #[test]
+    fn names_and_sizes_are_checked() {
+        assert!(spec("vm-1_a.b").check().is_ok());
+        for bad in ["", ".x", "-x", "a/b", "a b", "ä", &"x".repeat(65)] {
+            let e = spec(bad).check().unwrap_err();
+            assert!(matches!(e, Error::InvalidName { .. }), "{bad}: {e}");
+        }
+        let mut s = spec("vm");
+        s.memory_mib = 64;
+        assert!(s.check().unwrap_err().to_string().contains("memory_mib"));
+        let mut s = spec("vm");
+        s.cpus = 0;
+        assert!(s.check().unwrap_err().to_string().contains("cpus"));
+        let mut s = spec("vm");
+        s.authorized_key = Some(("debian".into(), "not a key".into()));
+        let e = s.check().unwrap_err().to_string();
+        assert!(e.contains("authorized_key") && e.contains("vm"), "{e}");
+    }
+
+    #[test]
+    fn banners_and_escapes() {
+        assert!(is_ssh2_banner(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"));
+        assert!(is_ssh2_banner(b"SSH-1.99-Old"));
+        assert!(!is_ssh2_banner(b"SSH-1.5-Old"));
+        assert!(!is_ssh2_banner(b""));
+        assert!(!is_ssh2_banner(b"HTTP/1.1 400"));
+        assert_eq!(qemu_escape(Path::new("/a,b/c")), "/a,,b/c");
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_clean_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("serial.log");
+        assert_eq!(log_tail(&p), "<empty>");
+        let mut text = String::new();
+        for i in 0..100 {
+            text.push_str(&format!("\x1b[0mline {i}\r\n"));
+        }
+        std::fs::write(&p, text).unwrap();
+        let tail = log_tail(&p);
+        let lines: Vec<&str> = tail.lines().collect();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert_eq!(lines[0], "[0mline 70");
+        assert_eq!(*lines.last().unwrap(), "[0mline 99");
+    }
+
+    #[tokio::test]
+    async fn a_missing_base_image_is_named_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec("vm");
+        s.work_dir = dir.path().join("work");
+        s.base_image = dir.path().join("missing.qcow2");
+        let ledger = Ledger::new();
+        let e = LocalVm::boot(s, &ledger).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, Error::BaseImage { .. }) && msg.contains("missing.qcow2"),
+            "{msg}"
+        );
+        assert!(!dir.path().join("work").exists());
+        assert!(ledger.records().is_empty());
+    }
+}
