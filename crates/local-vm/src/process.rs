@@ -27,6 +27,14 @@ pub(crate) fn lock(p: &SharedProc) -> MutexGuard<'_, Proc> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Drop for Proc {
+    /// The last handle on a QEMU process kills it: a boot cancelled part-way
+    /// (its future dropped) cannot leak a running QEMU.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Proc {
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {

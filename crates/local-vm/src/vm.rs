@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{io, Error, Result};
 use crate::inject::{check_key, inject_key};
-use crate::ledger::{remove_dir, Ledger, LedgerRecord};
+use crate::ledger::{remove_dir, Ledger, LedgerRecord, WeakLedger};
 use crate::process::{lock, shared, SharedProc};
 use crate::qmp::QmpClient;
 
@@ -77,7 +77,7 @@ pub struct LocalVm {
     port: u16,
     pid: u32,
     proc: SharedProc,
-    ledger: Ledger,
+    ledger: WeakLedger,
     deleted: bool,
 }
 
@@ -327,7 +327,7 @@ impl LocalVm {
                         port,
                         pid,
                         proc,
-                        ledger: ledger.clone(),
+                        ledger: ledger.downgrade(),
                         deleted: false,
                     });
                 }

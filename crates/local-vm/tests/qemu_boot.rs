@@ -343,4 +343,36 @@ async fn unbootable_disk_fails_and_leaves_nothing() {
     assert!(ledger.records().is_empty());
     drop(vm);
     assert!(empty.is_file(), "the base image is not removed");
+
+    // No OS answers the ACPI power button: shutdown falls back to QMP quit.
+    let ledger = Ledger::new();
+    let mut vm = LocalVm::boot(spec("lvm-quit", &empty, &work, None), &ledger)
+        .await
+        .unwrap();
+    let pid = vm.pid();
+    assert_eq!(
+        vm.shutdown(Duration::from_secs(3)).await.unwrap(),
+        ShutdownOutcome::Quit
+    );
+    assert!(!pid_alive(pid));
+    vm.delete().unwrap();
+
+    // A panic with a running VM kills its QEMU; dropping the ledger removes its files.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (w, l, e) = (work.clone(), ledger.clone(), empty.clone());
+    let task = tokio::spawn(async move {
+        let vm = LocalVm::boot(spec("lvm-panic", &e, &w, None), &l)
+            .await
+            .unwrap();
+        tx.send(vm.pid()).unwrap();
+        panic!("deliberate panic while VM {} runs", vm.name());
+    });
+    assert!(task.await.unwrap_err().is_panic());
+    let pid = rx.await.unwrap();
+    assert!(!pid_alive(pid), "qemu {pid} survived the panic");
+    assert!(work.join("lvm-panic").is_dir(), "files stay until cleanup");
+    assert_eq!(ledger.records().len(), 1);
+    drop(ledger);
+    assert!(!work.join("lvm-panic").exists());
+    assert!(!work.join("lvm-quit").exists());
 }
