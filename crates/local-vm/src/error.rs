@@ -137,9 +137,9 @@ pub enum Error {
         /// The operation refused.
         op: &'static str,
     },
-    /// The operation needs a running VM.
-    #[error("VM `{name}` is not running: {op} needs a running VM")]
-    NotRunning {
+    /// The VM was deleted: its disk is gone.
+    #[error("VM `{name}` was deleted: cannot {op}")]
+    Deleted {
         /// The VM.
         name: String,
         /// The operation refused.

@@ -479,9 +479,9 @@ impl LocalVm {
     #[tracing::instrument(skip_all, fields(vm = %self.name, dest = %dest.display()))]
     pub async fn snapshot(&self, dest: &Path, format: OutputFormat) -> Result<ImageInfo> {
         if self.deleted {
-            return Err(Error::NotRunning {
+            return Err(Error::Deleted {
                 name: self.name.clone(),
-                op: "snapshot of a deleted VM",
+                op: "snapshot",
             });
         }
         if self.is_running() {

@@ -270,6 +270,11 @@ async fn boot_ssh_poweroff_snapshot_delete() {
     vm.delete().unwrap();
     assert!(!dir.exists());
     vm.delete().unwrap();
+    let e = vm
+        .snapshot(&tmp.path().join("again.qcow2"), OutputFormat::Qcow2)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Deleted { .. }), "{e}");
     assert!(ledger.records().is_empty());
     assert_eq!(ledger.cleanup().unwrap(), Vec::<String>::new());
     assert!(snap.is_file(), "the snapshot outlives the VM");
