@@ -214,7 +214,8 @@ impl LocalVm {
     /// port 22 forwarded to a free loopback port, the serial console in
     /// `serial.log`, a QMP socket and `-no-reboot`. Returns once QEMU runs
     /// (not once the guest is up: see [`LocalVm::wait_active`]). On error
-    /// nothing is left behind.
+    /// (or when this future is dropped part-way) the VM's directory is removed
+    /// and no QEMU process is left; `work_dir` itself is kept.
     #[tracing::instrument(skip_all, fields(vm = %spec.name, base = %spec.base_image.display()))]
     pub async fn boot(spec: BootSpec, ledger: &Ledger) -> Result<LocalVm> {
         spec.check()?;
