@@ -7,7 +7,7 @@
 #
 # Result: $TEST_IMAGE_DIR/debian12.qcow2 (default dir:
 # ~/.cache/openstack-image-tools/test-image), 3 GiB virtual, msdos label,
-# /dev/sda1 ext4 root mounted by UUID, GRUB (i386-pc) in the MBR gap, systemd,
+# /dev/sda1 ext4 root mounted by UUID, GRUB (i386-pc) in the MBR gap, systemd, dbus,
 # openssh-server, a getty on ttyS0, users `debian` and `support`, and the files
 # of fixtures/guest-tools/sysprep-fodder.txt planted so sysprep has work.
 # The image is rebuilt when this script or the fodder list changes (stamp =
@@ -104,9 +104,11 @@ mount --bind /sys "$root/sys"
 mount --bind /dev "$root/dev"
 mount --bind /dev/pts "$root/dev/pts"
 
-log "installing kernel, systemd, openssh-server, grub"
+# dbus: without it systemd-logind does not run, and nothing powers the VM off
+# on the ACPI power button (as logind does on a cloud image).
+log "installing kernel, systemd, dbus, openssh-server, grub"
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    linux-image-amd64 systemd-sysv udev openssh-server grub-pc-bin grub2-common \
+    linux-image-amd64 systemd-sysv udev dbus openssh-server grub-pc-bin grub2-common \
     ifupdown isc-dhcp-client cron procps kmod >"$work/apt.log" 2>&1 \
     || { tail -n 30 "$work/apt.log" >&2; exit 1; }
 
