@@ -219,6 +219,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The resource ledger of a run could not be read or written.
+    #[error("ledger {}: {detail}", path.display())]
+    Ledger {
+        /// The ledger file.
+        path: std::path::PathBuf,
+        /// What went wrong (with the line number for unreadable content).
+        detail: String,
+    },
     /// A local file used by the SSH layer (command log, upload source) failed.
     #[error("{action} {path}: {source}")]
     LocalFile {

@@ -36,11 +36,17 @@
 //! own known_hosts file, waiting for a booting VM, uploads, and commands run
 //! with or without a pty, with their output in a log file.
 
+pub mod compute;
 mod error;
+pub mod ledger;
 pub mod publish;
 pub mod ssh;
 
+pub use compute::{
+    AccessProfile, BackendKind, ComputeBackend, OnError, VmAddress, VmHandle, VmSpec,
+};
 pub use error::{Error, Result, RollbackOutcome};
+pub use ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord, LEDGER_FILE};
 pub use publish::{
     caller_project_id, execute_plan, locate_images, plan_publish, publish, LocateReport,
     LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport, PublishRequest,
