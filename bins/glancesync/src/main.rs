@@ -68,7 +68,7 @@ struct Cli {
     #[arg(long, value_name = "BACKEND", default_value = "glance")]
     backend: String,
 
-    /// output format of --show-status
+    /// output format of --show-status and --dry-run (`json`: the status lines, or the plan of every region)
     #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
     output: OutputFormat,
 
@@ -81,7 +81,7 @@ struct Cli {
 enum OutputFormat {
     /// `status,region,image` lines, a blank line after each region (as the original).
     Csv,
-    /// One JSON array of `{status, region, image, size}` objects.
+    /// One JSON array: `{status, region, image, size}` objects (status) or region plans (dry-run).
     Json,
 }
 
@@ -271,6 +271,9 @@ async fn dispatch(
     if cli.make_backup {
         return make_backup(&gs, &regions).await;
     }
+    if cli.dry_run && cli.output == OutputFormat::Json {
+        return dry_run_json(&gs, &regions).await;
+    }
     sequential_sync(&gs, &regions, cli.dry_run).await
 }
 
@@ -365,6 +368,24 @@ async fn sequential_sync(
             failed = true;
         }
     }
+    Ok(exit_status(failed))
+}
+
+/// `--dry-run --output json`: the plan of every region, as one JSON array.
+async fn dry_run_json(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, CliError> {
+    let mut plans = Vec::new();
+    let mut failed = false;
+    for r in regions {
+        match gs.plan_region(r).await {
+            Ok(p) => plans.push(p),
+            Err(e) => {
+                failed = true;
+                tracing::error!("{r}: synchronisation failed: {e}");
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&plans).map_err(|e| CliError::Usage(e.to_string()))?;
+    stdout_line(&text);
     Ok(exit_status(failed))
 }
 

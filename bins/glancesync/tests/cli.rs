@@ -268,6 +268,37 @@ fn json_status_output() {
 }
 
 #[test]
+fn dry_run_json_prints_the_plans_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, state) = setup("conformance", "mixed", tmp.path());
+    let before = snapshot(&state);
+    let out = on_csv(tmp.path(), &config, &state)
+        .args(["--dry-run", "--output", "json", "Burgos", "other:Madrid"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&state), before, "dry-run changed the state");
+    let plans: Vec<glancesync_core::RegionPlan> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plans.len(), 2);
+    assert_eq!(plans[1].region, "other:Madrid");
+    // The same plan value the engine computes (and a real run applies).
+    let madrid_uploads = plans[1].uploads();
+    assert!(madrid_uploads.contains(&"image06"), "{madrid_uploads:?}");
+    for p in &plans {
+        let uploads = p
+            .actions
+            .iter()
+            .filter(|a| matches!(a, glancesync_core::Action::Upload { .. }))
+            .count();
+        assert_eq!(uploads, p.uploads().len());
+    }
+}
+
+#[test]
 fn parallel_writes_per_region_logs_and_honours_dry_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, state) = setup("conformance", "mixed", tmp.path());

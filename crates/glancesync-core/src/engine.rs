@@ -8,15 +8,16 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::backend::{RegionBackend, RegionRef, UploadRequest};
+use crate::apply::{apply_plan, planned_report};
+use crate::backend::{RegionBackend, RegionRef};
 use crate::config::{GlanceSyncConfig, TargetConfig};
 use crate::error::{Error, Result};
 use crate::image::{write_csv_file, Image};
 use crate::log::SyncLog;
+use crate::plan::{plan_region_with, RegionInput, RegionPlan};
 use crate::pyvalue::PyValue;
 use crate::rules::{
-    image_for_upload, image_list_to_obsolete, image_list_to_sync, images_to_sync,
-    local_images_filtered, metadata_updated, same_owner, SyncStatus,
+    image_list_to_sync, images_to_sync, local_images_filtered, same_owner, SyncStatus,
 };
 
 /// One line of a status report.
@@ -264,10 +265,10 @@ impl GlanceSync {
         .await
     }
 
-    /// Synchronise one region with the master region.
+    /// Synchronise one region with the master region: plan, then apply.
     ///
-    /// With `dry_run` no write reaches the backend (obsolete pass and
-    /// pending AMI updates included).
+    /// With `dry_run` the plan is only shown (its lines go to `log`): no
+    /// write reaches the backend (obsolete pass and pending AMI updates included).
     pub async fn sync_region(
         &self,
         region: &str,
@@ -288,6 +289,47 @@ impl GlanceSync {
         result
     }
 
+    /// The plan of one region's sync (lists the region; no write).
+    pub async fn plan_region(&self, region: &str) -> Result<RegionPlan> {
+        let r = RegionRef::parse(region);
+        let target = self.target_of(&r, region)?;
+        let fullname = r.full_name();
+        let span = tracing::info_span!("plan_region", region = %fullname);
+        self.plan_region_inner(&r, target, &fullname)
+            .instrument(span)
+            .await
+    }
+
+    async fn plan_region_inner(
+        &self,
+        r: &RegionRef,
+        target: &TargetConfig,
+        fullname: &str,
+    ) -> Result<RegionPlan> {
+        let tenant = self.backend.tenant_id(target).await?;
+        let images = self.backend.list_images(r, target).await?;
+        let log = SyncLog::collecting();
+        let filtered_master = self.to_sync(target, &log);
+        Ok(plan_region_with(
+            &self.master_images,
+            &filtered_master,
+            images,
+            RegionInput {
+                fullname,
+                target,
+                tenant_id: &tenant,
+            },
+            log,
+        ))
+    }
+
+    /// Apply a plan computed by [`GlanceSync::plan_region`] (real run).
+    pub async fn apply_plan(&self, plan: &RegionPlan, log: &SyncLog) -> Result<SyncReport> {
+        let r = RegionRef::parse(&plan.region);
+        let target = self.target_of(&r, &plan.region)?;
+        apply_plan(&*self.backend, &r, target, plan, &self.master_images, log).await
+    }
+
     async fn sync_region_inner(
         &self,
         r: &RegionRef,
@@ -296,260 +338,18 @@ impl GlanceSync {
         dry_run: bool,
         log: &SyncLog,
     ) -> Result<SyncReport> {
-        let backend = &*self.backend;
-        let mut report = SyncReport::default();
-        let tenant = backend.tenant_id(target).await?;
-        let mut images = backend.list_images(r, target).await?;
-        if target.only_tenant_images {
-            images.retain(|i| {
-                !i.name.is_empty() && (i.owner.trim().is_empty() || same_owner(&i.owner, &tenant))
-            });
+        let plan = self.plan_region_inner(r, target, fullname).await?;
+        for w in &plan.warnings {
+            log.warn(w);
         }
-
-        if target.support_obsolete_images {
-            let obsolete =
-                image_list_to_obsolete(&self.master_images, &mut images, target, &tenant, log);
-            for img in obsolete {
-                if dry_run {
-                    log.info(&format!(
-                        "{fullname}: obsolete image pending to update {}",
-                        img.name
-                    ));
-                } else {
-                    log.info(&format!("{fullname}: updating obsolete image {}", img.name));
-                    backend.update_metadata(r, target, &img).await?;
-                }
-                report.obsoleted.push(img.name.clone());
+        if dry_run {
+            for line in plan.dry_run_lines() {
+                log.info(&line);
             }
+            return Ok(planned_report(&plan));
         }
-
-        let filtered_master = self.to_sync(target, log);
-        let mut dict =
-            local_images_filtered(&filtered_master, images, target, &tenant, fullname, log);
-        let tuples = image_list_to_sync(&filtered_master, &dict, target);
-        let mut total_mb = 0f64;
-        let mut was_synchronised = true;
-
-        // Pass 1: metadata.
-        let pass = MetadataPass {
-            r,
-            target,
-            fullname,
-            dry_run,
-            log,
-        };
-        if self
-            .metadata_pass(
-                &pass,
-                &tuples,
-                SyncStatus::PendingMetadata,
-                &mut dict,
-                &mut report,
-            )
-            .await?
-        {
-            was_synchronised = false;
-        }
-
-        // Pass 2: uploads, in size order.
-        for (status, master) in &tuples {
-            let mb = master.size_mb_str();
-            let uploaded = match status {
-                SyncStatus::PendingUpload => {
-                    if !dry_run {
-                        log.info(&format!(
-                            "{fullname}: Uploading image {} ({mb} MB)",
-                            master.name
-                        ));
-                        self.upload(r, target, master, &mut dict, fullname, log)
-                            .await?;
-                    }
-                    true
-                }
-                SyncStatus::PendingReplace => {
-                    let old = dict.get(&master.name).cloned();
-                    log.info(&format!(
-                        "{fullname}: Replacing image {} ({mb} MB)",
-                        master.name
-                    ));
-                    if !dry_run {
-                        self.upload(r, target, master, &mut dict, fullname, log)
-                            .await?;
-                        if let Some(old) = old {
-                            backend.delete_image(r, target, &old.id).await?;
-                            report.deleted.push(old.id);
-                        }
-                    }
-                    true
-                }
-                SyncStatus::PendingRename => {
-                    let old = dict.get(&master.name).cloned();
-                    log.info(&format!(
-                        "{fullname}: Renaming and replacing image {} ({mb} MB)",
-                        master.name
-                    ));
-                    if !dry_run {
-                        self.upload(r, target, master, &mut dict, fullname, log)
-                            .await?;
-                        if let Some(mut old) = old {
-                            old.name.push_str(".old");
-                            old.is_public = false;
-                            backend.update_metadata(r, target, &old).await?;
-                            report.renamed.push(old.id);
-                        }
-                    }
-                    true
-                }
-                SyncStatus::ErrorChecksum => {
-                    if let Some(ri) = dict.get(&master.name) {
-                        log.warn(&format!(
-                            "Image {} has a different checksum ({}) in region {fullname} than in the master region. It was not set what to do. Please, fill either dontupdate, replace or rename with the checksum.",
-                            ri.name,
-                            ri.checksum_str()
-                        ));
-                    }
-                    false
-                }
-                _ => false,
-            };
-            if uploaded {
-                was_synchronised = false;
-                #[allow(clippy::cast_precision_loss)]
-                {
-                    total_mb += master.size as f64 / 1024.0 / 1024.0;
-                }
-                report.uploaded.push(master.name.clone());
-                if dry_run {
-                    log.info(&format!("{fullname}: Pending: {} ({mb} MB)", master.name));
-                } else {
-                    log.info(&format!("{fullname}: Image uploaded."));
-                }
-            }
-        }
-
-        // Pass 3: kernel/ramdisk ids that depended on this run's uploads
-        // (they do not make the region count as unsynchronised).
-        self.metadata_pass(
-            &pass,
-            &tuples,
-            SyncStatus::PendingAmi,
-            &mut dict,
-            &mut report,
-        )
-        .await?;
-
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let total = total_mb as u64;
-        report.total_mb = total;
-        report.was_synchronised = was_synchronised;
-        if was_synchronised {
-            log.info(&format!("{fullname}: Region is synchronized."));
-        } else if dry_run {
-            log.info(&format!("{fullname}: MBs pending : {total}"));
-        } else {
-            log.info(&format!(
-                "{fullname}:   Total uploaded to region: {total} (MB) "
-            ));
-        }
-        if !dry_run {
-            backend.flush(r).await?;
-        }
-        Ok(report)
+        apply_plan(&*self.backend, r, target, &plan, &self.master_images, log).await
     }
-
-    /// Update (or in dry-run, announce) the metadata of every master image
-    /// whose status is `wanted`; returns whether there was any.
-    async fn metadata_pass(
-        &self,
-        pass: &MetadataPass<'_>,
-        tuples: &[(SyncStatus, &Image)],
-        wanted: SyncStatus,
-        dict: &mut IndexMap<String, Image>,
-        report: &mut SyncReport,
-    ) -> Result<bool> {
-        let MetadataPass {
-            r,
-            target,
-            fullname,
-            dry_run,
-            log,
-        } = *pass;
-        let mut any = false;
-        for (status, master) in tuples {
-            if *status != wanted {
-                continue;
-            }
-            any = true;
-            if dry_run {
-                log.info(&format!(
-                    "{fullname}: Image pending to update the metadata {}",
-                    master.name
-                ));
-            } else {
-                log.info(&format!(
-                    "{fullname}: Updating the metadata of image {}",
-                    master.name
-                ));
-                self.update_meta(r, target, master, dict, log).await?;
-            }
-            report.metadata_updated.push(master.name.clone());
-        }
-        Ok(any)
-    }
-
-    async fn update_meta(
-        &self,
-        r: &RegionRef,
-        target: &TargetConfig,
-        master: &Image,
-        dict: &mut IndexMap<String, Image>,
-        log: &SyncLog,
-    ) -> Result<()> {
-        let Some(current) = dict.get(&master.name) else {
-            return Err(Error::ImageNotFound {
-                region: r.full_name(),
-                id: master.name.clone(),
-            });
-        };
-        let updated = metadata_updated(current, master, dict, target, log);
-        self.backend.update_metadata(r, target, &updated).await?;
-        dict.insert(master.name.clone(), updated);
-        Ok(())
-    }
-
-    async fn upload(
-        &self,
-        r: &RegionRef,
-        target: &TargetConfig,
-        master: &Image,
-        dict: &mut IndexMap<String, Image>,
-        fullname: &str,
-        log: &SyncLog,
-    ) -> Result<()> {
-        let mut new = image_for_upload(master, dict, target, fullname, log);
-        let id = self
-            .backend
-            .upload_image(UploadRequest {
-                region: r,
-                target,
-                image: &new,
-                master,
-            })
-            .await?;
-        new.id = id;
-        dict.insert(new.name.clone(), new);
-        Ok(())
-    }
-}
-
-/// What every metadata pass of one region sync works with.
-#[derive(Clone, Copy)]
-struct MetadataPass<'a> {
-    r: &'a RegionRef,
-    target: &'a TargetConfig,
-    fullname: &'a str,
-    dry_run: bool,
-    log: &'a SyncLog,
 }
 
 /// Rule A: keep active, named images of the master tenant; drop duplicated

@@ -7,13 +7,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::pyvalue::{parse_properties, properties_repr, Properties, PyValue};
 
 /// Server-side attributes the CSV does not hold (Glance's record).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RawImage {
     /// Disk format (`qcow2`, `raw`, `aki`…).
     pub disk_format: Option<String>,
@@ -32,28 +33,48 @@ pub struct RawImage {
 }
 
 /// An image in one region.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its JSON form (plans, plan fixtures) has the nine backup fields plus
+/// `raw`; `status` defaults to `active`, `is_public` to true, the rest to empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     /// Region full name (`Region` for the master target, `target:Region` otherwise).
+    #[serde(default)]
     pub region: String,
     /// Image name.
     pub name: String,
     /// Image id (a UUID on Glance; `<n>$<name>` for images created by the CSV backend).
+    #[serde(default)]
     pub id: String,
     /// Glance status (`active`, `queued`…).
+    #[serde(default = "active")]
     pub status: String,
     /// Size in bytes.
+    #[serde(default)]
     pub size: u64,
     /// md5 checksum reported by Glance (`None` when Glance has none).
+    #[serde(default)]
     pub checksum: Option<String>,
     /// Owner tenant id (empty when none).
+    #[serde(default)]
     pub owner: String,
     /// Public visibility.
+    #[serde(default = "yes")]
     pub is_public: bool,
     /// User properties.
+    #[serde(default)]
     pub user_properties: Properties,
     /// Server-side record, when the image came from a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawImage>,
+}
+
+fn active() -> String {
+    "active".to_string()
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Image {

@@ -4,6 +4,7 @@
 //! format, status computation and the sync algorithm over a region backend.
 //! Must not: parse command lines or set up logging (that is `bins/glancesync`).
 
+pub mod apply;
 pub mod backend;
 pub mod condition;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod glance_backend;
 pub mod image;
 pub mod ini;
 pub mod log;
+pub mod plan;
 pub mod pyvalue;
 pub mod rules;
 
@@ -25,4 +27,5 @@ pub use error::{Error, Result};
 pub use glance_backend::{GlanceBackend, NoProgress, TransferObserver};
 pub use image::Image;
 pub use log::SyncLog;
+pub use plan::{plan_region, Action, RegionPlan};
 pub use rules::SyncStatus;

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub struct SyncLog {
     file: Option<Mutex<std::fs::File>>,
     lines: Option<Mutex<Vec<String>>>,
+    /// Keep messages only (no `tracing`): planning collects its warnings
+    /// into the plan, which the caller then logs.
+    quiet: bool,
 }
 
 impl SyncLog {
@@ -30,6 +33,7 @@ impl SyncLog {
         Ok(SyncLog {
             file: Some(Mutex::new(f)),
             lines: None,
+            quiet: false,
         })
     }
 
@@ -38,6 +42,16 @@ impl SyncLog {
         SyncLog {
             file: None,
             lines: Some(Mutex::new(Vec::new())),
+            quiet: false,
+        }
+    }
+
+    /// Messages are only kept in memory, not traced (see [`SyncLog::lines`]).
+    pub fn collecting() -> Self {
+        SyncLog {
+            file: None,
+            lines: Some(Mutex::new(Vec::new())),
+            quiet: true,
         }
     }
 
@@ -65,19 +79,25 @@ impl SyncLog {
 
     /// An informational message.
     pub fn info(&self, msg: &str) {
-        tracing::info!("{msg}");
+        if !self.quiet {
+            tracing::info!("{msg}");
+        }
         self.record(msg);
     }
 
     /// A warning.
     pub fn warn(&self, msg: &str) {
-        tracing::warn!("{msg}");
+        if !self.quiet {
+            tracing::warn!("{msg}");
+        }
         self.record(msg);
     }
 
     /// An error.
     pub fn error(&self, msg: &str) {
-        tracing::error!("{msg}");
+        if !self.quiet {
+            tracing::error!("{msg}");
+        }
         self.record(msg);
     }
 }

@@ -192,6 +192,42 @@ impl PyValue {
     pub fn to_glance_string(&self) -> String {
         self.to_py_str()
     }
+
+    /// The JSON form of this value (for plans and `--output json`): `None` is
+    /// `null`, lists, tuples and sets are arrays, dict keys are their `str()`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            PyValue::None => Value::Null,
+            PyValue::Bool(b) => Value::Bool(*b),
+            PyValue::Int(i) => Value::from(*i),
+            PyValue::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
+            PyValue::Str(s) => Value::String(s.clone()),
+            PyValue::List(v) | PyValue::Tuple(v) | PyValue::Set(v) => {
+                Value::Array(v.iter().map(PyValue::to_json).collect())
+            }
+            PyValue::Dict(kv) => Value::Object(
+                kv.iter()
+                    .map(|(k, v)| (k.to_py_str(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl serde::Serialize for PyValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(PyValue::from_json(&v))
+    }
 }
 
 fn seq_repr(out: &mut String, open: &str, close: &str, v: &[PyValue]) {

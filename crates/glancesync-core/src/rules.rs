@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::TargetConfig;
 use crate::image::Image;
@@ -13,7 +13,7 @@ use crate::log::SyncLog;
 use crate::pyvalue::PyValue;
 
 /// The synchronisation status of one master image in one region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncStatus {
     /// In sync.
