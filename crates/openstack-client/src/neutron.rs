@@ -400,6 +400,54 @@ impl NetworkClient {
         self.session.execute(req).await?.json_in("floatingip")
     }
 
+    /// Allocate a floating IP from an external network with a description
+    /// (a tag callers can find it by later, see
+    /// [`NetworkClient::list_floating_ips_filtered`]), optionally associating
+    /// it with a port right away.
+    pub async fn create_floating_ip_described(
+        &self,
+        floating_network_id: &str,
+        port_id: Option<&str>,
+        description: &str,
+    ) -> Result<FloatingIp> {
+        let mut fip = serde_json::json!({
+            "floating_network_id": floating_network_id,
+            "description": description,
+        });
+        if let Some(p) = port_id {
+            fip["port_id"] = Value::String(p.to_owned());
+        }
+        let req = self
+            .req(Method::POST, &["floatingips"])?
+            .json(&serde_json::json!({ "floatingip": fip }))?;
+        self.session.execute(req).await?.json_in("floatingip")
+    }
+
+    /// Floating IPs matching every `(field, value)` filter (Neutron's query
+    /// filters: `floating_ip_address`, `description`, `project_id`,
+    /// `floating_network_id`, `port_id`, ...).
+    pub async fn list_floating_ips_filtered(
+        &self,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<FloatingIp>> {
+        let mut url = join(&self.base, &["floatingips"])?;
+        if !filters.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (field, value) in filters {
+                q.append_pair(field, value);
+            }
+        }
+        get_all(
+            &self.session,
+            "network",
+            self.region.clone(),
+            &HeaderMap::new(),
+            url,
+            "floatingips",
+        )
+        .await
+    }
+
     /// A floating IP by id.
     pub async fn get_floating_ip(&self, id: &str) -> Result<FloatingIp> {
         self.session

@@ -511,3 +511,60 @@ async fn compute_endpoint_with_project_id() {
     assert_eq!(nova.microversion(), Some(Microversion::new(2, 60)));
     assert_eq!(nova.get_flavor("1").await.unwrap().name, "m1.tiny");
 }
+
+/// A floating IP allocated with a description is found again by it (and by
+/// its address) through the filtered listing.
+#[tokio::test]
+async fn floating_ip_described_and_filtered_listing() {
+    let (mock, session) = cloud().await;
+    let body = json!({
+        "id": "fip-9", "floating_ip_address": "172.24.4.9", "floating_network_id": "net-ext",
+        "port_id": null, "fixed_ip_address": null, "status": "DOWN", "router_id": null,
+        "project_id": "p1", "description": "ge-image-web-1a2b3c4d", "tags": [],
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "revision_number": 0
+    });
+    Mock::given(method("POST"))
+        .and(path("/network/v2.0/floatingips"))
+        .and(body_json(json!({"floatingip": {
+            "floating_network_id": "net-ext", "description": "ge-image-web-1a2b3c4d"
+        }})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "floatingip": body })))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/network/v2.0/floatingips"))
+        .and(query_param("description", "ge-image-web-1a2b3c4d"))
+        .and(query_param("project_id", "p1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "floatingips": [body] })))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/network/v2.0/floatingips"))
+        .and(query_param("floating_ip_address", "172.24.4.99"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "floatingips": [] })))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let neutron = session.network(None).await.unwrap();
+    let ip = neutron
+        .create_floating_ip_described("net-ext", None, "ge-image-web-1a2b3c4d")
+        .await
+        .unwrap();
+    assert_eq!(ip.floating_ip_address, "172.24.4.9");
+    let found = neutron
+        .list_floating_ips_filtered(&[
+            ("description", "ge-image-web-1a2b3c4d"),
+            ("project_id", "p1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "fip-9");
+    let none = neutron
+        .list_floating_ips_filtered(&[("floating_ip_address", "172.24.4.99")])
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
