@@ -3,3 +3,17 @@
 //! Owns: element discovery and dependency expansion, phase ordering and the
 //! build of a root filesystem into a disk image.
 //! Must not: upload images or talk to OpenStack.
+
+pub mod bootloader;
+pub mod cache;
+mod cmd;
+pub mod disk;
+mod error;
+pub mod output;
+pub mod rootfs;
+
+pub use cache::{Cache, KeyChain};
+pub use disk::{DiskLayout, DiskPlan, TableType};
+pub use error::{Error, Result};
+pub use output::{ImageType, OutputFile, OutputOptions};
+pub use rootfs::{Distro, RootfsSpec};
