@@ -4,9 +4,10 @@
 Used by scripts/cloud/up.sh. Python standard library only (urllib).
 
   catalog.py ensure --auth-url URL --region-one-image URL --region-two-image URL
+                    --region-three-image URL
       Makes sure these exist (creating or fixing only what is missing):
         * project ``service``; user ``glance`` with roles admin and service on it;
-        * region ``RegionTwo``;
+        * regions ``RegionTwo`` and ``RegionThree``;
         * service ``glance`` (type image) with public/internal/admin endpoints
           in RegionOne and RegionTwo;
         * identity endpoints in RegionTwo too (keystonemiddleware looks up the
@@ -242,12 +243,15 @@ def ensure(args):
 
     cat.ensure_region("RegionOne")
     cat.ensure_region("RegionTwo")
+    cat.ensure_region("RegionThree")
     identity = cat.ensure_service("keystone", "identity")
     cat.ensure_endpoints(identity, "RegionOne", args.auth_url, "identity")
     cat.ensure_endpoints(identity, "RegionTwo", args.auth_url, "identity")
+    cat.ensure_endpoints(identity, "RegionThree", args.auth_url, "identity")
     image = cat.ensure_service("glance", "image")
     cat.ensure_endpoints(image, "RegionOne", args.region_one_image, "image")
     cat.ensure_endpoints(image, "RegionTwo", args.region_two_image, "image")
+    cat.ensure_endpoints(image, "RegionThree", args.region_three_image, "image")
 
     if cat.changes:
         for change in cat.changes:
@@ -282,6 +286,7 @@ def main():
     p_ensure.add_argument("--auth-url", required=True)
     p_ensure.add_argument("--region-one-image", required=True)
     p_ensure.add_argument("--region-two-image", required=True)
+    p_ensure.add_argument("--region-three-image", required=True)
     p_check = sub.add_parser("check", help="authenticated GET /v2/images per region")
     p_check.add_argument("--auth-url", required=True)
     p_check.add_argument("--regions", required=True)

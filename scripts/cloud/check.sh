@@ -11,7 +11,7 @@
 #
 # Environment: LOCAL_CLOUD_DIR (unused except for messages), ADMIN_PASSWORD
 # [secret], DEMO_PASSWORD [demosecret], KS_PORT [5000], GLANCE_R1_PORT [9292],
-# GLANCE_R2_PORT [9293], MAX_TIME per request in seconds [60].
+# GLANCE_R2_PORT [9293], GLANCE_R3_PORT [9294], MAX_TIME per request in seconds [60].
 set -euo pipefail
 
 ADMIN_PASSWORD=${ADMIN_PASSWORD:-secret}
@@ -20,6 +20,7 @@ HOST=127.0.0.1
 KS_PORT=${KS_PORT:-5000}
 GLANCE_R1_PORT=${GLANCE_R1_PORT:-9292}
 GLANCE_R2_PORT=${GLANCE_R2_PORT:-9293}
+GLANCE_R3_PORT=${GLANCE_R3_PORT:-9294}
 MAX_TIME=${MAX_TIME:-60}
 KS_URL=http://$HOST:$KS_PORT/v3
 PY=${PYTHON:-python3}
@@ -77,14 +78,15 @@ endpoint() {
   json "[e['url'].rstrip('/') for s in d['token']['catalog'] if s['type']=='$1' for e in s['endpoints'] if e['region_id']=='$2' and e['interface']=='$3'][0]" <"$TMP/auth.json" 2>/dev/null ||
     fail "catalog has no $3 $1 endpoint in $2"
 }
-for region in RegionOne RegionTwo; do
+for region in RegionOne RegionTwo RegionThree; do
   for iface in public internal admin; do
     endpoint identity "$region" "$iface" >/dev/null
   done
 done
 [ "$(endpoint image RegionOne public)" = "http://$HOST:$GLANCE_R1_PORT" ] || fail "RegionOne image endpoint is $(endpoint image RegionOne public)"
 [ "$(endpoint image RegionTwo public)" = "http://$HOST:$GLANCE_R2_PORT" ] || fail "RegionTwo image endpoint is $(endpoint image RegionTwo public)"
-log "catalog: identity in RegionOne and RegionTwo; image RegionOne -> :$GLANCE_R1_PORT, RegionTwo -> :$GLANCE_R2_PORT"
+[ "$(endpoint image RegionThree public)" = "http://$HOST:$GLANCE_R3_PORT" ] || fail "RegionThree image endpoint is $(endpoint image RegionThree public)"
+log "catalog: identity in RegionOne, RegionTwo and RegionThree; image RegionOne -> :$GLANCE_R1_PORT, RegionTwo -> :$GLANCE_R2_PORT, RegionThree -> :$GLANCE_R3_PORT"
 
 head -c 1048576 /dev/urandom >"$TMP/data"
 md5=$(md5sum <"$TMP/data" | cut -d' ' -f1)
@@ -97,7 +99,7 @@ req() {
   curl -s --max-time "$MAX_TIME" -o "$TMP/body" -w '%{http_code}' -X "$method" -H "@$TMP/auth.hdr" "$@" "$url" || echo 000
 }
 
-for region in RegionOne RegionTwo; do
+for region in RegionOne RegionTwo RegionThree; do
   url=$(endpoint image "$region" public)
   t0=$(date +%s.%N)
   name="oit-check-$$-$region"

@@ -12,7 +12,7 @@ set -euo pipefail
 LOCAL_CLOUD_DIR=${LOCAL_CLOUD_DIR:-$HOME/.cache/openstack-image-tools/local-cloud}
 STOP_TIMEOUT=${STOP_TIMEOUT:-10}
 RUN=$LOCAL_CLOUD_DIR/run
-NAMES=(glance-r2 glance-r1 keystone)
+NAMES=(glance-r3 glance-r2 glance-r1 keystone)
 
 log() { printf 'cloud-down: %s\n' "$*" >&2; }
 

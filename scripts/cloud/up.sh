@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Start a real, local, two-region OpenStack image cloud on 127.0.0.1:
+# Start a real, local, three-region OpenStack image cloud on 127.0.0.1:
 #   Keystone           http://127.0.0.1:5000/v3   (fernet tokens, sqlite)
 #   Glance RegionOne   http://127.0.0.1:9292      (file store, keystonemiddleware auth)
 #   Glance RegionTwo   http://127.0.0.1:9293
+#   Glance RegionThree http://127.0.0.1:9294
+# Every Glance offers the glance-download import (a region pulls an image
+# from another region's Glance with the caller's token; same Keystone).
 # Everything (venv, configs, databases, images, logs, pid files) lives under
 # $LOCAL_CLOUD_DIR (default ~/.cache/openstack-image-tools/local-cloud).
 #
@@ -19,7 +22,7 @@
 #   ADMIN_PASSWORD    Keystone admin password [secret]
 #   DEMO_PASSWORD     password of user demo in project demo [demosecret]
 #   GLANCE_PASSWORD   Glance service user password [glance-service-secret]
-#   KS_PORT GLANCE_R1_PORT GLANCE_R2_PORT   [5000 9292 9293]
+#   KS_PORT GLANCE_R1_PORT GLANCE_R2_PORT GLANCE_R3_PORT   [5000 9292 9293 9294]
 #   READY_TIMEOUT     seconds to wait for each service [60]
 #   KS_CACHE          Keystone dogpile memory cache, true|false [true]
 #   KS_HASH_ROUNDS    bcrypt rounds for Keystone passwords [4]
@@ -37,6 +40,7 @@ HOST=127.0.0.1
 KS_PORT=${KS_PORT:-5000}
 GLANCE_R1_PORT=${GLANCE_R1_PORT:-9292}
 GLANCE_R2_PORT=${GLANCE_R2_PORT:-9293}
+GLANCE_R3_PORT=${GLANCE_R3_PORT:-9294}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KS_CACHE=${KS_CACHE:-true}
 KS_HASH_ROUNDS=${KS_HASH_ROUNDS:-4}
@@ -199,7 +203,7 @@ stamp_file=$VENV/.openstack-image-tools-stamp
 if [ -x "$VENV/bin/gunicorn" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ]; then
   log "venv up to date ($VENV)"
 else
-  for name in keystone glance-r1 glance-r2; do
+  for name in keystone glance-r1 glance-r2 glance-r3; do
     if running_pid "$name" >/dev/null; then
       die "the venv must be rebuilt but $name is running from it; run scripts/cloud/down.sh first"
     fi
@@ -284,7 +288,7 @@ glance_conf() {
 use_stderr = true
 public_endpoint = http://$HOST:$port
 enabled_backends = file1:file
-enabled_import_methods = [glance-direct,web-download,copy-image]
+enabled_import_methods = [glance-direct,web-download,copy-image,glance-download]
 
 [database]
 connection = sqlite:///$D/glance.db
@@ -329,6 +333,7 @@ EOF
 }
 if [ -n "$(glance_conf glance-r1 RegionOne "$GLANCE_R1_PORT")" ]; then config_changed+=(glance-r1); fi
 if [ -n "$(glance_conf glance-r2 RegionTwo "$GLANCE_R2_PORT")" ]; then config_changed+=(glance-r2); fi
+if [ -n "$(glance_conf glance-r3 RegionThree "$GLANCE_R3_PORT")" ]; then config_changed+=(glance-r3); fi
 
 # ------------------------------------------------------- one-time setup
 ks_manage() { "$VENV/bin/keystone-manage" --config-file "$K/keystone.conf" "$@"; }
@@ -359,7 +364,7 @@ if [ ! -f "$DATA/keystone/.initialised" ]; then
   touch "$DATA/keystone/.initialised"
 fi
 
-for name in glance-r1 glance-r2; do
+for name in glance-r1 glance-r2 glance-r3; do
   if [ ! -f "$DATA/$name/.initialised" ]; then
     if running_pid "$name" >/dev/null; then
       die "$name is running but its database is not marked initialised; run scripts/cloud/down.sh first"
@@ -376,7 +381,7 @@ done
 # SQLite in WAL mode: readers no longer block the writer, so concurrent
 # requests to one Glance do not fail with "database is locked" as often.
 # The mode is stored in the database file; this is a no-op once set.
-for db in "$DATA/keystone/keystone.db" "$DATA/glance-r1/glance.db" "$DATA/glance-r2/glance.db"; do
+for db in "$DATA/keystone/keystone.db" "$DATA/glance-r1/glance.db" "$DATA/glance-r2/glance.db" "$DATA/glance-r3/glance.db"; do
   [ -f "$db" ] || continue
   "$VENV/bin/python" - "$db" <<'PY' || log "could not switch $db to WAL (in use?); continuing"
 import sqlite3, sys
@@ -402,7 +407,8 @@ OIT_ADMIN_PASSWORD=$ADMIN_PASSWORD OIT_GLANCE_PASSWORD=$GLANCE_PASSWORD OIT_DEMO
   "$VENV/bin/python" "$SCRIPT_DIR/catalog.py" ensure \
   --auth-url "$KS_URL" \
   --region-one-image "http://$HOST:$GLANCE_R1_PORT" \
-  --region-two-image "http://$HOST:$GLANCE_R2_PORT"
+  --region-two-image "http://$HOST:$GLANCE_R2_PORT" \
+  --region-three-image "http://$HOST:$GLANCE_R3_PORT"
 
 state=$(start_server glance-r1 "$GLANCE_R1_PORT" glance_wsgi:application \
   OS_GLANCE_CONFIG_DIR "$ETC/glance-r1" "http://$HOST:$GLANCE_R1_PORT/healthcheck" 600)
@@ -412,6 +418,10 @@ state=$(start_server glance-r2 "$GLANCE_R2_PORT" glance_wsgi:application \
   OS_GLANCE_CONFIG_DIR "$ETC/glance-r2" "http://$HOST:$GLANCE_R2_PORT/healthcheck" 600)
 server_state[glance-r2]=$state
 log "glance RegionTwo $state: http://$HOST:$GLANCE_R2_PORT ($(elapsed)s)"
+state=$(start_server glance-r3 "$GLANCE_R3_PORT" glance_wsgi:application \
+  OS_GLANCE_CONFIG_DIR "$ETC/glance-r3" "http://$HOST:$GLANCE_R3_PORT/healthcheck" 600)
+server_state[glance-r3]=$state
+log "glance RegionThree $state: http://$HOST:$GLANCE_R3_PORT ($(elapsed)s)"
 
 for name in "${config_changed[@]}"; do
   [ "${server_state[$name]}" = reused ] || continue
@@ -430,7 +440,7 @@ clouds:
       project_name: admin
       user_domain_name: Default
       project_domain_name: Default
-    regions: [RegionOne, RegionTwo]
+    regions: [RegionOne, RegionTwo, RegionThree]
     identity_api_version: 3
     interface: public
   local-demo:
@@ -441,14 +451,14 @@ clouds:
       project_name: demo
       user_domain_name: Default
       project_domain_name: Default
-    regions: [RegionOne, RegionTwo]
+    regions: [RegionOne, RegionTwo, RegionThree]
     identity_api_version: 3
     interface: public
 EOF
 
 # ----------------------------------------------------------- final check
 OIT_ADMIN_PASSWORD=$ADMIN_PASSWORD "$VENV/bin/python" "$SCRIPT_DIR/catalog.py" check \
-  --auth-url "$KS_URL" --regions RegionOne,RegionTwo
+  --auth-url "$KS_URL" --regions RegionOne,RegionTwo,RegionThree
 
 log "ready in $(elapsed)s"
 cat <<EOF
@@ -457,6 +467,7 @@ Local cloud is up (state in $LOCAL_CLOUD_DIR):
   Keystone          $KS_URL        (admin / \$ADMIN_PASSWORD, project admin; demo / \$DEMO_PASSWORD, project demo)
   Glance RegionOne  http://$HOST:$GLANCE_R1_PORT
   Glance RegionTwo  http://$HOST:$GLANCE_R2_PORT
+  Glance RegionThree http://$HOST:$GLANCE_R3_PORT
 Use it:
   export OS_CLIENT_CONFIG_FILE=$LOCAL_CLOUD_DIR/clouds.yaml
   $VENV/bin/openstack --os-cloud local --os-region-name RegionTwo image list
