@@ -32,6 +32,7 @@ install_rust_tools() {
 
 step "Debian packages" "$PROJECT_ROOT/scripts/install-debian.sh"
 step "Rust tools" install_rust_tools
+step "diskimage-builder reference venv" "$PROJECT_ROOT/scripts/dib-venv.sh"
 if [ "$start" -eq 1 ]; then
   step "local cloud (Keystone + Glance RegionOne/RegionTwo)" "$PROJECT_ROOT/scripts/cloud/up.sh"
   step "RabbitMQ" "$PROJECT_ROOT/scripts/rabbitmq/up.sh"
