@@ -238,6 +238,48 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Nova or Neutron request of the OpenStack backend or of
+    /// `setup-account` failed.
+    #[error("{action} {resource}: {source}")]
+    OpenStack {
+        /// What was being done ("creating keypair", "deleting server", ...).
+        action: String,
+        /// The resource (name and/or id).
+        resource: String,
+        /// The client error (status, method, URL, request id, server message).
+        #[source]
+        source: Box<openstack_client::Error>,
+    },
+    /// A server went to `ERROR` while booting or changing state.
+    #[error("server {name} ({id}) went to ERROR: {}", fault.as_deref().unwrap_or("Nova gave no fault message"))]
+    ServerFailed {
+        /// Server name.
+        name: String,
+        /// Server id.
+        id: String,
+        /// Nova's fault message.
+        fault: Option<String>,
+    },
+    /// A wait for a cloud resource ran out of time.
+    #[error("{kind} {resource}: still '{last}' after {waited:?}, waiting for '{wanted}' (timeout {option})")]
+    WaitTimeout {
+        /// What was waited for (server, snapshot, ...).
+        kind: &'static str,
+        /// Its name and id.
+        resource: String,
+        /// The state wanted.
+        wanted: String,
+        /// The last state seen.
+        last: String,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+        /// The option that sets this timeout.
+        option: &'static str,
+    },
+    /// The cloud lacks something the backend or `setup-account` needs (a
+    /// named network, a given floating IP, a port of the server, ...).
+    #[error("{0}")]
+    CloudSetup(String),
 }
 
 /// What the roll-back of a failed publication achieved.

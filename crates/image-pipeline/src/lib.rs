@@ -36,12 +36,14 @@
 //! own known_hosts file, waiting for a booting VM, uploads, and commands run
 //! with or without a pty, with their output in a log file.
 
+pub mod account;
 pub mod compute;
 mod error;
 pub mod ledger;
 pub mod publish;
 pub mod ssh;
 
+pub use compute::openstack::{OpenStackBackend, OpenStackBackendOptions, OpenStackVm};
 pub use compute::{
     AccessProfile, BackendKind, ComputeBackend, OnError, VmAddress, VmHandle, VmSpec,
 };

@@ -7,6 +7,8 @@
 //! the creating call returns its id, and can release any record of its own
 //! later ([`ComputeBackend::release`]), even from another process (`gc`).
 
+pub mod openstack;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
