@@ -12,7 +12,7 @@ set -euo pipefail
 DIB_VERSION=3.43.0
 venv=${DIB_VENV:-$TOOLS_CACHE_DIR/dib-venv}
 
-if [ -x "$venv/bin/element-info" ] \
+if [ -x "$venv/bin/disk-image-create" ] \
   && "$venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('diskimage-builder') != '$DIB_VERSION')" 2>/dev/null; then
   log "diskimage-builder $DIB_VERSION already in $venv"
   exit 0

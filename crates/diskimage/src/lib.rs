@@ -8,12 +8,17 @@ pub mod bootloader;
 pub mod cache;
 mod cmd;
 pub mod disk;
+pub mod element;
 mod error;
 pub mod output;
 pub mod rootfs;
 
 pub use cache::{Cache, KeyChain};
 pub use disk::{DiskLayout, DiskPlan, TableType};
+pub use element::{
+    expand_image_elements, image_element_args, parse_elements_path, Element, ElementTree,
+    ImageElementOptions,
+};
 pub use error::{Error, Result};
 pub use output::{ImageType, OutputFile, OutputOptions};
 pub use rootfs::{Distro, RootfsSpec};
