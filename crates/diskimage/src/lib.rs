@@ -5,6 +5,7 @@
 //! Must not: upload images or talk to OpenStack.
 
 pub mod bootloader;
+pub mod builder;
 pub mod cache;
 mod cmd;
 pub mod disk;
@@ -13,6 +14,7 @@ mod error;
 pub mod output;
 pub mod rootfs;
 
+pub use builder::{BuildReport, BuildSummary, ImageBuilder, Stage, StageReport};
 pub use cache::{Cache, KeyChain};
 pub use disk::{DiskLayout, DiskPlan, TableType};
 pub use element::{
