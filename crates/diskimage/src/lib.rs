@@ -12,7 +12,10 @@ pub mod disk;
 pub mod element;
 mod error;
 pub mod output;
+pub mod package_installs;
+pub mod pkg_map;
 pub mod rootfs;
+pub mod svc_map;
 
 pub use builder::{BuildReport, BuildSummary, ImageBuilder, Stage, StageReport};
 pub use cache::{Cache, KeyChain};
