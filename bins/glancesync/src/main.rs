@@ -3,7 +3,8 @@
 //!
 //! Owns: argument parsing (the original's flags and help texts, plus
 //! `--config-file`, `--backend` and `--output`), logging set-up, the
-//! dispatch order and the output of each mode, exit statuses (0 success,
+//! dispatch order and printing each mode's output (the runs themselves are
+//! `glancesync_core::runner`), exit statuses (0 success,
 //! 1 fatal error, 2 a malformed command line or a failed region, 130
 //! interrupted).
 //! Must not: hold sync logic or talk to OpenStack itself (that is
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use clap::{ArgGroup, Parser, ValueEnum};
 use glancesync_core::config::ProcessEnv;
 use glancesync_core::{
-    ConfigSource, CsvBackend, GlanceBackend, GlanceSync, GlanceSyncConfig, LoadOptions,
-    RegionBackend, StatusLine, SyncLog,
+    runner, ConfigSource, CsvBackend, GlanceBackend, GlanceSync, GlanceSyncConfig, LoadOptions,
+    RegionBackend, StatusLine,
 };
 
 mod progress;
@@ -92,12 +93,6 @@ enum CliError {
     Core(#[from] glancesync_core::Error),
     #[error("{0}")]
     Usage(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 fn main() -> ExitCode {
@@ -303,40 +298,12 @@ async fn show_status(
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 8);
-    let sem = Arc::new(tokio::sync::Semaphore::new(workers));
-    let handles: Vec<_> = regions
-        .iter()
-        .map(|r| {
-            let gs = gs.clone();
-            let sem = sem.clone();
-            let r = r.clone();
-            tokio::spawn(async move {
-                let _permit = sem.acquire().await.ok();
-                gs.region_status(&r, &SyncLog::new()).await
-            })
-        })
-        .collect();
     let mut failed = false;
     let mut all: Vec<StatusLine> = Vec::new();
-    for (r, h) in regions.iter().zip(handles) {
-        let result = match h.await {
-            Ok(res) => res.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+    for (r, result) in runner::region_statuses(gs, regions, workers).await {
         match result {
             Ok(lines) => match output {
-                OutputFormat::Csv => {
-                    let mut text = String::with_capacity(lines.len() * 40 + 1);
-                    for l in &lines {
-                        text.push_str(l.status.as_str());
-                        text.push(',');
-                        text.push_str(&glancesync_core::image::csv_field(&l.region));
-                        text.push(',');
-                        text.push_str(&glancesync_core::image::csv_field(&l.image));
-                        text.push('\n');
-                    }
-                    stdout_line(&text);
-                }
+                OutputFormat::Csv => stdout_line(&runner::status_csv(&lines)),
                 OutputFormat::Json => all.extend(lines),
             },
             Err(e) => {
@@ -358,17 +325,8 @@ async fn sequential_sync(
     regions: &[String],
     dry_run: bool,
 ) -> Result<ExitCode, CliError> {
-    stdout_line(&format!("======Master is {}", gs.master_region()));
-    let mut failed = false;
-    for r in regions {
-        stdout_line(&format!("======{r}"));
-        let log = SyncLog::new();
-        if gs.sync_region(r, dry_run, &log).await.is_err() {
-            // Already logged by the engine; go on with the next region.
-            failed = true;
-        }
-    }
-    Ok(exit_status(failed))
+    let outcome = runner::sync_sequential(gs, regions, dry_run, &stdout_line).await;
+    Ok(exit_status(!outcome.ok()))
 }
 
 /// `--dry-run --output json`: the plan of every region, as one JSON array.
@@ -389,88 +347,26 @@ async fn dry_run_json(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, C
     Ok(exit_status(failed))
 }
 
-fn sync_dir_name() -> String {
-    format!("sync_{}", chrono::Local::now().format("%Y%m%d_%H%M"))
-}
-
 async fn parallel_sync(
     gs: Arc<GlanceSync>,
     regions: &[String],
     dry_run: bool,
 ) -> Result<ExitCode, CliError> {
-    stdout_line(&format!("======Master is {}", gs.master_region()));
-    let dir = PathBuf::from(sync_dir_name());
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    let max = gs.config().max_children.max(1);
-    let sem = Arc::new(tokio::sync::Semaphore::new(max));
-    let mut set = tokio::task::JoinSet::new();
-    for r in regions {
-        let sem = sem.clone();
-        let dir = dir.clone();
-        let region = r.clone();
-        let gs = gs.clone();
-        set.spawn(async move {
-            // The semaphore is never closed, so acquire only fails if it were.
-            let _permit = sem.acquire().await.ok();
-            let log_path = dir.join(format!("{region}.txt"));
-            let ok = match SyncLog::with_file(&log_path) {
-                Ok(log) => gs.sync_region(&region, dry_run, &log).await.is_ok(),
-                Err(e) => {
-                    tracing::error!("{region}: {e}");
-                    false
-                }
-            };
-            (region, ok)
-        });
-    }
-    let mut failed = false;
-    while let Some(joined) = set.join_next().await {
-        let (region, ok) = match joined {
-            Ok(x) => x,
-            Err(e) => {
-                failed = true;
-                tracing::error!("a region task failed: {e}");
-                continue;
-            }
-        };
-        if ok {
-            stdout_line(&format!("Region {region} has finished"));
-        } else {
-            failed = true;
-            stdout_line(&format!("Region {region} has finished with errors"));
-        }
-    }
-    stdout_line("All is done.");
-    Ok(exit_status(failed))
+    let (_, outcome) = runner::sync_parallel(
+        &gs,
+        regions,
+        dry_run,
+        Path::new("."),
+        &chrono::Local::now(),
+        &stdout_line,
+    )
+    .await?;
+    Ok(exit_status(!outcome.ok()))
 }
 
 async fn make_backup(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, CliError> {
-    let dir = PathBuf::from(format!(
-        "backup_glance_{}",
-        chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.6f")
-    ));
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut all: Vec<String> = regions.to_vec();
-    if !all.iter().any(|r| r == gs.master_region()) {
-        all.push(gs.master_region().to_string());
-    }
-    let mut failed = false;
-    for r in &all {
-        if let Err(e) = gs.backup_region(r, &dir).await {
-            failed = true;
-            tracing::error!("{r}:Error retrieving images from region. Cause {e}");
-        }
-    }
-    stdout_line(&display(&dir));
-    Ok(exit_status(failed))
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
+    let (dir, outcome) =
+        runner::make_backup(gs, regions, Path::new(""), &chrono::Local::now()).await?;
+    stdout_line(&dir.display().to_string());
+    Ok(exit_status(!outcome.ok()))
 }

@@ -57,29 +57,121 @@ fn resolve(
     Ok(image)
 }
 
-/// Apply `plan` to `region` through `backend`: the writes in order, the
-/// original's log lines, then the backend's flush. `master` is the master
-/// dict the plan was computed from (the uploads' data sources). The first
-/// failing write stops the region (later actions may depend on it).
-pub async fn apply_plan(
-    backend: &dyn RegionBackend,
-    region: &RegionRef,
-    target: &TargetConfig,
-    plan: &RegionPlan,
-    master: &IndexMap<String, Image>,
-    log: &SyncLog,
-) -> Result<SyncReport> {
-    let r = &plan.region;
-    let mut report = SyncReport {
-        total_mb: plan.pending_mb,
-        was_synchronised: plan.synchronised,
-        ..SyncReport::default()
-    };
-    let mut uploaded: HashMap<String, String> = HashMap::new();
-    for a in &plan.actions {
+/// One region's plan being applied: the writes done so far and the ids of
+/// the images uploaded (for later kernel/ramdisk references).
+pub struct Applier<'a> {
+    backend: &'a dyn RegionBackend,
+    /// The region.
+    pub region: RegionRef,
+    target: &'a TargetConfig,
+    plan: &'a RegionPlan,
+    master: &'a IndexMap<String, Image>,
+    log: &'a SyncLog,
+    uploaded: HashMap<String, String>,
+    report: SyncReport,
+}
+
+impl<'a> Applier<'a> {
+    /// Start applying `plan` to `region`.
+    pub fn new(
+        backend: &'a dyn RegionBackend,
+        target: &'a TargetConfig,
+        plan: &'a RegionPlan,
+        master: &'a IndexMap<String, Image>,
+        log: &'a SyncLog,
+    ) -> Self {
+        Applier {
+            backend,
+            region: RegionRef::parse(&plan.region),
+            target,
+            plan,
+            master,
+            log,
+            uploaded: HashMap::new(),
+            report: SyncReport {
+                total_mb: plan.pending_mb,
+                was_synchronised: plan.synchronised,
+                ..SyncReport::default()
+            },
+        }
+    }
+
+    /// The plan being applied.
+    pub fn plan(&self) -> &'a RegionPlan {
+        self.plan
+    }
+
+    /// The region's target.
+    pub fn target(&self) -> &'a TargetConfig {
+        self.target
+    }
+
+    /// The upload request of action `i` (an [`Action::Upload`]), with
+    /// kernel/ramdisk references resolved; logs the action's first line.
+    pub fn upload_request(&self, i: usize) -> Result<(Image, &'a Image)> {
+        let Some(Action::Upload {
+            reason,
+            image,
+            master_id,
+            size,
+            aux_from_uploads,
+        }) = self.plan.actions.get(i)
+        else {
+            return Err(Error::ImageNotFound {
+                region: self.plan.region.clone(),
+                id: format!("upload action {i}"),
+            });
+        };
+        let r = &self.plan.region;
+        #[allow(clippy::cast_precision_loss)]
+        let mb = crate::pyvalue::float_repr(*size as f64 / 1024.0 / 1024.0);
+        match reason {
+            SyncStatus::PendingReplace => {
+                self.log
+                    .info(&format!("{r}: Replacing image {} ({mb} MB)", image.name));
+            }
+            SyncStatus::PendingRename => self.log.info(&format!(
+                "{r}: Renaming and replacing image {} ({mb} MB)",
+                image.name
+            )),
+            _ => self
+                .log
+                .info(&format!("{r}: Uploading image {} ({mb} MB)", image.name)),
+        }
+        let source = self
+            .master
+            .get(&image.name)
+            .filter(|m| m.id == *master_id)
+            .ok_or_else(|| Error::ImageNotFound {
+                region: "master".into(),
+                id: master_id.clone(),
+            })?;
+        let image = resolve(image, aux_from_uploads, &self.uploaded, &self.region)?;
+        Ok((image, source))
+    }
+
+    /// Record the outcome of upload action `i` (done by the caller).
+    pub fn uploaded(&mut self, i: usize, name: &str, id: String) {
+        self.uploaded.insert(name.to_string(), id);
+        self.log
+            .info(&format!("{}: Image uploaded.", self.plan.region));
+        if let Some(a) = self.plan.actions.get(i) {
+            record(&mut self.report, a);
+        }
+    }
+
+    /// Execute action `i`.
+    pub async fn run(&mut self, i: usize) -> Result<()> {
+        let plan = self.plan;
+        let Some(a) = plan.actions.get(i) else {
+            return Ok(());
+        };
+        let r = &plan.region;
+        let (backend, region, target) = (self.backend, &self.region, self.target);
         match a {
             Action::UpdateObsolete { image, .. } => {
-                log.info(&format!("{r}: updating obsolete image {}", image.name));
+                self.log
+                    .info(&format!("{r}: updating obsolete image {}", image.name));
                 backend.update_metadata(region, target, image).await?;
             }
             Action::UpdateMetadata {
@@ -87,40 +179,15 @@ pub async fn apply_plan(
                 aux_from_uploads,
                 ..
             } => {
-                log.info(&format!(
+                self.log.info(&format!(
                     "{r}: Updating the metadata of image {}",
                     image.name
                 ));
-                let image = resolve(image, aux_from_uploads, &uploaded, region)?;
+                let image = resolve(image, aux_from_uploads, &self.uploaded, region)?;
                 backend.update_metadata(region, target, &image).await?;
             }
-            Action::Upload {
-                reason,
-                image,
-                master_id,
-                size,
-                aux_from_uploads,
-            } => {
-                #[allow(clippy::cast_precision_loss)]
-                let mb = crate::pyvalue::float_repr(*size as f64 / 1024.0 / 1024.0);
-                match reason {
-                    SyncStatus::PendingReplace => {
-                        log.info(&format!("{r}: Replacing image {} ({mb} MB)", image.name));
-                    }
-                    SyncStatus::PendingRename => log.info(&format!(
-                        "{r}: Renaming and replacing image {} ({mb} MB)",
-                        image.name
-                    )),
-                    _ => log.info(&format!("{r}: Uploading image {} ({mb} MB)", image.name)),
-                }
-                let source = master
-                    .get(&image.name)
-                    .filter(|m| m.id == *master_id)
-                    .ok_or_else(|| Error::ImageNotFound {
-                        region: "master".into(),
-                        id: master_id.clone(),
-                    })?;
-                let image = resolve(image, aux_from_uploads, &uploaded, region)?;
+            Action::Upload { .. } => {
+                let (image, source) = self.upload_request(i)?;
                 let id = backend
                     .upload_image(UploadRequest {
                         region,
@@ -129,8 +196,8 @@ pub async fn apply_plan(
                         master: source,
                     })
                     .await?;
-                uploaded.insert(image.name.clone(), id);
-                log.info(&format!("{r}: Image uploaded."));
+                self.uploaded(i, &image.name, id);
+                return Ok(());
             }
             Action::Delete { id, .. } => {
                 backend.delete_image(region, target, id).await?;
@@ -139,9 +206,32 @@ pub async fn apply_plan(
                 backend.update_metadata(region, target, image).await?;
             }
         }
-        record(&mut report, a);
+        record(&mut self.report, a);
+        Ok(())
     }
-    log.info(&plan.summary_line(false));
-    backend.flush(region).await?;
-    Ok(report)
+
+    /// Log the summary line, flush the backend and return the report.
+    pub async fn finish(self) -> Result<SyncReport> {
+        self.log.info(&self.plan.summary_line(false));
+        self.backend.flush(&self.region).await?;
+        Ok(self.report)
+    }
+}
+
+/// Apply `plan` to its region through `backend`: the writes in order, the
+/// original's log lines, then the backend's flush. `master` is the master
+/// dict the plan was computed from (the uploads' data sources). The first
+/// failing write stops the region (later actions may depend on it).
+pub async fn apply_plan(
+    backend: &dyn RegionBackend,
+    target: &TargetConfig,
+    plan: &RegionPlan,
+    master: &IndexMap<String, Image>,
+    log: &SyncLog,
+) -> Result<SyncReport> {
+    let mut applier = Applier::new(backend, target, plan, master, log);
+    for i in 0..plan.actions.len() {
+        applier.run(i).await?;
+    }
+    applier.finish().await
 }

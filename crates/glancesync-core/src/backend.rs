@@ -95,6 +95,18 @@ pub trait RegionBackend: Send + Sync {
     /// On failure nothing must be left behind in the region.
     async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String>;
 
+    /// Create the same master image in several regions (one request per
+    /// region), one result per request in order. A failure in one region
+    /// must not affect the others. The default uploads one region after the
+    /// other; the Glance backend reads the master once and streams to all.
+    async fn upload_images(&self, reqs: &[UploadRequest<'_>]) -> Vec<Result<String>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(self.upload_image(*r).await);
+        }
+        out
+    }
+
     /// Update name, visibility and properties of `image` (by its id).
     async fn update_metadata(
         &self,

@@ -106,6 +106,16 @@ impl GlanceSync {
         })
     }
 
+    /// The backend the engine reads and writes regions through.
+    pub fn backend(&self) -> &Arc<dyn RegionBackend> {
+        &self.backend
+    }
+
+    /// The target of a parsed region (`original` is the region string, for errors).
+    pub fn target_of_region(&self, r: &RegionRef, original: &str) -> Result<&TargetConfig> {
+        self.target_of(r, original)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &GlanceSyncConfig {
         &self.config
@@ -327,7 +337,7 @@ impl GlanceSync {
     pub async fn apply_plan(&self, plan: &RegionPlan, log: &SyncLog) -> Result<SyncReport> {
         let r = RegionRef::parse(&plan.region);
         let target = self.target_of(&r, &plan.region)?;
-        apply_plan(&*self.backend, &r, target, plan, &self.master_images, log).await
+        apply_plan(&*self.backend, target, plan, &self.master_images, log).await
     }
 
     async fn sync_region_inner(
@@ -348,7 +358,7 @@ impl GlanceSync {
             }
             return Ok(planned_report(&plan));
         }
-        apply_plan(&*self.backend, r, target, &plan, &self.master_images, log).await
+        apply_plan(&*self.backend, target, &plan, &self.master_images, log).await
     }
 }
 

@@ -106,6 +106,7 @@ pub enum Error {
         message: String,
     },
     /// A request to the cloud (Keystone, Glance) failed.
+    #[cfg(feature = "glance")]
     #[error("{region}: {operation} failed: {source}")]
     Cloud {
         /// The region's (or, before a region is known, the target's) name.
@@ -131,6 +132,7 @@ impl Error {
     /// The HTTP status of a failed cloud request, when the cloud answered.
     pub fn status(&self) -> Option<u16> {
         match self {
+            #[cfg(feature = "glance")]
             Error::Cloud { source, .. } => source.status().map(|s| s.as_u16()),
             _ => None,
         }
@@ -139,6 +141,7 @@ impl Error {
     /// The OpenStack request id of a failed cloud request, when known.
     pub fn request_id(&self) -> Option<&str> {
         match self {
+            #[cfg(feature = "glance")]
             Error::Cloud { source, .. } => source.request_id(),
             _ => None,
         }
@@ -148,7 +151,7 @@ impl Error {
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "glance"))]
 mod tests {
     use super::*;
 
