@@ -13,6 +13,7 @@ pub mod element;
 mod error;
 pub mod output;
 pub mod package_installs;
+pub mod phase_cache;
 pub mod pkg_map;
 pub mod rootfs;
 pub mod svc_map;
