@@ -196,12 +196,41 @@ pub struct BuildOutcome {
     pub log_file: PathBuf,
     /// Packer's exit code (`None` when killed by a signal).
     pub exit_code: Option<i32>,
+    /// The image the build created, from the last
+    /// `An image was created: <id>` line of the log (Packer's OpenStack
+    /// builder artifact line); `None` when the log has no such line.
+    pub image_id: Option<String>,
+}
+
+/// The marker of Packer's OpenStack artifact line.
+pub const IMAGE_CREATED_MARKER: &str = "An image was created: ";
+
+/// The image id of the last artifact line of a Packer log, if any.
+pub fn image_id_from_log(log: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|l| l.split_once(IMAGE_CREATED_MARKER).map(|(_, id)| id.trim()))
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+        .last()
+        .map(str::to_string)
 }
 
 impl BuildOutcome {
-    /// Whether Packer exited 0.
+    /// Whether the build succeeded: Packer exited 0 **and** its log names
+    /// the image it created. (The original ignored the exit code.)
     pub fn succeeded(&self) -> bool {
-        self.exit_code == Some(0)
+        self.exit_code == Some(0) && self.image_id.is_some()
+    }
+
+    /// Why the build failed, or `None` when it succeeded.
+    pub fn failure_reason(&self) -> Option<String> {
+        match (self.exit_code, &self.image_id) {
+            (Some(0), Some(_)) => None,
+            (Some(0), None) => Some(format!(
+                "packer exited 0 but its log shows no image id (no line containing {IMAGE_CREATED_MARKER:?})"
+            )),
+            (Some(c), _) => Some(format!("packer exited with code {c}")),
+            (None, _) => Some("packer was killed by a signal".to_string()),
+        }
     }
 }
 
@@ -239,7 +268,9 @@ impl Runner {
     /// already), then append
     /// `rabbit2packer: Build finished at <epoch> (epoch) with exit code <rc>`.
     ///
-    /// A non-zero exit is an outcome, not an error; errors are files that
+    /// The build succeeded only if Packer exited 0 and the log names the
+    /// created image (see [`BuildOutcome::succeeded`]).
+    /// A failed build is an outcome, not an error; errors are files that
     /// cannot be written and a Packer that cannot be started.
     pub async fn run(&self, name: &str, template: &Path, rendered: &str) -> Result<BuildOutcome> {
         let stem = template
@@ -291,16 +322,21 @@ impl Runner {
             epoch()
         )
         .map_err(|e| Error::io(&log_file, e))?;
-        if exit_code == Some(0) {
-            info!(build = %build, "packer build succeeded");
-        } else {
-            warn!(build = %build, exit_code = %rc, log = %log_file.display(), "packer build failed");
-        }
-        Ok(BuildOutcome {
+        drop(log);
+        let text = std::fs::read(&log_file).map_err(|e| Error::io(&log_file, e))?;
+        let outcome = BuildOutcome {
             build_file,
             log_file,
             exit_code,
-        })
+            image_id: image_id_from_log(&String::from_utf8_lossy(&text)),
+        };
+        match outcome.failure_reason() {
+            None => info!(build = %build, image = ?outcome.image_id, "packer build succeeded"),
+            Some(reason) => {
+                warn!(build = %build, %reason, log = %outcome.log_file.display(), "packer build failed")
+            }
+        }
+        Ok(outcome)
     }
 }
 
@@ -358,6 +394,36 @@ mod tests {
         assert!(env.contains(&("OS_TENANT_ID".into(), "abc123".into())));
         assert!(env.contains(&("OS_DOMAIN_NAME".into(), "Default".into())));
         assert!(!format!("{a:?}").contains("p$w"));
+    }
+
+    #[test]
+    fn image_id_is_the_last_artifact_line() {
+        let log = "==> openstack: Image: x\n--> openstack: An image was created: 1111\nmore\n--> openstack: An image was created: 2222-aa\nrabbit2packer: Build finished\n";
+        assert_eq!(image_id_from_log(log).as_deref(), Some("2222-aa"));
+        assert_eq!(image_id_from_log("Build finished\n"), None);
+        assert_eq!(image_id_from_log("An image was created: \n"), None);
+    }
+
+    #[test]
+    fn exit_0_without_image_is_a_failure() {
+        let o = |exit_code, image_id: Option<&str>| BuildOutcome {
+            build_file: PathBuf::new(),
+            log_file: PathBuf::new(),
+            exit_code,
+            image_id: image_id.map(str::to_string),
+        };
+        assert!(o(Some(0), Some("i")).succeeded());
+        assert!(!o(Some(0), None).succeeded());
+        assert!(o(Some(0), None)
+            .failure_reason()
+            .unwrap()
+            .contains("no image id"));
+        assert!(!o(Some(1), Some("i")).succeeded());
+        assert_eq!(
+            o(Some(2), None).failure_reason().unwrap(),
+            "packer exited with code 2"
+        );
+        assert!(!o(None, None).succeeded());
     }
 
     #[test]

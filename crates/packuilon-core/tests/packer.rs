@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 
 use packuilon_core::{AuthEnv, BuildPlan, Runner};
 
+/// What Packer's OpenStack builder prints for its artifact; the null
+/// builder has no image, so the provisioner prints the line instead.
+const IMAGE_LINE: &str =
+    r#", "echo '--> openstack: An image was created: 6c1d4a3e-0f7b-4d2c-9a51-7e3f2b8c9d10'""#;
+const IMAGE_ID: &str = "6c1d4a3e-0f7b-4d2c-9a51-7e3f2b8c9d10";
+
 const PASSWORD: &str = "s3cr3t-\"pw\" $x";
 
 fn auth(dir: &Path) -> AuthEnv {
@@ -72,11 +78,13 @@ fn write_template(dir: &Path, file: &str, extra: &str) -> PathBuf {
 #[tokio::test]
 async fn passing_build_logs_output_and_exit_code_0_and_gets_credentials_in_env_only() {
     let dir = tempfile::tempdir().unwrap();
-    let template = write_template(dir.path(), "nullok", "");
+    let template = write_template(dir.path(), "nullok", IMAGE_LINE);
     let results = runner(dir.path()).run_plan(&plan(vec![template])).await;
     assert_eq!(results.len(), 1);
     let outcome = results[0].outcome.as_ref().unwrap();
     assert_eq!(outcome.exit_code, Some(0));
+    assert_eq!(outcome.image_id.as_deref(), Some(IMAGE_ID));
+    assert!(outcome.succeeded());
     assert_eq!(
         outcome.build_file,
         dir.path().join("build/web-sl7x-x86_64.nullok.json")
@@ -136,6 +144,18 @@ async fn failing_build_records_packers_non_zero_exit_code() {
     let log = std::fs::read_to_string(&outcome.log_file).unwrap();
     assert!(log.contains("non-zero exit status: 3"), "{log}");
     assert!(log.trim_end().ends_with("with exit code 1"), "{log}");
+}
+
+#[tokio::test]
+async fn exit_code_0_without_an_image_id_is_a_failed_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = write_template(dir.path(), "noimage", "");
+    let results = runner(dir.path()).run_plan(&plan(vec![template])).await;
+    let outcome = results[0].outcome.as_ref().unwrap();
+    assert_eq!(outcome.exit_code, Some(0));
+    assert_eq!(outcome.image_id, None);
+    assert!(!outcome.succeeded());
+    assert!(outcome.failure_reason().unwrap().contains("no image id"));
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ async fn service_os_variables_are_replaced_by_the_credentials_file() {
         &template,
         format!(
             r#"{{"builders": [{{"type": "null", "communicator": "none"}}],
-                "provisioners": [{{"type": "shell-local", "inline": ["env > {}"]}}]}}"#,
+                "provisioners": [{{"type": "shell-local", "inline": ["env > {}", "echo 'An image was created: 42'"]}}]}}"#,
             env_file.display()
         ),
     )
