@@ -208,9 +208,9 @@ pub const IMAGE_CREATED_MARKER: &str = "An image was created: ";
 /// The image id of the last artifact line of a Packer log, if any.
 pub fn image_id_from_log(log: &str) -> Option<String> {
     log.lines()
+        .rev()
         .filter_map(|l| l.split_once(IMAGE_CREATED_MARKER).map(|(_, id)| id.trim()))
-        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
-        .last()
+        .find(|id| !id.is_empty() && !id.contains(char::is_whitespace))
         .map(str::to_string)
 }
 
