@@ -10,12 +10,15 @@ pub mod cache;
 mod cmd;
 pub mod disk;
 pub mod element;
+pub mod executor;
 mod error;
 pub mod output;
 pub mod package_installs;
+pub mod phases;
 pub mod phase_cache;
 pub mod pkg_map;
 pub mod rootfs;
+pub mod source_repo;
 pub mod svc_map;
 
 pub use builder::{BuildReport, BuildSummary, ImageBuilder, Stage, StageReport};
@@ -26,5 +29,7 @@ pub use element::{
     ImageElementOptions,
 };
 pub use error::{Error, Result};
+pub use executor::{ExecOptions, Executor, PhaseReport};
+pub use phases::{BuildPlan, Step, PHASES};
 pub use output::{ImageType, OutputFile, OutputOptions};
 pub use rootfs::{Distro, RootfsSpec};

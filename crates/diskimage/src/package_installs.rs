@@ -17,7 +17,7 @@
 //! reads shadowed copies), and `arch` lists are trimmed around commas.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_yaml::Value;
 
@@ -315,42 +315,6 @@ fn parse_when(s: &str) -> Option<(&str, &str, &str)> {
         return None;
     };
     Some((var, op, rest.trim_start()))
-}
-
-/// Legacy `package-installs-<element>` files in a hook directory: one
-/// package per line, `#` comments, a leading `-` stripped.
-pub fn legacy_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<PackageRequest>)>> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Ok(out);
-    };
-    let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    files.sort();
-    for f in files {
-        let Some(element) = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("package-installs-"))
-            .map(String::from)
-        else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&f).map_err(|source| Error::Io {
-            path: f.clone(),
-            source,
-        })?;
-        let reqs = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| PackageRequest {
-                package: l.strip_prefix('-').unwrap_or(l).to_string(),
-                element: element.clone(),
-            })
-            .collect();
-        out.push((f, reqs));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,469 @@
+//! The phase executor: applies a [`BuildPlan`] to a root tree.
+//!
+//! The merged hook tree is copied to `TMP_HOOKS_PATH` (`<build dir>/hooks`).
+//! Before each phase the `environment.d` files are sourced by bash (with
+//! `set -eu -o pipefail` and tracing, as dib-run-parts does) and the
+//! exported result becomes the environment of that phase's scripts.
+//! Outside-chroot phases run on the host with `TARGET_ROOT` (root.d,
+//! cleanup.d), `TMP_MOUNT_PATH`, `TMP_HOOKS_PATH`, `TMP_BUILD_DIR`, `ARCH`
+//! and the `DIB_*` variables; in-chroot phases run through `chroot` with the
+//! hooks bind-mounted at `/tmp/in_target.d` and /proc, /sys, /dev,
+//! /dev/pts mounted, all unmounted on every exit path (a guard's drop).
+//! Only `DIB_*` and the variables listed in [`PASSTHROUGH`] reach a hook
+//! from the caller's environment.
+
+mod native;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::phases::{BuildPlan, HookFile, Phase, PhasePlan, Step};
+use crate::rootfs::Chroot;
+
+/// Variables besides `DIB_*` taken from the caller's environment.
+pub const PASSTHROUGH: &[&str] = &[
+    "ARCH",
+    "ELEMENTS_PATH",
+    "IMAGE_NAME",
+    "PATH",
+    "HOME",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
+/// The standard directories added to `PATH` inside the chroot.
+const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Keep only `DIB_*` and [`PASSTHROUGH`] variables of `vars`.
+pub fn filter_environment(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(k, _)| k.starts_with("DIB_") || PASSTHROUGH.contains(&k.as_str()))
+        .collect()
+}
+
+/// How the executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// `TMP_BUILD_DIR`: the hooks are copied to `<build_dir>/hooks`.
+    pub build_dir: PathBuf,
+    /// `-x` count: `DIB_DEBUG_TRACE`.
+    pub trace: u32,
+    /// Append the hooks' output here (else it goes to our stdout/stderr).
+    pub log: Option<PathBuf>,
+    /// The image cache (`DIB_IMAGE_CACHE`, source repositories live under it).
+    pub image_cache: PathBuf,
+}
+
+/// A plan bound to a root tree and a build directory.
+#[derive(Debug)]
+pub struct Executor<'a> {
+    plan: &'a BuildPlan,
+    root: PathBuf,
+    hooks: PathBuf,
+    opts: ExecOptions,
+}
+
+/// What one phase ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhaseReport {
+    /// The phase directory.
+    pub phase: String,
+    /// Step names in the order they ran.
+    pub ran: Vec<String>,
+}
+
+impl<'a> Executor<'a> {
+    /// Copy the plan's hook tree into `<build_dir>/hooks` (replacing any old
+    /// copy) and bind it to `root`.
+    pub fn prepare(plan: &'a BuildPlan, root: &Path, opts: ExecOptions) -> Result<Executor<'a>> {
+        let hooks = opts.build_dir.join("hooks");
+        if hooks.exists() {
+            std::fs::remove_dir_all(&hooks).map_err(|source| Error::Io {
+                path: hooks.clone(),
+                source,
+            })?;
+        }
+        mkdir(&hooks)?;
+        for (dir, files) in &plan.hooks {
+            let dest = if dir.is_empty() {
+                hooks.clone()
+            } else {
+                hooks.join(dir)
+            };
+            mkdir(&dest)?;
+            for f in files {
+                copy_entry(&f.source, &dest.join(&f.name))?;
+            }
+        }
+        Ok(Executor {
+            plan,
+            root: root.to_path_buf(),
+            hooks,
+            opts,
+        })
+    }
+
+    /// `TMP_HOOKS_PATH`.
+    pub fn hooks_path(&self) -> &Path {
+        &self.hooks
+    }
+
+    /// The environment a phase starts from, before `environment.d`.
+    pub fn base_environment(&self, phase: Phase) -> BTreeMap<String, String> {
+        let mut env = self.plan.environment.clone();
+        let host_path = env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| "/usr/bin:/bin".into());
+        let host_path = [host_path.as_str(), "/usr/local/sbin", "/usr/sbin", "/sbin"]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(":");
+        let root = self.root.display().to_string();
+        env.insert(
+            "TMP_BUILD_DIR".into(),
+            self.opts.build_dir.display().to_string(),
+        );
+        env.insert("TMP_HOOKS_PATH".into(), self.hooks.display().to_string());
+        env.insert("TMP_MOUNT_PATH".into(), root.clone());
+        if phase.target_root {
+            env.insert("TARGET_ROOT".into(), root);
+        }
+        env.entry("ARCH".into()).or_insert_with(host_arch);
+        env.insert("DIB_DEBUG_TRACE".into(), self.opts.trace.to_string());
+        env.entry("DIB_IMAGE_CACHE".into())
+            .or_insert_with(|| self.opts.image_cache.display().to_string());
+        env.entry("DIB_PYTHON_EXEC".into())
+            .or_insert_with(|| "python3".into());
+        env.entry("DIB_DEFAULT_INSTALLTYPE".into())
+            .or_insert_with(|| "source".into());
+        env.insert("IMAGE_ELEMENT".into(), self.plan.image_element());
+        let mut yaml = String::new();
+        let mut array = String::new();
+        for e in &self.plan.elements {
+            yaml.push_str(&format!("{}: {}\n", e.name, e.path.display()));
+            array.push_str(&format!("[{}]={} ", e.name, e.path.display()));
+        }
+        env.insert("IMAGE_ELEMENT_YAML".into(), yaml);
+        env.insert(
+            "BASH_FUNC_get_image_element_array%%".into(),
+            format!("() {{  echo \"{array}\"\n}}"),
+        );
+        env.insert("LC_ALL".into(), "C".into());
+        if phase.in_target {
+            env.insert(
+                "PATH".into(),
+                format!("/tmp/in_target.d/bin:{host_path}:{CHROOT_PATH}"),
+            );
+            env.insert("HOME".into(), "/root".into());
+        } else {
+            env.insert(
+                "PATH".into(),
+                format!("{}:{host_path}", self.hooks.join("bin").display()),
+            );
+        }
+        env
+    }
+
+    /// Run every phase in DIB order.
+    pub fn run_all(&self) -> Result<Vec<PhaseReport>> {
+        self.plan.phases.iter().map(|p| self.run(p)).collect()
+    }
+
+    /// Run phase `dir` (`install.d` or `install`).
+    pub fn run_phase(&self, dir: &str) -> Result<PhaseReport> {
+        let plan = self.plan.phase(dir).ok_or_else(|| Error::Option {
+            option: "phase".into(),
+            reason: format!("unknown phase `{dir}`"),
+        })?;
+        self.run(plan)
+    }
+
+    fn run(&self, plan: &PhasePlan) -> Result<PhaseReport> {
+        let ph = plan.phase;
+        let span = tracing::info_span!("phase", phase = ph.dir, in_target = ph.in_target);
+        let _g = span.enter();
+        let mut report = PhaseReport {
+            phase: ph.dir.to_string(),
+            ran: Vec::new(),
+        };
+        if plan.steps.is_empty() {
+            return Ok(report);
+        }
+        if self.opts.trace > 0 && !plan.skipped.is_empty() {
+            let names: Vec<&str> = plan.skipped.iter().map(|h| h.name.as_str()).collect();
+            self.log_line(&format!(
+                "dib-run-parts Ignoring non-executable files or non-conforming names: {}",
+                names.join(" ")
+            ))?;
+        }
+        let base = self.base_environment(ph);
+        let chroot = if ph.in_target {
+            let mut c = Chroot::enter(&self.root)?;
+            c.bind(&self.hooks, "tmp/in_target.d")?;
+            Some(c)
+        } else {
+            None
+        };
+        let result = (|| -> Result<()> {
+            let env = self.source_env(ph, &base)?;
+            for step in &plan.steps {
+                report.ran.push(step.name().to_string());
+                match step {
+                    Step::Script(h) => self.run_script(ph, h, &env)?,
+                    Step::Native {
+                        name,
+                        element,
+                        step,
+                    } => {
+                        tracing::info!(step = %name, element = %element, "native step");
+                        native::run(self, ph, step, &env)?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Some(c) = chroot {
+            let unmounted = c.exit();
+            let mnt = self.root.join("tmp/in_target.d");
+            let _ = std::fs::remove_dir(&mnt);
+            result?;
+            unmounted?;
+        } else {
+            result?;
+        }
+        Ok(report)
+    }
+
+    fn source_env(
+        &self,
+        ph: Phase,
+        base: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let files: Vec<String> = self
+            .plan
+            .environment_files
+            .iter()
+            .map(|h| {
+                if ph.in_target {
+                    format!("/tmp/in_target.d/environment.d/{}", h.name)
+                } else {
+                    self.hooks
+                        .join("environment.d")
+                        .join(&h.name)
+                        .display()
+                        .to_string()
+                }
+            })
+            .collect();
+        let chroot = ph.in_target.then_some(self.root.as_path());
+        source_environment(&files, base, chroot, self.log_target()?).map_err(|reason| {
+            Error::Environment {
+                phase: ph.dir.to_string(),
+                reason,
+            }
+        })
+    }
+
+    fn run_script(&self, ph: Phase, h: &HookFile, env: &BTreeMap<String, String>) -> Result<()> {
+        let span = tracing::info_span!("script", script = %h.name, element = %h.element);
+        let _g = span.enter();
+        self.log_line(&format!("dib-run-parts Running {}/{}", ph.dir, h.name))?;
+        let mut cmd = if ph.in_target {
+            let mut c = Command::new("chroot");
+            c.arg(&self.root)
+                .arg(format!("/tmp/in_target.d/{}/{}", ph.dir, h.name));
+            c
+        } else {
+            Command::new(self.hooks.join(ph.dir).join(&h.name))
+        };
+        cmd.env_clear().envs(env);
+        let status = self.spawn(&mut cmd)?;
+        if !status.success() {
+            return Err(Error::Script {
+                phase: ph.dir.to_string(),
+                script: h.name.clone(),
+                element: h.element.clone(),
+                status: status.to_string(),
+            });
+        }
+        self.log_line(&format!("dib-run-parts {} completed", h.name))
+    }
+
+    /// Run `cmd` with its output to the log (or inherited).
+    fn spawn(&self, cmd: &mut Command) -> Result<std::process::ExitStatus> {
+        let (out, err) = match self.log_target()? {
+            Some(f) => (
+                Stdio::from(clone(&f, self.opts.log.as_deref())?),
+                Stdio::from(f),
+            ),
+            None => (Stdio::inherit(), Stdio::inherit()),
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(|e| Error::Command {
+                program: format!("{cmd:?}"),
+                status: "not started".into(),
+                stderr: e.to_string(),
+            })
+    }
+
+    fn log_target(&self) -> Result<Option<std::fs::File>> {
+        let Some(p) = &self.opts.log else {
+            return Ok(None);
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map(Some)
+            .map_err(|source| Error::Io {
+                path: p.clone(),
+                source,
+            })
+    }
+
+    fn log_line(&self, line: &str) -> Result<()> {
+        tracing::debug!("{line}");
+        if let Some(mut f) = self.log_target()? {
+            use std::io::Write;
+            let p = self.opts.log.clone().unwrap_or_default();
+            writeln!(f, "{line}").map_err(|source| Error::Io { path: p, source })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn plan(&self) -> &BuildPlan {
+        self.plan
+    }
+
+    pub(crate) fn options(&self) -> &ExecOptions {
+        &self.opts
+    }
+
+    /// Run `args` inside the chroot with `env`, output logged; an error
+    /// names `what` on failure.
+    pub(crate) fn chroot_command(
+        &self,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+        what: (&str, &str, &str),
+    ) -> Result<()> {
+        let mut c = Command::new("chroot");
+        c.arg(&self.root).args(args).env_clear().envs(env);
+        let status = self.spawn(&mut c)?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(Error::Script {
+            phase: what.0.to_string(),
+            script: what.1.to_string(),
+            element: what.2.to_string(),
+            status: format!("{}: {status}", args.join(" ")),
+        })
+    }
+}
+
+fn clone(f: &std::fs::File, p: Option<&Path>) -> Result<std::fs::File> {
+    f.try_clone().map_err(|source| Error::Io {
+        path: p.map(Path::to_path_buf).unwrap_or_default(),
+        source,
+    })
+}
+
+/// Source `files` in order with bash (`set -eu -o pipefail`, traced) in
+/// environment `base` — inside `chroot` when given — and return the
+/// exported environment afterwards (exported functions included). Trace
+/// output goes to `log` when given. The error is bash's error output.
+pub fn source_environment(
+    files: &[String],
+    base: &BTreeMap<String, String>,
+    chroot: Option<&Path>,
+    log: Option<std::fs::File>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    const SCRIPT: &str = "set -ue; set -o pipefail; for f in \"$@\"; do echo \"dib-run-parts Sourcing environment file $f\" >&2; set -o xtrace; source \"$f\"; set +o xtrace; done; env -0";
+    let mut cmd = match chroot {
+        Some(root) => {
+            let mut c = Command::new("chroot");
+            c.arg(root).arg("/bin/bash");
+            c
+        }
+        None => Command::new("bash"),
+    };
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg("bash")
+        .args(files)
+        .env_clear()
+        .envs(base);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let logged = log.is_some();
+    match log {
+        Some(f) => cmd.stderr(Stdio::from(f)),
+        None => cmd.stderr(Stdio::piped()),
+    };
+    let out = cmd.output().map_err(|e| format!("bash: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(if logged {
+            format!("{} (see the build log)", out.status)
+        } else {
+            format!("{}: {}", out.status, crate::cmd::tail(&err, 4))
+        });
+    }
+    let mut env = BTreeMap::new();
+    for item in out.stdout.split(|b| *b == 0) {
+        let s = String::from_utf8_lossy(item);
+        if let Some((k, v)) = s.split_once('=') {
+            if !matches!(k, "_" | "SHLVL" | "OLDPWD" | "PWD") && !k.is_empty() {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// The host architecture in DIB's spelling (`dpkg --print-architecture`,
+/// else `uname -m` mapped).
+pub fn host_arch() -> String {
+    if let Ok(o) = Command::new("dpkg").arg("--print-architecture").output() {
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if o.status.success() && !s.is_empty() {
+            return s;
+        }
+    }
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        "arm" => "armhf".into(),
+        other => other.into(),
+    }
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|source| Error::Io {
+        path: p.to_path_buf(),
+        source,
+    })
+}
+
+/// `cp -a src dest` (files, directories, symlinks; modes kept).
+fn copy_entry(src: &Path, dest: &Path) -> Result<()> {
+    crate::cmd::run(Command::new("cp").arg("-a").arg(src).arg(dest)).map(|_| ())
+}

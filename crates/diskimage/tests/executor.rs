@@ -1,0 +1,422 @@
+//! The phase executor on real scripts: DIB's phase order, dib-run-parts
+//! ordering (compared with DIB's own `dib-run-parts --list` when the
+//! reference venv is there), environment.d sourcing and environment
+//! filtering on the host, a failing hook, and the in-chroot phases on a tiny
+//! real root (bash + a few binaries and their libraries, no debootstrap)
+//! with the native package-installs, install-static and install-bin steps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use diskimage::executor::filter_environment;
+use diskimage::phases::{merge_hooks, NativeStep, PHASES};
+use diskimage::{BuildPlan, ElementTree, Error, ExecOptions, Executor, Step};
+
+fn exec_tree() -> ElementTree {
+    ElementTree::discover(&[common::fixtures().join("exec-elements")]).unwrap()
+}
+
+fn plan(elements: &[&str], env: BTreeMap<String, String>) -> BuildPlan {
+    let tree = exec_tree();
+    let req: Vec<String> = elements.iter().map(|s| s.to_string()).collect();
+    BuildPlan::new(tree.expand(&req).unwrap(), env, &[]).unwrap()
+}
+
+fn host_env() -> BTreeMap<String, String> {
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    vars.push(("DIB_FX_VAR".into(), "from-caller".into()));
+    vars.push(("FX_NOT_PASSED".into(), "secret-ish".into()));
+    vars.push(("ARCH".into(), "amd64".into()));
+    filter_environment(vars)
+}
+
+fn opts(dir: &Path) -> ExecOptions {
+    ExecOptions {
+        build_dir: dir.join("build"),
+        trace: 0,
+        log: Some(dir.join("build.log")),
+        image_cache: dir.join("cache"),
+    }
+}
+
+#[test]
+fn phases_run_in_dib_order() {
+    let dirs: Vec<&str> = PHASES.iter().map(|p| p.dir).collect();
+    assert_eq!(
+        dirs,
+        [
+            "root.d",
+            "extra-data.d",
+            "pre-install.d",
+            "install.d",
+            "post-install.d",
+            "post-root.d",
+            "block-device.d",
+            "pre-finalise.d",
+            "finalise.d",
+            "cleanup.d"
+        ]
+    );
+    let in_target: Vec<&str> = PHASES
+        .iter()
+        .filter(|p| p.in_target)
+        .map(|p| p.dir)
+        .collect();
+    assert_eq!(
+        in_target,
+        ["pre-install.d", "install.d", "post-install.d", "finalise.d"]
+    );
+    let p = plan(&["fx-os", "fx-app"], host_env());
+    let order: Vec<&str> = p.phases.iter().map(|p| p.phase.dir).collect();
+    assert_eq!(order, dirs);
+}
+
+#[test]
+fn run_parts_order_matches_dib_run_parts() {
+    let p = plan(&["fx-os", "fx-order"], host_env());
+    let names: Vec<&str> = p
+        .phase("root.d")
+        .unwrap()
+        .steps
+        .iter()
+        .map(Step::name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "_under",
+            "abc",
+            "9-nine",
+            "010-zero-ten",
+            "10-ten",
+            "50-record-env",
+            "100-hundred"
+        ]
+    );
+    let skipped: Vec<&str> = p
+        .phase("root.d")
+        .unwrap()
+        .skipped
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(skipped, ["20-bad.name", "30-noexec"]);
+
+    let Some(pkg) = common::dib_package() else {
+        common::no_venv("run_parts_order_matches_dib_run_parts");
+        return;
+    };
+    // DIB's own dib-run-parts over the same merged directory
+    let d = tempfile::tempdir().unwrap();
+    let ex = Executor::prepare(&p, &d.path().join("root"), opts(d.path())).unwrap();
+    let out = Command::new("bash")
+        .arg(pkg.join("lib/dib-run-parts"))
+        .arg("--list")
+        .arg(ex.hooks_path().join("root.d"))
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dib: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            Path::new(l)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(dib, names);
+}
+
+#[test]
+fn host_phases_source_environment_and_filter_variables() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let p = plan(&["fx-os", "fx-order"], host_env());
+    let o = opts(d.path());
+    let ex = Executor::prepare(&p, &root, o.clone()).unwrap();
+    let rep = ex.run_phase("root.d").unwrap();
+    assert_eq!(rep.ran.len(), 7);
+    let order = std::fs::read_to_string(o.build_dir.join("order")).unwrap();
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        [
+            "_under",
+            "abc",
+            "9-nine",
+            "010-zero-ten",
+            "10-ten",
+            "100-hundred"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/fx-os-release")).unwrap(),
+        "fx-os\n"
+    );
+
+    let env: BTreeMap<String, String> = std::fs::read_to_string(o.build_dir.join("root.d.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    assert_eq!(env["TARGET_ROOT"], root.display().to_string());
+    assert_eq!(env["TMP_MOUNT_PATH"], root.display().to_string());
+    assert_eq!(env["TMP_HOOKS_PATH"], ex.hooks_path().display().to_string());
+    assert_eq!(env["TMP_BUILD_DIR"], o.build_dir.display().to_string());
+    assert_eq!(env["ARCH"], "amd64");
+    assert_eq!(env["DIB_FX_VAR"], "from-caller");
+    assert_eq!(env["DIB_FX_FROM_ENVD"], "envd:from-caller");
+    assert_eq!(env["DISTRO_NAME"], "debian");
+    assert_eq!(env["FX_ENV_ORDER"], "05 20");
+    assert_eq!(env["DIB_DEBUG_TRACE"], "0");
+    assert_eq!(env["IMAGE_ELEMENT"], "fx-os fx-order");
+    assert!(!env.contains_key("FX_NOT_PASSED"));
+    assert!(!env.contains_key("NOT_EXPORTED"));
+    // the sourcing is traced into the build log, as dib-run-parts does
+    let log = std::fs::read_to_string(d.path().join("build.log")).unwrap();
+    assert!(
+        log.contains("Sourcing environment file") && log.contains("+ export DISTRO_NAME=debian"),
+        "{log}"
+    );
+
+    // TARGET_ROOT only in root.d and cleanup.d
+    let base = ex.base_environment(diskimage::phases::phase("extra-data.d").unwrap());
+    assert!(!base.contains_key("TARGET_ROOT"));
+    assert!(ex
+        .base_environment(diskimage::phases::phase("cleanup").unwrap())
+        .contains_key("TARGET_ROOT"));
+}
+
+#[test]
+fn a_failing_hook_stops_the_phase_and_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let p = plan(&["fx-os", "fx-fail"], host_env());
+    let o = opts(d.path());
+    let ex = Executor::prepare(&p, &d.path().join("root"), o.clone()).unwrap();
+    let err = ex.run_phase("extra-data").unwrap_err();
+    let Error::Script {
+        phase,
+        script,
+        element,
+        status,
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        (phase.as_str(), script.as_str(), element.as_str()),
+        ("extra-data.d", "50-fail", "fx-fail")
+    );
+    assert!(status.contains('3'), "{status}");
+    assert!(!o.build_dir.join("after-fail").exists());
+    assert!(std::fs::read_to_string(d.path().join("build.log"))
+        .unwrap()
+        .contains("failing"));
+}
+
+#[test]
+fn duplicate_hooks_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for e in ["one", "two"] {
+        let h = d.path().join(e).join("install.d");
+        std::fs::create_dir_all(&h).unwrap();
+        std::fs::write(h.join("50-same"), "#!/bin/sh\n").unwrap();
+    }
+    let tree = ElementTree::discover(&[d.path().to_path_buf()]).unwrap();
+    let els = vec![
+        tree.get("one").unwrap().clone(),
+        tree.get("two").unwrap().clone(),
+    ];
+    let err = merge_hooks(&els).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "There is a duplicated hook in your elements: install.d/50-same (elements one and two)"
+    );
+}
+
+#[test]
+fn package_installs_become_native_steps() {
+    let p = plan(&["fx-os", "fx-app"], host_env());
+    let steps = |ph: &str| -> Vec<(String, Option<NativeStep>)> {
+        p.phase(ph)
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Script(h) => (h.name.clone(), None),
+                Step::Native { name, step, .. } => (name.clone(), Some(step.clone())),
+            })
+            .collect()
+    };
+    let install = steps("install.d");
+    let names: Vec<&str> = install.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "01-package-installs",
+            "10-install-static-files",
+            "50-fx-app-install",
+            "99-package-uninstalls"
+        ]
+    );
+    let Some(NativeStep::PackageInstalls {
+        uninstall: false,
+        packages,
+    }) = &install[0].1
+    else {
+        panic!()
+    };
+    let pk: Vec<&str> = packages.iter().map(|r| r.package.as_str()).collect();
+    assert_eq!(pk, ["generic-tool", "build-dep"]);
+    let Some(NativeStep::PackageInstalls {
+        uninstall: true,
+        packages,
+    }) = &install[3].1
+    else {
+        panic!()
+    };
+    assert_eq!(
+        packages
+            .iter()
+            .map(|r| r.package.as_str())
+            .collect::<Vec<_>>(),
+        ["build-dep"]
+    );
+    let pre: Vec<String> = steps("pre-install.d").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        pre,
+        [
+            "01-install-bin",
+            "10-package-installs",
+            "99-package-uninstalls"
+        ]
+    );
+    assert!(p.describe().contains("50-fx-app-install [fx-app]"));
+}
+
+/// A tiny real root: bash, env, cat and their shared libraries.
+fn tiny_root(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    for bin in ["/bin/bash", "/usr/bin/env", "/bin/cat"] {
+        let out = Command::new("ldd").arg(bin).output().unwrap();
+        let mut files = vec![bin.to_string()];
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(p) = l.split_whitespace().find(|w| w.starts_with('/')) {
+                files.push(p.to_string());
+            }
+        }
+        for f in files {
+            let st = Command::new("cp")
+                .args(["-L", "--parents", &f])
+                .arg(root)
+                .status()
+                .unwrap();
+            assert!(st.success(), "cp {f}");
+        }
+    }
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+}
+
+fn mounts_under(root: &Path) -> Vec<String> {
+    let root = std::fs::canonicalize(root).unwrap().display().to_string();
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1).map(String::from))
+        .filter(|m| m.starts_with(&format!("{root}/")))
+        .collect()
+}
+
+#[test]
+fn in_chroot_phases_on_a_tiny_root() {
+    if unsafe_not_root() {
+        eprintln!("in_chroot_phases_on_a_tiny_root: needs root (chroot, mount); skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    tiny_root(&root);
+    let p = plan(&["fx-os", "fx-app"], host_env());
+    let ex = Executor::prepare(&p, &root, opts(d.path())).unwrap();
+    for ph in [
+        "extra-data.d",
+        "pre-install.d",
+        "install.d",
+        "post-install.d",
+    ] {
+        ex.run_phase(ph).unwrap_or_else(|e| {
+            panic!(
+                "{ph}: {e}\n{}",
+                std::fs::read_to_string(d.path().join("build.log")).unwrap_or_default()
+            )
+        });
+        assert!(
+            mounts_under(&root).is_empty(),
+            "{ph} left mounts: {:?}",
+            mounts_under(&root)
+        );
+    }
+    let inst = std::fs::read_to_string(root.join("fx-install.out")).unwrap();
+    let lines: Vec<&str> = inst.lines().collect();
+    assert_eq!(
+        lines[0],
+        "install envd:from-caller debian /root extra envd:from-caller"
+    );
+    assert_eq!(lines[1], "proc-mounted");
+    assert!(
+        lines[2].starts_with("path /tmp/in_target.d/bin:"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("fx-post.out")).unwrap(),
+        "post 05 20 not-exported\n"
+    );
+    // native steps: bin installed, static copied, packages mapped through pkg-map
+    assert!(root.join("usr/local/bin/install-packages").is_file());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/fx/fx-app.conf")).unwrap(),
+        "fx static file\n"
+    );
+    let pk = std::fs::read_to_string(root.join("fx-packages.log")).unwrap();
+    assert_eq!(
+        pk.lines().collect::<Vec<_>>(),
+        ["early-real", "real-tool build-dep", "-e build-dep"]
+    );
+    assert!(!root.join("tmp/in_target.d").exists());
+
+    // a failing in-chroot hook still unmounts everything
+    std::fs::write(root.join("fx-post.out"), "").unwrap();
+    let hooks_post = ex.hooks_path().join("post-install.d/10-fx-post");
+    std::fs::write(&hooks_post, "#!/bin/bash\nexit 7\n").unwrap();
+    let err = ex.run_phase("post-install.d").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("10-fx-post (element fx-app) failed"),
+        "{err}"
+    );
+    assert!(
+        mounts_under(&root).is_empty(),
+        "left mounts: {:?}",
+        mounts_under(&root)
+    );
+}
+
+fn unsafe_not_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
+        .unwrap_or(true)
+}
