@@ -315,6 +315,21 @@ pub fn merge_hooks(elements: &[Element]) -> Result<BTreeMap<String, Vec<HookFile
     Ok(out)
 }
 
+/// The `environment.d` files of a merged hook tree in sourcing order.
+fn environment_files(hooks: &BTreeMap<String, Vec<HookFile>>) -> Vec<HookFile> {
+    let mut files: Vec<HookFile> = hooks
+        .get("environment.d")
+        .map(|l| {
+            l.iter()
+                .filter(|h| env_name(&h.name) && h.source.is_file())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    sort_run_parts(&mut files, |h| &h.name);
+    files
+}
+
 impl BuildPlan {
     /// Plan a build of `elements` (already expanded) with `environment`
     /// (the `DIB_*` and documented variables the hooks start from; `ARCH`
@@ -334,16 +349,7 @@ impl BuildPlan {
         } else {
             PackageInstalls::default()
         };
-        let mut environment_files: Vec<HookFile> = hooks
-            .get("environment.d")
-            .map(|l| {
-                l.iter()
-                    .filter(|h| env_name(&h.name) && h.source.is_file())
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        sort_run_parts(&mut environment_files, |h| &h.name);
+        let environment_files = environment_files(&hooks);
 
         let mut phases = Vec::new();
         for ph in PHASES {
@@ -421,6 +427,37 @@ impl BuildPlan {
             packages,
             environment,
         })
+    }
+
+    /// Like [`BuildPlan::new`], but `environment` is first completed by
+    /// sourcing the elements' `environment.d` files on the host (bash, as
+    /// before each phase) so `when:` conditions see what the elements set
+    /// (`DISTRO_NAME`, `DIB_RELEASE` defaults, ...). The hooks still start from
+    /// `environment` itself.
+    pub fn with_element_environment(
+        elements: Vec<Element>,
+        environment: BTreeMap<String, String>,
+        extra_packages: &[String],
+    ) -> Result<BuildPlan> {
+        if !elements.iter().any(|e| e.name == "package-installs") {
+            return BuildPlan::new(elements, environment, extra_packages);
+        }
+        let hooks = merge_hooks(&elements)?;
+        let files: Vec<String> = environment_files(&hooks)
+            .iter()
+            .map(|h| h.source.display().to_string())
+            .collect();
+        let mut sourcing_env = environment.clone();
+        crate::executor::dib_defaults(&mut sourcing_env, &elements);
+        let full = crate::executor::source_environment(&files, &sourcing_env, None, None).map_err(
+            |reason| Error::Environment {
+                phase: "planning (package-installs)".into(),
+                reason,
+            },
+        )?;
+        let mut plan = BuildPlan::new(elements, full, extra_packages)?;
+        plan.environment = environment;
+        Ok(plan)
     }
 
     /// The plan of phase `dir`.

@@ -27,6 +27,8 @@ pub const PASSTHROUGH: &[&str] = &[
     "ARCH",
     "ELEMENTS_PATH",
     "IMAGE_NAME",
+    "FS_TYPE",
+    "IMAGE_TYPE",
     "PATH",
     "HOME",
     "http_proxy",
@@ -139,26 +141,10 @@ impl<'a> Executor<'a> {
         if phase.target_root {
             env.insert("TARGET_ROOT".into(), root);
         }
-        env.entry("ARCH".into()).or_insert_with(host_arch);
         env.insert("DIB_DEBUG_TRACE".into(), self.opts.trace.to_string());
         env.entry("DIB_IMAGE_CACHE".into())
             .or_insert_with(|| self.opts.image_cache.display().to_string());
-        env.entry("DIB_PYTHON_EXEC".into())
-            .or_insert_with(|| "python3".into());
-        env.entry("DIB_DEFAULT_INSTALLTYPE".into())
-            .or_insert_with(|| "source".into());
-        env.insert("IMAGE_ELEMENT".into(), self.plan.image_element());
-        let mut yaml = String::new();
-        let mut array = String::new();
-        for e in &self.plan.elements {
-            yaml.push_str(&format!("{}: {}\n", e.name, e.path.display()));
-            array.push_str(&format!("[{}]={} ", e.name, e.path.display()));
-        }
-        env.insert("IMAGE_ELEMENT_YAML".into(), yaml);
-        env.insert(
-            "BASH_FUNC_get_image_element_array%%".into(),
-            format!("() {{  echo \"{array}\"\n}}"),
-        );
+        dib_defaults(&mut env, &self.plan.elements);
         env.insert("LC_ALL".into(), "C".into());
         if phase.in_target {
             env.insert(
@@ -385,6 +371,44 @@ fn clone(f: &std::fs::File, p: Option<&Path>) -> Result<std::fs::File> {
         path: p.map(Path::to_path_buf).unwrap_or_default(),
         source,
     })
+}
+
+/// Add the variables `disk-image-create` exports to every hook, unless
+/// `env` has them: `ARCH` (host), `IMAGE_NAME` (`image`), `FS_TYPE`,
+/// `IMAGE_TYPE`, `DIB_CHECKSUM`, `DIB_NO_TMPFS`, `DIB_MIN_TMPFS`,
+/// `DIB_OFFLINE`, `DIB_DEFAULT_INSTALLTYPE`, `DIB_PYTHON_EXEC`,
+/// `DIB_DEBUG_TRACE`, `LC_ALL=C`; and always `IMAGE_ELEMENT`,
+/// `IMAGE_ELEMENT_YAML` and the exported `get_image_element_array` function.
+pub fn dib_defaults(env: &mut BTreeMap<String, String>, elements: &[crate::element::Element]) {
+    for (k, v) in [
+        ("IMAGE_NAME", "image"),
+        ("FS_TYPE", "ext4"),
+        ("IMAGE_TYPE", "qcow2"),
+        ("DIB_CHECKSUM", "0"),
+        ("DIB_NO_TMPFS", "0"),
+        ("DIB_MIN_TMPFS", "2"),
+        ("DIB_OFFLINE", ""),
+        ("DIB_DEFAULT_INSTALLTYPE", "source"),
+        ("DIB_PYTHON_EXEC", "python3"),
+        ("DIB_DEBUG_TRACE", "0"),
+    ] {
+        env.entry(k.into()).or_insert_with(|| v.into());
+    }
+    env.entry("ARCH".into()).or_insert_with(host_arch);
+    let names: Vec<&str> = elements.iter().map(|e| e.name.as_str()).collect();
+    env.insert("IMAGE_ELEMENT".into(), names.join(" "));
+    let mut yaml = String::new();
+    let mut array = String::new();
+    for e in elements {
+        yaml.push_str(&format!("{}: {}\n", e.name, e.path.display()));
+        array.push_str(&format!("[{}]={} ", e.name, e.path.display()));
+    }
+    env.insert("IMAGE_ELEMENT_YAML".into(), yaml);
+    env.insert(
+        "BASH_FUNC_get_image_element_array%%".into(),
+        format!("() {{  echo \"{array}\"\n}}"),
+    );
+    env.insert("LC_ALL".into(), "C".into());
 }
 
 /// Source `files` in order with bash (`set -eu -o pipefail`, traced) in
