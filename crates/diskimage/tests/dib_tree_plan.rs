@@ -64,7 +64,7 @@ fn dib_tree_plans_and_package_installs_match_squash() {
     for (set, vars) in SETS {
         let req: Vec<String> = set.split(' ').map(String::from).collect();
         let els = expand_image_elements(
-            &[elements_dir.clone()],
+            std::slice::from_ref(&elements_dir),
             &req,
             &ImageElementOptions::default(),
         )
