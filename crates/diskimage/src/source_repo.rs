@@ -383,7 +383,15 @@ fn git(r: &SourceRepo, cached: &Path, dest: &Path, offline: bool) -> Result<()> 
             .arg(cached)
             .args(["fetch", "-q", "--prune", "--update-head-ok"])
             .arg(&r.location)
-            .args(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]))?;
+            .args(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]))
+        .map_err(|e| Error::ElementFile {
+            file: r.origin.0.clone(),
+            line: Some(r.origin.1),
+            reason: format!(
+                "`{}`: updating the cache for ref {} failed: {e}",
+                r.name, r.reference
+            ),
+        })?;
         if !all {
             run(Command::new("git")
                 .arg("-C")

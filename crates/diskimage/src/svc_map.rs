@@ -108,3 +108,48 @@ pub fn load(root: &Path) -> Result<BTreeMap<String, String>> {
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn el(dir: &Path, name: &str, svc_map: &str) -> Element {
+        let p = dir.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("svc-map"), svc_map).unwrap();
+        Element::load(name, &p).unwrap()
+    }
+
+    #[test]
+    fn distro_then_family_then_default_then_name() {
+        let d = tempfile::tempdir().unwrap();
+        let a = el(
+            d.path(),
+            "a",
+            "haproxy:\n  default: haproxy\n  redhat: haproxy-rh\n  debian: haproxy-deb\n  ubuntu: haproxy-ubu\nplain:\n  fedora: plain-f\n",
+        );
+        let b = el(d.path(), "b", "vrrp-octavia:\n  default: vrrp\n");
+        let m = merge(&[a.clone(), b.clone()], "debian").unwrap();
+        assert_eq!(m["haproxy"], "haproxy-deb");
+        assert_eq!(m["plain"], "plain");
+        assert_eq!(m["vrrp-octavia"], "vrrp");
+        let m = merge(&[a.clone(), b.clone()], "ubuntu").unwrap();
+        assert_eq!(m["haproxy"], "haproxy-ubu");
+        let m = merge(std::slice::from_ref(&a), "centos").unwrap();
+        assert_eq!(m["haproxy"], "haproxy-rh");
+        assert_eq!(merge(std::slice::from_ref(&a), "fedora").unwrap()["plain"], "plain-f");
+        let text = render(&merge(&[a.clone(), b], "debian").unwrap());
+        let back: BTreeMap<String, String> = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(back["haproxy"], "haproxy-deb");
+        // a service named by two elements is an error naming both
+        let c = el(d.path(), "c", "haproxy:\n  default: other\n");
+        let err = merge(&[a, c], "debian").unwrap_err().to_string();
+        assert!(
+            err.contains("haproxy already found")
+                && err.contains("element a")
+                && err.contains("c/svc-map"),
+            "{err}"
+        );
+    }
+}

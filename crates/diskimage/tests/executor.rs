@@ -420,3 +420,24 @@ fn unsafe_not_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
         .unwrap_or(true)
 }
+
+#[test]
+fn trace_level_reaches_hooks_and_lists_ignored_files() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let p = plan(&["fx-os", "fx-order"], host_env());
+    let mut o = opts(d.path());
+    o.trace = 2;
+    let ex = Executor::prepare(&p, &root, o.clone()).unwrap();
+    ex.run_phase("root.d").unwrap();
+    let env = std::fs::read_to_string(o.build_dir.join("root.d.env")).unwrap();
+    assert!(env.lines().any(|l| l == "DIB_DEBUG_TRACE=2"), "{env}");
+    let log = std::fs::read_to_string(d.path().join("build.log")).unwrap();
+    assert!(
+        log.contains(
+            "Ignoring non-executable files or non-conforming names: 20-bad.name 30-noexec"
+        ),
+        "{log}"
+    );
+}
