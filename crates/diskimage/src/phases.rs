@@ -99,6 +99,9 @@ pub struct HookFile {
     pub element: String,
     /// Its source path.
     pub source: PathBuf,
+    /// For install-types scripts: the `<element>-<type>-install`
+    /// sub-directory of `install.d` it is linked from.
+    pub via: Option<String>,
 }
 
 /// What an infrastructure element does, natively.
@@ -299,6 +302,7 @@ pub fn merge_hooks(elements: &[Element]) -> Result<BTreeMap<String, Vec<HookFile
                         name: fname,
                         element: el.name.clone(),
                         source: f,
+                        via: None,
                     });
                 }
             } else if p.is_file() && !name.ends_with(".pyc") {
@@ -308,11 +312,70 @@ pub fn merge_hooks(elements: &[Element]) -> Result<BTreeMap<String, Vec<HookFile
                     name,
                     element: el.name.clone(),
                     source: p,
+                    via: None,
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// install-types: the scripts of `install.d/<prefix>-<type>-install/`
+/// directories whose type is the one chosen for `<prefix>`
+/// (`DIB_INSTALLTYPE_<prefix, - as _>`, else `DIB_DEFAULT_INSTALLTYPE`, else
+/// `source`), as DIB links them into `install.d`.
+fn install_type_scripts(
+    hooks: &BTreeMap<String, Vec<HookFile>>,
+    env: &BTreeMap<String, String>,
+) -> Vec<HookFile> {
+    let default = env
+        .get("DIB_DEFAULT_INSTALLTYPE")
+        .cloned()
+        .unwrap_or_else(|| "source".into());
+    // prefixes named by DIB_INSTALLTYPE_* variables
+    let named: BTreeMap<String, String> = env
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("DIB_INSTALLTYPE_")
+                .map(|p| (p.replace('_', "-"), v.clone()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in hooks.get("install.d").into_iter().flatten() {
+        if !h.source.is_dir() {
+            continue;
+        }
+        let Some(stem) = h.name.strip_suffix("-install") else {
+            continue;
+        };
+        let Some((prefix, kind)) = stem.rsplit_once('-') else {
+            continue;
+        };
+        let chosen = named.get(prefix).unwrap_or(&default);
+        if kind != chosen {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(&h.source) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if runnable_name(&name) && is_executable_file(&f) {
+                out.push(HookFile {
+                    name,
+                    element: h.element.clone(),
+                    source: f,
+                    via: Some(h.name.clone()),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The `environment.d` files of a merged hook tree in sourcing order.
@@ -373,7 +436,9 @@ impl BuildPlan {
                     continue;
                 }
                 let step = match *s {
-                    "99-squash-package-install" | "11-copy-svc-map-file" => continue,
+                    "99-squash-package-install"
+                    | "11-copy-svc-map-file"
+                    | "99-enable-install-types" => continue,
                     "10-install-static-files" => NativeStep::InstallStatic,
                     "01-install-bin" => NativeStep::InstallBin,
                     "10-create-pkg-map-dir" => NativeStep::PkgMapDir,
@@ -403,6 +468,12 @@ impl BuildPlan {
                     element: el.to_string(),
                     step,
                 });
+            }
+            if ph.dir == "install.d" && has("install-types") {
+                for h in install_type_scripts(&hooks, &environment) {
+                    steps.retain(|s| s.name() != h.name);
+                    steps.push(Step::Script(h));
+                }
             }
             sort_run_parts(&mut steps, |s| s.name());
             if ph.dir == "install.d" && !extra_packages.is_empty() {

@@ -267,6 +267,7 @@ fn package_installs_become_native_steps() {
             "01-package-installs",
             "10-install-static-files",
             "50-fx-app-install",
+            "60-fx-app-source",
             "99-package-uninstalls"
         ]
     );
@@ -282,7 +283,7 @@ fn package_installs_become_native_steps() {
     let Some(NativeStep::PackageInstalls {
         uninstall: true,
         packages,
-    }) = &install[3].1
+    }) = &install[4].1
     else {
         panic!()
     };
@@ -395,6 +396,11 @@ fn in_chroot_phases_on_a_tiny_root() {
         ["early-real", "real-tool build-dep", "-e build-dep"]
     );
     assert!(!root.join("tmp/in_target.d").exists());
+    // install-types: the source variant (the default) ran, linked from its sub-directory
+    assert_eq!(
+        std::fs::read_to_string(root.join("fx-installtype.out")).unwrap(),
+        "source\n"
+    );
 
     // a failing in-chroot hook still unmounts everything
     std::fs::write(root.join("fx-post.out"), "").unwrap();
@@ -439,5 +445,39 @@ fn trace_level_reaches_hooks_and_lists_ignored_files() {
             "Ignoring non-executable files or non-conforming names: 20-bad.name 30-noexec"
         ),
         "{log}"
+    );
+}
+
+#[test]
+fn install_types_pick_the_variant_per_element() {
+    let names = |env: BTreeMap<String, String>| -> Vec<String> {
+        plan(&["fx-os", "fx-app"], env)
+            .phase("install.d")
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    };
+    let n = names(host_env());
+    assert!(
+        n.contains(&"60-fx-app-source".into())
+            && !n.contains(&"60-fx-app-package".into())
+            && !n.contains(&"70-other".into()),
+        "{n:?}"
+    );
+    let mut e = host_env();
+    e.insert("DIB_INSTALLTYPE_fx_app".into(), "package".into());
+    let n = names(e);
+    assert!(
+        n.contains(&"60-fx-app-package".into()) && !n.contains(&"60-fx-app-source".into()),
+        "{n:?}"
+    );
+    let mut e = host_env();
+    e.insert("DIB_DEFAULT_INSTALLTYPE".into(), "package".into());
+    let n = names(e);
+    assert!(
+        n.contains(&"60-fx-app-package".into()) && n.contains(&"70-other".into()),
+        "{n:?}"
     );
 }

@@ -105,6 +105,27 @@ impl<'a> Executor<'a> {
                 copy_entry(&f.source, &dest.join(&f.name))?;
             }
         }
+        // install-types: link the chosen `<element>-<type>-install/` scripts
+        // into install.d, as DIB does
+        for ph in &plan.phases {
+            for st in &ph.steps {
+                if let Step::Script(HookFile {
+                    name,
+                    via: Some(sub),
+                    ..
+                }) = st
+                {
+                    let link = hooks.join(ph.phase.dir).join(name);
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(format!("{sub}/{name}"), &link).map_err(
+                        |source| Error::Io {
+                            path: link.clone(),
+                            source,
+                        },
+                    )?;
+                }
+            }
+        }
         Ok(Executor {
             plan,
             root: root.to_path_buf(),
