@@ -25,7 +25,8 @@ pub use builder::{BuildReport, BuildSummary, ImageBuilder, Stage, StageReport};
 pub use cache::{Cache, KeyChain};
 pub use disk::{DiskLayout, DiskPlan, TableType};
 pub use element::{
-    expand_image_elements, image_element_args, parse_elements_path, Element, ElementTree,
+    builtin_elements_dir, elements_search_path, expand_image_elements, image_element_args,
+    parse_elements_path, Element, ElementTree,
     ImageElementOptions,
 };
 pub use error::{Error, Result};

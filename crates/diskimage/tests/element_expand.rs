@@ -260,3 +260,47 @@ fn expand_image_elements_on_dib_tree() {
         .unwrap();
     assert_eq!(names.join(" "), recorded.expected);
 }
+
+#[test]
+fn builtin_infrastructure_elements_come_last() {
+    let builtin = diskimage::builtin_elements_dir().unwrap();
+    let fx = common::fixtures().join("elements");
+    let path = diskimage::elements_search_path(Some(&format!("{}:", fx.display())), &[]);
+    assert_eq!(path, [fx.clone(), builtin.clone()]);
+    let tree = ElementTree::discover(&path).unwrap();
+    let names: Vec<String> = tree
+        .expand(&[
+            "os-alpha".into(),
+            "install-static".into(),
+            "source-repositories".into(),
+            "svc-map".into(),
+        ])
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for n in [
+        "install-static",
+        "package-installs",
+        "install-bin",
+        "pkg-map",
+        "source-repositories",
+        "svc-map",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n}: {names:?}");
+    }
+    // DIB's tree first: its elements win over the stand-ins
+    if let Some(dib) = common::dib_elements() {
+        let tree = ElementTree::discover(&diskimage::elements_search_path(
+            Some(&dib.display().to_string()),
+            &[],
+        ))
+        .unwrap();
+        assert!(tree
+            .get("package-installs")
+            .unwrap()
+            .path
+            .starts_with(std::fs::canonicalize(&dib).unwrap()));
+        assert!(tree.get("svc-map").unwrap().depends.contains("dib-python"));
+    }
+}

@@ -68,6 +68,28 @@ pub fn parse_elements_path(value: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// This crate's own element directory: stand-ins (name and dependencies)
+/// for the infrastructure elements the executor runs natively
+/// (`package-installs`, `install-static`, `install-bin`, `install-types`,
+/// `pkg-map`, `svc-map`, `source-repositories`). `None` when the crate's
+/// source tree is not where it was built.
+pub fn builtin_elements_dir() -> Option<PathBuf> {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("elements");
+    d.is_dir().then_some(d)
+}
+
+/// The search path a build uses, as `disk-image-create` makes it: the
+/// entries of `elements_path` (an `ELEMENTS_PATH` value; `None` reads the
+/// variable), then `extra` (a tool's own element directories), then
+/// [`builtin_elements_dir`] — earlier entries win.
+pub fn elements_search_path(elements_path: Option<&str>, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let env = std::env::var("ELEMENTS_PATH").unwrap_or_default();
+    let mut out = parse_elements_path(elements_path.unwrap_or(&env));
+    out.extend(extra.iter().cloned());
+    out.extend(builtin_elements_dir());
+    out
+}
+
 /// Every element found on an elements path, earlier paths winning.
 #[derive(Debug, Clone, Default)]
 pub struct ElementTree {

@@ -174,10 +174,7 @@ impl<'a> Executor<'a> {
             );
             env.insert("HOME".into(), "/root".into());
         } else {
-            env.insert(
-                "PATH".into(),
-                format!("{}:{host_path}", self.hooks.join("bin").display()),
-            );
+            env.insert("PATH".into(), host_path);
         }
         env
     }
