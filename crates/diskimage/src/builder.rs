@@ -10,7 +10,9 @@
 //! goes straight to the disk; changing one stage's inputs reruns that stage
 //! and the ones after it.
 //!
-//! The stages built in here cover the Debian elements this crate knows
+//! With [`ImageBuilder::elements_path`] set, the elements come from those
+//! trees and run through the phase executor, each tree phase cached the
+//! same way ([`crate::element_build`]). Without it, the stages built in here cover the Debian elements this crate knows
 //! natively (`debian-minimal`/`debian`, `vm`, `block-device-mbr`,
 //! `block-device-gpt`, `base`); any other element is refused by name until
 //! the element executor runs element trees (see [`KNOWN_ELEMENTS`]).
@@ -70,8 +72,13 @@ pub struct ImageBuilder {
     pub grub_timeout: String,
     /// Accelerator of the libguestfs appliance.
     pub accel: Accel,
-    /// Where build logs go (default: next to the output, `<name>.d/`).
+    /// Where build logs go (default: the build's temporary directory).
     pub log_dir: Option<PathBuf>,
+    /// Element directories (`ELEMENTS_PATH`, earlier wins; put built-in
+    /// trees last). Empty: only the built-in stages ([`KNOWN_ELEMENTS`]);
+    /// otherwise the elements are expanded from these trees and run by the
+    /// phase executor (see [`crate::element_build`]).
+    pub elements_path: Vec<PathBuf>,
 }
 
 /// One stage of the build.
@@ -114,7 +121,8 @@ pub struct StageReport {
 /// What a build did.
 #[derive(Debug, Clone)]
 pub struct BuildReport {
-    /// Whether debootstrap ran (false when the tree came from the cache).
+    /// Whether debootstrap ran (false when the tree came from the cache);
+    /// for element builds, whether `root.d` ran.
     pub debootstrap_ran: bool,
     /// Stages in order.
     pub stages: Vec<StageReport>,
@@ -168,6 +176,9 @@ impl ImageBuilder {
             grub_timeout: std::env::var("DIB_GRUB_TIMEOUT").unwrap_or_else(|_| "5".into()),
             accel: Accel::Tcg,
             log_dir: None,
+            elements_path: std::env::var("ELEMENTS_PATH")
+                .map(|v| crate::element::parse_elements_path(&v))
+                .unwrap_or_default(),
         }
     }
 
@@ -291,6 +302,9 @@ impl ImageBuilder {
     /// Build the image: see the module documentation.
     #[tracing::instrument(skip_all, fields(output = %self.output.display()))]
     pub async fn build(&self) -> Result<BuildReport> {
+        if !self.elements_path.is_empty() {
+            return crate::element_build::build(self, &self.elements_path).await;
+        }
         let t0 = Instant::now();
         let summary = self.plan()?;
         let cache = Cache::open(&self.cache_dir)?;
@@ -495,6 +509,7 @@ mod tests {
         b.mirror = Some("http://mirror.invalid/debian".into());
         b.release = Some("bookworm".into());
         b.block_device_config = None;
+        b.elements_path.clear();
         b.grub_timeout = "5".into();
         b
     }

@@ -10,12 +10,13 @@ pub mod cache;
 mod cmd;
 pub mod disk;
 pub mod element;
-pub mod executor;
+pub mod element_build;
 mod error;
+pub mod executor;
 pub mod output;
 pub mod package_installs;
-pub mod phases;
 pub mod phase_cache;
+pub mod phases;
 pub mod pkg_map;
 pub mod rootfs;
 pub mod source_repo;
@@ -26,11 +27,10 @@ pub use cache::{Cache, KeyChain};
 pub use disk::{DiskLayout, DiskPlan, TableType};
 pub use element::{
     builtin_elements_dir, elements_search_path, expand_image_elements, image_element_args,
-    parse_elements_path, Element, ElementTree,
-    ImageElementOptions,
+    parse_elements_path, Element, ElementTree, ImageElementOptions,
 };
 pub use error::{Error, Result};
 pub use executor::{ExecOptions, Executor, PhaseReport};
-pub use phases::{BuildPlan, Step, PHASES};
 pub use output::{ImageType, OutputFile, OutputOptions};
+pub use phases::{BuildPlan, Step, PHASES};
 pub use rootfs::{Distro, RootfsSpec};

@@ -28,6 +28,7 @@ fn builder(elements: &[&str], out: &Path) -> ImageBuilder {
     b.image_size = Some(2 << 30);
     b.release = Some("bookworm".into());
     b.block_device_config = None;
+    b.elements_path.clear();
     b
 }
 
@@ -240,4 +241,64 @@ async fn mbr_image_boots_and_outputs_are_what_was_asked() {
 
     let console = boot_to_login(&raw, "raw", d.path());
     assert!(console.contains("login:"));
+}
+
+/// diskimage-builder's own element tree (from the venv `scripts/setup.sh`
+/// installs), `vm debian-minimal`, run by our executor: it boots, and a
+/// rebuild restores every tree phase from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn dib_elements_vm_debian_minimal_boots() {
+    let venv = std::env::var_os("DIB_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::home_dir()
+                .unwrap()
+                .join(".cache/openstack-image-tools/dib-venv")
+        });
+    let lib = venv.join("lib");
+    let elements = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/setup.sh", lib.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/diskimage_builder/elements"))
+        .find(|p| p.is_dir())
+        .expect("diskimage-builder's elements in the venv");
+    let d = tempfile::tempdir().unwrap();
+    let mut b = builder(&["vm", "debian-minimal"], &d.path().join("dib"));
+    b.elements_path = vec![elements];
+    b.log_dir = Some(d.path().join("logs"));
+    b.types = vec![ImageType::Qcow2];
+    b.compress = false;
+    let r = match b.build().await {
+        Ok(r) => r,
+        Err(e) => {
+            let log = std::fs::read_to_string(d.path().join("logs/build.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!(
+                "{e}\n--- build.log tail ---\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    };
+    eprintln!("DIB elements build: {r:#?}");
+    let names: Vec<&str> = r.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(&names[..3], ["root.d", "extra-data.d", "pre-install.d"]);
+    let console = boot_to_login(&d.path().join("dib.qcow2"), "qcow2", d.path());
+    assert!(console.contains("login:"));
+
+    let mut again = b.clone();
+    again.types = vec![ImageType::Tar];
+    again.output = d.path().join("again");
+    let r2 = again.build().await.unwrap();
+    assert!(!r2.debootstrap_ran);
+    assert!(
+        r2.stages
+            .iter()
+            .filter(|s| s.name != "block-device.d"
+                && s.name != "pre-finalise.d"
+                && s.name != "finalise.d"
+                && s.name != "cleanup.d")
+            .all(|s| s.cached),
+        "{:?}",
+        r2.stages
+    );
 }

@@ -1,0 +1,328 @@
+//! Builds from element trees (diskimage-builder's own, the workspace's, a
+//! user's `ELEMENTS_PATH`): expansion → [`BuildPlan`] → the executor's tree
+//! phases (`root.d` … `post-root.d`) on a cached tree → `block-device.d`,
+//! `pre-finalise.d`, `finalise.d`, `cleanup.d` on the tree → disk → GRUB →
+//! outputs.
+//!
+//! After each tree phase the tree is snapshotted under the key from
+//! [`crate::phase_cache::phase_keys`]; a rebuild restores the latest
+//! snapshot whose inputs are unchanged and reruns only the later phases.
+//!
+//! Differences from `disk-image-create`, all forced by building without
+//! block devices: the filesystem is made from the finished tree (so
+//! `finalise.d` and `cleanup.d` run on the tree, before `mkfs`), and the
+//! `bootloader` element's `finalise.d/50-bootloader` (which runs
+//! `grub-install` on a loop device) is replaced by installing its GRUB
+//! packages in the tree (unless `DIB_SKIP_GRUB_PACKAGE_INSTALL=True`), the
+//! serial-console `/etc/default/grub`, and `grub-install` through
+//! libguestfs. Hooks that call `sudo` get a pass-through shim (we are root).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::builder::{dpkg_arch, BuildReport, ImageBuilder, StageReport};
+use crate::cache::Cache;
+use crate::cmd::io;
+use crate::disk::{self, DiskLayout};
+use crate::element::{expand_image_elements, ImageElementOptions};
+use crate::error::{Error, Result};
+use crate::executor::{filter_environment, ExecOptions, Executor};
+use crate::output::{write_outputs, OutputOptions};
+use crate::phase_cache::{phase_keys, TREE_PHASES};
+use crate::phases::{BuildPlan, Step};
+use crate::rootfs::{self, Chroot, Distro};
+
+/// Phases run on the tree after the cached ones, in order.
+const LATE_PHASES: &[&str] = &[
+    "block-device.d",
+    "pre-finalise.d",
+    "finalise.d",
+    "cleanup.d",
+];
+
+/// The `sudo` shim put first on the hooks' `PATH`.
+const SUDO_SHIM: &str = "#!/bin/bash\n# We already run as root: drop sudo's options, run the command.\n\
+while [ $# -gt 0 ]; do\n  case \"$1\" in\n    -u|-g|-C|-D|-h|-p|-r|-t|-U) shift 2 ;;\n    --) shift; break ;;\n    -*) shift ;;\n    *) break ;;\n  esac\ndone\nexec \"$@\"\n";
+
+/// The environment the hooks start from.
+fn environment(
+    b: &ImageBuilder,
+    cache: &Cache,
+    arch: &str,
+    shim: &Path,
+) -> Result<BTreeMap<String, String>> {
+    let mut env = filter_environment(std::env::vars());
+    env.insert("ARCH".into(), arch.into());
+    env.insert("DIB_IMAGE_CACHE".into(), cache.path().display().to_string());
+    if let Some(r) = &b.release {
+        env.insert("DIB_RELEASE".into(), r.clone());
+    }
+    let release = env
+        .get("DIB_RELEASE")
+        .cloned()
+        .unwrap_or_else(|| Distro::Debian.default_release().into());
+    match &b.mirror {
+        Some(m) => {
+            env.insert("DIB_DISTRIBUTION_MIRROR".into(), m.clone());
+        }
+        None if !env.contains_key("DIB_DISTRIBUTION_MIRROR") => {
+            // Debian elements: the machine's apt sources, never a built-in host.
+            if let Ok(m) = rootfs::resolve_mirror(Distro::Debian, &release) {
+                env.insert("DIB_DISTRIBUTION_MIRROR".into(), m);
+            }
+        }
+        None => {}
+    }
+    env.entry("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE".into())
+        .or_insert_with(|| "1".into());
+    env.insert("DIB_GRUB_TIMEOUT".into(), b.grub_timeout.clone());
+    if let Some(name) = b.output.file_name() {
+        env.insert("IMAGE_NAME".into(), name.to_string_lossy().into_owned());
+    }
+    let path = env
+        .get("PATH")
+        .cloned()
+        .unwrap_or_else(|| "/usr/bin:/bin".into());
+    env.insert("PATH".into(), format!("{}:{path}", shim.display()));
+    Ok(env)
+}
+
+/// The layout: `DIB_BLOCK_DEVICE_CONFIG`, else the first element shipping
+/// `block-device-<arch>.yaml` or `block-device-default.yaml`, else a bare
+/// filesystem (no `vm`) or MBR.
+fn layout(b: &ImageBuilder, plan: &BuildPlan, arch: &str, vm: bool) -> Result<DiskLayout> {
+    if let Some(cfg) = &b.block_device_config {
+        return match cfg.strip_prefix("file://") {
+            Some(p) => DiskLayout::from_yaml(
+                &std::fs::read_to_string(p).map_err(io(Path::new(p)))?,
+                p,
+                &b.root_label,
+            ),
+            None => DiskLayout::from_yaml(cfg, "DIB_BLOCK_DEVICE_CONFIG", &b.root_label),
+        };
+    }
+    if !vm {
+        return Ok(DiskLayout::filesystem(&b.root_label));
+    }
+    for e in &plan.elements {
+        for f in [
+            format!("block-device-{arch}.yaml"),
+            "block-device-default.yaml".into(),
+        ] {
+            let p = e.path.join(&f);
+            if p.is_file() {
+                let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+                return DiskLayout::from_yaml(&text, &p.display().to_string(), &b.root_label);
+            }
+        }
+    }
+    Ok(DiskLayout::mbr(&b.root_label))
+}
+
+/// Build `b` from the element trees on `paths`.
+pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildReport> {
+    let t0 = Instant::now();
+    let arch = dpkg_arch(&b.arch)?;
+    let cache = Cache::open(&b.cache_dir)?;
+    let shim = cache.path().join("bin");
+    std::fs::create_dir_all(&shim).map_err(io(&shim))?;
+    let sudo = shim.join("sudo");
+    std::fs::write(&sudo, SUDO_SHIM).map_err(io(&sudo))?;
+    rootfs::set_mode(&sudo, 0o755)?;
+
+    let expanded = expand_image_elements(
+        paths,
+        &b.elements,
+        &ImageElementOptions {
+            arch: arch.clone(),
+            ..Default::default()
+        },
+    )?;
+    let env = environment(b, &cache, &arch, &shim)?;
+    let mut plan = BuildPlan::with_element_environment(expanded, env, &b.packages)?;
+    let vm = plan.elements.iter().any(|e| e.name == "vm");
+    let bootloader = plan.elements.iter().any(|e| e.name == "bootloader");
+    if bootloader {
+        for ph in &mut plan.phases {
+            ph.steps.retain(|s| !matches!(s, Step::Script(h) if h.element == "bootloader" && h.name == "50-bootloader"));
+        }
+    }
+    let layout = layout(b, &plan, &arch, vm)?;
+
+    let elements: Vec<(String, PathBuf)> = plan
+        .elements
+        .iter()
+        .map(|e| (e.name.clone(), e.path.clone()))
+        .collect();
+    let key_vars: BTreeMap<String, String> = plan
+        .environment
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "PATH" | "HOME"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let stages = phase_keys("element-build", &elements, &key_vars)?;
+
+    let tmp_parent = cache.path().join("tmp");
+    std::fs::create_dir_all(&tmp_parent).map_err(io(&tmp_parent))?;
+    let work = tempfile::Builder::new()
+        .prefix("build.")
+        .tempdir_in(&tmp_parent)
+        .map_err(io(&tmp_parent))?;
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    let log = b
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| work.path().to_path_buf())
+        .join("build.log");
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).map_err(io(d))?;
+    }
+    let exec = Executor::prepare(
+        &plan,
+        &root,
+        ExecOptions {
+            build_dir: work.path().to_path_buf(),
+            trace: 0,
+            log: Some(log.clone()),
+            image_cache: cache.path().to_path_buf(),
+        },
+    )?;
+
+    let mut reports = Vec::new();
+    let last = (0..stages.len())
+        .rev()
+        .find(|&i| cache.has_tree(&stages[i].key));
+    let first = match last {
+        Some(i) => {
+            let t = Instant::now();
+            cache.restore_tree(&stages[i].key, &root)?;
+            for (j, s) in stages[..=i].iter().enumerate() {
+                reports.push(StageReport {
+                    name: s.name.clone(),
+                    cached: true,
+                    seconds: if j == i {
+                        t.elapsed().as_secs_f64()
+                    } else {
+                        0.0
+                    },
+                });
+            }
+            i + 1
+        }
+        None => 0,
+    };
+    for (i, phase) in TREE_PHASES.iter().enumerate().skip(first) {
+        let t = Instant::now();
+        exec.run_phase(phase)?;
+        cache.store_tree(&stages[i].key, &root)?;
+        reports.push(StageReport {
+            name: stages[i].name.clone(),
+            cached: false,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    let debootstrap_ran = first == 0;
+    for phase in LATE_PHASES {
+        let t = Instant::now();
+        exec.run_phase(phase)?;
+        reports.push(StageReport {
+            name: (*phase).into(),
+            cached: false,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+
+    let td = Instant::now();
+    let needs_disk = b.types.iter().any(|t| t.needs_disk());
+    let mut disk_plan = None;
+    let mut disk_path = None;
+    if needs_disk {
+        if vm && bootloader {
+            prepare_grub(b, &plan, &cache, &root, &arch, &log)?;
+        }
+        let size = match b.image_size {
+            Some(s) => s,
+            None => disk::auto_size(disk::tree_bytes(&root)?, &layout),
+        };
+        let p = disk::plan(&layout, size, &disk::random_uuid()?)?;
+        let raw = work.path().join("disk.raw");
+        disk::create(&p, &root, &raw)?;
+        if vm && bootloader {
+            crate::bootloader::install_grub(&raw, &p, b.accel).await?;
+        }
+        disk_plan = Some(p);
+        disk_path = Some(raw);
+    }
+    let disk_seconds = td.elapsed().as_secs_f64();
+    if let Some(parent) = b.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let outputs = write_outputs(
+        disk_path.as_deref(),
+        Some(&root),
+        &b.output,
+        &OutputOptions {
+            types: b.types.clone(),
+            compress: b.compress,
+            checksum: b.checksum,
+            qemu_img_options: std::env::var("QEMU_IMG_OPTIONS")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        },
+    )?;
+    Ok(BuildReport {
+        debootstrap_ran,
+        stages: reports,
+        disk: disk_plan,
+        disk_seconds,
+        outputs,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// What `50-bootloader` would have done to the tree before `grub-install`:
+/// its GRUB packages and a serial-console `/etc/default/grub`.
+fn prepare_grub(
+    b: &ImageBuilder,
+    plan: &BuildPlan,
+    cache: &Cache,
+    root: &Path,
+    arch: &str,
+    log: &Path,
+) -> Result<()> {
+    let skip = plan
+        .environment
+        .get("DIB_SKIP_GRUB_PACKAGE_INSTALL")
+        .is_some_and(|v| v == "True");
+    if !skip && arch != "amd64" && arch != "i386" {
+        return Err(Error::Option {
+            option: "-a".into(),
+            reason: format!("GRUB for `{arch}` images (EFI) is not built here; use amd64"),
+        });
+    }
+    if !skip && !root.join("usr/lib/grub/i386-pc").is_dir() {
+        let release = plan
+            .environment
+            .get("DIB_RELEASE")
+            .cloned()
+            .unwrap_or_else(|| "bookworm".into());
+        let debs = cache.debs_dir("debian", &release, arch)?;
+        let mut chroot = Chroot::enter(root)?;
+        rootfs::block_services(root)?;
+        let r = rootfs::apt_install(
+            &mut chroot,
+            &debs,
+            &["grub-pc-bin".to_string(), "grub2-common".to_string()],
+            log,
+        );
+        rootfs::unblock_services(root)?;
+        chroot.exit()?;
+        r?;
+    }
+    let p = root.join("etc/default/grub");
+    std::fs::create_dir_all(root.join("etc/default")).map_err(io(&p))?;
+    std::fs::write(&p, crate::bootloader::default_grub(&b.grub_timeout)).map_err(io(&p))?;
+    Ok(())
+}
