@@ -49,6 +49,17 @@ pub struct BootSpec {
     /// `(user, OpenSSH public key line)` written to `~user/.ssh/authorized_keys`
     /// in the overlay before the first boot (the local stand-in for a Nova keypair).
     pub authorized_key: Option<(String, String)>,
+    /// Where the guest's ports are reachable. `None` (the default): the
+    /// guest's port 22 is forwarded from a free port of 127.0.0.1. `Some(addr)`
+    /// (an address of 127.0.0.0/8 of this VM's own): port 22 and every port of
+    /// [`BootSpec::forward_ports`] are forwarded one to one (`addr:P` → guest
+    /// `P`, QEMU user-mode `hostfwd`), so that `ssh user@addr` and clients of
+    /// the guest's services work unchanged. Only those TCP ports reach the
+    /// guest: UDP and ICMP are not forwarded. Ports below 1024 need root (or
+    /// `net.ipv4.ip_unprivileged_port_start`).
+    pub host_addr: Option<Ipv4Addr>,
+    /// Guest TCP ports forwarded one to one besides 22 (only with `host_addr`).
+    pub forward_ports: Vec<u16>,
 }
 
 /// How [`LocalVm::shutdown`] ended the VM.
@@ -74,6 +85,7 @@ pub struct LocalVm {
     serial_log: PathBuf,
     qmp_socket: PathBuf,
     qemu_log: PathBuf,
+    host: Ipv4Addr,
     port: u16,
     pid: u32,
     proc: SharedProc,
@@ -135,6 +147,27 @@ impl BootSpec {
         if let Some((user, key)) = &self.authorized_key {
             check_key(user, key).map_err(|r| invalid("authorized_key", r))?;
         }
+        match self.host_addr {
+            Some(addr) if !addr.is_loopback() => {
+                return Err(invalid(
+                    "host_addr",
+                    format!("{addr} is not a loopback address (127.0.0.0/8)"),
+                ))
+            }
+            None if !self.forward_ports.is_empty() => {
+                return Err(invalid(
+                    "forward_ports",
+                    "ports are forwarded one to one only with a host_addr".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.forward_ports.contains(&0) {
+            return Err(invalid(
+                "forward_ports",
+                "port 0 cannot be forwarded".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -174,8 +207,8 @@ pub(crate) fn is_ssh2_banner(b: &[u8]) -> bool {
 }
 
 /// Connect to the forwarded port and read the server's identification line.
-async fn read_banner(port: u16) -> Option<String> {
-    let connect = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+async fn read_banner(host: Ipv4Addr, port: u16) -> Option<String> {
+    let connect = tokio::net::TcpStream::connect((host, port));
     let mut s = tokio::time::timeout(Duration::from_secs(3), connect)
         .await
         .ok()?
@@ -201,6 +234,16 @@ async fn read_banner(port: u16) -> Option<String> {
             .unwrap_or_default()
             .to_string()
     })
+}
+
+/// The user-mode `-netdev` value forwarding `host:from` to guest port `to`
+/// for every `(from, to)`.
+fn netdev(host: Ipv4Addr, forwards: &[(u16, u16)]) -> String {
+    let mut s = String::from("user,id=net0");
+    for (from, to) in forwards {
+        s.push_str(&format!(",hostfwd=tcp:{host}:{from}-:{to}"));
+    }
+    s
 }
 
 /// `value` as a QEMU option value: commas are doubled.
@@ -287,8 +330,27 @@ impl LocalVm {
         let serial_log = dir.join("serial.log");
         let qemu_log = dir.join("qemu.log");
         let mut last_err = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port().map_err(io("127.0.0.1:0"))?;
+        let attempts = if spec.host_addr.is_some() {
+            1
+        } else {
+            PORT_ATTEMPTS
+        };
+        for _ in 0..attempts {
+            let (host, port, forwards) = match spec.host_addr {
+                None => {
+                    let port = free_port().map_err(io("127.0.0.1:0"))?;
+                    (Ipv4Addr::LOCALHOST, port, vec![(port, 22)])
+                }
+                Some(addr) => {
+                    let mut ports = vec![22];
+                    for p in &spec.forward_ports {
+                        if !ports.contains(p) {
+                            ports.push(*p);
+                        }
+                    }
+                    (addr, 22, ports.into_iter().map(|p| (p, p)).collect())
+                }
+            };
             match start_qemu(
                 &spec,
                 kvm,
@@ -296,7 +358,8 @@ impl LocalVm {
                 &serial_log,
                 &qmp_socket,
                 &qemu_log,
-                port,
+                host,
+                &forwards,
             )
             .await
             {
@@ -325,6 +388,7 @@ impl LocalVm {
                         serial_log,
                         qmp_socket,
                         qemu_log,
+                        host,
                         port,
                         pid,
                         proc,
@@ -353,9 +417,15 @@ impl LocalVm {
         &self.name
     }
 
-    /// Where the guest's SSH server is reachable: `("127.0.0.1", port)`.
+    /// Where the guest's SSH server is reachable: `("127.0.0.1", port)`, or
+    /// `(host_addr, 22)` when the spec gave the VM an address of its own.
     pub fn ssh_endpoint(&self) -> (String, u16) {
-        (Ipv4Addr::LOCALHOST.to_string(), self.port)
+        (self.host.to_string(), self.port)
+    }
+
+    /// The host address the guest's ports are forwarded from.
+    pub fn host_addr(&self) -> Ipv4Addr {
+        self.host
     }
 
     /// The serial console log.
@@ -398,7 +468,7 @@ impl LocalVm {
                     serial_tail: log_tail(&self.serial_log),
                 });
             }
-            if let Some(banner) = read_banner(self.port).await {
+            if let Some(banner) = read_banner(self.host, self.port).await {
                 tracing::info!(elapsed_s = start.elapsed().as_secs(), %banner, "VM active");
                 return Ok(banner);
             }
@@ -544,6 +614,7 @@ enum StartError {
 }
 
 /// Start QEMU and wait until its QMP socket exists.
+#[allow(clippy::too_many_arguments)]
 async fn start_qemu(
     spec: &BootSpec,
     kvm: bool,
@@ -551,7 +622,8 @@ async fn start_qemu(
     serial_log: &Path,
     qmp_socket: &Path,
     qemu_log: &Path,
-    port: u16,
+    host: Ipv4Addr,
+    forwards: &[(u16, u16)],
 ) -> std::result::Result<SharedProc, StartError> {
     let failed = |what: &str, detail: String| StartError::Failed {
         what: what.to_string(),
@@ -585,7 +657,7 @@ async fn start_qemu(
         qemu_escape(overlay)
     ))
     .arg("-netdev")
-    .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"))
+    .arg(netdev(host, forwards))
     // Slot 3, the slot the default NIC has: Debian names it ens3.
     .args(["-device", "virtio-net-pci,netdev=net0,addr=0x3"])
     .arg("-serial")
@@ -638,6 +710,8 @@ mod tests {
             work_dir: "/nonexistent".into(),
             memory_mib: 512,
             cpus: 1,
+            host_addr: None,
+            forward_ports: Vec::new(),
             accel: Accel::Tcg,
             authorized_key: None,
         }
@@ -660,6 +734,27 @@ mod tests {
         s.authorized_key = Some(("debian".into(), "not a key".into()));
         let e = s.check().unwrap_err().to_string();
         assert!(e.contains("authorized_key") && e.contains("vm"), "{e}");
+    }
+
+    #[test]
+    fn forwarded_ports_need_a_loopback_address() {
+        let mut s = spec("vm");
+        s.forward_ports = vec![80];
+        assert!(s.check().is_err(), "ports without an address");
+        s.host_addr = Some(Ipv4Addr::new(10, 0, 0, 5));
+        assert!(s.check().unwrap_err().to_string().contains("loopback"));
+        s.host_addr = Some(Ipv4Addr::new(127, 45, 3, 9));
+        s.check().unwrap();
+        s.forward_ports = vec![0];
+        assert!(s.check().is_err());
+        assert_eq!(
+            netdev(Ipv4Addr::new(127, 45, 3, 9), &[(22, 22), (8080, 8080)]),
+            "user,id=net0,hostfwd=tcp:127.45.3.9:22-:22,hostfwd=tcp:127.45.3.9:8080-:8080"
+        );
+        assert_eq!(
+            netdev(Ipv4Addr::LOCALHOST, &[(40022, 22)]),
+            "user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22"
+        );
     }
 
     #[test]

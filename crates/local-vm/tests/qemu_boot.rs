@@ -45,6 +45,8 @@ fn spec(name: &str, base: &Path, work: &Path, key: Option<(String, String)>) -> 
         cpus: 1,
         accel: Accel::Tcg,
         authorized_key: key,
+        host_addr: None,
+        forward_ports: Vec::new(),
     }
 }
 
