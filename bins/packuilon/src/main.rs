@@ -115,8 +115,9 @@ async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Resu
                     None => Branch::Domain(a.domain),
                 },
             };
-            let body = request.skeleton().to_string();
-            Broker::from_config(&config).publish(body.as_bytes()).await
+            let id = request.publish(&Broker::from_config(&config)).await?;
+            tracing::info!(request = %id, "build requested");
+            Ok(())
         }
         Command::Cdb2rabbit => {
             let report = Cdb2Rabbit::from_config(&config)?.run().await?;

@@ -29,7 +29,7 @@ fn setup(dir: &Path, queue: &str) -> (PathBuf, Broker) {
         format!(
             "#!/bin/sh\necho \"$@\" > {d}/started.tmp && mv {d}/started.tmp {d}/started\n\
              i=0; while [ ! -e {d}/release ]; do sleep 0.1; i=$((i+1)); [ $i -gt 1200 ] && exit 9; done\n\
-             echo fake packer done\n",
+             echo fake packer done\necho '--> openstack: An image was created: img-new'\n",
             d = dir.display()
         ),
     )
@@ -58,7 +58,7 @@ fn setup(dir: &Path, queue: &str) -> (PathBuf, Broker) {
             "[global]\nQUEUE = {queue}\nRABBIT_HOST = 127.0.0.1\nRABBIT_PORT = 5672\nRABBIT_USER = guest\nRABBIT_PW = guest\n\
              [rabbit2packer]\nTHREAD_COUNT = 1\nLOG_DIR = {d}/logs\nBUILD_FILE_DIR = {d}/build\n\
              PACKER_AUTH_FILE = {d}/openrc\nPACKER_TEMPLATE_MAP = {d}/map.json\nIMAGES_CONFIG = {d}/images.json\n\
-             PACKER_PATH = {p}\n",
+             PACKER_PATH = {p}\nSTATE_DIR = {d}/state\n",
             d = dir.display(),
             p = packer.display()
         ),
@@ -142,6 +142,11 @@ async fn trigger_publishes_a_persistent_skeleton_profile() {
     );
     let msg = get_one(&broker).await.expect("a message on the queue");
     assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
+    let request = packuilon_core::amqp::header_str(&msg.delivery.properties, "x-packuilon-request");
+    assert!(
+        request.is_some_and(|r| r.starts_with("trigger-")),
+        "a manual trigger is a new request, never a duplicate"
+    );
     let body: serde_json::Value = serde_json::from_slice(&msg.delivery.data).unwrap();
     assert_eq!(
         body,

@@ -90,6 +90,15 @@ pub struct Rabbit2PackerConfig {
     pub images_config: PathBuf,
     /// `PACKER_PATH`, default `packer` (looked up on `PATH`).
     pub packer_path: PathBuf,
+    /// `MAX_ATTEMPTS` (ours), default 3: builds of one message before it is
+    /// parked on `<QUEUE>.failed`; at least 1.
+    pub max_attempts: u32,
+    /// `RETRY_DELAY` (ours), default 60: seconds before a failed build's
+    /// message is published again.
+    pub retry_delay: u64,
+    /// `STATE_DIR` (ours), default `/var/lib/packer-utils`: where the record
+    /// of builds done (`builds.json`) is kept.
+    pub state_dir: PathBuf,
 }
 
 /// `[rally-image-testing]`: read for compatibility, unused.
@@ -196,6 +205,29 @@ impl Config {
                 }
             },
         };
+        let max_attempts = match r.opt("rabbit2packer", "MAX_ATTEMPTS") {
+            None => 3,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(r.bad(
+                        "rabbit2packer",
+                        "MAX_ATTEMPTS",
+                        format!("{v:?} is not a whole number of at least 1"),
+                    ))
+                }
+            },
+        };
+        let retry_delay = match r.opt("rabbit2packer", "RETRY_DELAY") {
+            None => 60,
+            Some(v) => v.parse::<u64>().map_err(|_| {
+                r.bad(
+                    "rabbit2packer",
+                    "RETRY_DELAY",
+                    format!("{v:?} is not a whole number of seconds"),
+                )
+            })?,
+        };
         let global = GlobalConfig {
             queue: r.string("global", "QUEUE", "build-queue"),
             rabbit_host: r.string("global", "RABBIT_HOST", "localhost"),
@@ -229,6 +261,9 @@ impl Config {
             ),
             images_config: r.path(s, "IMAGES_CONFIG", "/etc/packer-utils/source-images.json"),
             packer_path: r.path(s, "PACKER_PATH", "packer"),
+            max_attempts,
+            retry_delay,
+            state_dir: r.path(s, "STATE_DIR", "/var/lib/packer-utils"),
         };
         let s = "rally-image-testing";
         let rally = RallyConfig {

@@ -34,7 +34,31 @@ pub struct TriggerRequest {
     pub branch: Branch,
 }
 
+/// A fresh request id for [`crate::amqp::REQUEST_HEADER`]: a manual
+/// trigger asks for a build even when the same skeleton was built before.
+pub fn new_request_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("trigger-{nanos}-{}", std::process::id())
+}
+
 impl TriggerRequest {
+    /// Publish the skeleton on `broker`'s queue with a fresh request id
+    /// header; returns the id.
+    pub async fn publish(&self, broker: &crate::amqp::Broker) -> crate::error::Result<String> {
+        let id = new_request_id();
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(
+            crate::amqp::REQUEST_HEADER.into(),
+            lapin::types::AMQPValue::LongString(id.as_str().into()),
+        );
+        broker
+            .publish_with_headers(self.skeleton().to_string().as_bytes(), headers)
+            .await?;
+        Ok(id)
+    }
+
     /// The skeleton profile, shaped as the original's:
     /// `metadata.template.branch` and the `system` fields a build reads.
     pub fn skeleton(&self) -> Value {

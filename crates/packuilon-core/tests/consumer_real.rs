@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use packuilon_core::{shutdown_signal, AuthEnv, Broker, Runner, Secret, Service};
+use packuilon_core::amqp::{failed_queue, header_str, header_u32};
+use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Secret, Service};
 
 fn broker(queue: &str) -> Broker {
     broker_on(queue, 5672)
@@ -39,11 +40,16 @@ async fn connect(b: &Broker) -> lapin::Connection {
 
 /// Messages ready in the queue (not counting unacknowledged ones).
 async fn ready_count(b: &Broker) -> u32 {
+    ready_count_of(b, &b.queue).await
+}
+
+/// Messages ready in `queue`.
+async fn ready_count_of(b: &Broker, queue: &str) -> u32 {
     let conn = connect(b).await;
     let ch = conn.create_channel().await.unwrap();
     let q = ch
         .queue_declare(
-            b.queue.as_str().into(),
+            queue.into(),
             QueueDeclareOptions {
                 passive: true,
                 durable: true,
@@ -59,9 +65,42 @@ async fn ready_count(b: &Broker) -> u32 {
 async fn delete_queue(b: &Broker) {
     let conn = connect(b).await;
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_delete(b.queue.as_str().into(), QueueDeleteOptions::default())
+    for q in [b.queue.clone(), failed_queue(&b.queue)] {
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// Wait (two minutes at most, a liveness bound) until `queue` holds `want`
+/// ready messages.
+async fn wait_ready(b: &Broker, queue: &str, want: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = ready_count_of(b, queue).await;
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Take one message off `queue` (acked).
+async fn get_one(b: &Broker, queue: &str) -> Option<lapin::message::BasicGetMessage> {
+    let conn = connect(b).await;
+    let ch = conn.create_channel().await.unwrap();
+    let msg = ch
+        .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
         .await
         .unwrap();
+    if let Some(m) = &msg {
+        m.delivery
+            .acker
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    msg
 }
 
 fn profile(personality: &str) -> Vec<u8> {
@@ -82,7 +121,7 @@ fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
     std::fs::write(
         dir.join("null.json"),
         r#"{"builders": [{"type": "null", "communicator": "none"}],
-            "provisioners": [{"type": "shell-local", "inline": ["echo built $NAME from $IMAGE"]}]}"#,
+            "provisioners": [{"type": "shell-local", "inline": ["echo built $NAME from $IMAGE", "echo '--> openstack: An image was created: 5e7c0d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6'"]}]}"#,
     )
     .unwrap();
     std::fs::write(
@@ -113,6 +152,9 @@ fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
         template_map: dir.join("template-map.json"),
         images_config: dir.join("source-images.json"),
         max_backoff: Duration::from_secs(2),
+        max_attempts: 2,
+        retry_delay: Duration::ZERO,
+        record: std::sync::Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
     }
 }
 
@@ -177,6 +219,7 @@ async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
     let queue = unique_queue("malformed");
     let svc = service(dir.path(), &queue, PathBuf::from("packer"));
     svc.broker.publish(b"{\"system\": ").await.unwrap();
+    // The failed queue exists before the service runs, as on a live broker.
     let mut no_image = profile("delta");
     no_image = String::from_utf8(no_image)
         .unwrap()
@@ -197,6 +240,22 @@ async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
         ready_count(&svc.broker).await,
         0,
         "a rejected message came back to the queue"
+    );
+    let failed = failed_queue(&queue);
+    assert_eq!(
+        wait_ready(&svc.broker, &failed, 2).await,
+        2,
+        "both kept on {failed}"
+    );
+    let first = get_one(&svc.broker, &failed).await.unwrap();
+    assert_eq!(&first.delivery.data[..], b"{\"system\": ");
+    let reason = header_str(&first.delivery.properties, "x-packuilon-reason").unwrap();
+    assert!(reason.contains("invalid JSON"), "{reason}");
+    let second = get_one(&svc.broker, &failed).await.unwrap();
+    let reason = header_str(&second.delivery.properties, "x-packuilon-reason").unwrap();
+    assert!(
+        reason.contains("no source image for sl9z-x86_64"),
+        "{reason}"
     );
     let built: Vec<_> = std::fs::read_dir(dir.path().join("build"))
         .unwrap()
@@ -289,7 +348,7 @@ async fn builds_of_the_same_name_never_overlap() {
     std::fs::write(
         &packer,
         format!(
-            "#!/bin/sh\nd={d}\nif mkdir $d/inside 2>/dev/null; then sleep 1; rmdir $d/inside; else touch $d/overlap; sleep 1; fi\necho run >> $d/runs\n",
+            "#!/bin/sh\nd={d}\nif mkdir $d/inside 2>/dev/null; then sleep 1; rmdir $d/inside; else touch $d/overlap; sleep 1; fi\necho run >> $d/runs\necho 'An image was created: i-1'\n",
             d = dir.path().display()
         ),
     )
@@ -301,8 +360,12 @@ async fn builds_of_the_same_name_never_overlap() {
         .unwrap();
     let svc = service(dir.path(), &queue, packer);
     assert!(svc.thread_count >= 2);
+    // Same build name, two different profiles (a duplicate would build once).
     svc.broker.publish(&profile("same")).await.unwrap();
-    svc.broker.publish(&profile("same")).await.unwrap();
+    let changed = String::from_utf8(profile("same"))
+        .unwrap()
+        .replace("ral-tier1", "ral-tier2");
+    svc.broker.publish(changed.as_bytes()).await.unwrap();
     let (trigger, shutdown) = shutdown_signal();
     let running = tokio::spawn({
         let svc = svc.clone();
@@ -319,4 +382,101 @@ async fn builds_of_the_same_name_never_overlap() {
     );
     assert_eq!(ready_count(&svc.broker).await, 0);
     delete_queue(&svc.broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_build_is_retried_then_kept_on_the_failed_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("retry");
+    let svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    std::fs::write(
+        dir.path().join("null.json"),
+        r#"{"builders": [{"type": "null", "communicator": "none"}],
+            "provisioners": [{"type": "shell-local", "inline": ["echo failing $NAME", "exit 1"]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(svc.max_attempts, 2);
+    svc.broker.publish(&profile("broken")).await.unwrap();
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    let failed = failed_queue(&queue);
+    assert_eq!(wait_ready(&svc.broker, &failed, 1).await, 1);
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(ready_count(&svc.broker).await, 0, "the request is settled");
+    let logs = wait_finished_logs(dir.path(), 2).await;
+    assert_eq!(logs.len(), 2, "two attempts: {logs:?}");
+    let msg = get_one(&svc.broker, &failed).await.unwrap();
+    let p = &msg.delivery.properties;
+    assert_eq!(header_u32(p, "x-packuilon-attempt"), Some(2));
+    assert_eq!(p.delivery_mode(), &Some(2));
+    assert_eq!(
+        header_str(p, "x-packuilon-build").as_deref(),
+        Some("broken-sl7x-x86_64")
+    );
+    let reason = header_str(p, "x-packuilon-reason").unwrap();
+    assert!(reason.contains("packer exited with code 1"), "{reason}");
+    let log = header_str(p, "x-packuilon-log").unwrap();
+    assert!(log.starts_with("broken-sl7x-x86_64.null.") && log.ends_with(".log"));
+    assert!(dir.path().join("logs").join(&log).exists(), "{log}");
+    assert_eq!(msg.delivery.data, profile("broken"));
+    // The existing queue was never redeclared with other arguments: a plain
+    // durable declaration still matches it.
+    assert_eq!(ready_count(&svc.broker).await, 0);
+    delete_queue(&svc.broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_messages_build_once_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("dups");
+    let svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    for p in ["one", "one", "two", "one", "two"] {
+        svc.broker.publish(&profile(p)).await.unwrap();
+    }
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    assert_eq!(wait_ready(&svc.broker, &queue, 0).await, 0);
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    let logs = wait_finished_logs(dir.path(), 2).await;
+    assert_eq!(logs.len(), 2, "one build per profile: {logs:?}");
+    // A new service on the same state directory still knows them.
+    let again = service(dir.path(), &queue, PathBuf::from("packer"));
+    again.broker.publish(&profile("one")).await.unwrap();
+    // A different request id (a manual trigger) is a new request.
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        "x-packuilon-request".into(),
+        lapin::types::AMQPValue::LongString("manual-1".into()),
+    );
+    again
+        .broker
+        .publish_with_headers(&profile("two"), headers)
+        .await
+        .unwrap();
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = again.clone();
+        async move { svc.run(shutdown).await }
+    });
+    let logs = wait_finished_logs(dir.path(), 3).await;
+    assert_eq!(wait_ready(&again.broker, &queue, 0).await, 0);
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    let builds = std::fs::read_dir(dir.path().join("logs")).unwrap().count();
+    assert_eq!(builds, 3, "profile one was not built again");
+    assert_eq!(ready_count(&again.broker).await, 0);
+    assert_eq!(
+        ready_count_of(&again.broker, &failed_queue(&queue)).await,
+        0
+    );
+    delete_queue(&again.broker).await;
 }
