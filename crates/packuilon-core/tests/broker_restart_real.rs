@@ -1,0 +1,216 @@
+//! `rabbit2packer` through a real RabbitMQ restart: the broker process is
+//! stopped and started again (`scripts/rabbitmq/down.sh` / `up.sh`) in the
+//! middle of a stream of messages. Nothing is lost and duplicates (the
+//! redelivered messages whose builds had finished, and messages published
+//! twice) build once. Its own test binary: nothing else in it may use the
+//! broker while it is down, and the `_real` suffix puts it in the nextest
+//! group that runs one binary at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use packuilon_core::amqp::failed_queue;
+use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Secret, Service};
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../scripts/rabbitmq/{name}"))
+}
+
+/// Starts the broker again when dropped, so a failing test does not leave
+/// it down for the other tests.
+struct BrokerUp;
+
+impl Drop for BrokerUp {
+    fn drop(&mut self) {
+        let _ = Command::new(script("up.sh")).output();
+    }
+}
+
+fn run_script(name: &str) {
+    let out = Command::new(script(name)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn profile(personality: &str) -> Vec<u8> {
+    serde_json::json!({
+        "metadata": {"template": {"branch": {"name": "prod", "type": "domain"}}},
+        "system": {
+            "personality": {"name": personality},
+            "archetype": {"name": "ral-tier1"},
+            "os": {"architecture": "x86_64", "distribution": {"name": "sl"}, "version": {"name": "7x"}}
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn service(dir: &Path, queue: &str) -> Service {
+    // A Packer stand-in: records the build file it was given, takes a
+    // moment, names an image.
+    let packer = dir.join("fake-packer");
+    std::fs::write(
+        &packer,
+        format!(
+            "#!/bin/sh\nsleep 0.7\nbasename \"$3\" >> {d}/runs\necho '--> openstack: An image was created: 9d2b7c1e-0000-4000-8000-000000000001'\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&packer)
+        .status()
+        .unwrap();
+    std::fs::write(dir.join("t.json"), r#"{"builders": [{"type": "null"}]}"#).unwrap();
+    std::fs::write(dir.join("map.json"), r#"{"DEFAULT": ["t.json"]}"#).unwrap();
+    std::fs::write(dir.join("images.json"), r#"{"sl7x-x86_64": "src-1"}"#).unwrap();
+    std::fs::write(dir.join("openrc"), "export OS_PROJECT_ID=p\n").unwrap();
+    Service {
+        broker: Broker {
+            host: "127.0.0.1".into(),
+            port: 5672,
+            user: "guest".into(),
+            password: Secret::new("guest"),
+            queue: queue.into(),
+        },
+        thread_count: 3,
+        runner: Runner {
+            packer,
+            build_file_dir: dir.join("build"),
+            log_dir: dir.join("logs"),
+            auth: AuthEnv::load(&dir.join("openrc")).unwrap(),
+        },
+        template_map: dir.join("map.json"),
+        images_config: dir.join("images.json"),
+        max_backoff: Duration::from_secs(2),
+        max_attempts: 3,
+        retry_delay: Duration::ZERO,
+        record: Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
+    }
+}
+
+fn runs(dir: &Path) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in std::fs::read_to_string(dir.join("runs"))
+        .unwrap_or_default()
+        .lines()
+    {
+        *m.entry(l.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+async fn ready(b: &Broker, queue: &str) -> Option<u32> {
+    let conn = b.connect().await.ok()?;
+    let ch = conn.create_channel().await.ok()?;
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()?;
+    Some(q.message_count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing_and_builds_each_profile_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let queue = format!("packuilon-test-restart-{}-{nanos}", std::process::id());
+    let svc = service(dir.path(), &queue);
+    let before = ["p1", "p2", "p3", "p1", "p4", "p5", "p2", "p6", "p7", "p8"];
+    for p in before {
+        svc.broker
+            .publish(&profile(p))
+            .await
+            .expect("RabbitMQ is not reachable on 127.0.0.1:5672: run scripts/rabbitmq/up.sh");
+    }
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    // Liveness bounds only: wait for the first builds, then restart the
+    // broker while others are running or queued.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runs(dir.path()).values().sum::<usize>() < 2 {
+        assert!(Instant::now() < deadline, "no build started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let _guard = BrokerUp;
+        tokio::task::spawn_blocking(|| run_script("down.sh"))
+            .await
+            .unwrap();
+        assert!(
+            ready(&svc.broker, &queue).await.is_none(),
+            "the broker is still reachable after down.sh"
+        );
+        tokio::task::spawn_blocking(|| run_script("up.sh"))
+            .await
+            .unwrap();
+    }
+    // The same change published again after the restart, and new ones.
+    for p in ["p3", "p9", "p10"] {
+        svc.broker.publish(&profile(p)).await.unwrap();
+    }
+    let want: Vec<String> = (1..=10)
+        .map(|i| format!("p{i}-sl7x-x86_64.t.json"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let r = runs(dir.path());
+        if want.iter().all(|w| r.contains_key(w)) && ready(&svc.broker, &queue).await == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every profile was built: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    let r = runs(dir.path());
+    assert_eq!(r.len(), 10, "{r:?}");
+    assert!(
+        r.values().all(|n| *n == 1),
+        "a profile was built twice: {r:?}"
+    );
+    assert_eq!(
+        ready(&svc.broker, &queue).await,
+        Some(0),
+        "a message was left"
+    );
+    assert_eq!(
+        ready(&svc.broker, &failed_queue(&queue)).await,
+        Some(0),
+        "nothing failed"
+    );
+    let conn = svc.broker.connect().await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for q in [queue.clone(), failed_queue(&queue)] {
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+}
