@@ -280,6 +280,54 @@ pub enum Error {
     /// named network, a given floating IP, a port of the server, ...).
     #[error("{0}")]
     CloudSetup(String),
+    /// A local VM operation of the local backend failed.
+    #[error("local VM {vm}: {action}: {source}")]
+    LocalVm {
+        /// The VM's name.
+        vm: String,
+        /// What was being done.
+        action: &'static str,
+        /// The local-vm error (with the serial console tail where relevant).
+        #[source]
+        source: Box<local_vm::Error>,
+    },
+    /// Preparing the snapshot with guest-tools failed.
+    #[error("{action} {path}: {source}")]
+    GuestTools {
+        /// What was being done.
+        action: &'static str,
+        /// The disk image.
+        path: std::path::PathBuf,
+        /// The guest-tools error.
+        #[source]
+        source: Box<guest_tools::Error>,
+    },
+    /// The settings (built-in, file, environment, flags) are unusable.
+    #[error("settings: {0}")]
+    Settings(String),
+    /// The image folder is unusable (missing script, leftover ledger, bad state file).
+    #[error("image folder {}: {problem}", path.display())]
+    Folder {
+        /// The folder or file.
+        path: std::path::PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// `create.sh` (or `test.sh`) failed; the tail of its log is quoted.
+    #[error("{script} {outcome} (log {}); last lines:\n{tail}", log.display())]
+    ScriptFailed {
+        /// `create.sh` or `test.sh`.
+        script: &'static str,
+        /// How it ended (exit status, signal, timeout).
+        outcome: String,
+        /// Its log file.
+        log: std::path::PathBuf,
+        /// The last lines of the log.
+        tail: String,
+    },
+    /// A step of the pipeline failed for a reason of its own.
+    #[error("{0}")]
+    Pipeline(String),
 }
 
 /// What the roll-back of a failed publication achieved.

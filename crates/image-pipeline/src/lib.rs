@@ -37,18 +37,28 @@
 //! with or without a pty, with their output in a log file.
 
 pub mod account;
+pub mod cleanup;
 pub mod compute;
+pub mod create;
 mod error;
+pub mod folder;
 pub mod ledger;
 pub mod publish;
+pub mod settings;
 pub mod ssh;
+pub mod test_run;
 
+pub use compute::local::{LocalBackend, LocalBackendOptions};
 pub use compute::openstack::{OpenStackBackend, OpenStackBackendOptions, OpenStackVm};
 pub use compute::{
     AccessProfile, BackendKind, ComputeBackend, OnError, VmAddress, VmHandle, VmSpec,
 };
+pub use create::{CreateReport, Pipeline};
 pub use error::{Error, Result, RollbackOutcome};
 pub use ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord, LEDGER_FILE};
+pub use folder::{FolderState, ImageFolder};
+pub use settings::{Overrides, Settings};
+pub use test_run::TestOutcome;
 pub use publish::{
     caller_project_id, execute_plan, locate_images, plan_publish, publish, LocateReport,
     LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport, PublishRequest,

@@ -7,6 +7,7 @@
 //! the creating call returns its id, and can release any record of its own
 //! later ([`ComputeBackend::release`]), even from another process (`gc`).
 
+pub mod local;
 pub mod openstack;
 
 use std::net::IpAddr;

@@ -1,0 +1,471 @@
+//! `ge-image create`: the original's `create_template`, on any
+//! [`ComputeBackend`], with every resource in the folder's ledger.
+//!
+//! Boot the base (SSH only) → wait for SSH → upload `data.tgz` and
+//! `create.sh` (0700) → run it, output to `create.log` → power off →
+//! snapshot to a file → guest-tools `prepare` in one session (sysprep removes
+//! the `support` account and the uploaded files offline; shrink; sparsify) →
+//! upload private as `<name>_rc` (streamed, hash-checked) → the test step.
+//! An earlier `<name>_rc` is deleted only once the new one passed its test.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openstack_client::glance::{CreateImage, GlanceClient, ImageFilter, ImageStatus, Visibility};
+use sha2::Digest;
+
+use crate::cleanup::{release_all, CleanupReport, GLANCE};
+use crate::compute::{AccessProfile, ComputeBackend, OnError, VmHandle, VmSpec};
+use crate::error::{Error, Result};
+use crate::folder::{log_tail, ImageFolder};
+use crate::ledger::{ResourceKind, ResourceLedger};
+use crate::settings::{Base, Settings};
+use crate::ssh::{
+    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, SshKey, SshTarget, UploadSource,
+    WaitPolicy,
+};
+use crate::test_run::{run_test_step, TestOutcome};
+
+/// Lines of `create.log` quoted when `create.sh` fails.
+const TAIL_LINES: usize = 20;
+
+/// Everything a create or test run works with.
+#[derive(Debug)]
+pub struct Pipeline<'a, B: ComputeBackend> {
+    /// Where VMs run.
+    pub backend: &'a B,
+    /// Glance of the region (base images, `_rc` uploads).
+    pub glance: &'a GlanceClient,
+    /// Effective settings.
+    pub settings: &'a Settings,
+    /// The image folder.
+    pub folder: &'a ImageFolder,
+    /// Copy command output to standard error as it arrives (`-v`).
+    pub verbose: bool,
+}
+
+/// What `create` produced.
+#[derive(Debug)]
+pub struct CreateReport {
+    /// Id of the new `<name>_rc`.
+    pub rc_image_id: String,
+    /// Result of the test step.
+    pub test: TestOutcome,
+    /// Earlier `<name>_rc` images deleted after the new one passed.
+    pub replaced: Vec<String>,
+}
+
+/// The run's SSH key and known_hosts (in the folder's `.ge-image/`).
+#[derive(Debug, Clone)]
+pub struct RunKey {
+    /// The private key.
+    pub key: SshKey,
+    /// Its OpenSSH public line.
+    pub public: String,
+    /// The private key file (0600).
+    pub key_file: PathBuf,
+    /// The pipeline's known_hosts (changed keys replaced: VMs are recreated).
+    pub known_hosts: KnownHosts,
+}
+
+impl RunKey {
+    /// A fresh key for this run.
+    pub fn generate(folder: &ImageFolder) -> Result<RunKey> {
+        let work = folder.work_dir()?;
+        let (key, public) = SshKey::generate_ed25519(&format!("ge-image-{}", folder.name()))?;
+        let key_file = work.join("id_ed25519");
+        let _ = std::fs::remove_file(&key_file);
+        key.write_private(&key_file)?;
+        let known_hosts =
+            KnownHosts::new(work.join("known_hosts")).with_policy(ChangedKeyPolicy::Replace);
+        Ok(RunKey {
+            key,
+            public,
+            key_file,
+            known_hosts,
+        })
+    }
+}
+
+/// The active Glance image named (or with id) `name_or_id`.
+pub async fn find_base(glance: &GlanceClient, os: &str, base: &Base) -> Result<String> {
+    let filter = ImageFilter {
+        name: Some(base.image.clone()),
+        ..Default::default()
+    };
+    let mut found = glance
+        .list_images(&filter)
+        .await
+        .map_err(Error::glance("looking up", &base.image))?;
+    found.retain(|i| i.status == ImageStatus::Active);
+    if found.is_empty() {
+        if let Ok(i) = glance.get_image(&base.image).await {
+            if i.status == ImageStatus::Active {
+                return Ok(i.id);
+            }
+        }
+        return Err(Error::Pipeline(format!(
+            "base image '{}' (base {os}) not found in Glance (no active image of that name)",
+            base.image
+        )));
+    }
+    found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(found.remove(0).id)
+}
+
+/// Hex digest of `path` with Glance's `os_hash_algo` (sha512 by default).
+fn file_hash(path: &Path, algo: &str) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|source| Error::LocalFile {
+        action: "reading",
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut buf = vec![0u8; 1 << 20];
+    macro_rules! hash_with {
+        ($h:expr) => {{
+            let mut h = $h;
+            loop {
+                let n = f.read(&mut buf).map_err(|source| Error::LocalFile {
+                    action: "reading",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            hex::encode(h.finalize())
+        }};
+    }
+    Ok(match algo {
+        "sha256" => hash_with!(sha2::Sha256::new()),
+        _ => hash_with!(sha2::Sha512::new()),
+    })
+}
+
+/// Upload `file` as private image `name` (qcow2, bare), recorded in the
+/// ledger before creation; the Glance hash is compared with the file's.
+pub async fn upload_private(
+    glance: &GlanceClient,
+    ledger: &ResourceLedger,
+    name: &str,
+    file: &Path,
+) -> Result<String> {
+    let key = ledger.intent(ResourceKind::Image, name, GLANCE, glance.region())?;
+    let request = CreateImage::new(name)
+        .disk_format("qcow2")
+        .container_format("bare")
+        .visibility(Visibility::Private);
+    let image = glance
+        .create_image(&request)
+        .await
+        .map_err(Error::glance("creating", name))?;
+    ledger.created(key, &image.id)?;
+    glance
+        .upload_file(&image.id, file)
+        .await
+        .map_err(Error::glance("uploading", &image.id))?;
+    let stored = glance
+        .get_image(&image.id)
+        .await
+        .map_err(Error::glance("reading", &image.id))?;
+    let algo = stored
+        .os_hash_algo
+        .clone()
+        .unwrap_or_else(|| "sha512".into());
+    let local = {
+        let owned = file.to_path_buf();
+        let algo = algo.clone();
+        tokio::task::spawn_blocking(move || file_hash(&owned, &algo))
+            .await
+            .map_err(|e| Error::Pipeline(format!("hashing {}: {e}", file.display())))??
+    };
+    match &stored.os_hash_value {
+        Some(remote) if *remote == local => {}
+        other => {
+            return Err(Error::Pipeline(format!(
+                "image {} ({name}): Glance reports {algo} {} but the uploaded file has {local}",
+                image.id,
+                other.as_deref().unwrap_or("<none>")
+            )))
+        }
+    }
+    tracing::info!(id = %image.id, name, "uploaded and verified");
+    Ok(image.id)
+}
+
+/// Release the ledger record of a local file after removing the file.
+pub(crate) fn drop_file(ledger: &ResourceLedger, path: &Path) -> Result<()> {
+    let name = path.display().to_string();
+    let _ = std::fs::remove_file(path);
+    for r in ledger.outstanding()? {
+        if r.kind == ResourceKind::File && r.name == name {
+            ledger.released(r.key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy a file's growth to standard error while `flag` is unset (`-v`).
+pub(crate) fn follow_log(path: PathBuf) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut offset = 0u64;
+        loop {
+            let stop = rx.try_recv().is_ok();
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                if f.seek(SeekFrom::Start(offset)).is_ok() {
+                    let mut buf = Vec::new();
+                    if f.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+                        offset += buf.len() as u64;
+                        let _ = std::io::stderr().write_all(&buf);
+                    }
+                }
+            }
+            if stop {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tx
+}
+
+/// What to wait for when connecting.
+pub(crate) fn wait_policy(settings: &Settings, local: bool) -> WaitPolicy {
+    WaitPolicy {
+        initial_delay: Duration::ZERO,
+        attempts: settings.ssh_attempts.max(1),
+        interval: Duration::from_secs(if local { 5 } else { 10 }),
+    }
+}
+
+impl<B: ComputeBackend> Pipeline<'_, B> {
+    /// Run the whole create step on base OS `os`, then the test step.
+    #[tracing::instrument(skip_all, fields(image = %self.folder.name(), base = os))]
+    pub async fn create(&self, os: &str) -> Result<CreateReport> {
+        let folder = self.folder;
+        folder.require(&folder.create_script())?;
+        folder.require(&folder.test_script())?;
+        let base = self.settings.base_for(os)?.clone();
+        let ledger = folder.open_ledger_for_run()?;
+        let base_id = find_base(self.glance, os, &base).await?;
+        let key = RunKey::generate(folder)?;
+        let result = self.create_inner(os, &base, &base_id, &key, &ledger).await;
+        match result {
+            Ok(report) => Ok(report),
+            Err(e) => Err(self.after_failure(e, &ledger).await),
+        }
+    }
+
+    /// Apply `--on-error` to the resources of a failed run; the error gets
+    /// what was (not) cleaned appended.
+    pub(crate) async fn after_failure(&self, e: Error, ledger: &ResourceLedger) -> Error {
+        match self.settings.on_error {
+            OnError::Cleanup => match release_all(self.backend, self.glance, ledger).await {
+                Ok(CleanupReport { failed, .. }) if failed.is_empty() => e,
+                Ok(r) => Error::Pipeline(format!(
+                    "{e}\nclean-up incomplete ({}); run `ge-image gc {}`",
+                    r.failed.join("; "),
+                    self.folder.name()
+                )),
+                Err(c) => Error::Pipeline(format!(
+                    "{e}\nclean-up failed: {c}; run `ge-image gc {}`",
+                    self.folder.name()
+                )),
+            },
+            OnError::Abort | OnError::Keep => Error::Pipeline(format!(
+                "{e}\nresources kept (--on-error {}): see {}; remove them with `ge-image gc {}`",
+                if self.settings.on_error == OnError::Abort {
+                    "abort"
+                } else {
+                    "keep"
+                },
+                ledger.path().display(),
+                self.folder.name()
+            )),
+        }
+    }
+
+    async fn create_inner(
+        &self,
+        os: &str,
+        base: &Base,
+        base_id: &str,
+        key: &RunKey,
+        ledger: &ResourceLedger,
+    ) -> Result<CreateReport> {
+        let folder = self.folder;
+        let name = folder.name();
+        let local = self.backend.name() == "local";
+        let mut state = folder.load_state()?;
+        let spec = VmSpec {
+            name: name.to_string(),
+            image_id: base_id.to_string(),
+            flavor: self.settings.flavor.clone(),
+            login_user: base.user.clone(),
+            public_key: key.public.clone(),
+            access: AccessProfile::SshOnly,
+            tcp_ports: Vec::new(),
+        };
+        eprintln!("ge-image: booting {name} from {} ({base_id})", base.image);
+        let vm = self.backend.boot(&spec, ledger).await?;
+        state.vm = Some(vm.id().to_string());
+        state.base = Some(os.to_string());
+        state.backend = Some(if local {
+            crate::BackendKind::Local
+        } else {
+            crate::BackendKind::Openstack
+        });
+        folder.save_state(&state)?;
+        let boot_timeout = Duration::from_secs(self.settings.boot_timeout_secs);
+        let addr = self.backend.wait_ready(&vm, boot_timeout).await?;
+        key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
+        let target = SshTarget {
+            host: addr.ssh_host.clone(),
+            port: addr.ssh_port,
+            user: base.user.clone(),
+            key: key.key.clone(),
+        };
+        let session =
+            wait_for_ssh(&target, &key.known_hosts, wait_policy(self.settings, local)).await?;
+        eprintln!("ge-image: {name} answers at {}; running create.sh", addr.ip);
+        if let Some(data) = folder.data() {
+            session
+                .upload(UploadSource::File(&data), "data.tgz", 0o600)
+                .await?;
+        }
+        session
+            .upload(
+                UploadSource::File(&folder.create_script()),
+                "create.sh",
+                0o700,
+            )
+            .await?;
+        let log = folder.create_log();
+        let follower = self.verbose.then(|| follow_log(log.clone()));
+        let outcome = session
+            .run(
+                "./create.sh",
+                &RunOptions {
+                    pty: base.sudo_pty,
+                    env: Vec::new(),
+                    log: Some(log.clone()),
+                    timeout: Some(Duration::from_secs(self.settings.create_timeout_secs)),
+                },
+            )
+            .await;
+        if let Some(f) = follower {
+            let _ = f.send(());
+        }
+        let outcome = outcome?;
+        let _ = session.close().await;
+        if !outcome.success() {
+            return Err(Error::ScriptFailed {
+                script: "create.sh",
+                outcome: outcome.to_string(),
+                tail: log_tail(&log, TAIL_LINES),
+                log,
+            });
+        }
+        eprintln!("ge-image: create.sh done; powering off and snapshotting");
+        self.backend
+            .power_off(&vm, Duration::from_secs(180))
+            .await?;
+        let work = folder.work_dir()?;
+        let snapshot = work.join(format!("{name}-snapshot.qcow2"));
+        let snapshot = self
+            .backend
+            .snapshot_to_file(&vm, &snapshot, ledger)
+            .await?;
+        self.backend.delete(vm, ledger).await?;
+        state.vm = None;
+        folder.save_state(&state)?;
+
+        let upload_file = if self.settings.prepare {
+            let prepared = work.join(format!("{name}-prepared.qcow2"));
+            let k = ledger.intent(
+                ResourceKind::File,
+                &prepared.display().to_string(),
+                "local-file",
+                None,
+            )?;
+            eprintln!("ge-image: preparing the snapshot (sysprep, shrink, sparsify)");
+            let opts = guest_tools::PrepareOptions {
+                shrink: true,
+                ..Default::default()
+            };
+            let report = guest_tools::prepare(&snapshot, &prepared, opts, None)
+                .await
+                .map_err(|source| Error::GuestTools {
+                    action: "preparing",
+                    path: snapshot.clone(),
+                    source: Box::new(source),
+                })?;
+            ledger.created(k, &prepared.display().to_string())?;
+            tracing::info!(seconds = report.seconds, "prepared");
+            drop_file(ledger, &snapshot)?;
+            prepared
+        } else {
+            snapshot
+        };
+        let rc_name = format!("{name}_rc");
+        eprintln!("ge-image: uploading {rc_name}");
+        let rc_id = upload_private(self.glance, ledger, &rc_name, &upload_file).await?;
+        drop_file(ledger, &upload_file)?;
+        state.rc_image_id = Some(rc_id.clone());
+        state.login_user = Some(base.user.clone());
+        folder.save_state(&state)?;
+
+        let test = run_test_step(self, &rc_id, &base.user, key, ledger).await?;
+        let mut replaced = Vec::new();
+        if test.success {
+            replaced = self.delete_older_candidates(&rc_name, &rc_id).await?;
+            // The tested candidate is handed to the operator.
+            for r in ledger.outstanding()? {
+                if r.kind == ResourceKind::Image && r.id.as_deref() == Some(rc_id.as_str()) {
+                    ledger.released(r.key)?;
+                }
+            }
+        } else if !self.settings.keep_on_failure {
+            // This run made the candidate: it goes with the failed test.
+            release_all(self.backend, self.glance, ledger).await?;
+        }
+        Ok(CreateReport {
+            rc_image_id: rc_id,
+            test,
+            replaced,
+        })
+    }
+
+    /// Delete the caller's other images named `rc_name` (the original
+    /// deletes the old `_rc` before building; here only once the new one passed).
+    async fn delete_older_candidates(&self, rc_name: &str, keep: &str) -> Result<Vec<String>> {
+        let filter = ImageFilter {
+            name: Some(rc_name.to_string()),
+            visibility: Some(Visibility::Private),
+            ..Default::default()
+        };
+        let mine = self.glance.get_image(keep).await.ok().and_then(|i| i.owner);
+        let mut deleted = Vec::new();
+        for image in self
+            .glance
+            .list_images(&filter)
+            .await
+            .map_err(Error::glance("listing", rc_name))?
+        {
+            if image.id == keep || image.owner != mine || image.protected {
+                continue;
+            }
+            self.glance
+                .delete_image(&image.id)
+                .await
+                .map_err(Error::glance("deleting old candidate", &image.id))?;
+            deleted.push(image.id);
+        }
+        Ok(deleted)
+    }
+}

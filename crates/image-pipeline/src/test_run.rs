@@ -1,0 +1,548 @@
+//! The test step (`ge-image test NAME`, the original's `test_template` /
+//! `test_only.sh`): boot `test-<name>` from `<name>_rc` with every port
+//! open, wait for SSH, run `test.sh` with `IP` and `USERNAME`, output to
+//! `test.log`.
+//!
+//! `test.sh` runs on the operator's machine, in a sandbox: never as root
+//! (when ge-image runs as root it drops to `test_user`, `nobody` by
+//! default, with `setpriv`), a private temporary `HOME` holding the run's
+//! key, a known_hosts with the VM's key and an ssh config, `ssh`/`scp`
+//! wrappers first in `PATH` that use that config (OpenSSH reads the passwd
+//! home, not `$HOME`), a cleaned environment (`IP`, `USERNAME`, `HOME`,
+//! `PATH`, `LANG`, `TMPDIR`, `GIT_SSH_COMMAND`) and a time limit after which
+//! its whole process group is killed. With `TEST_USING_VM` it runs inside a
+//! tester VM instead (OpenStack only: a local VM's loopback address is not
+//! reachable from another VM).
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::cleanup::release_all;
+use crate::compute::{AccessProfile, ComputeBackend, VmAddress, VmHandle, VmSpec};
+use crate::create::{find_base, follow_log, wait_policy, Pipeline, RunKey};
+use crate::error::{Error, Result};
+use crate::folder::log_tail;
+use crate::ledger::{ResourceKind, ResourceLedger};
+use crate::ssh::{wait_for_ssh, RunOptions, SshTarget, UploadSource};
+
+/// How a test step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOutcome {
+    /// Whether `test.sh` exited 0 in time.
+    pub success: bool,
+    /// The image tested.
+    pub rc_image_id: String,
+    /// How `test.sh` ended, in words.
+    pub detail: String,
+    /// The test VM when kept (`--keep-on-failure`).
+    pub kept_vm: Option<String>,
+    /// `test.log`.
+    pub log: PathBuf,
+}
+
+impl TestOutcome {
+    /// The original's last lines: `Success. UUID: <uuid>`, or `Failed.` and its hints.
+    pub fn to_text(&self, name: &str) -> String {
+        if self.success {
+            return format!("Success. UUID: {}\n", self.rc_image_id);
+        }
+        let mut s = format!(
+            "Failed. test.sh {} (log {}); last lines:\n{}\n",
+            self.detail,
+            self.log.display(),
+            log_tail(&self.log, 15)
+        );
+        match &self.kept_vm {
+            Some(vm) => s.push_str(&format!(
+                "The test VM {vm} and the image {name}_rc ({}) are kept for analysis: delete them \
+                 with `ge-image gc {name}`, or rename the image, or transfer it to another project \
+                 for analysis.\n",
+                self.rc_image_id
+            )),
+            None => s.push_str(
+                "The test VM was deleted (use --keep-on-failure to keep it and the _rc image for analysis).\n",
+            ),
+        }
+        s
+    }
+}
+
+/// A user's uid and gid from `/etc/passwd`.
+pub fn lookup_user(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && f[0] == user)
+            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+/// Who runs `test.sh`: `None` = as ourselves (not root); `Some((uid, gid))`
+/// = drop to that user (we are root). Refuses to run as root.
+pub fn test_identity(euid: u32, test_user: &str, passwd: &str) -> Result<Option<(u32, u32)>> {
+    if euid != 0 {
+        return Ok(None);
+    }
+    match lookup_user(passwd, test_user) {
+        Some((0, _)) | None => Err(Error::Settings(format!(
+            "test_user '{test_user}': {} (test.sh never runs as root)",
+            if lookup_user(passwd, test_user).is_none() {
+                "no such user in /etc/passwd"
+            } else {
+                "is root"
+            }
+        ))),
+        Some(ids) => Ok(Some(ids)),
+    }
+}
+
+/// The environment `test.sh` gets (nothing else is inherited).
+pub fn test_environment(ip: &str, user: &str, home: &Path) -> Vec<(String, String)> {
+    let h = home.display();
+    vec![
+        ("IP".into(), ip.into()),
+        ("USERNAME".into(), user.into()),
+        ("HOME".into(), h.to_string()),
+        (
+            "PATH".into(),
+            format!("{h}/bin:/usr/local/bin:/usr/bin:/bin"),
+        ),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), format!("{h}/tmp")),
+        ("GIT_SSH_COMMAND".into(), format!("ssh -F {h}/.ssh/config")),
+    ]
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::LocalFile {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn find_program(name: &str) -> String {
+    ["/usr/bin", "/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Build the sandbox home under `root`: `.ssh/{id_ed25519,known_hosts,config}`,
+/// `bin/{ssh,scp}`, `tmp/`, `test.sh`.
+fn build_sandbox(root: &Path, key: &RunKey, test_script: &Path) -> Result<PathBuf> {
+    let home = root.join("home");
+    let ssh = home.join(".ssh");
+    let bin = home.join("bin");
+    for d in [&home, &ssh, &bin, &home.join("tmp")] {
+        std::fs::create_dir_all(d).map_err(io("creating", d))?;
+    }
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("chmod", &ssh))?;
+    key.key.write_private(ssh.join("id_ed25519"))?;
+    let kh = ssh.join("known_hosts");
+    let recorded = std::fs::read_to_string(key.known_hosts.path()).unwrap_or_default();
+    std::fs::write(&kh, recorded).map_err(io("writing", &kh))?;
+    let config = ssh.join("config");
+    let h = home.display();
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  IdentityFile {h}/.ssh/id_ed25519\n  IdentitiesOnly yes\n  \
+             UserKnownHostsFile {h}/.ssh/known_hosts\n  StrictHostKeyChecking yes\n  \
+             BatchMode yes\n  ConnectTimeout 30\n  LogLevel ERROR\n"
+        ),
+    )
+    .map_err(io("writing", &config))?;
+    for (tool, real) in [("ssh", find_program("ssh")), ("scp", find_program("scp"))] {
+        let p = bin.join(tool);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\nexec {real} -F \"$HOME/.ssh/config\" \"$@\"\n"),
+        )
+        .map_err(io("writing", &p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("chmod", &p))?;
+    }
+    let script = home.join("test.sh");
+    std::fs::copy(test_script, &script).map_err(io("copying", test_script))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("chmod", &script))?;
+    Ok(home)
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io("chown", path))?;
+    if path.is_dir() && !path.is_symlink() {
+        for e in std::fs::read_dir(path)
+            .map_err(io("reading", path))?
+            .flatten()
+        {
+            chown_tree(&e.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Run `test.sh` on this machine in the sandbox; returns how it ended.
+async fn run_sandboxed(
+    pipeline_verbose: bool,
+    settings: &crate::settings::Settings,
+    test_script: &Path,
+    log: &Path,
+    key: &RunKey,
+    addr: &VmAddress,
+    user: &str,
+) -> Result<(bool, String)> {
+    let euid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let ident = test_identity(euid, &settings.test_user, &passwd)?;
+    let root = tempfile::Builder::new()
+        .prefix("ge-image-test-")
+        .tempdir()
+        .map_err(io("creating", &std::env::temp_dir()))?;
+    let home = build_sandbox(root.path(), key, test_script)?;
+    if let Some((uid, gid)) = ident {
+        chown_tree(root.path(), uid, gid)?;
+    }
+    let out = std::fs::File::create(log).map_err(io("creating", log))?;
+    let err = out.try_clone().map_err(io("opening", log))?;
+    let script = home.join("test.sh");
+    let mut cmd = match ident {
+        Some((uid, gid)) => {
+            let mut c = std::process::Command::new(find_program("setpriv"));
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(&script);
+            c
+        }
+        None => std::process::Command::new(&script),
+    };
+    cmd.env_clear()
+        .envs(test_environment(&addr.ip.to_string(), user, &home))
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    let follower = pipeline_verbose.then(|| follow_log(log.to_path_buf()));
+    let mut child = cmd.spawn().map_err(io("starting", &script))?;
+    let limit = Duration::from_secs(settings.test_timeout_secs);
+    let start = Instant::now();
+    let result = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                break Ok((
+                    status.success(),
+                    match status.code() {
+                        Some(c) => format!("exited with status {c}"),
+                        None => format!("was killed ({status})"),
+                    },
+                ))
+            }
+            Ok(None) if start.elapsed() >= limit => {
+                let pgid = child.id();
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pgid}")])
+                    .status();
+                let _ = child.wait();
+                let mut f = std::fs::OpenOptions::new().append(true).open(log).ok();
+                if let Some(f) = f.as_mut() {
+                    let _ = writeln!(f, "ge-image: test.sh killed after {limit:?}");
+                }
+                break Ok((false, format!("timed out after {limit:?} and was killed")));
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => break Err(io("waiting for", &script)(e)),
+        }
+    };
+    if let Some(f) = follower {
+        let _ = f.send(());
+    }
+    result
+}
+
+/// The test step on image `rc_id` whose login user is `user`.
+pub async fn run_test_step<B: ComputeBackend>(
+    p: &Pipeline<'_, B>,
+    rc_id: &str,
+    user: &str,
+    key: &RunKey,
+    ledger: &ResourceLedger,
+) -> Result<TestOutcome> {
+    let folder = p.folder;
+    folder.require(&folder.test_script())?;
+    let local = p.backend.name() == "local";
+    if p.settings.test_using_vm && local {
+        return Err(Error::Settings(
+            "TEST_USING_VM: the local backend cannot run test.sh in a tester VM (a local VM's \
+             loopback address is not reachable from another VM); unset it to run test.sh in the \
+             local sandbox"
+                .into(),
+        ));
+    }
+    let name = format!("test-{}", folder.name());
+    let spec = VmSpec {
+        name: name.clone(),
+        image_id: rc_id.to_string(),
+        flavor: p.settings.flavor.clone(),
+        login_user: user.to_string(),
+        public_key: key.public.clone(),
+        access: AccessProfile::AllOpen,
+        tcp_ports: Vec::new(),
+    };
+    eprintln!("ge-image: booting {name} from {rc_id}");
+    let vm = p.backend.boot(&spec, ledger).await?;
+    let mut state = folder.load_state()?;
+    state.vm = Some(vm.id().to_string());
+    folder.save_state(&state)?;
+    let addr = p
+        .backend
+        .wait_ready(&vm, Duration::from_secs(p.settings.boot_timeout_secs))
+        .await?;
+    key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
+    let target = SshTarget {
+        host: addr.ssh_host.clone(),
+        port: addr.ssh_port,
+        user: user.to_string(),
+        key: key.key.clone(),
+    };
+    let session = wait_for_ssh(&target, &key.known_hosts, wait_policy(p.settings, local)).await?;
+    let _ = session.close().await;
+    let log = folder.test_log();
+    eprintln!(
+        "ge-image: running test.sh with IP={} USERNAME={user}",
+        addr.ip
+    );
+    let (success, detail) = if p.settings.test_using_vm {
+        run_in_tester(p, key, ledger, &addr, user, &log).await?
+    } else {
+        run_sandboxed(
+            p.verbose,
+            p.settings,
+            &folder.test_script(),
+            &log,
+            key,
+            &addr,
+            user,
+        )
+        .await?
+    };
+    let mut kept_vm = None;
+    if success || !p.settings.keep_on_failure {
+        p.backend.delete(vm, ledger).await?;
+        state.vm = None;
+    } else {
+        kept_vm = Some(vm.id().to_string());
+    }
+    folder.save_state(&state)?;
+    Ok(TestOutcome {
+        success,
+        rc_image_id: rc_id.to_string(),
+        detail,
+        kept_vm,
+        log,
+    })
+}
+
+/// `TEST_USING_VM`: a tester VM runs `. testenv; ./test.sh` against the
+/// tested VM's address.
+async fn run_in_tester<B: ComputeBackend>(
+    p: &Pipeline<'_, B>,
+    key: &RunKey,
+    ledger: &ResourceLedger,
+    tested: &VmAddress,
+    user: &str,
+    log: &Path,
+) -> Result<(bool, String)> {
+    let base = p.settings.base_for(&p.settings.tester_base)?.clone();
+    let base_id = find_base(p.glance, &p.settings.tester_base, &base).await?;
+    let spec = VmSpec {
+        name: format!("tester-{}", p.folder.name()),
+        image_id: base_id,
+        flavor: "m1.tiny".into(),
+        login_user: base.user.clone(),
+        public_key: key.public.clone(),
+        access: AccessProfile::SshOnly,
+        tcp_ports: Vec::new(),
+    };
+    let tester = p.backend.boot(&spec, ledger).await?;
+    let run = async {
+        let addr = p
+            .backend
+            .wait_ready(&tester, Duration::from_secs(p.settings.boot_timeout_secs))
+            .await?;
+        key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
+        let target = SshTarget {
+            host: addr.ssh_host.clone(),
+            port: addr.ssh_port,
+            user: base.user.clone(),
+            key: key.key.clone(),
+        };
+        let s = wait_for_ssh(&target, &key.known_hosts, wait_policy(p.settings, false)).await?;
+        let private = std::fs::read(&key.key_file).map_err(io("reading", &key.key_file))?;
+        s.run_checked("mkdir -p .ssh && chmod 700 .ssh", &RunOptions::default())
+            .await?;
+        s.upload(UploadSource::Bytes(&private), ".ssh/id_ed25519", 0o600)
+            .await?;
+        let config = "Host *\n  IdentityFile ~/.ssh/id_ed25519\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n";
+        s.upload(UploadSource::Bytes(config.as_bytes()), ".ssh/config", 0o600)
+            .await?;
+        let testenv = format!(
+            "export IP={}\nexport USERNAME={}\nexport TESTSCRIPT=test.sh\n",
+            tested.ip,
+            crate::ssh::shell_quote(user)
+        );
+        s.upload(UploadSource::Bytes(testenv.as_bytes()), "testenv", 0o600)
+            .await?;
+        s.upload(UploadSource::File(&p.folder.test_script()), "test.sh", 0o700)
+            .await?;
+        let outcome = s
+            .run(
+                ". ./testenv; ./test.sh",
+                &RunOptions {
+                    log: Some(log.to_path_buf()),
+                    timeout: Some(Duration::from_secs(p.settings.test_timeout_secs)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let _ = s.close().await;
+        Ok::<_, Error>((outcome.success(), outcome.to_string()))
+    }
+    .await;
+    p.backend.delete(tester, ledger).await?;
+    run
+}
+
+impl<B: ComputeBackend> Pipeline<'_, B> {
+    /// `ge-image test NAME`: test the folder's `<name>_rc` (the id recorded
+    /// by the last create, else the newest image of that name).
+    pub async fn test_only(&self) -> Result<TestOutcome> {
+        let folder = self.folder;
+        folder.require(&folder.test_script())?;
+        let state = folder.load_state()?;
+        let rc_name = format!("{}_rc", folder.name());
+        let rc_id = match &state.rc_image_id {
+            Some(id) if self.glance.get_image(id).await.is_ok() => id.clone(),
+            _ => {
+                let base = crate::settings::Base {
+                    image: rc_name.clone(),
+                    user: String::new(),
+                    sudo_pty: false,
+                };
+                find_base(self.glance, &rc_name, &base).await.map_err(|_| {
+                    Error::Pipeline(format!(
+                        "no image {rc_name} to test (run `ge-image create {}` first)",
+                        folder.name()
+                    ))
+                })?
+            }
+        };
+        let user = match &state.login_user {
+            Some(u) => u.clone(),
+            None => self.settings.base_for(&self.settings.base)?.user.clone(),
+        };
+        let ledger = folder.open_ledger_for_run()?;
+        let key = RunKey::generate(folder)?;
+        match run_test_step(self, &rc_id, &user, &key, &ledger).await {
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.after_failure(e, &ledger).await),
+        }
+    }
+
+    /// `ge-image gc NAME`: release every outstanding record of the folder's ledger.
+    pub async fn gc(&self) -> Result<crate::cleanup::CleanupReport> {
+        let ledger = ResourceLedger::open(self.folder.ledger_path())?;
+        let report = release_all(self.backend, self.glance, &ledger).await?;
+        if report.is_complete() {
+            let mut state = self.folder.load_state()?;
+            state.vm = None;
+            self.folder.save_state(&state)?;
+        }
+        Ok(report)
+    }
+}
+
+/// Whether a ledger record is one of the test step's (for reports).
+pub fn is_vm(kind: ResourceKind) -> bool {
+    matches!(kind, ResourceKind::LocalVm | ResourceKind::Server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\ntester:x:1001:1001::/home/tester:/bin/sh\n";
+
+    #[test]
+    fn never_as_root() {
+        assert_eq!(test_identity(1000, "nobody", PASSWD).unwrap(), None);
+        assert_eq!(
+            test_identity(0, "nobody", PASSWD).unwrap(),
+            Some((65534, 65534))
+        );
+        assert_eq!(
+            test_identity(0, "tester", PASSWD).unwrap(),
+            Some((1001, 1001))
+        );
+        let e = test_identity(0, "root", PASSWD).unwrap_err().to_string();
+        assert!(e.contains("is root"), "{e}");
+        let e = test_identity(0, "ghost", PASSWD).unwrap_err().to_string();
+        assert!(e.contains("no such user"), "{e}");
+    }
+
+    #[test]
+    fn the_environment_is_small_and_complete() {
+        let env = test_environment("127.9.8.7", "debian", Path::new("/tmp/h"));
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "IP",
+                "USERNAME",
+                "HOME",
+                "PATH",
+                "LANG",
+                "TMPDIR",
+                "GIT_SSH_COMMAND"
+            ]
+        );
+        assert!(env
+            .iter()
+            .any(|(k, v)| k == "PATH" && v.starts_with("/tmp/h/bin:")));
+    }
+
+    #[test]
+    fn texts_follow_the_original() {
+        let ok = TestOutcome {
+            success: true,
+            rc_image_id: "abc".into(),
+            detail: "exited with status 0".into(),
+            kept_vm: None,
+            log: "/nonexistent/test.log".into(),
+        };
+        assert_eq!(ok.to_text("web"), "Success. UUID: abc\n");
+        let bad = TestOutcome {
+            success: false,
+            kept_vm: Some("vm1".into()),
+            detail: "exited with status 3".into(),
+            ..ok
+        };
+        let t = bad.to_text("web");
+        assert!(t.starts_with("Failed."), "{t}");
+        assert!(
+            t.contains("ge-image gc web") && t.contains("status 3"),
+            "{t}"
+        );
+    }
+}
