@@ -304,3 +304,40 @@ fn builtin_infrastructure_elements_come_last() {
         assert!(tree.get("svc-map").unwrap().depends.contains("dib-python"));
     }
 }
+
+#[test]
+fn image_element_args_match_dib_arg_defaults_hack() {
+    let Some(pkg) = common::dib_package() else {
+        common::no_venv("image_element_args_match_dib_arg_defaults_hack");
+        return;
+    };
+    let lib = pkg.join("lib/common-functions");
+    for arch in [
+        "amd64", "arm64", "aarch64", "armhf", "ppc64le", "i386", "s390x",
+    ] {
+        for els in [
+            "vm debian-minimal",
+            "vm block-device-gpt debian-minimal",
+            "debian-minimal",
+            "ubuntu vm growroot",
+        ] {
+            // DIB: _arg_defaults_hack, then "base" put first (arg_to_elements)
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "source {}; ARCH={arch}; echo base $(_arg_defaults_hack {els})",
+                    lib.display()
+                ))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let dib = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let ours = args(&els.split(' ').collect::<Vec<_>>(), arch, false).join(" ");
+            assert_eq!(ours, dib, "ARCH={arch} {els}");
+        }
+    }
+}

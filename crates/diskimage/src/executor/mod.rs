@@ -126,6 +126,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
+        write_sudo_shim(&opts.build_dir.join("sudo-shim"))?;
         Ok(Executor {
             plan,
             root: root.to_path_buf(),
@@ -174,7 +175,11 @@ impl<'a> Executor<'a> {
             );
             env.insert("HOME".into(), "/root".into());
         } else {
-            env.insert("PATH".into(), host_path);
+            // DIB's host hooks call `sudo`; running as root, a host without
+            // sudo gets a shim that runs the command as is (a real sudo earlier
+            // on PATH wins)
+            let shim = self.opts.build_dir.join("sudo-shim");
+            env.insert("PATH".into(), format!("{host_path}:{}", shim.display()));
         }
         env
     }
@@ -496,6 +501,21 @@ pub fn host_arch() -> String {
         "arm" => "armhf".into(),
         other => other.into(),
     }
+}
+
+/// `sudo` for a build already running as root: drops sudo's options
+/// (`-E`, `-n`, `-H`, ...) and runs the command.
+fn write_sudo_shim(dir: &Path) -> Result<()> {
+    mkdir(dir)?;
+    let p = dir.join("sudo");
+    let script = "#!/bin/sh\n# diskimage: the build runs as root; sudo runs the command as is.\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n    -u|-g|-C|-p) shift 2 ;;\n    --) shift; break ;;\n    -*) shift ;;\n    *) break ;;\n  esac\ndone\nexec \"$@\"\n";
+    std::fs::write(&p, script).map_err(|source| Error::Io {
+        path: p.clone(),
+        source,
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+        .map_err(|source| Error::Io { path: p, source })
 }
 
 fn mkdir(p: &Path) -> Result<()> {
