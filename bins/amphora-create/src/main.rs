@@ -1,20 +1,239 @@
-//! `amphora-create`: Build Octavia amphora images (diskimage-builder compatible).
+//! `amphora-create`: Octavia's `diskimage-create.sh`, option for option.
 //!
-//! Argument parsing and wiring only; the logic lives in the workspace's crates.
+//! Argument parsing and wiring only; the logic lives in the `amphora` crate
+//! (options, environment, element sequence, checks, image tests) and the
+//! `diskimage` crate (the build). The parser is getopts-compatible rather
+//! than clap: the original's options take effect left to right and its exit
+//! codes (3 invalid value, 1 usage/`-h`/`-v`/missing dependency, 2 unknown
+//! host OS) win over the workspace's CLI conventions. `--help` and
+//! `--version` still print the usage and `amphora-create <version>` and exit
+//! 0; logging flags are long-only (`--verbose`, `--quiet`, `--log-format`)
+//! because `-v` is the original's version flag.
+//!
+//! `AMPHORA_HOST_ROOT` (default `/`) is the root whose `etc/os-release` and
+//! dpkg database the host checks read.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use amphora::image_tests::Expectations;
+use amphora::{AmphoraPlan, Env, Error, Invocation, Mode};
 
-/// Build Octavia amphora images (diskimage-builder compatible).
-#[derive(Debug, Parser)]
-#[command(name = "amphora-create", version, about)]
-struct Cli {
-    #[command(flatten)]
-    log: cli_common::LogArgs,
+fn fail(e: &Error) -> ExitCode {
+    match e {
+        Error::Usage { message } if message.is_empty() => {
+            // -h: the usage on standard output, exit 1 (as the original).
+            println!("\n{}", amphora::options::USAGE);
+        }
+        Error::Usage { message } => {
+            eprintln!("amphora-create: {message}");
+            eprintln!("\n{}", amphora::options::USAGE);
+        }
+        Error::Version { .. } => println!("{e}"),
+        _ => eprintln!("{e}"),
+    }
+    ExitCode::from(e.exit_code())
+}
+
+fn init_logging(inv: &Invocation) -> Result<(), cli_common::Error> {
+    let args = cli_common::LogArgs {
+        verbose: inv.log.verbose,
+        quiet: inv.log.quiet,
+        log_format: if inv.log.json {
+            cli_common::LogFormat::Json
+        } else {
+            cli_common::LogFormat::Text
+        },
+    };
+    cli_common::init_logging_with(
+        &args,
+        &cli_common::LogDefaults {
+            level: "info",
+            quiet_targets: &[],
+        },
+    )
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli_common::exit_without_command("amphora-create", &cli.log)
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => args.push(s),
+            Err(bad) => {
+                return fail(&Error::Usage {
+                    message: format!("argument {bad:?} is not valid UTF-8"),
+                })
+            }
+        }
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let inv = match amphora::parse_args(&args, &cwd) {
+        Ok(inv) => inv,
+        Err(e) => return fail(&e),
+    };
+    match inv.mode {
+        Mode::Help => {
+            println!("Build Octavia amphora images (diskimage-create.sh compatible).\n");
+            println!("{}", amphora::options::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Mode::Version => {
+            println!("amphora-create {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    if let Err(e) = init_logging(&inv) {
+        eprintln!("amphora-create: {e}");
+        return ExitCode::from(1);
+    }
+    match run(&inv, &cwd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn run(inv: &Invocation, cwd: &Path) -> Result<(), Error> {
+    let env = Env::from_process();
+    if let Mode::Test(image) = &inv.mode {
+        let expect = Expectations::for_options(&inv.options);
+        let rt = runtime()?;
+        rt.block_on(amphora::image_tests::run(
+            image,
+            &expect,
+            guest_tools::Accel::Auto,
+        ))?;
+        println!("Amphora image looks good.");
+        return Ok(());
+    }
+    let plan = amphora::plan(&inv.options, &env, cwd)?;
+    match inv.mode {
+        Mode::PrintElements => {
+            let mut out = std::io::stdout().lock();
+            for e in plan.expanded_elements()? {
+                let _ = writeln!(out, "{e}");
+            }
+            Ok(())
+        }
+        Mode::DryRun => {
+            print_plan(&plan);
+            Ok(())
+        }
+        _ => build(inv, &plan),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Spawn {
+            program: "tokio runtime".into(),
+            source,
+        })
+}
+
+fn print_plan(plan: &AmphoraPlan) {
+    for n in &plan.notices {
+        println!("{n}");
+    }
+    println!("ELEMENTS_PATH={}", join_paths(&plan.search_path()));
+    for (k, v) in &plan.exports {
+        println!("{k}={v}");
+    }
+    if plan.root_password.is_some() {
+        println!("DIB_PASSWORD=<set, not shown>");
+    }
+    println!(
+        "disk-image-create {}",
+        plan.disk_image_create_args().join(" ")
+    );
+}
+
+fn join_paths(p: &[PathBuf]) -> String {
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
+    let host_root = std::env::var_os("AMPHORA_HOST_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    amphora::preflight::check_host(&host_root, inv.options.root_password.is_some())?;
+    for n in &plan.notices {
+        println!("{n}");
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(&plan.cache_dir).map_err(io(&plan.cache_dir))?;
+    std::fs::create_dir_all(&plan.working_dir).map_err(io(&plan.working_dir))?;
+    let temp = tempfile::Builder::new()
+        .prefix("diskimage-create.")
+        .tempdir_in(&plan.working_dir)
+        .map_err(io(&plan.working_dir))?;
+    // The hooks read their settings from the environment, as under the
+    // original (the password too: never on a command line).
+    for (k, v) in &plan.exports {
+        std::env::set_var(k, v);
+    }
+    std::env::set_var("ELEMENTS_PATH", join_paths(&plan.elements_path));
+    if let Some(pw) = &plan.root_password {
+        std::env::set_var("DIB_PASSWORD", pw.expose());
+    }
+    if plan.trace {
+        std::env::set_var("DIB_DEBUG_TRACE", "1");
+    }
+    let ext = format!(".{}", plan.image_type.as_str());
+    let out = plan.output.display().to_string();
+    let base = out.strip_suffix(&ext).unwrap_or(&out);
+    let mut b = diskimage::ImageBuilder::new(plan.elements.clone());
+    b.output = PathBuf::from(base);
+    b.types = vec![match plan.image_type {
+        amphora::ImageType::Qcow2 => diskimage::ImageType::Qcow2,
+        amphora::ImageType::Tar => diskimage::ImageType::Tar,
+        amphora::ImageType::Vhd => diskimage::ImageType::Vhd,
+        amphora::ImageType::Raw => diskimage::ImageType::Raw,
+    }];
+    b.image_size = Some(plan.image_size * 1024 * 1024 * 1024);
+    b.cache_dir = plan.cache_dir.clone();
+    b.arch = plan.dib_arch();
+    b.release = Some(plan.release.clone());
+    b.grub_timeout = plan
+        .exports
+        .get("DIB_GRUB_TIMEOUT")
+        .cloned()
+        .unwrap_or_else(|| "0".into());
+    b.log_dir = Some(
+        plan.logfile
+            .as_ref()
+            .and_then(|l| l.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| temp.path().to_path_buf()),
+    );
+    b.elements_path = plan.search_path();
+    let _span = tracing::info_span!("amphora_build", base_os = %plan.base_os).entered();
+    let rt = runtime()?;
+    let report = rt.block_on(b.build())?;
+    tracing::info!(seconds = report.seconds, "image built");
+    drop(temp);
+    match plan.exports.get("DIB_REPOREF_amphora_agent") {
+        None if std::env::var("DIB_REPOREF_amphora_agent").is_err() => println!(
+            "Successfully built the amphora image using amphora-agent from the master branch."
+        ),
+        r => println!(
+            "Successfully built the amphora using the {} amphora-agent.",
+            r.cloned()
+                .or_else(|| std::env::var("DIB_REPOREF_amphora_agent").ok())
+                .unwrap_or_default()
+        ),
+    }
+    let size = std::fs::metadata(&plan.output)
+        .map(|m| m.len())
+        .map_err(io(&plan.output))?;
+    println!("Amphora image size: {} {size}", plan.output.display());
+    Ok(())
 }

@@ -110,6 +110,7 @@ pub(crate) fn inspect(w: &mut Worker) -> Result<Inspection> {
         .ctx(|| "list applications".into());
     let init = init_system(w);
     let hostname = s(g.inspect_get_hostname(&root));
+    let format = s(g.inspect_get_format(&root));
     g.umount_all().ctx(|| "unmount".into())?;
     // A guest without a package database (a minimal or broken root) still
     // inspects: report no applications instead of failing.
@@ -142,6 +143,7 @@ pub(crate) fn inspect(w: &mut Worker) -> Result<Inspection> {
         package_format: s(g.inspect_get_package_format(&root)),
         package_management: s(g.inspect_get_package_management(&root)),
         init_system: init,
+        format,
         osinfo: s(g.inspect_get_osinfo(&root)),
         mountpoints,
         filesystems,
@@ -165,6 +167,7 @@ impl Inspection {
         line("package format:", &self.package_format);
         line("package management:", &self.package_management);
         line("init system:", &self.init_system);
+        line("format:", &self.format);
         line("osinfo:", &self.osinfo);
         out.push_str("filesystems:\n");
         for f in &self.filesystems {

@@ -123,6 +123,9 @@ pub struct Inspection {
     pub package_management: String,
     /// `systemd`, `upstart`, `sysvinit` or `unknown`.
     pub init_system: String,
+    /// What kind of image the OS is in (`virt-inspector`'s `format`):
+    /// `installed` (an installed OS), `installer` (install media) or `unknown`.
+    pub format: String,
     /// libosinfo short id, when known.
     pub osinfo: String,
     /// Mountpoint → device.

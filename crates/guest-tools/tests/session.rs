@@ -30,6 +30,7 @@ async fn inspect_sysprep_and_sparsify_in_one_session() {
     assert_eq!(i.package_format, "deb");
     assert_eq!(i.package_management, "apt");
     assert_eq!(i.init_system, "systemd");
+    assert_eq!(i.format, "installed");
     assert_eq!(i.hostname, "ge-test");
     assert_eq!(i.root, "/dev/sda1");
     assert_eq!(
