@@ -25,7 +25,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 
 /// A package requested by an element.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PackageRequest {
     /// The (generic, pre-pkg-map) package name.
     pub package: String,
@@ -34,7 +34,7 @@ pub struct PackageRequest {
 }
 
 /// Install and uninstall lists of one phase.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PhasePackages {
     /// Packages to install, in request order.
     pub install: Vec<PackageRequest>,
@@ -43,7 +43,7 @@ pub struct PhasePackages {
 }
 
 /// The squashed package-installs of an element set: phase → lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PackageInstalls {
     /// By phase directory name (`install.d`, ...).
     pub phases: BTreeMap<String, PhasePackages>,

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::package_installs::{self, PackageInstalls, PackageRequest};
 
 /// One DIB phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Phase {
     /// The hook directory name (`install.d`, ...).
     pub dir: &'static str,
@@ -91,7 +91,7 @@ pub fn phase(dir: &str) -> Option<Phase> {
 }
 
 /// A file of the merged hook tree and the element it comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HookFile {
     /// File (or directory) name inside its hook directory.
     pub name: String,
@@ -105,7 +105,7 @@ pub struct HookFile {
 }
 
 /// What an infrastructure element does, natively.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum NativeStep {
     /// Install (or with `uninstall`, remove) the phase's package-installs
     /// list, plus legacy `package-installs-*` files of the phase directory.
@@ -130,7 +130,7 @@ pub enum NativeStep {
 }
 
 /// One step of a phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Step {
     /// An element's executable hook script.
     Script(HookFile),
@@ -156,7 +156,7 @@ impl Step {
 }
 
 /// One phase's ordered steps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PhasePlan {
     /// The phase.
     pub phase: Phase,
@@ -167,7 +167,7 @@ pub struct PhasePlan {
 }
 
 /// Everything a build will run, as plain values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BuildPlan {
     /// The expanded elements, in order.
     pub elements: Vec<Element>,
@@ -181,7 +181,34 @@ pub struct BuildPlan {
     /// The squashed package-installs (empty unless `package-installs` is an element).
     pub packages: PackageInstalls,
     /// The environment every hook starts from (before `environment.d`).
+    /// Serialised with the values of `*PASSWORD*`, `*SECRET*`, `*TOKEN*`
+    /// and `*KEY*` variables replaced by `<redacted>`.
+    #[serde(serialize_with = "redacted")]
     pub environment: BTreeMap<String, String>,
+}
+
+/// Whether a variable's value must not be shown.
+pub fn is_secret_variable(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+fn redacted<S: serde::Serializer>(
+    env: &BTreeMap<String, String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(env.len()))?;
+    for (k, v) in env {
+        if is_secret_variable(k) {
+            m.serialize_entry(k, "<redacted>")?;
+        } else {
+            m.serialize_entry(k, v)?;
+        }
+    }
+    m.end()
 }
 
 /// Infrastructure elements' scripts that run natively: (element, phase, script).

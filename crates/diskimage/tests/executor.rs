@@ -481,3 +481,20 @@ fn install_types_pick_the_variant_per_element() {
         "{n:?}"
     );
 }
+
+#[test]
+fn plan_serialises_without_secrets() {
+    let mut env = host_env();
+    env.insert("DIB_PASSWORD".into(), "hunter2-do-not-show".into());
+    let p = plan(&["fx-os", "fx-app"], env);
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(json["environment"]["DIB_PASSWORD"], "<redacted>");
+    assert_eq!(json["environment"]["DIB_FX_VAR"], "from-caller");
+    assert!(!json.to_string().contains("hunter2"));
+    assert_eq!(json["elements"][0]["name"], "fx-os");
+    assert_eq!(json["phases"][3]["phase"]["dir"], "install.d");
+    assert_eq!(
+        json["packages"]["phases"]["install.d"]["install"][0]["package"],
+        "generic-tool"
+    );
+}

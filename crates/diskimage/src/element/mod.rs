@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 pub use expand::{expand_image_elements, image_element_args, ImageElementOptions};
 
 /// One element directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Element {
     /// The element name (the directory's name).
     pub name: String,
