@@ -465,3 +465,98 @@ impl AmphoraPlan {
         a
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn seq(args: &[&str], env: &[(&str, &str)]) -> String {
+        let inv = crate::options::parse_args(args, Path::new("/tmp")).unwrap();
+        let env = Env(env
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect());
+        element_sequence(&inv.options, &env).join(" ")
+    }
+
+    const MID: &str = "rebind-sshd no-resolvconf amphora-agent octavia-lib sos cloud-init-datasources remove-default-ints";
+    const TAIL: &str = "keepalived-octavia ipvsadmin pip-cache certs-ramfs";
+
+    #[test]
+    fn sequence_per_base_os_in_the_originals_order() {
+        assert_eq!(
+            seq(&[], &[]),
+            format!("base vm ubuntu-minimal haproxy-octavia {MID} amphora-apparmor {TAIL}")
+        );
+        assert_eq!(
+            seq(&["-i", "debian-minimal"], &[]),
+            format!("base vm debian-minimal haproxy-octavia {MID} {TAIL}")
+        );
+        for (os, el) in [
+            ("fedora", "fedora"),
+            ("centos", "centos-minimal"),
+            ("rhel", "rhel"),
+            ("rocky", "rocky-container"),
+        ] {
+            assert_eq!(
+                seq(&["-i", os], &[]),
+                format!("base vm {el} haproxy-octavia {MID} selinux-permissive disable-makecache {TAIL}")
+            );
+            assert_eq!(
+                seq(&["-i", os, "-e"], &[]),
+                format!(
+                    "base vm {el} haproxy-octavia {MID} amphora-selinux disable-makecache {TAIL}"
+                )
+            );
+        }
+        assert_eq!(
+            seq(&["-i", "debian", "-r", "pw", "-m", "-n", "-y"], &[]),
+            format!("base vm debian-minimal haproxy-octavia root-passwd {MID} {TAIL} cpu-pinning remove-sshd amphora-fips")
+        );
+    }
+
+    #[test]
+    fn environment_overrides() {
+        assert_eq!(seq(&[], &[("DIB_ELEMENTS", "a  b")]), "a b");
+        assert_eq!(
+            seq(&[], &[("DIB_ELEMENTS", "a"), ("DIB_LOCAL_ELEMENTS", "c d")]),
+            "a c d"
+        );
+        assert!(seq(&[], &[("AMP_element_sequence", "base")]).starts_with("base ubuntu-minimal "));
+        // Empty values count as unset, as `[ "$X" ]`.
+        assert!(seq(&[], &[("DIB_ELEMENTS", "")]).starts_with("base vm "));
+    }
+
+    #[test]
+    fn exports_follow_the_options() {
+        let env = Env::default();
+        let o = crate::options::parse_args(
+            &["-n", "-p", "-i", "centos", "-g", "stable/x"],
+            Path::new("/"),
+        )
+        .unwrap()
+        .options;
+        let (e, notes) = exports(&o, &env);
+        assert_eq!(e["DIB_OCTAVIA_AMP_USE_SSH"], "False");
+        assert_eq!(e["DIB_INSTALLTYPE_amphora_agent"], "package");
+        assert_eq!(e["DIB_YUM_MINIMAL_CREATE_INTERFACES"], "0");
+        assert_eq!(e["DIB_RELEASE"], "10-stream");
+        assert_eq!(e["DIB_REPOREF_amphora_agent"], "stable/x");
+        assert_eq!(e["DIB_GRUB_TIMEOUT"], "0");
+        assert!(!e.contains_key("DIB_UBUNTU_KERNEL"));
+        assert_eq!(notes.len(), 2);
+        let env = Env([
+            ("DIB_REPOREF_amphora_agent".to_string(), "abc".to_string()),
+            (
+                "DIB_OCTAVIA_AMP_USE_NFTABLES".to_string(),
+                "False".to_string(),
+            ),
+        ]
+        .into());
+        let (e, notes) = exports(&o, &env);
+        assert!(!e.contains_key("DIB_REPOREF_amphora_agent"));
+        assert!(notes[0].contains("amphora agent abc"));
+        assert_eq!(e["DIB_OCTAVIA_AMP_USE_NFTABLES"], "False");
+    }
+}
