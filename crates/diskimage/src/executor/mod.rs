@@ -12,6 +12,7 @@
 //! Only `DIB_*` and the variables listed in [`PASSTHROUGH`] reach a hook
 //! from the caller's environment.
 
+pub mod base;
 mod native;
 
 use std::collections::BTreeMap;
