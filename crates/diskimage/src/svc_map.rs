@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(m["haproxy"], "haproxy-ubu");
         let m = merge(std::slice::from_ref(&a), "centos").unwrap();
         assert_eq!(m["haproxy"], "haproxy-rh");
-        assert_eq!(merge(std::slice::from_ref(&a), "fedora").unwrap()["plain"], "plain-f");
+        assert_eq!(
+            merge(std::slice::from_ref(&a), "fedora").unwrap()["plain"],
+            "plain-f"
+        );
         let text = render(&merge(&[a.clone(), b], "debian").unwrap());
         let back: BTreeMap<String, String> = serde_yaml::from_str(&text).unwrap();
         assert_eq!(back["haproxy"], "haproxy-deb");
