@@ -78,6 +78,9 @@ SHIM
     chmod +x "$WORK/shim/sudo"
     export PATH=$WORK/shim:$VENV/bin:$PATH DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1
     export DIB_IMAGE_CACHE=$WORK/dib-cache
+    # DIB's default sources add security.debian.org (not reachable here).
+    export DIB_APT_SOURCES_CONF="default:deb $DIB_DISTRIBUTION_MIRROR bookworm main
+updates:deb $DIB_DISTRIBUTION_MIRROR bookworm-updates main"
     timeit dib-cold   disk-image-create -o "$WORK/dib-cold" debian-minimal
     timeit dib-warm   disk-image-create -o "$WORK/dib-warm" debian-minimal
     timeit dib-change disk-image-create -o "$WORK/dib-change" -p less debian-minimal

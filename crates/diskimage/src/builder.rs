@@ -274,7 +274,7 @@ impl ImageBuilder {
             name: "bootstrap".into(),
             key: spec.cache_key(),
         }];
-        chain.push_str("packages", &packages.join(" "));
+        chain.push_str("packages-v2", &packages.join(" "));
         stages.push(Stage {
             name: "packages".into(),
             key: chain.key(),
@@ -435,8 +435,25 @@ impl ImageBuilder {
         // The kernel's postinst must not try to install a bootloader here.
         let kc = root.join("etc/kernel-img.conf");
         std::fs::write(&kc, "do_symlinks = yes\nlink_in_boot = no\n").map_err(io(&kc))?;
+        // Build-time only (removed below): no fsync per file, no translations.
+        let speed = [
+            (
+                root.join("etc/dpkg/dpkg.cfg.d/02-build-unsafe-io"),
+                "force-unsafe-io\n",
+            ),
+            (
+                root.join("etc/apt/apt.conf.d/02-build-no-languages"),
+                "Acquire::Languages \"none\";\n",
+            ),
+        ];
+        for (p, c) in &speed {
+            std::fs::write(p, c).map_err(io(p))?;
+        }
         let r = rootfs::apt_install(&mut chroot, &debs, &s.packages, log);
         let r = r.and_then(|()| run_logged(&mut chroot.command(&["apt-get", "-q", "clean"]), log));
+        for (p, _) in &speed {
+            std::fs::remove_file(p).map_err(io(p))?;
+        }
         rootfs::unblock_services(root)?;
         chroot.exit()?;
         r?;

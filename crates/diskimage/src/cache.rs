@@ -169,18 +169,29 @@ impl KeyChain {
     }
 
     /// Add every file of the tree at `dir`: relative paths, modes, symlink
-    /// targets and contents, in sorted order. A missing `dir` adds a marker.
+    /// targets and contents, in sorted order. `dir` may also be a single
+    /// file or symlink; a missing one adds a marker.
     pub fn push_tree(&mut self, label: &str, dir: &Path) -> Result<&mut Self> {
         self.push_str("tree", label);
-        if !dir.exists() {
+        if std::fs::symlink_metadata(dir).is_err() {
             self.push_str("missing", "");
             return Ok(self);
         }
         let mut files = Vec::new();
-        walk(dir, dir, &mut files)?;
-        files.sort();
+        let top = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+        if top.is_dir() {
+            walk(dir, dir, &mut files)?;
+            files.sort();
+        } else {
+            // A single file (or symlink): hashed under an empty name.
+            files.push(String::new());
+        }
         for rel in files {
-            let p = dir.join(&rel);
+            let p = if rel.is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(&rel)
+            };
             let meta = std::fs::symlink_metadata(&p).map_err(io(&p))?;
             self.push_str("path", &rel);
             #[cfg(unix)]

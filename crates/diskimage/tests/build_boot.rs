@@ -262,6 +262,13 @@ async fn dib_elements_vm_debian_minimal_boots() {
         .map(|e| e.path().join("site-packages/diskimage_builder/elements"))
         .find(|p| p.is_dir())
         .expect("diskimage-builder's elements in the venv");
+    // DIB's default apt sources add security.debian.org, which is not a
+    // registry reachable here: use the machine's mirror for both suites.
+    let mirror = diskimage::rootfs::resolve_mirror(diskimage::Distro::Debian, "bookworm").unwrap();
+    std::env::set_var(
+        "DIB_APT_SOURCES_CONF",
+        format!("default:deb {mirror} bookworm main\nupdates:deb {mirror} bookworm-updates main"),
+    );
     let d = tempfile::tempdir().unwrap();
     let mut b = builder(&["vm", "debian-minimal"], &d.path().join("dib"));
     b.elements_path = vec![elements];
@@ -272,7 +279,7 @@ async fn dib_elements_vm_debian_minimal_boots() {
         Ok(r) => r,
         Err(e) => {
             let log = std::fs::read_to_string(d.path().join("logs/build.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
             panic!(
                 "{e}\n--- build.log tail ---\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
