@@ -3,7 +3,8 @@
 # cloud, load a few sample images into RegionOne, publish a new version of
 # one of them with `ge-image publish` (once) and list the published images with
 # `ge-image locate`, then run glancesync to show the status, sync
-# RegionOne -> RegionTwo, and show the status again.
+# RegionOne -> RegionTwo and RegionThree (each image read from RegionOne once
+# and streamed to both), and show the status again.
 #
 # Idempotent: sample images that exist already are reused, and a second run
 # shows everything in sync. The local cloud is left running (scripts/stop.sh).
@@ -86,7 +87,8 @@ print(base64.b64encode(pw.encode()).decode())
 PY
 )
 # What `ge-image publish` advised: the checksum of the retired image goes to
-# `replace`, so glancesync replaces the old copy in RegionTwo with the new one.
+# `replace`, so glancesync replaces the old copies in RegionTwo and RegionThree
+# with the new one.
 replace=$(osc image list --name demo-webserver_obsolete -f value -c ID | head -1)
 [ -z "$replace" ] || replace=$(osc image show "$replace" -f value -c checksum)
 cat > "$CONFIG" <<CONF
@@ -109,7 +111,7 @@ chmod 600 "$CONFIG"
 echo
 echo "### glancesync --show-status (before)"
 "$GLANCESYNC" --config-file "$CONFIG" --show-status
-echo "### glancesync (sync RegionOne -> RegionTwo)"
+echo "### glancesync (sync RegionOne -> RegionTwo, RegionThree)"
 "$GLANCESYNC" --config-file "$CONFIG"
 echo
 echo "### glancesync --show-status (after)"

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use openstack_client::glance::{
     CreateImage, GlanceClient, ImageFilter, ImagePatch, ImageStatus, Visibility,
 };
@@ -28,6 +29,7 @@ use tracing::Instrument;
 use crate::backend::{RegionBackend, RegionRef, UploadRequest};
 use crate::config::{GlanceSyncConfig, TargetConfig};
 use crate::error::{Error, Result};
+use crate::fanout::{fan_out, FanoutConfig, FanoutStats, Opener};
 use crate::image::{Image, RawImage};
 use crate::pyvalue::{Properties, PyValue};
 
@@ -76,6 +78,25 @@ struct InFlight {
     name: String,
     tenant: String,
     id: Option<String>,
+}
+
+/// Image data being read.
+type Source = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A target image created for an upload, not finished yet.
+struct Prepared {
+    client: GlanceClient,
+    created: openstack_client::glance::Image,
+    protected: bool,
+}
+
+/// The same error again, for every region it concerns.
+fn copy_error(e: &Error) -> Error {
+    Error::Backend {
+        region: String::new(),
+        operation: "read the master image".into(),
+        message: e.to_string(),
+    }
 }
 
 /// The Glance backend.
@@ -270,6 +291,211 @@ impl GlanceBackend {
         }
     }
 
+    /// Refuse in read-only mode, clean up leftovers of an interrupted run,
+    /// create the target image (with the transfer marker) and register it
+    /// as in flight.
+    async fn prepare(&self, req: &UploadRequest<'_>) -> Result<Prepared> {
+        req.region
+            .refuse_write_if(self.read_only, "upload an image")?;
+        let full = req.region.full_name();
+        let client = self.client(req.region, req.target).await?;
+        let tenant = self.tenant_id(req.target).await?;
+        self.remove_incomplete(&client, &full, &req.image.name, &tenant)
+            .await?;
+        let raw = req.master.raw.clone().unwrap_or_default();
+        let mut create = CreateImage::new(req.image.name.clone())
+            .disk_format(raw.disk_format.clone().unwrap_or_else(|| "raw".into()))
+            .container_format(
+                raw.container_format
+                    .clone()
+                    .unwrap_or_else(|| "bare".into()),
+            )
+            .min_disk(raw.min_disk)
+            .min_ram(raw.min_ram)
+            .visibility(if req.image.is_public {
+                Visibility::Public
+            } else {
+                Visibility::Private
+            });
+        for (k, v) in &req.image.user_properties {
+            if let Some(s) = Self::property_value(&full, &req.image.name, k, v) {
+                create = create.property(k.clone(), s);
+            }
+        }
+        create = create.property(
+            TRANSFER_MARKER,
+            format!("in progress (pid {})", std::process::id()),
+        );
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.insert(
+                full.clone(),
+                InFlight {
+                    client: client.clone(),
+                    name: req.image.name.clone(),
+                    tenant: tenant.clone(),
+                    id: None,
+                },
+            );
+        }
+        let created = match client.create_image(&create).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Ok(mut m) = self.in_flight.lock() {
+                    m.remove(&full);
+                }
+                return Err(backend_err(
+                    &full,
+                    &format!("create image {}", req.image.name),
+                    e,
+                ));
+            }
+        };
+        if let Ok(mut m) = self.in_flight.lock() {
+            if let Some(f) = m.get_mut(&full) {
+                f.id = Some(created.id.clone());
+            }
+        }
+        Ok(Prepared {
+            client,
+            created,
+            protected: raw.protected,
+        })
+    }
+
+    /// Send the data, verify, then remove the marker (and set protection);
+    /// on any failure delete the image. Returns the new id.
+    async fn complete(
+        &self,
+        req: &UploadRequest<'_>,
+        prepared: Prepared,
+        reader: Result<Pin<Box<dyn AsyncRead + Send>>>,
+    ) -> Result<String> {
+        let full = req.region.full_name();
+        let Prepared {
+            client,
+            created,
+            protected,
+        } = prepared;
+        let id = created.id.clone();
+        let outcome = match reader {
+            Ok(reader) => self.send_and_verify(req, &client, &id, reader).await,
+            Err(e) => Err(e),
+        };
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.remove(&full);
+        }
+        match outcome {
+            Ok(()) => {
+                let mut patch = ImagePatch::for_image(&created).remove_property(TRANSFER_MARKER);
+                if protected {
+                    patch = patch.protected(true);
+                }
+                client
+                    .update_image(&id, &patch)
+                    .await
+                    .map_err(|e| cloud_err(&full, "finish the image (marker, protection)", e))?;
+                Ok(id)
+            }
+            Err(e) => {
+                match delete_incomplete(&client, &id).await {
+                    Ok(()) => tracing::warn!(
+                        "{full}: upload of {} failed; deleted the incomplete image {id}",
+                        req.image.name
+                    ),
+                    Err(de) => tracing::error!(
+                        "{full}: upload of {} failed and the incomplete image {id} could not be deleted: {de}",
+                        req.image.name
+                    ),
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One master image to several regions: every target image is created,
+    /// then the master is read once and streamed to all of them (see
+    /// [`crate::fanout`]); each target is verified and finished or deleted on its own.
+    async fn upload_fanned_out(&self, reqs: &[UploadRequest<'_>]) -> Vec<Result<String>> {
+        let master = reqs[0].master;
+        let span = tracing::info_span!("upload_fanned_out", image = %master.name, size = master.size, regions = reqs.len());
+        async {
+            let mut prepared: Vec<Option<Result<Prepared>>> = Vec::with_capacity(reqs.len());
+            for r in reqs {
+                prepared.push(Some(self.prepare(r).await));
+            }
+            let n = prepared.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
+            let opener: Result<Opener> = async {
+                let (master_ref, client) = self.master_client().await?;
+                let record = client.get_image(&master.id).await.map_err(|e| {
+                    cloud_err(
+                        &master_ref.full_name(),
+                        &format!("get image {}", master.id),
+                        e,
+                    )
+                })?;
+                let opener: Opener = Arc::new(move || {
+                    let client = client.clone();
+                    let record = record.clone();
+                    Box::pin(async move {
+                        let dl = client
+                            .download_image(&record)
+                            .await
+                            .map_err(std::io::Error::other)?;
+                        Ok(dl.map_err(std::io::Error::other).boxed())
+                    })
+                });
+                Ok(opener)
+            }
+            .await;
+            let (readers, driver): (Vec<Result<Source>>, _) = match &opener {
+                Ok(opener) => {
+                    let stats = Arc::new(FanoutStats::default());
+                    let (streams, driver) =
+                        fan_out(opener.clone(), n, FanoutConfig::default(), stats);
+                    tracing::info!("{}: read once from the master for {n} regions", master.name);
+                    (
+                        streams
+                            .into_iter()
+                            .map(|s| {
+                                Ok(Box::pin(tokio_util::io::StreamReader::new(s))
+                                    as Pin<Box<dyn AsyncRead + Send>>)
+                            })
+                            .collect(),
+                        Some(driver),
+                    )
+                }
+                Err(e) => ((0..n).map(|_| Err(copy_error(e))).collect(), None),
+            };
+            let mut readers = readers.into_iter();
+            let mut jobs = Vec::with_capacity(reqs.len());
+            for (req, p) in reqs.iter().zip(prepared.iter_mut()) {
+                let p = p.take();
+                let reader = match &p {
+                    Some(Ok(_)) => readers.next(),
+                    _ => None,
+                };
+                jobs.push(async move {
+                    match (p, reader) {
+                        (Some(Ok(p)), Some(reader)) => self.complete(req, p, reader).await,
+                        (Some(Err(e)), _) => Err(e),
+                        _ => Err(backend_err(
+                            &req.region.full_name(),
+                            "upload",
+                            "no reader for the shared transfer",
+                        )),
+                    }
+                });
+            }
+            let uploads = futures::future::join_all(jobs);
+            match driver {
+                Some(driver) => tokio::join!(driver, uploads).1,
+                None => uploads.await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     fn to_image(region: &str, g: openstack_client::glance::Image) -> Image {
         let mut props = Properties::new();
         for (k, v) in &g.properties {
@@ -343,23 +569,20 @@ impl GlanceBackend {
         Ok(removed)
     }
 
-    async fn transfer(
+    /// Open the data of `master`: `<images_dir>/<uuid>` when set, else a
+    /// download from the master region's Glance.
+    async fn open_source(
         &self,
-        req: &UploadRequest<'_>,
-        target_client: &GlanceClient,
-        new_id: &str,
-    ) -> Result<()> {
-        let full = req.region.full_name();
-        let master = req.master;
-        let name = req.image.name.clone();
-        let observer = self.observer.clone();
-        observer.start(&full, &name, master.size);
-        let reader: Pin<Box<dyn AsyncRead + Send>> = match &self.config.images_dir {
+        full: &str,
+        master: &Image,
+    ) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
+        let name = &master.name;
+        Ok(match &self.config.images_dir {
             Some(dir) => {
                 let path: PathBuf = dir.join(&master.id);
                 let f = tokio::fs::File::open(&path).await.map_err(|e| {
                     backend_err(
-                        &full,
+                        full,
                         "upload",
                         format!(
                             "Cannot open the image {name} to upload ({}): {e}",
@@ -370,11 +593,7 @@ impl GlanceBackend {
                 Box::pin(f)
             }
             None => {
-                let master_ref = RegionRef {
-                    target: "master".into(),
-                    region: self.config.require_master_region()?.to_string(),
-                };
-                let master_client = self.client(&master_ref, self.config.master()).await?;
+                let (master_ref, master_client) = self.master_client().await?;
                 let dl = master_client.download(&master.id).await.map_err(|e| {
                     cloud_err(
                         &master_ref.full_name(),
@@ -384,7 +603,32 @@ impl GlanceBackend {
                 })?;
                 Box::pin(dl.into_async_read())
             }
+        })
+    }
+
+    async fn master_client(&self) -> Result<(RegionRef, GlanceClient)> {
+        let master_ref = RegionRef {
+            target: "master".into(),
+            region: self.config.require_master_region()?.to_string(),
         };
+        let client = self.client(&master_ref, self.config.master()).await?;
+        Ok((master_ref, client))
+    }
+
+    /// Send `reader` into image `new_id` of the target, then verify what the
+    /// target stored (status, size, md5, `os_hash_value`) against the master.
+    async fn send_and_verify(
+        &self,
+        req: &UploadRequest<'_>,
+        target_client: &GlanceClient,
+        new_id: &str,
+        reader: Pin<Box<dyn AsyncRead + Send>>,
+    ) -> Result<()> {
+        let full = req.region.full_name();
+        let master = req.master;
+        let name = req.image.name.clone();
+        let observer = self.observer.clone();
+        observer.start(&full, &name, master.size);
         let counting = CountingReader {
             inner: reader,
             observer: observer.clone(),
@@ -408,6 +652,16 @@ impl GlanceBackend {
                 format!(
                     "image {name} ({new_id}) is {} after the upload",
                     stored.status.as_str()
+                ),
+            ));
+        }
+        if stored.size != Some(master.size) {
+            return Err(backend_err(
+                &full,
+                "upload",
+                format!(
+                    "image {name}: size {:?} in the region differs from the master's {}",
+                    stored.size, master.size
                 ),
             ));
         }
@@ -513,87 +767,26 @@ impl RegionBackend for GlanceBackend {
     }
 
     async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String> {
-        req.region
-            .refuse_write_if(self.read_only, "upload an image")?;
+        let prepared = self.prepare(&req).await?;
         let full = req.region.full_name();
-        let client = self.client(req.region, req.target).await?;
-        let tenant = self.tenant_id(req.target).await?;
-        self.remove_incomplete(&client, &full, &req.image.name, &tenant)
-            .await?;
-        let raw = req.master.raw.clone().unwrap_or_default();
-        let mut create = CreateImage::new(req.image.name.clone())
-            .disk_format(raw.disk_format.clone().unwrap_or_else(|| "raw".into()))
-            .container_format(
-                raw.container_format
-                    .clone()
-                    .unwrap_or_else(|| "bare".into()),
-            )
-            .min_disk(raw.min_disk)
-            .min_ram(raw.min_ram)
-            .visibility(if req.image.is_public {
-                Visibility::Public
-            } else {
-                Visibility::Private
-            });
-        for (k, v) in &req.image.user_properties {
-            if let Some(s) = Self::property_value(&full, &req.image.name, k, v) {
-                create = create.property(k.clone(), s);
-            }
-        }
-        create = create.property(
-            TRANSFER_MARKER,
-            format!("in progress (pid {})", std::process::id()),
-        );
         let span = tracing::info_span!("upload_image", region = %full, image = %req.image.name, size = req.master.size);
         async {
-            if let Ok(mut m) = self.in_flight.lock() {
-                m.insert(
-                    full.clone(),
-                    InFlight { client: client.clone(), name: req.image.name.clone(), tenant: tenant.clone(), id: None },
-                );
-            }
-            let created = match client.create_image(&create).await {
-                Ok(c) => c,
-                Err(e) => {
-                    if let Ok(mut m) = self.in_flight.lock() {
-                        m.remove(&full);
-                    }
-                    return Err(backend_err(&full, &format!("create image {}", req.image.name), e));
-                }
-            };
-            let id = created.id.clone();
-            if let Ok(mut m) = self.in_flight.lock() {
-                if let Some(f) = m.get_mut(&full) {
-                    f.id = Some(id.clone());
-                }
-            }
-            let outcome = self.transfer(&req, &client, &id).await;
-            if let Ok(mut m) = self.in_flight.lock() {
-                m.remove(&full);
-            }
-            match outcome {
-                Ok(()) => {
-                    let mut patch = ImagePatch::for_image(&created).remove_property(TRANSFER_MARKER);
-                    if raw.protected {
-                        patch = patch.protected(true);
-                    }
-                    client
-                        .update_image(&id, &patch)
-                        .await
-                        .map_err(|e| cloud_err(&full, "finish the image (marker, protection)", e))?;
-                    Ok(id)
-                }
-                Err(e) => {
-                    match delete_incomplete(&client, &id).await {
-                        Ok(()) => tracing::warn!("{full}: upload of {} failed; deleted the incomplete image {id}", req.image.name),
-                        Err(de) => tracing::error!("{full}: upload of {} failed and the incomplete image {id} could not be deleted: {de}", req.image.name),
-                    }
-                    Err(e)
-                }
-            }
+            let reader = self.open_source(&full, req.master).await;
+            self.complete(&req, prepared, reader).await
         }
         .instrument(span)
         .await
+    }
+
+    async fn upload_images(&self, reqs: &[UploadRequest<'_>]) -> Vec<Result<String>> {
+        if reqs.len() < 2 || self.config.images_dir.is_some() {
+            let mut out = Vec::with_capacity(reqs.len());
+            for r in reqs {
+                out.push(self.upload_image(*r).await);
+            }
+            return out;
+        }
+        self.upload_fanned_out(reqs).await
     }
 
     async fn update_metadata(

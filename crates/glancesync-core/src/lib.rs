@@ -17,6 +17,7 @@ pub mod config;
 pub mod csv_backend;
 pub mod engine;
 pub mod error;
+pub mod fanout;
 #[cfg(feature = "glance")]
 pub mod glance_backend;
 pub mod image;
