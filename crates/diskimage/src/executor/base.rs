@@ -90,6 +90,27 @@ pub fn finalise_base(root: &Path) -> Result<()> {
     })
 }
 
+/// Unmount everything mounted below `root` (deepest first, lazily as DIB's
+/// `unmount_dir` does): what hooks mounted and left (an apt cache bind,
+/// a `/proc`). Call after post-root.d, before the tree is copied or packed.
+pub fn unmount_under(root: &Path) -> Result<()> {
+    let real = std::fs::canonicalize(root).map_err(io(root))?;
+    let prefix = format!("{}/", real.display());
+    let mounts = std::fs::read_to_string("/proc/mounts").map_err(io(Path::new("/proc/mounts")))?;
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(|m| m.replace("\\040", " "))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    points.sort();
+    points.dedup();
+    for m in points.iter().rev() {
+        crate::cmd::run(std::process::Command::new("umount").arg("-fl").arg(m))?;
+    }
+    Ok(())
+}
+
 /// Call `f` on every regular file under `dir` (symlinks not followed).
 fn walk(dir: &Path, f: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {

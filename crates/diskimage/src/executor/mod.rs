@@ -72,6 +72,7 @@ pub struct Executor<'a> {
     root: PathBuf,
     hooks: PathBuf,
     opts: ExecOptions,
+    skip: Vec<String>,
 }
 
 /// What one phase ran.
@@ -133,7 +134,15 @@ impl<'a> Executor<'a> {
             root: root.to_path_buf(),
             hooks,
             opts,
+            skip: Vec::new(),
         })
+    }
+
+    /// Do not run these hook scripts, given as `<phase dir>/<script>` (e.g.
+    /// `root.d/08-debootstrap` when the caller bootstraps the root itself).
+    pub fn skip_scripts(mut self, scripts: impl IntoIterator<Item = String>) -> Self {
+        self.skip.extend(scripts);
+        self
     }
 
     /// `TMP_HOOKS_PATH`.
@@ -228,6 +237,18 @@ impl<'a> Executor<'a> {
         let result = (|| -> Result<()> {
             let env = self.source_env(ph, &base)?;
             for step in &plan.steps {
+                if self
+                    .skip
+                    .iter()
+                    .any(|k| *k == format!("{}/{}", ph.dir, step.name()))
+                {
+                    self.log_line(&format!(
+                        "dib-run-parts Skipping {}/{} (asked)",
+                        ph.dir,
+                        step.name()
+                    ))?;
+                    continue;
+                }
                 report.ran.push(step.name().to_string());
                 match step {
                     Step::Script(h) => self.run_script(ph, h, &env)?,
