@@ -217,7 +217,16 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
     b.elements_path = plan.search_path();
     let _span = tracing::info_span!("amphora_build", base_os = %plan.base_os).entered();
     let rt = runtime()?;
-    let report = rt.block_on(b.build())?;
+    let report = match rt.block_on(b.build()) {
+        Ok(r) => r,
+        Err(e) => {
+            // As the original under `set -e`: the temporary directory (with
+            // the build's logs) stays for inspection after a failure.
+            let kept = temp.keep();
+            eprintln!("build logs kept in {}", kept.display());
+            return Err(e.into());
+        }
+    };
     tracing::info!(seconds = report.seconds, "image built");
     drop(temp);
     match plan.exports.get("DIB_REPOREF_amphora_agent") {

@@ -18,6 +18,7 @@
 //! # Ok::<(), amphora::Error>(())
 //! ```
 
+pub mod apt;
 mod error;
 pub mod image_tests;
 pub mod options;

@@ -358,7 +358,15 @@ pub fn plan(o: &Options, env: &Env, cwd: &Path) -> Result<AmphoraPlan> {
     if let Some(local) = env.get("DIB_LOCAL_ELEMENTS_PATH") {
         elements_path.extend(diskimage::parse_elements_path(local));
     }
-    let (exports, notices) = exports(o, env);
+    let (mut exports, notices) = exports(o, env);
+    // debian-minimal: the security suite from the machine's apt sources
+    // (diskimage-builder's default is an upstream host).
+    if o.base_os == BaseOs::DebianMinimal && env.get("DIB_DEBIAN_SECURITY_MIRROR").is_none() {
+        let release = exports.get("DIB_RELEASE").cloned().unwrap_or_default();
+        if let Some(m) = crate::apt::security_mirror(Path::new("/"), &release) {
+            exports.insert("DIB_DEBIAN_SECURITY_MIRROR".into(), m);
+        }
+    }
     let home = env
         .get("HOME")
         .map(PathBuf::from)

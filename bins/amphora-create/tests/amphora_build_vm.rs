@@ -1,0 +1,130 @@
+//! The full Debian amphora: `amphora-create -i debian-minimal` builds it
+//! through the diskimage builder over diskimage-builder's element tree and
+//! the workspace's amphora elements, `--test` passes on it, and it boots to a
+//! login prompt under QEMU TCG.
+//!
+//! The image cache lives under `~/.cache/openstack-image-tools/amphora/`, so
+//! a rerun restores the cached tree and only assembles the disk.
+//! diskimage-builder's elements come from the reference venv
+//! (`scripts/dib-venv.sh`). vm test group (slow).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Std, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn dib_repo() -> PathBuf {
+    let venv = std::env::var_os("DIB_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_root().join("dib-venv"));
+    for e in std::fs::read_dir(venv.join("lib"))
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/dib-venv.sh", venv.display()))
+        .flatten()
+    {
+        let sp = e.path().join("site-packages");
+        if sp.join("diskimage_builder/elements").is_dir() {
+            return sp;
+        }
+    }
+    panic!(
+        "no diskimage-builder in {}: run scripts/dib-venv.sh",
+        venv.display()
+    );
+}
+
+fn cache_root() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/openstack-image-tools")
+}
+
+struct Qemu(Child);
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn boot_to_login(image: &Path, dir: &Path) -> String {
+    let serial = dir.join("serial.log");
+    let child = Std::new("qemu-system-x86_64")
+        .args([
+            "-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none",
+        ])
+        .args(["-no-reboot", "-nic", "user,model=virtio-net-pci"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=qcow2,if=virtio,snapshot=on",
+            image.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64");
+    let mut qemu = Qemu(child);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let text = std::fs::read_to_string(&serial).unwrap_or_default();
+        if text.contains("login:") {
+            return text;
+        }
+        if let Some(st) = qemu.0.try_wait().unwrap() {
+            panic!("QEMU exited ({st}) before a login prompt; console:\n{text}");
+        }
+        if Instant::now() > deadline {
+            let n = text.len().saturating_sub(3000);
+            panic!(
+                "no login prompt within the boot deadline; console tail:\n{}",
+                text.get(n..).unwrap_or(&text)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn debian_amphora_builds_passes_its_tests_and_boots() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("amphora-x64-haproxy.qcow2");
+    let cache = cache_root().join("amphora/image-cache");
+    Command::cargo_bin("amphora-create")
+        .unwrap()
+        .current_dir(work.path())
+        .env("DIB_REPO_PATH", dib_repo())
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .args(["-i", "debian-minimal", "-o"])
+        .arg(&out)
+        .arg("-c")
+        .arg(&cache)
+        .timeout(Duration::from_secs(3600))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Successfully built the amphora image using amphora-agent from the master branch.",
+        ))
+        .stdout(predicate::str::contains(format!(
+            "Amphora image size: {}",
+            out.display()
+        )));
+    // The temporary build directory is gone.
+    assert!(std::fs::read_dir(work.path()).unwrap().flatten().all(|e| !e
+        .file_name()
+        .to_string_lossy()
+        .starts_with("diskimage-create.")));
+    Command::cargo_bin("amphora-create")
+        .unwrap()
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .args(["-i", "debian-minimal", "--test"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Amphora image looks good."));
+    let console = boot_to_login(&out, work.path());
+    assert!(console.contains("login:"));
+}
