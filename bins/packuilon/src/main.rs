@@ -31,6 +31,28 @@ enum Command {
     /// Publish the Quattor profiles changed since the last run (from
     /// PROFILE_INFO_URL, cached in CACHE_DIR); run on every `aq make` or by cron.
     Cdb2rabbit,
+    /// Warehouse the older images named NAME (the arguments joined by
+    /// spaces, e.g. `sl7x-x86_64 web AQ`): rename them, move their members
+    /// to the newest image and accept them, carry properties and visibility
+    /// over, update source-images.json when configured. Prints the plan.
+    RenameOldImages(RenameArgs),
+}
+
+#[derive(Debug, Args)]
+struct RenameArgs {
+    /// The image name, as one or several words.
+    #[arg(required = true, num_args = 1..)]
+    name: Vec<String>,
+    /// Print the plan (JSON) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Cloud of clouds.yaml to use (default: OS_CLOUD, else the OS_*
+    /// variables of PACKER_ADMIN_AUTH).
+    #[arg(long = "os-cloud", env = "OS_CLOUD")]
+    os_cloud: Option<String>,
+    /// Region (default: the credentials' OS_REGION_NAME or the first one).
+    #[arg(long = "os-region-name")]
+    os_region_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -70,13 +92,13 @@ fn parse_sandbox(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        eprintln!("packuilon: no command given (trigger, rabbit2packer, cdb2rabbit; see --help)");
+        eprintln!("packuilon: no command given (trigger, rabbit2packer, cdb2rabbit, rename-old-images; see --help)");
         return ExitCode::from(2);
     };
     let defaults = cli_common::LogDefaults {
         level: match command {
             Command::Rabbit2packer => "info",
-            Command::Trigger(_) | Command::Cdb2rabbit => "warn",
+            Command::Trigger(_) | Command::Cdb2rabbit | Command::RenameOldImages(_) => "warn",
         },
         quiet_targets: &["lapin=warn", "amq_protocol=warn"],
     };
@@ -127,6 +149,31 @@ async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Resu
                 published = report.published.len(),
                 "cdb2rabbit done"
             );
+            Ok(())
+        }
+        Command::RenameOldImages(a) => {
+            let admin = if a.os_cloud.is_some() {
+                packuilon_core::AuthEnv::default()
+            } else {
+                packuilon_core::AuthEnv::load(&config.rabbit2packer.packer_admin_auth)?
+            };
+            let session =
+                packuilon_core::rotate::Rotator::session_from(&admin, a.os_cloud.as_deref())?;
+            let rotator = packuilon_core::rotate::Rotator::new(
+                session,
+                a.os_region_name,
+                config.rename.clone().unwrap_or_default(),
+            );
+            let plan = rotator
+                .rename_old_images(&a.name.join(" "), a.dry_run)
+                .await?;
+            match serde_json::to_string_pretty(&plan) {
+                Ok(text) => println!("{text}"),
+                Err(e) => tracing::warn!(error = %e, "cannot print the plan"),
+            }
+            if plan.new_image.is_none() {
+                eprintln!("packuilon: no image named {:?}: no work to do", plan.name);
+            }
             Ok(())
         }
         Command::Rabbit2packer => {

@@ -127,6 +127,10 @@ pub struct Config {
     pub rabbit2packer: Rabbit2PackerConfig,
     /// `[rally-image-testing]`.
     pub rally: RallyConfig,
+    /// `[rename-old-images]` (ours): the rotation `rabbit2packer` runs
+    /// after a successful build; `None` when the section is absent (the
+    /// templates' post-processors rotate, as in the original).
+    pub rename: Option<crate::rotate::RenameSettings>,
 }
 
 struct Reader<'a> {
@@ -272,7 +276,44 @@ impl Config {
             task_location: r.opt(s, "TASK_LOCATION").map(PathBuf::from),
             log_dir: r.opt(s, "LOG_DIR").map(PathBuf::from),
         };
+        let s = "rename-old-images";
+        let rename = if ini.has_section(s) {
+            let style = match r.opt(s, "RENAME_STYLE").as_deref() {
+                None | Some("date") => crate::rotate::RenameStyle::Date,
+                Some("timestamp") => crate::rotate::RenameStyle::Timestamp,
+                Some(v) => {
+                    return Err(r.bad(s, "RENAME_STYLE", format!("{v:?} is not date or timestamp")))
+                }
+            };
+            let mut settings = crate::rotate::RenameSettings {
+                style,
+                ..Default::default()
+            };
+            if let Some(v) = r.opt(s, "COPY_PROPERTIES") {
+                settings.copy_properties = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
+            settings.source_images = match r.opt(s, "UPDATE_SOURCE_IMAGES").as_deref() {
+                None | Some("false" | "no" | "0") => None,
+                Some("true" | "yes" | "1") => Some(rabbit2packer.images_config.clone()),
+                Some(v) => {
+                    return Err(r.bad(
+                        s,
+                        "UPDATE_SOURCE_IMAGES",
+                        format!("{v:?} is not true or false"),
+                    ))
+                }
+            };
+            Some(settings)
+        } else {
+            None
+        };
         Ok(Config {
+            rename,
             path: ini.path().to_path_buf(),
             global,
             cdb2rabbit,
@@ -352,6 +393,23 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn rename_section_enables_the_rotation() {
+        assert_eq!(parse("").unwrap().rename, None);
+        let c = parse("[rabbit2packer]\nIMAGES_CONFIG = /i.json\n[rename-old-images]\nRENAME_STYLE = timestamp\nCOPY_PROPERTIES = AQ, hw_\nUPDATE_SOURCE_IMAGES = true\n").unwrap();
+        let r = c.rename.unwrap();
+        assert_eq!(r.style, crate::rotate::RenameStyle::Timestamp);
+        assert_eq!(r.copy_properties, vec!["AQ", "hw_"]);
+        assert_eq!(r.source_images.as_deref(), Some(Path::new("/i.json")));
+        let e = parse("[rename-old-images]\nRENAME_STYLE = weekly\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[rename-old-images] RENAME_STYLE (line 2)"),
+            "{e}"
+        );
     }
 
     #[test]

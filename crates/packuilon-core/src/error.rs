@@ -135,6 +135,14 @@ pub enum Error {
         /// The parser's message.
         message: String,
     },
+    /// An OpenStack (Glance, Keystone) request failed.
+    #[error("OpenStack: {operation}: {source}")]
+    OpenStack {
+        /// What was being done, naming the image or member.
+        operation: String,
+        /// The client's error (with the HTTP status and URL).
+        source: Box<openstack_client::Error>,
+    },
     /// The broker did not confirm a published message.
     #[error("RabbitMQ publish on queue {queue}: the broker refused the message")]
     NotConfirmed {

@@ -4,13 +4,17 @@
 //! Owns: the `config.ini` of the original tool, turning a profile message
 //! into a build plan (source image, templates, instance metadata), rendering
 //! Packer templates into valid JSON, running Packer with the OpenStack
-//! credentials in its environment, the queue consumer (`rabbit2packer`) and
-//! the producers (`trigger`).
+//! credentials in its environment, the queue consumer (`rabbit2packer`)
+//! with its failure handling (bounded retries, `<QUEUE>.failed`) and its
+//! persisted record of builds (duplicates build once), the producers
+//! (`trigger`, `cdb2rabbit`), and the rotation of old images after a
+//! successful build (`rename-old-images`, through `openstack-client`'s
+//! Glance).
 //!
 //! Must not: put a credential on a command line or in a log, acknowledge a
-//! message before its builds have finished, or substitute values into a
-//! template as plain text. It does not talk to Glance itself (the templates'
-//! post-processors do) and does not run Rally.
+//! message before it is settled (built, recognised as a duplicate, or handed
+//! on with the broker's confirmation), or substitute values into a template
+//! as plain text. It does not run Rally.
 
 pub mod amqp;
 pub mod cdb2rabbit;
@@ -19,6 +23,7 @@ pub mod error;
 pub mod ini;
 pub mod profile;
 pub mod record;
+pub mod rotate;
 pub mod runner;
 pub mod service;
 pub mod template;

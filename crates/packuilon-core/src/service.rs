@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::profile::{BuildPlan, SourceImages, TemplateMap};
 use crate::record::{self, BuildEntry, BuildRecord, BuildState, Decision};
+use crate::rotate::Rotator;
 use crate::runner::{AuthEnv, Runner};
 
 /// Everything the `rabbit2packer` service needs.
@@ -48,6 +49,8 @@ pub struct Service {
     pub retry_delay: Duration,
     /// The record of builds done or running (duplicates build once).
     pub record: Arc<BuildRecord>,
+    /// The rotation run after a successful build (`[rename-old-images]`).
+    pub rotator: Option<Arc<Rotator>>,
 }
 
 impl Service {
@@ -74,6 +77,17 @@ impl Service {
             max_attempts: r.max_attempts,
             retry_delay: Duration::from_secs(r.retry_delay),
             record: Arc::new(BuildRecord::load(&r.state_dir.join(record::RECORD_FILE))?),
+            rotator: match &config.rename {
+                None => None,
+                Some(settings) => {
+                    let admin = AuthEnv::load(&r.packer_admin_auth)?;
+                    Some(Arc::new(Rotator::new(
+                        Rotator::session_from(&admin, None)?,
+                        None,
+                        settings.clone(),
+                    )))
+                }
+            },
         })
     }
 
@@ -362,8 +376,20 @@ impl Service {
         if reasons.is_empty() {
             entry.state = BuildState::Succeeded;
             info!(name = %plan.name, images = ?entry.images, "build succeeded");
-            if let Err(e) = self.record.set(&plan.name, entry) {
+            if let Err(e) = self.record.set(&plan.name, entry.clone()) {
                 error!(error = %e, "cannot record the build; a duplicate may build again");
+            }
+            if let Some(rotator) = &self.rotator {
+                for image in &entry.images {
+                    match rotator.after_build(image).await {
+                        Ok(plan) => {
+                            info!(image = %image, warehoused = plan.old_images.len(), "old images rotated")
+                        }
+                        Err(e) => {
+                            error!(image = %image, error = %e, "rename-old-images failed; old images left as they were")
+                        }
+                    }
+                }
             }
             return Disposition::Done;
         }

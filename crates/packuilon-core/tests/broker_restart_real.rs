@@ -96,6 +96,7 @@ fn service(dir: &Path, queue: &str) -> Service {
         max_attempts: 3,
         retry_delay: Duration::ZERO,
         record: Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
+        rotator: None,
     }
 }
 

@@ -45,6 +45,13 @@ async fn ready_count(b: &Broker) -> u32 {
 
 /// Messages ready in `queue`.
 async fn ready_count_of(b: &Broker, queue: &str) -> u32 {
+    try_ready_count_of(b, queue)
+        .await
+        .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
+}
+
+/// Messages ready in `queue`, or the broker's refusal (e.g. no such queue yet).
+async fn try_ready_count_of(b: &Broker, queue: &str) -> Result<u32, lapin::Error> {
     let conn = connect(b).await;
     let ch = conn.create_channel().await.unwrap();
     let q = ch
@@ -57,9 +64,8 @@ async fn ready_count_of(b: &Broker, queue: &str) -> u32 {
             },
             FieldTable::default(),
         )
-        .await
-        .unwrap();
-    q.message_count()
+        .await?;
+    Ok(q.message_count())
 }
 
 async fn delete_queue(b: &Broker) {
@@ -77,7 +83,8 @@ async fn delete_queue(b: &Broker) {
 async fn wait_ready(b: &Broker, queue: &str, want: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let n = ready_count_of(b, queue).await;
+        // The service declares the failed queue when it connects.
+        let n = try_ready_count_of(b, queue).await.unwrap_or(0);
         if n == want || Instant::now() > deadline {
             return n;
         }
@@ -155,6 +162,7 @@ fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
         max_attempts: 2,
         retry_delay: Duration::ZERO,
         record: std::sync::Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
+        rotator: None,
     }
 }
 
