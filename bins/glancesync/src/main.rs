@@ -206,10 +206,27 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             g
         }
     };
+    let counters_of = glance.clone();
     let work = async {
         let gs = Arc::new(GlanceSync::new(config.clone(), backend).await?);
         let regions = gs.expand_regions(&cli.regions).await?;
-        dispatch(&cli, gs, &regions).await
+        let code = dispatch(&cli, gs, &regions).await;
+        if let Some(g) = counters_of {
+            let c = g.counters();
+            if c.streamed_images + c.server_side_images > 0 {
+                tracing::info!(
+                    bytes_streamed = c.bytes_streamed,
+                    streamed_images = c.streamed_images,
+                    server_side_images = c.server_side_images,
+                    server_side_fallbacks = c.server_side_fallbacks,
+                    "transfers: {} bytes streamed through glancesync ({} images), {} images copied server-side",
+                    c.bytes_streamed,
+                    c.streamed_images,
+                    c.server_side_images
+                );
+            }
+        }
+        code
     };
     tokio::select! {
         r = work => r,

@@ -80,7 +80,7 @@ fn write_config(dir: &Path, prefix: &str) -> PathBuf {
         panic!("project scope expected")
     };
     let text = format!(
-        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {},{},http://127.0.0.1:5000/v3,{}\nmetadata_condition = image.name.startswith('{prefix}')\n",
+        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {},{},http://127.0.0.1:5000/v3,{}\nmetadata_condition = image.name.startswith('{prefix}')\ntransfer = stream\n",
         user.name.clone().unwrap(),
         base64::engine::general_purpose::STANDARD.encode(password.expose()),
         name.clone().unwrap()

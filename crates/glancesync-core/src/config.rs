@@ -91,6 +91,35 @@ pub struct TargetConfig {
     pub user_domain_name: String,
     /// Keystone v3 project domain (extension; default `Default`).
     pub project_domain_name: String,
+    /// How image data reaches this target's regions (extension; default `auto`).
+    pub transfer: Transfer,
+}
+
+/// How image data reaches a target region (`transfer = auto | stream | glance-download`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transfer {
+    /// Server-side (`glance-download`) when the target Glance offers it and
+    /// shares the master's Keystone; streaming otherwise, and streaming again
+    /// when a server-side import fails.
+    #[default]
+    Auto,
+    /// Always stream the data through glancesync.
+    Stream,
+    /// Always ask the target Glance to pull the data from the master's Glance.
+    GlanceDownload,
+}
+
+impl Transfer {
+    /// Parse the option's value.
+    pub fn parse(s: &str) -> Option<Transfer> {
+        match s.trim() {
+            "auto" => Some(Transfer::Auto),
+            "stream" => Some(Transfer::Stream),
+            "glance-download" => Some(Transfer::GlanceDownload),
+            _ => None,
+        }
+    }
 }
 
 impl TargetConfig {
@@ -116,6 +145,7 @@ impl TargetConfig {
             use_keystone_v3: false,
             user_domain_name: "Default".into(),
             project_domain_name: "Default".into(),
+            transfer: Transfer::Auto,
         }
     }
 
@@ -524,6 +554,15 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
     if let Some(d) = get_trim("project_domain_name")? {
         t.project_domain_name = d;
     }
+    if let Some(v) = get_trim("transfer")? {
+        t.transfer = Transfer::parse(&v).ok_or_else(|| {
+            ini.option_error(
+                section,
+                "transfer",
+                format!("expected auto, stream or glance-download, found '{v}'"),
+            )
+        })?;
+    }
     Ok(t)
 }
 
@@ -716,5 +755,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_children"), "{e}");
+        let e = load(&format!("{FIXTURE}transfer = fast\n"), &[], &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[other] transfer") && e.contains("glance-download"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn transfer_per_target() {
+        let c = load(
+            &format!("{FIXTURE}transfer = glance-download\n"),
+            &["master.transfer=stream"],
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.master().transfer, Transfer::Stream);
+        assert_eq!(
+            c.target("other").unwrap().transfer,
+            Transfer::GlanceDownload
+        );
+        let c = load(FIXTURE, &[], &no_env).unwrap();
+        assert_eq!(c.master().transfer, Transfer::Auto);
     }
 }

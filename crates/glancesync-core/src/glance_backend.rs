@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,14 +21,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use openstack_client::glance::{
-    CreateImage, GlanceClient, ImageFilter, ImagePatch, ImageStatus, Visibility,
+    CreateImage, GlanceClient, ImageFilter, ImagePatch, ImageStatus, ImportMethod, ImportOptions,
+    Visibility,
 };
 use openstack_client::{CloudConfig, DomainRef, Scope, Session};
 use tokio::io::{AsyncRead, ReadBuf};
 use tracing::Instrument;
 
 use crate::backend::{RegionBackend, RegionRef, UploadRequest};
-use crate::config::{GlanceSyncConfig, TargetConfig};
+use crate::config::{GlanceSyncConfig, TargetConfig, Transfer};
 use crate::error::{Error, Result};
 use crate::fanout::{fan_out, FanoutConfig, FanoutStats, Opener};
 use crate::image::{Image, RawImage};
@@ -80,6 +82,60 @@ struct InFlight {
     id: Option<String>,
 }
 
+/// Check what a target stored against the master: active, same size, same
+/// md5 and, when both have it with the same algorithm, same `os_hash_value`.
+fn verify_stored(
+    full: &str,
+    name: &str,
+    new_id: &str,
+    master: &Image,
+    stored: &openstack_client::glance::Image,
+) -> Result<()> {
+    if stored.status != ImageStatus::Active {
+        return Err(backend_err(
+            full,
+            "upload",
+            format!(
+                "image {name} ({new_id}) is {} after the upload",
+                stored.status.as_str()
+            ),
+        ));
+    }
+    if stored.size != Some(master.size) {
+        return Err(backend_err(
+            full,
+            "upload",
+            format!(
+                "image {name}: size {:?} in the region differs from the master's {}",
+                stored.size, master.size
+            ),
+        ));
+    }
+    if let (Some(a), Some(b)) = (&stored.checksum, &master.checksum) {
+        if a != b {
+            return Err(backend_err(
+                full,
+                "upload",
+                format!("image {name}: checksum {a} in the region differs from the master's {b}"),
+            ));
+        }
+    }
+    if let (Some(raw), Some(algo), Some(value)) =
+        (&master.raw, &stored.os_hash_algo, &stored.os_hash_value)
+    {
+        if raw.os_hash_algo.as_deref() == Some(algo.as_str())
+            && raw.os_hash_value.as_deref().is_some_and(|m| m != value)
+        {
+            return Err(backend_err(
+                full,
+                "upload",
+                format!("image {name}: {algo} in the region differs from the master's"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Image data being read.
 type Source = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -107,6 +163,30 @@ pub struct GlanceBackend {
     sessions: tokio::sync::Mutex<HashMap<String, Session>>,
     clients: tokio::sync::Mutex<HashMap<RegionRef, GlanceClient>>,
     in_flight: Mutex<HashMap<String, InFlight>>,
+    /// Whether each region's Glance offers `glance-download`.
+    offers_download: tokio::sync::Mutex<HashMap<RegionRef, bool>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bytes_streamed: AtomicU64,
+    streamed_images: AtomicU64,
+    server_side_images: AtomicU64,
+    server_side_fallbacks: AtomicU64,
+}
+
+/// What went through this process, and what the clouds copied themselves.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TransferCounters {
+    /// Image bytes this process sent to target regions.
+    pub bytes_streamed: u64,
+    /// Images whose data this process streamed.
+    pub streamed_images: u64,
+    /// Images a target Glance pulled from the master itself (`glance-download`).
+    pub server_side_images: u64,
+    /// Server-side copies that failed and were streamed instead (`transfer = auto`).
+    pub server_side_fallbacks: u64,
 }
 
 impl std::fmt::Debug for GlanceBackend {
@@ -133,6 +213,9 @@ fn backend_err(region: &str, operation: &str, e: impl std::fmt::Display) -> Erro
         message: e.to_string(),
     }
 }
+
+/// Longest wait for a server-side import.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Attempts [`delete_incomplete`] makes before it gives up.
 const CLEANUP_ATTEMPTS: u32 = 5;
@@ -191,6 +274,131 @@ impl GlanceBackend {
             sessions: tokio::sync::Mutex::new(HashMap::new()),
             clients: tokio::sync::Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            offers_download: tokio::sync::Mutex::new(HashMap::new()),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Bytes and images this backend transferred so far.
+    pub fn counters(&self) -> TransferCounters {
+        let c = &self.counters;
+        TransferCounters {
+            bytes_streamed: c.bytes_streamed.load(Ordering::Relaxed),
+            streamed_images: c.streamed_images.load(Ordering::Relaxed),
+            server_side_images: c.server_side_images.load(Ordering::Relaxed),
+            server_side_fallbacks: c.server_side_fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the Glance of `region` offers `glance-download` and shares
+    /// the master's Keystone (asked once per region).
+    async fn offers_glance_download(&self, req: &UploadRequest<'_>) -> bool {
+        let same_keystone = match (req.target.credential(), self.config.master().credential()) {
+            (Ok(t), Ok(m)) => {
+                let norm = |u: &str| u.trim().trim_end_matches('/').to_string();
+                norm(&t.keystone_url) == norm(&m.keystone_url)
+            }
+            _ => false,
+        };
+        if !same_keystone {
+            return false;
+        }
+        let mut cache = self.offers_download.lock().await;
+        if let Some(b) = cache.get(req.region) {
+            return *b;
+        }
+        let offered = match self.client(req.region, req.target).await {
+            Ok(c) => match c.import_methods().await {
+                Ok(m) => m.iter().any(|x| x == "glance-download"),
+                Err(e) => {
+                    tracing::debug!(region = %req.region, error = %e, "cannot read the import methods");
+                    false
+                }
+            },
+            Err(_) => false,
+        };
+        cache.insert(req.region.clone(), offered);
+        offered
+    }
+
+    /// Create the target image, ask its Glance to pull the data from the
+    /// master's Glance (`glance-download`), wait, verify, then write the
+    /// plan's metadata. On failure the image is deleted.
+    async fn server_side(&self, req: &UploadRequest<'_>) -> Result<String> {
+        let full = req.region.full_name();
+        let name = &req.image.name;
+        if !self.offers_glance_download(req).await {
+            return Err(backend_err(
+                &full,
+                "server-side copy",
+                "the region's Glance does not offer the glance-download import, or does not share the master's Keystone",
+            ));
+        }
+        let prepared = self.prepare(req).await?;
+        let client = prepared.client.clone();
+        let id = prepared.created.id.clone();
+        let started = std::time::Instant::now();
+        let master_region = self.config.require_master_region()?.to_string();
+        let outcome: Result<()> = async {
+            client
+                .import_image(
+                    &id,
+                    &ImportMethod::GlanceDownload {
+                        image_id: req.master.id.clone(),
+                        region: master_region,
+                        service_interface: Some("public".into()),
+                    },
+                    &ImportOptions::default(),
+                )
+                .await
+                .map_err(|e| cloud_err(&full, &format!("glance-download import of {name}"), e))?;
+            let stored = client
+                .wait_for_import(&id, IMPORT_TIMEOUT)
+                .await
+                .map_err(|e| cloud_err(&full, &format!("glance-download import of {name}"), e))?;
+            verify_stored(&full, name, &id, req.master, &stored)?;
+            let mut done = req.image.clone();
+            done.id = id.clone();
+            RegionBackend::update_metadata(self, req.region, req.target, &done).await?;
+            if prepared.protected {
+                let current = client
+                    .get_image(&id)
+                    .await
+                    .map_err(|e| cloud_err(&full, "read back the image", e))?;
+                client
+                    .update_image(&id, &ImagePatch::for_image(&current).protected(true))
+                    .await
+                    .map_err(|e| cloud_err(&full, "protect the image", e))?;
+            }
+            Ok(())
+        }
+        .instrument(tracing::info_span!("server_side_copy", region = %full, image = %name))
+        .await;
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.remove(&full);
+        }
+        match outcome {
+            Ok(()) => {
+                self.counters
+                    .server_side_images
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    "{full}: {name} copied server-side (glance-download) by Glance in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                match delete_incomplete(&client, &id).await {
+                    Ok(()) => tracing::warn!(
+                        "{full}: server-side copy of {name} failed; deleted the incomplete image {id}"
+                    ),
+                    Err(de) => tracing::error!(
+                        "{full}: server-side copy of {name} failed and the incomplete image {id} could not be deleted: {de}"
+                    ),
+                }
+                Err(e)
+            }
         }
     }
 
@@ -412,6 +620,19 @@ impl GlanceBackend {
         }
     }
 
+    /// Stream one master image to one region.
+    async fn stream_one(&self, req: &UploadRequest<'_>) -> Result<String> {
+        let prepared = self.prepare(req).await?;
+        let full = req.region.full_name();
+        let span = tracing::info_span!("upload_image", region = %full, image = %req.image.name, size = req.master.size);
+        async {
+            let reader = self.open_source(&full, req.master).await;
+            self.complete(req, prepared, reader).await
+        }
+        .instrument(span)
+        .await
+    }
+
     /// One master image to several regions: every target image is created,
     /// then the master is read once and streamed to all of them (see
     /// [`crate::fanout`]); each target is verified and finished or deleted on its own.
@@ -631,6 +852,7 @@ impl GlanceBackend {
         observer.start(&full, &name, master.size);
         let counting = CountingReader {
             inner: reader,
+            counters: self.counters.clone(),
             observer: observer.clone(),
             region: full.clone(),
             image: name.clone(),
@@ -639,62 +861,24 @@ impl GlanceBackend {
             .upload(new_id, counting, Some(master.size))
             .await;
         observer.finish(&full, &name, result.is_ok());
+        if result.is_ok() {
+            self.counters
+                .streamed_images
+                .fetch_add(1, Ordering::Relaxed);
+        }
         result.map_err(|e| cloud_err(&full, &format!("upload image {name}"), e))?;
         // Verify what the target stored.
         let stored = target_client
             .get_image(new_id)
             .await
             .map_err(|e| cloud_err(&full, "read back the image", e))?;
-        if stored.status != ImageStatus::Active {
-            return Err(backend_err(
-                &full,
-                "upload",
-                format!(
-                    "image {name} ({new_id}) is {} after the upload",
-                    stored.status.as_str()
-                ),
-            ));
-        }
-        if stored.size != Some(master.size) {
-            return Err(backend_err(
-                &full,
-                "upload",
-                format!(
-                    "image {name}: size {:?} in the region differs from the master's {}",
-                    stored.size, master.size
-                ),
-            ));
-        }
-        if let (Some(a), Some(b)) = (&stored.checksum, &master.checksum) {
-            if a != b {
-                return Err(backend_err(
-                    &full,
-                    "upload",
-                    format!(
-                        "image {name}: checksum {a} in the region differs from the master's {b}"
-                    ),
-                ));
-            }
-        }
-        if let (Some(raw), Some(algo), Some(value)) =
-            (&master.raw, &stored.os_hash_algo, &stored.os_hash_value)
-        {
-            if raw.os_hash_algo.as_deref() == Some(algo.as_str())
-                && raw.os_hash_value.as_deref().is_some_and(|m| m != value)
-            {
-                return Err(backend_err(
-                    &full,
-                    "upload",
-                    format!("image {name}: {algo} in the region differs from the master's"),
-                ));
-            }
-        }
-        Ok(())
+        verify_stored(&full, &name, new_id, master, &stored)
     }
 }
 
 struct CountingReader {
     inner: Pin<Box<dyn AsyncRead + Send>>,
+    counters: Arc<Counters>,
     observer: Arc<dyn TransferObserver>,
     region: String,
     image: String,
@@ -710,6 +894,9 @@ impl AsyncRead for CountingReader {
         let r = self.inner.as_mut().poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
+            self.counters
+                .bytes_streamed
+                .fetch_add(n as u64, Ordering::Relaxed);
             self.observer.advance(&self.region, &self.image, n as u64);
         }
         r
@@ -767,26 +954,67 @@ impl RegionBackend for GlanceBackend {
     }
 
     async fn upload_image(&self, req: UploadRequest<'_>) -> Result<String> {
-        let prepared = self.prepare(&req).await?;
-        let full = req.region.full_name();
-        let span = tracing::info_span!("upload_image", region = %full, image = %req.image.name, size = req.master.size);
-        async {
-            let reader = self.open_source(&full, req.master).await;
-            self.complete(&req, prepared, reader).await
-        }
-        .instrument(span)
-        .await
+        self.upload_images(&[req])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(backend_err(&req.region.full_name(), "upload", "no result")))
     }
 
     async fn upload_images(&self, reqs: &[UploadRequest<'_>]) -> Vec<Result<String>> {
-        if reqs.len() < 2 || self.config.images_dir.is_some() {
-            let mut out = Vec::with_capacity(reqs.len());
-            for r in reqs {
-                out.push(self.upload_image(*r).await);
+        let mut results: Vec<Option<Result<String>>> = reqs.iter().map(|_| None).collect();
+        let mut stream_idx = Vec::new();
+        let mut server_idx = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            if let Err(e) = r.region.refuse_write_if(self.read_only, "upload an image") {
+                results[i] = Some(Err(e));
+                continue;
             }
-            return out;
+            let server = self.config.images_dir.is_none()
+                && match r.target.transfer {
+                    Transfer::Stream => false,
+                    Transfer::GlanceDownload => true,
+                    Transfer::Auto => self.offers_glance_download(r).await,
+                };
+            if server {
+                server_idx.push(i);
+            } else {
+                stream_idx.push(i);
+            }
         }
-        self.upload_fanned_out(reqs).await
+        let server =
+            futures::future::join_all(server_idx.iter().map(|&i| self.server_side(&reqs[i]))).await;
+        for (&i, res) in server_idx.iter().zip(server) {
+            match res {
+                Ok(id) => results[i] = Some(Ok(id)),
+                Err(e) if reqs[i].target.transfer == Transfer::Auto => {
+                    tracing::warn!(
+                        "{}: server-side copy of {} failed ({e}); streaming it instead",
+                        reqs[i].region.full_name(),
+                        reqs[i].image.name
+                    );
+                    self.counters
+                        .server_side_fallbacks
+                        .fetch_add(1, Ordering::Relaxed);
+                    stream_idx.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        stream_idx.sort_unstable();
+        if stream_idx.len() >= 2 && self.config.images_dir.is_none() {
+            let sub: Vec<UploadRequest<'_>> = stream_idx.iter().map(|&i| reqs[i]).collect();
+            for (&i, res) in stream_idx.iter().zip(self.upload_fanned_out(&sub).await) {
+                results[i] = Some(res);
+            }
+        } else {
+            for &i in &stream_idx {
+                results[i] = Some(self.stream_one(&reqs[i]).await);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(backend_err("", "upload", "not attempted"))))
+            .collect()
     }
 
     async fn update_metadata(

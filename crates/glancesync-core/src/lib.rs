@@ -30,12 +30,12 @@ pub mod rules;
 pub mod runner;
 
 pub use backend::{RegionBackend, RegionRef, UploadRequest};
-pub use config::{ConfigSource, GlanceSyncConfig, LoadOptions, TargetConfig};
+pub use config::{ConfigSource, GlanceSyncConfig, LoadOptions, TargetConfig, Transfer};
 pub use csv_backend::CsvBackend;
 pub use engine::{GlanceSync, StatusLine, SyncReport};
 pub use error::{Error, Result};
 #[cfg(feature = "glance")]
-pub use glance_backend::{GlanceBackend, NoProgress, TransferObserver};
+pub use glance_backend::{GlanceBackend, NoProgress, TransferCounters, TransferObserver};
 pub use image::Image;
 pub use log::SyncLog;
 pub use multi::{RegionRun, RunEvent};

@@ -1,0 +1,230 @@
+//! Server-side copies against the local cloud (every Glance of
+//! scripts/cloud/up.sh offers `glance-download`): the target Glance pulls the
+//! data from the master's Glance, no image byte passes through glancesync,
+//! each copy is verified; a failed import leaves nothing behind and, with
+//! `transfer = auto`, falls back to streaming.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use cloud_test_support::{cloud_lock, config, local_cloud_dir, session_for};
+use glancesync_core::{
+    ConfigSource, GlanceBackend, GlanceSyncConfig, LoadOptions, NoProgress, RegionBackend,
+    RegionRef, UploadRequest,
+};
+use openstack_client::glance::{
+    CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
+};
+use openstack_client::{Credentials, Scope, Session};
+
+fn config_text(prefix: &str, transfer: &str) -> String {
+    use base64::Engine as _;
+    let cc = config();
+    let Credentials::Password { user, password } = &cc.credentials else {
+        panic!("password credentials expected")
+    };
+    let Scope::Project { name, .. } = &cc.scope else {
+        panic!("project scope expected")
+    };
+    format!(
+        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {},{},http://127.0.0.1:5000/v3,{}\nmetadata_condition = image.name.startswith('{prefix}')\ntransfer = {transfer}\n",
+        user.name.clone().unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(password.expose()),
+        name.clone().unwrap()
+    )
+}
+
+async fn create(g: &GlanceClient, name: &str, len: usize) -> Image {
+    let img = g
+        .create_image(
+            &CreateImage::new(name)
+                .disk_format("raw")
+                .container_format("bare")
+                .visibility(Visibility::Public)
+                .property("purpose", "server-side"),
+        )
+        .await
+        .unwrap();
+    let d: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+    g.upload(&img.id, std::io::Cursor::new(d), Some(len as u64))
+        .await
+        .unwrap();
+    g.get_image(&img.id).await.unwrap()
+}
+
+async fn named(g: &GlanceClient, name: &str) -> Vec<Image> {
+    g.list_images(&ImageFilter::default().name(name))
+        .await
+        .unwrap()
+}
+
+async fn cleanup(admin: &Session, prefix: &str) {
+    for region in ["RegionOne", "RegionTwo", "RegionThree"] {
+        let g = admin.image(Some(region)).await.unwrap();
+        for img in g
+            .list_images(&ImageFilter::default())
+            .await
+            .unwrap_or_default()
+        {
+            if img.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
+                let _ = g.delete_image(&img.id).await;
+            }
+        }
+    }
+}
+
+fn run(cwd: &Path, cfg: &Path) -> (i32, String, u32) {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("glancesync"))
+        .current_dir(cwd)
+        .env_remove("GLANCESYNC_CONFIG")
+        .env_remove("RUST_LOG")
+        .args([
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "RegionTwo",
+            "RegionThree",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stderr).unwrap(),
+        pid,
+    )
+}
+
+/// Requests to the master's image data made by glancesync process `pid`.
+fn master_reads(pid: u32) -> usize {
+    let marker = format!("pid/{pid}\"");
+    let text =
+        std::fs::read_to_string(local_cloud_dir().join("logs/glance-r1-access.log")).unwrap();
+    text.lines()
+        .filter(|l| l.ends_with(&marker) && l.contains("/file "))
+        .count()
+}
+
+fn with_cloud<F>(body: F)
+where
+    F: for<'a> FnOnce(
+        &'a Session,
+        &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+{
+    let prefix = format!("gs-gd-{:08x}-", rand::random::<u32>());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _lock = rt.block_on(cloud_lock());
+    let admin = rt.block_on(session_for(config()));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(body(&admin, &prefix))
+    }));
+    rt.block_on(cleanup(&admin, &prefix));
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn targets_pull_the_data_themselves() {
+    with_cloud(|admin, prefix| Box::pin(server_side(admin, prefix)));
+}
+
+async fn server_side(admin: &Session, prefix: &str) {
+    let r1 = admin.image(Some("RegionOne")).await.unwrap();
+    let a = create(&r1, &format!("{prefix}a"), 9 * 1024 * 1024).await;
+    let b = create(&r1, &format!("{prefix}b"), 1024 * 1024 + 3).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg: PathBuf = tmp.path().join("glancesync.conf");
+    std::fs::write(&cfg, config_text(prefix, "glance-download")).unwrap();
+    let (code, err, pid) = run(tmp.path(), &cfg);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("0 bytes streamed through glancesync (0 images), 4 images copied server-side"),
+        "{err}"
+    );
+    assert!(
+        err.contains("copied server-side (glance-download) by Glance in"),
+        "{err}"
+    );
+    assert_eq!(master_reads(pid), 0, "glancesync itself read no image data");
+    for region in ["RegionTwo", "RegionThree"] {
+        let g = admin.image(Some(region)).await.unwrap();
+        for m in [&a, &b] {
+            let copies = named(&g, m.name.as_deref().unwrap()).await;
+            assert_eq!(copies.len(), 1, "{region}: {copies:?}");
+            let c = &copies[0];
+            assert_eq!(c.status, ImageStatus::Active);
+            assert_eq!((c.size, &c.checksum), (m.size, &m.checksum), "{region}");
+            assert_eq!(c.os_hash_value, m.os_hash_value, "{region}");
+            assert_eq!(c.visibility, Visibility::Public);
+            assert_eq!(c.property("purpose"), Some("server-side"));
+            assert!(c.property("glancesync_transfer").is_none());
+        }
+    }
+    // Nothing left to do.
+    let (code, err, _) = run(tmp.path(), &cfg);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("Uploading image"), "{err}");
+}
+
+#[test]
+fn a_failed_import_leaves_nothing_and_auto_falls_back_to_streaming() {
+    with_cloud(|admin, prefix| Box::pin(failed_import(admin, prefix)));
+}
+
+async fn failed_import(admin: &Session, prefix: &str) {
+    let r1 = admin.image(Some("RegionOne")).await.unwrap();
+    let r2 = admin.image(Some("RegionTwo")).await.unwrap();
+    let real = create(&r1, &format!("{prefix}src"), 2 * 1024 * 1024).await;
+    for transfer in ["glance-download", "auto"] {
+        let cfg = GlanceSyncConfig::load(
+            &ConfigSource::Text {
+                name: "test".into(),
+                text: config_text(prefix, transfer),
+            },
+            &LoadOptions {
+                overrides: vec![],
+                require_credentials: true,
+            },
+            &|_: &str| None,
+        )
+        .unwrap();
+        let cfg = Arc::new(cfg);
+        let backend = GlanceBackend::new(cfg.clone(), false, Arc::new(NoProgress));
+        let region = RegionRef::parse("RegionTwo");
+        // A master image whose data the master's Glance does not have: the
+        // import fails (and so does streaming it).
+        let mut master =
+            glancesync_core::Image::new("RegionOne", &format!("{prefix}{transfer}"), "");
+        master.id = "0b1d7a04-9a8e-4d51-9a49-0c6fca0ffee0".into();
+        master.size = real.size.unwrap();
+        master.checksum = real.checksum.clone();
+        let image = master.clone();
+        let err = backend
+            .upload_image(UploadRequest {
+                region: &region,
+                target: cfg.master(),
+                image: &image,
+                master: &master,
+            })
+            .await
+            .unwrap_err();
+        let c = backend.counters();
+        if transfer == "auto" {
+            assert_eq!(c.server_side_fallbacks, 1, "{err}");
+        } else {
+            assert_eq!(c.server_side_fallbacks, 0, "{err}");
+            assert!(err.to_string().contains("glance-download"), "{err}");
+        }
+        assert_eq!(c.server_side_images, 0);
+        assert!(
+            named(&r2, &image.name).await.is_empty(),
+            "{transfer}: nothing active or half-imported is left"
+        );
+    }
+}
