@@ -28,6 +28,99 @@ enum Command {
     /// Publish a release candidate `<name>_rc` as `<name>`: the public image it
     /// replaces becomes `<name>_obsolete` (private) and lends it its `nid` and `type`.
     Publish(PublishArgs),
+    /// Build `<name>_rc` from the image folder (create.sh on a base VM,
+    /// snapshot, prepare, upload), then test it (the original's create_template).
+    Create(CreateArgs),
+    /// Test `<name>_rc`: boot `test-<name>`, run test.sh with IP and USERNAME
+    /// (the original's test_only.sh).
+    Test(TestArgs),
+    /// Create the `sshopen`/`allopen` groups, the `createtestimage` keypair and
+    /// a floating IP when missing (the original's sec_group); idempotent.
+    SetupAccount(SetupAccountArgs),
+    /// Release what a killed run left (the folder's ledger.jsonl), newest first.
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// Nova, Neutron and Glance.
+    Openstack,
+    /// Local QEMU VMs; images from and to Glance.
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnErrorArg {
+    /// Delete everything the run created.
+    Cleanup,
+    /// Stop and leave everything for `ge-image gc`.
+    Abort,
+    /// Keep the resources for debugging (the ledger lists them).
+    Keep,
+}
+
+/// Options shared by create, test and gc.
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    /// Nova flavor (default: $FLAVOR, else m1.small).
+    #[arg(long)]
+    flavor: Option<String>,
+    /// Where VMs run.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// What happens to the resources of a failed run.
+    #[arg(long, value_enum)]
+    on_error: Option<OnErrorArg>,
+    /// Keep the test VM and the `_rc` image when the test fails.
+    #[arg(long)]
+    keep_on_failure: bool,
+    /// Settings file (instead of /etc/ge-image/config.toml).
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Where the image folders are (default ~/create_ge_images).
+    #[arg(long, value_name = "DIR")]
+    folder_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Image name: the folder <folder-root>/NAME holds create.sh and test.sh.
+    name: String,
+    /// Base OS (ubuntu12, ubuntu14, debian7, debian8, centos6, centos7, debian12, or one of the settings file).
+    #[arg(long)]
+    base: Option<String>,
+    /// Upload the snapshot as it is (no sysprep, shrink or sparsify).
+    #[arg(long)]
+    no_prepare: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Image name (its folder holds test.sh).
+    name: String,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+struct SetupAccountArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    /// Print what would be done and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct GcArgs {
+    /// Image name; every folder with a non-empty ledger when omitted.
+    name: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -236,6 +329,238 @@ async fn publish(a: PublishArgs) -> Result<(), String> {
     emit(a.output, &report.to_text(), &report)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageCmd {
+    Create,
+    Test,
+    Gc,
+}
+
+fn overrides(
+    a: &RunArgs,
+    base: Option<String>,
+    no_prepare: bool,
+) -> image_pipeline::settings::Overrides {
+    use image_pipeline::{BackendKind, OnError};
+    image_pipeline::settings::Overrides {
+        settings_file: a.settings.clone(),
+        backend: a.backend.map(|b| match b {
+            BackendArg::Openstack => BackendKind::Openstack,
+            BackendArg::Local => BackendKind::Local,
+        }),
+        flavor: a.flavor.clone(),
+        base,
+        on_error: a.on_error.map(|o| match o {
+            OnErrorArg::Cleanup => OnError::Cleanup,
+            OnErrorArg::Abort => OnError::Abort,
+            OnErrorArg::Keep => OnError::Keep,
+        }),
+        keep_on_failure: a.keep_on_failure,
+        folder_root: a.folder_root.clone(),
+        no_prepare,
+    }
+}
+
+/// A session and Glance client for the selected cloud and region.
+async fn cloud_session(
+    cloud: &CloudArgs,
+) -> Result<
+    (
+        openstack_client::Session,
+        openstack_client::glance::GlanceClient,
+        Option<String>,
+    ),
+    String,
+> {
+    let config = openstack_client::CloudConfig::load(
+        cloud.os_cloud.as_deref(),
+        cloud.os_region_name.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let region = config.default_region().map(str::to_owned);
+    let session = openstack_client::Session::connect(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let glance = session
+        .image(region.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((session, glance, region))
+}
+
+/// create / test / gc of one folder with the settings' backend.
+async fn image_cmd(
+    cmd: ImageCmd,
+    name: &str,
+    run: &RunArgs,
+    o: image_pipeline::settings::Overrides,
+    verbose: bool,
+) -> Result<(), String> {
+    let settings = image_pipeline::Settings::load(&o).map_err(|e| e.to_string())?;
+    let folder = image_pipeline::ImageFolder::new(&settings.folder_root(), name)
+        .map_err(|e| e.to_string())?;
+    if cmd == ImageCmd::Create {
+        folder
+            .require(&folder.create_script())
+            .map_err(|e| e.to_string())?;
+        settings
+            .base_for(&settings.base)
+            .map_err(|e| e.to_string())?;
+    }
+    let (session, glance, region) = cloud_session(&run.cloud).await?;
+    let backend_kind = if cmd == ImageCmd::Gc {
+        gc_backend(&folder).unwrap_or(settings.backend)
+    } else {
+        settings.backend
+    };
+    match backend_kind {
+        image_pipeline::BackendKind::Local => {
+            let work = folder.work_dir().map_err(|e| e.to_string())?.join("vms");
+            let mut opts = image_pipeline::LocalBackendOptions::new(work);
+            opts.memory_mib = settings.local_memory_mib;
+            opts.cpus = settings.local_cpus;
+            let backend = image_pipeline::LocalBackend::new(glance.clone(), opts);
+            drive(cmd, &backend, &glance, &settings, &folder, verbose).await
+        }
+        image_pipeline::BackendKind::Openstack => {
+            let opts = image_pipeline::OpenStackBackendOptions {
+                region,
+                floating_ip: settings.floating_ip.clone(),
+                ..Default::default()
+            };
+            let backend = image_pipeline::OpenStackBackend::connect(session, opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            drive(cmd, &backend, &glance, &settings, &folder, verbose).await
+        }
+    }
+}
+
+/// The backend a folder's outstanding records need (`gc`).
+fn gc_backend(folder: &image_pipeline::ImageFolder) -> Option<image_pipeline::BackendKind> {
+    let ledger = image_pipeline::ResourceLedger::open(folder.ledger_path()).ok()?;
+    let records = ledger.outstanding().ok()?;
+    if records.iter().any(|r| r.backend == "openstack") {
+        Some(image_pipeline::BackendKind::Openstack)
+    } else if records.iter().any(|r| r.backend == "local") {
+        Some(image_pipeline::BackendKind::Local)
+    } else {
+        None
+    }
+}
+
+async fn drive<B: image_pipeline::ComputeBackend>(
+    cmd: ImageCmd,
+    backend: &B,
+    glance: &openstack_client::glance::GlanceClient,
+    settings: &image_pipeline::Settings,
+    folder: &image_pipeline::ImageFolder,
+    verbose: bool,
+) -> Result<(), String> {
+    let p = image_pipeline::Pipeline {
+        backend,
+        glance,
+        settings,
+        folder,
+        verbose,
+    };
+    let name = folder.name();
+    match cmd {
+        ImageCmd::Create if !settings.test_only => {
+            let r = p.create(&settings.base).await.map_err(|e| e.to_string())?;
+            print!("{}", r.test.to_text(name));
+            for old in &r.replaced {
+                println!("Deleted the earlier {name}_rc {old}");
+            }
+            if r.test.success {
+                println!("{name}_rc: {}", r.rc_image_id);
+                println!("To publish it: ge-image publish {}", r.rc_image_id);
+                Ok(())
+            } else {
+                Err(format!("the test of {name}_rc failed"))
+            }
+        }
+        ImageCmd::Create | ImageCmd::Test => {
+            let t = p.test_only().await.map_err(|e| e.to_string())?;
+            print!("{}", t.to_text(name));
+            if t.success {
+                println!("To publish it: ge-image publish {}", t.rc_image_id);
+                Ok(())
+            } else {
+                Err(format!("the test of {name}_rc failed"))
+            }
+        }
+        ImageCmd::Gc => {
+            let r = p.gc().await.map_err(|e| e.to_string())?;
+            for line in &r.released {
+                println!("{name}: released {line}");
+            }
+            if r.released.is_empty() && r.failed.is_empty() {
+                println!("{name}: nothing to release");
+            }
+            if r.is_complete() {
+                Ok(())
+            } else {
+                Err(format!("{name}: not released: {}", r.failed.join("; ")))
+            }
+        }
+    }
+}
+
+async fn gc(a: GcArgs) -> Result<(), String> {
+    let o = overrides(&a.run, None, false);
+    let names: Vec<String> = match &a.name {
+        Some(n) => vec![n.clone()],
+        None => {
+            let settings = image_pipeline::Settings::load(&o).map_err(|e| e.to_string())?;
+            let root = settings.folder_root();
+            let mut names: Vec<String> = std::fs::read_dir(&root)
+                .map_err(|e| format!("{}: {e}", root.display()))?
+                .flatten()
+                .filter(|e| {
+                    std::fs::metadata(e.path().join(image_pipeline::LEDGER_FILE))
+                        .map(|m| m.len() > 0)
+                        .unwrap_or(false)
+                })
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let mut failed = Vec::new();
+    for name in names {
+        if let Err(e) = image_cmd(ImageCmd::Gc, &name, &a.run, o.clone(), false).await {
+            failed.push(e);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
+}
+
+async fn setup_account(a: SetupAccountArgs) -> Result<(), String> {
+    let (session, _glance, region) = cloud_session(&a.cloud).await?;
+    let options = image_pipeline::account::AccountOptions {
+        region,
+        ..Default::default()
+    };
+    let plan = image_pipeline::account::plan_setup_account(&session, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    if a.dry_run {
+        print!("{}", plan.to_text());
+        return Ok(());
+    }
+    let report = image_pipeline::account::apply_setup_account(&session, &options, &plan)
+        .await
+        .map_err(|e| e.to_string())?;
+    print!("{}", report.to_text());
+    Ok(())
+}
+
 fn accel(a: AccelArg) -> Accel {
     match a {
         AccelArg::Auto => Accel::Auto,
@@ -345,6 +670,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Some(Command::Locate(a)) => locate(a).await,
         Some(Command::Publish(a)) => publish(a).await,
+        Some(Command::Create(a)) => {
+            let o = overrides(&a.run, a.base.clone(), a.no_prepare);
+            image_cmd(ImageCmd::Create, &a.name, &a.run, o, cli.log.verbose > 0).await
+        }
+        Some(Command::Test(a)) => {
+            let o = overrides(&a.run, None, false);
+            image_cmd(ImageCmd::Test, &a.name, &a.run, o, cli.log.verbose > 0).await
+        }
+        Some(Command::Gc(a)) => gc(a).await,
+        Some(Command::SetupAccount(a)) => setup_account(a).await,
     }
 }
 
