@@ -286,8 +286,9 @@ fn is_executable_file(p: &Path) -> bool {
 
 /// Merge the hook directories of `elements` as DIB's `generate_hooks` does:
 /// every sub-directory except `tests` and `__pycache__`; a file name shipped
-/// twice in one directory is an error; top-level files (under "") are
-/// overwritten by later elements.
+/// twice in one directory is an error (directories of the same name, such
+/// as `static/etc`, are merged); top-level files (under "") are overwritten
+/// by later elements.
 pub fn merge_hooks(elements: &[Element]) -> Result<BTreeMap<String, Vec<HookFile>>> {
     let mut out: BTreeMap<String, Vec<HookFile>> = BTreeMap::new();
     for el in elements {
@@ -317,7 +318,11 @@ pub fn merge_hooks(elements: &[Element]) -> Result<BTreeMap<String, Vec<HookFile
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    if let Some(first) = list.iter().find(|h| h.name == fname) {
+                    // as DIB's copy_hooks_not_overwrite: a name already
+                    // copied as a regular file is a duplicate; directories
+                    // (static/etc, ...) are merged, later elements' files win
+                    if let Some(first) = list.iter().find(|h| h.name == fname && h.source.is_file())
+                    {
                         return Err(Error::DuplicateHook {
                             dir: name.clone(),
                             name: fname,

@@ -500,3 +500,30 @@ fn plan_serialises_without_secrets() {
         "generic-tool"
     );
 }
+
+#[test]
+fn static_directories_of_two_elements_merge() {
+    let d = tempfile::tempdir().unwrap();
+    for (e, f) in [("one", "a.conf"), ("two", "b.conf")] {
+        let st = d.path().join(e).join("static/etc/app");
+        std::fs::create_dir_all(&st).unwrap();
+        std::fs::write(st.join(f), e).unwrap();
+    }
+    let tree = ElementTree::discover(&[d.path().to_path_buf()]).unwrap();
+    let els = vec![
+        tree.get("one").unwrap().clone(),
+        tree.get("two").unwrap().clone(),
+    ];
+    let p = BuildPlan::new(els, host_env(), &[]).unwrap();
+    let root = d.path().join("root");
+    let ex = Executor::prepare(&p, &root, opts(d.path())).unwrap();
+    let merged = ex.hooks_path().join("static/etc/app");
+    assert_eq!(
+        std::fs::read_to_string(merged.join("a.conf")).unwrap(),
+        "one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("b.conf")).unwrap(),
+        "two"
+    );
+}

@@ -547,7 +547,13 @@ fn mkdir(p: &Path) -> Result<()> {
     })
 }
 
-/// `cp -a src dest` (files, directories, symlinks; modes kept).
+/// `cp -a src dest` (files, directories, symlinks; modes kept); a
+/// directory onto an existing one merges into it.
 fn copy_entry(src: &Path, dest: &Path) -> Result<()> {
+    if src.is_dir() && dest.is_dir() {
+        let mut from = src.as_os_str().to_owned();
+        from.push("/.");
+        return crate::cmd::run(Command::new("cp").arg("-a").arg(from).arg(dest)).map(|_| ());
+    }
     crate::cmd::run(Command::new("cp").arg("-a").arg(src).arg(dest)).map(|_| ())
 }
