@@ -53,8 +53,11 @@ pub struct GlobalConfig {
     pub success_address: Option<String>,
     /// `FAILURE_ADDRESS` (mail on failure), optional.
     pub failure_address: Option<String>,
-    /// `SLACK_SUCCESS_HOOK`, optional.
-    pub slack_success_hook: Option<String>,
+    /// `SLACK_SUCCESS_HOOK`, optional; its URL is a credential, never printed.
+    pub slack_success_hook: Option<Secret>,
+    /// `MAIL_COMMAND` (ours): a sendmail-compatible command reading the
+    /// message on stdin, split on whitespace; default `/usr/sbin/sendmail -t -i`.
+    pub mail_command: Vec<String>,
 }
 
 /// `[cdb2rabbit]`: where the Quattor profiles are published.
@@ -240,7 +243,12 @@ impl Config {
             rabbit_pw: Secret::new(r.string("global", "RABBIT_PW", "guest")),
             success_address: r.opt("global", "SUCCESS_ADDRESS"),
             failure_address: r.opt("global", "FAILURE_ADDRESS"),
-            slack_success_hook: r.opt("global", "SLACK_SUCCESS_HOOK"),
+            slack_success_hook: r.opt("global", "SLACK_SUCCESS_HOOK").map(Secret::new),
+            mail_command: r
+                .string("global", "MAIL_COMMAND", "/usr/sbin/sendmail -t -i")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
         };
         if global.queue.is_empty() {
             return Err(r.bad("global", "QUEUE", "the queue name is empty".into()));
@@ -367,7 +375,10 @@ mod tests {
         assert_eq!(c.global.rabbit_host, "mq");
         assert_eq!(c.global.rabbit_port, 5673);
         assert_eq!(c.global.rabbit_pw.expose(), "s3cret");
-        assert_eq!(c.global.slack_success_hook.as_deref(), Some("http://hook"));
+        assert_eq!(
+            c.global.slack_success_hook.as_ref().map(Secret::expose),
+            Some("http://hook")
+        );
         assert_eq!(c.cdb2rabbit.profile_match, ".cloud.template.json");
         assert_eq!(
             c.cdb2rabbit.profile_dir_url.as_deref(),

@@ -143,6 +143,14 @@ pub enum Error {
         /// The client's error (with the HTTP status and URL).
         source: Box<openstack_client::Error>,
     },
+    /// A notification could not be sent.
+    #[error("{what}: {message}")]
+    Notify {
+        /// The mail command or the hook.
+        what: String,
+        /// What went wrong (never the hook's URL).
+        message: String,
+    },
     /// The broker did not confirm a published message.
     #[error("RabbitMQ publish on queue {queue}: the broker refused the message")]
     NotConfirmed {

@@ -21,6 +21,7 @@ pub mod cdb2rabbit;
 pub mod config;
 pub mod error;
 pub mod ini;
+pub mod notify;
 pub mod profile;
 pub mod record;
 pub mod rotate;

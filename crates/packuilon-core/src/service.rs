@@ -23,6 +23,7 @@ use crate::amqp::{
 };
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::notify::{Notice, Notifier};
 use crate::profile::{BuildPlan, SourceImages, TemplateMap};
 use crate::record::{self, BuildEntry, BuildRecord, BuildState, Decision};
 use crate::rotate::Rotator;
@@ -51,6 +52,8 @@ pub struct Service {
     pub record: Arc<BuildRecord>,
     /// The rotation run after a successful build (`[rename-old-images]`).
     pub rotator: Option<Arc<Rotator>>,
+    /// Mail and Slack notifications of finished builds.
+    pub notifier: Arc<Notifier>,
 }
 
 impl Service {
@@ -77,6 +80,7 @@ impl Service {
             max_attempts: r.max_attempts,
             retry_delay: Duration::from_secs(r.retry_delay),
             record: Arc::new(BuildRecord::load(&r.state_dir.join(record::RECORD_FILE))?),
+            notifier: Arc::new(Notifier::from_config(config)),
             rotator: match &config.rename {
                 None => None,
                 Some(settings) => {
@@ -419,7 +423,17 @@ impl Service {
     ) -> Result<()> {
         if failure.attempt >= self.max_attempts {
             error!(attempts = failure.attempt, reason = %failure.reason, "giving up: parked on the failed queue");
-            return self.park(publisher, delivery, failure).await;
+            self.park(publisher, delivery, failure).await?;
+            self.notifier
+                .notify(&Notice {
+                    build: failure.build.clone().unwrap_or_default(),
+                    images: vec![],
+                    failure: Some(failure.reason.clone()),
+                    logs: failure.logs.clone(),
+                    attempts: failure.attempt,
+                })
+                .await;
+            return Ok(());
         }
         let next = failure.attempt + 1;
         warn!(next_attempt = next, delay = ?self.retry_delay, "build failed; retrying");

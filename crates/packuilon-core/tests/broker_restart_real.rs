@@ -97,6 +97,7 @@ fn service(dir: &Path, queue: &str) -> Service {
         retry_delay: Duration::ZERO,
         record: Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
         rotator: None,
+        notifier: Default::default(),
     }
 }
 

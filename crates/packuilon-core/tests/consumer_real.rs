@@ -163,6 +163,7 @@ fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
         retry_delay: Duration::ZERO,
         record: std::sync::Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
         rotator: None,
+        notifier: Default::default(),
     }
 }
 
@@ -396,7 +397,23 @@ async fn builds_of_the_same_name_never_overlap() {
 async fn a_failing_build_is_retried_then_kept_on_the_failed_queue() {
     let dir = tempfile::tempdir().unwrap();
     let queue = unique_queue("retry");
-    let svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    let mut svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    let mail = dir.path().join("sendmail");
+    std::fs::write(
+        &mail,
+        format!("#!/bin/sh\ncat >> {}/mail.txt\n", dir.path().display()),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&mail)
+        .status()
+        .unwrap();
+    svc.notifier = std::sync::Arc::new(packuilon_core::notify::Notifier {
+        mail_command: vec![mail.display().to_string()],
+        failure_address: Some("ops@example.org".into()),
+        ..Default::default()
+    });
     std::fs::write(
         dir.path().join("null.json"),
         r#"{"builders": [{"type": "null", "communicator": "none"}],
@@ -431,6 +448,10 @@ async fn a_failing_build_is_retried_then_kept_on_the_failed_queue() {
     assert!(log.starts_with("broken-sl7x-x86_64.null.") && log.ends_with(".log"));
     assert!(dir.path().join("logs").join(&log).exists(), "{log}");
     assert_eq!(msg.delivery.data, profile("broken"));
+    // One failure mail, after the last attempt (none per retry).
+    let mails = std::fs::read_to_string(dir.path().join("mail.txt")).unwrap();
+    assert_eq!(mails.matches("To: ops@example.org").count(), 1, "{mails}");
+    assert!(mails.contains("failed after 2 attempt(s)"), "{mails}");
     // The existing queue was never redeclared with other arguments: a plain
     // durable declaration still matches it.
     assert_eq!(ready_count(&svc.broker).await, 0);
