@@ -77,9 +77,31 @@ fn environment(
     env.entry("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE".into())
         .or_insert_with(|| "1".into());
     env.insert("DIB_GRUB_TIMEOUT".into(), b.grub_timeout.clone());
-    if let Some(name) = b.output.file_name() {
-        env.insert("IMAGE_NAME".into(), name.to_string_lossy().into_owned());
-    }
+    // As disk-image-create: IMAGE_NAME is the -o value (manifests go to
+    // `$IMAGE_NAME.d/`), DIB_ENV the exported DIB_* variables.
+    env.insert("IMAGE_NAME".into(), b.output.display().to_string());
+    let dib_env: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("DIB_"))
+        .map(|(k, v)| {
+            format!(
+                "declare -x {k}=\"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    env.insert("DIB_ENV".into(), dib_env.join("\n"));
+    let types: Vec<&str> = b.types.iter().map(|t| t.extension()).collect();
+    env.insert(
+        "DIB_ARGS".into(),
+        format!(
+            "-a {arch} -o {} -t {}{} {}",
+            b.output.display(),
+            types.join(","),
+            if b.compress { "" } else { " -u" },
+            b.elements.join(" ")
+        ),
+    );
     let path = env
         .get("PATH")
         .cloned()
@@ -158,7 +180,13 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     let key_vars: BTreeMap<String, String> = plan
         .environment
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "PATH" | "HOME"))
+        // Per-run values that do not change the tree.
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "PATH" | "HOME" | "IMAGE_NAME" | "DIB_ENV" | "DIB_ARGS" | "DIB_IMAGE_CACHE"
+            )
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let stages = phase_keys("element-build", &elements, &key_vars)?;
