@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Benchmark: sync five images totalling 1 GiB from RegionOne to RegionTwo.
+# Benchmark: sync five images totalling 1 GiB from RegionOne to RegionTwo
+# (and RegionThree).
 #
 #   peer:       for each image, `openstack image save` (RegionOne) then
 #               `openstack image create --file` (RegionTwo), the procedure the
-#               original's README documents;
-#   glancesync: `glancesync RegionTwo` (release build), streaming master ->
-#               target with on-the-fly hash verification, no local copy.
+#               original's README documents; then the same into RegionThree;
+#   pipe:       for each image, `curl` GET of the master's data piped into a
+#               `curl` PUT into RegionTwo, with a ready token (the physical limit);
+#   glancesync: `glancesync RegionTwo` (release build, transfer = stream), then
+#               `glancesync RegionTwo RegionThree` (one read of the master for
+#               both), then the same with transfer = glance-download (the
+#               target Glance pulls the data itself).
 #
-# Reports wall time, the ratio and peak RSS (/usr/bin/time). Needs the local
+# Reports wall time, both ratios and peak RSS (/usr/bin/time). Needs the local
 # cloud (scripts/cloud/up.sh). Passwords never appear on a command line: OSC
 # reads clouds.yaml, glancesync reads a mode-600 config in a private temp dir.
 #
@@ -34,7 +39,7 @@ WORK=$(mktemp -d)
 chmod 700 "$WORK"
 osc() { "$OSC" --os-cloud "$CLOUD" "$@"; }
 cleanup() {
-    for region in RegionOne RegionTwo; do
+    for region in RegionOne RegionTwo RegionThree; do
         osc --os-region-name "$region" image list -f value -c ID -c Name 2>/dev/null |
             awk -v p="$PREFIX" 'index($2, p) == 1 {print $1}' |
             while read -r id; do osc --os-region-name "$region" image delete "$id" >/dev/null 2>&1 || true; done
@@ -45,7 +50,7 @@ trap cleanup EXIT
 
 echo "building glancesync (release)..." >&2
 (cd "$ROOT" && cargo build --release -q -p glancesync)
-GS=$ROOT/target/release/glancesync
+GS=${CARGO_TARGET_DIR:-$ROOT/target}/release/glancesync
 
 # Master images.
 total=0
@@ -78,6 +83,62 @@ done <"$WORK/ids"
 end=$(date +%s.%N)
 peer_s=$(echo "$end - $start" | bc -l)
 
+# The peer again, into RegionThree (what it takes to serve both regions).
+start=$(date +%s.%N)
+n=0
+while read -r id; do
+    n=$((n + 1))
+    "$OSC" --os-cloud "$CLOUD" --os-region-name RegionOne image save --file "$WORK/img.raw" "$id"
+    "$OSC" --os-cloud "$CLOUD" --os-region-name RegionThree \
+        image create --public --disk-format raw --container-format bare --file "$WORK/img.raw" \
+        "${PREFIX}peer$n" -f value -c id >/dev/null
+    rm -f "$WORK/img.raw"
+done <"$WORK/ids"
+end=$(date +%s.%N)
+peer3_s=$(echo "$end - $start" | bc -l)
+
+# The pipe: a ready token (in a mode-600 header file), curl GET | curl PUT.
+"$PY" - "$OS_CLIENT_CONFIG_FILE" "$CLOUD" "$WORK/token.hdr" "$WORK/endpoints" <<'PYEOF'
+import json, os, sys, urllib.request, yaml
+path, cloud, hdr, eps = sys.argv[1:]
+a = yaml.safe_load(open(path))["clouds"][cloud]["auth"]
+body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+    "name": a["username"], "password": a["password"],
+    "domain": {"name": a.get("user_domain_name", "Default")}}}},
+    "scope": {"project": {"name": a["project_name"],
+              "domain": {"name": a.get("project_domain_name", "Default")}}}}}
+req = urllib.request.Request(a["auth_url"].rstrip("/") + "/auth/tokens",
+                             data=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req) as r:
+    token = r.headers["X-Subject-Token"]
+    cat = json.load(r)["token"]["catalog"]
+fd = os.open(hdr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, f"X-Auth-Token: {token}\n".encode())
+os.close(fd)
+with open(eps, "w") as f:
+    for s in cat:
+        if s["type"] == "image":
+            for e in s["endpoints"]:
+                if e["interface"] == "public":
+                    f.write(f"{e['region_id']} {e['url'].rstrip('/')}\n")
+PYEOF
+R1=$(awk '$1 == "RegionOne" {print $2}' "$WORK/endpoints")
+R2=$(awk '$1 == "RegionTwo" {print $2}' "$WORK/endpoints")
+start=$(date +%s.%N)
+n=0
+while read -r id; do
+    n=$((n + 1))
+    new=$(curl -sf -H "@$WORK/token.hdr" -H 'Content-Type: application/json' \
+        -d "{\"name\": \"${PREFIX}pipe$n\", \"disk_format\": \"raw\", \"container_format\": \"bare\"}" \
+        "$R2/v2/images" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    curl -sf -H "@$WORK/token.hdr" "$R1/v2/images/$id/file" |
+        curl -sf -H "@$WORK/token.hdr" -H 'Content-Type: application/octet-stream' -T - \
+            "$R2/v2/images/$new/file"
+done <"$WORK/ids"
+end=$(date +%s.%N)
+pipe_s=$(echo "$end - $start" | bc -l)
+
 # glancesync: config with the admin credentials (mode 600, never on a command line).
 "$PY" - "$OS_CLIENT_CONFIG_FILE" "$CLOUD" "$PREFIX" >"$WORK/glancesync.conf" <<'PYEOF'
 import sys, yaml
@@ -95,18 +156,53 @@ metadata_condition = image.name.startswith('{prefix}img')
 """)
 PYEOF
 chmod 600 "$WORK/glancesync.conf"
-start=$(date +%s.%N)
-(cd "$WORK" && /usr/bin/time -f "%M" -o "$WORK/gs.rss" "$GS" -q --config-file "$WORK/glancesync.conf" RegionTwo >/dev/null)
-end=$(date +%s.%N)
-gs_s=$(echo "$end - $start" | bc -l)
-gs_rss=$(tail -1 "$WORK/gs.rss")
+sed 's/^use_keystone_v3 = True$/use_keystone_v3 = True\ntransfer = glance-download/' "$WORK/glancesync.conf" >"$WORK/server.conf"
+sed -i 's/^use_keystone_v3 = True$/use_keystone_v3 = True\ntransfer = stream/' "$WORK/glancesync.conf"
+chmod 600 "$WORK/server.conf"
 
-# Check the result: every image ok in RegionTwo.
-status=$(cd "$WORK" && "$GS" -q --config-file "$WORK/glancesync.conf" --show-status RegionTwo)
-ok=$(grep -c '^ok,' <<<"$status" || true)
-[[ $ok -eq $i ]] || die "glancesync left images unsynchronised: $status"
+# Delete glancesync's copies in the target regions (between the runs).
+drop_copies() {
+    for region in RegionTwo RegionThree; do
+        osc --os-region-name "$region" image list -f value -c ID -c Name |
+            awk -v p="${PREFIX}img" 'index($2, p) == 1 {print $1}' |
+            while read -r id; do osc --os-region-name "$region" image delete "$id" >/dev/null; done
+    done
+}
+
+# gs_run NAME CONFIG REGIONS...: time a glancesync run; sets NAME_s, NAME_rss; stderr in $WORK/NAME.err.
+gs_run() {
+    local name=$1 conf=$2
+    shift 2
+    local t0 t1
+    t0=$(date +%s.%N)
+    (cd "$WORK" && /usr/bin/time -f "%M" -o "$WORK/$name.rss" "$GS" --config-file "$conf" "$@" \
+        >/dev/null 2>"$WORK/$name.err") || { cat "$WORK/$name.err" >&2; die "glancesync $name failed"; }
+    t1=$(date +%s.%N)
+    printf -v "${name}_s" '%s' "$(echo "$t1 - $t0" | bc -l)"
+    printf -v "${name}_rss" '%s' "$(tail -1 "$WORK/$name.rss")"
+    for region in "$@"; do
+        st=$(cd "$WORK" && "$GS" -q --config-file "$conf" --show-status "$region")
+        [[ $(grep -c '^ok,' <<<"$st" || true) -eq $i ]] || die "$name left images unsynchronised in $region: $st"
+    done
+}
+
+gs_run one "$WORK/glancesync.conf" RegionTwo
+drop_copies
+gs_run two "$WORK/glancesync.conf" RegionTwo RegionThree
+drop_copies
+gs_run server "$WORK/server.conf" RegionTwo RegionThree
+counters=$(grep -o 'transfers: .*' "$WORK/server.err" | head -1)
+glance_times=$(grep -o 'copied server-side (glance-download) by Glance in [0-9.]* s' "$WORK/server.err" |
+    awk '{print $(NF-1)}' | tr '\n' ' ')
 
 printf 'images: %d, %d MiB\n' "$i" "$total"
-printf 'peer (openstack image save + image create --file): %.1f s, peak RSS %d MiB\n' "$peer_s" "$((peer_rss / 1024))"
-printf 'glancesync (streamed): %.1f s, peak RSS %d MiB\n' "$gs_s" "$((gs_rss / 1024))"
-printf 'speed-up: %.2fx\n' "$(echo "$peer_s / $gs_s" | bc -l)"
+printf 'peer RegionTwo (openstack image save + image create --file): %.1f s, peak RSS %d MiB\n' "$peer_s" "$((peer_rss / 1024))"
+printf 'peer RegionThree: %.1f s (both regions %.1f s)\n' "$peer3_s" "$(echo "$peer_s + $peer3_s" | bc -l)"
+printf 'pipe (curl GET | curl PUT, ready token) RegionTwo: %.1f s\n' "$pipe_s"
+printf 'glancesync stream, RegionTwo: %.1f s, peak RSS %d MiB: %.2fx faster than the peer, %.2fx the pipe time\n' \
+    "$one_s" "$((one_rss / 1024))" "$(echo "$peer_s / $one_s" | bc -l)" "$(echo "$one_s / $pipe_s" | bc -l)"
+printf 'glancesync stream, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB: %.2fx the one-target time, %.2fx faster than the peer doing both\n' \
+    "$two_s" "$((two_rss / 1024))" "$(echo "$two_s / $one_s" | bc -l)" "$(echo "($peer_s + $peer3_s) / $two_s" | bc -l)"
+printf 'glancesync glance-download, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB (%.2fx the streaming time)\n' \
+    "$server_s" "$((server_rss / 1024))" "$(echo "$server_s / $two_s" | bc -l)"
+printf '  %s\n  Glance time per image (s): %s\n' "$counters" "$glance_times"

@@ -1,8 +1,9 @@
 //! The Glance backend: Keystone v3 + Glance v2 through `openstack-client`.
 //!
 //! Image data is streamed from the master region's Glance straight into the
-//! target region's Glance (download piped into upload, verified against the
-//! master's hash while it streams, no local copy), or read from
+//! target region's Glance (download piped into upload, no local copy; the
+//! copy is created private and only made public once the size, md5 and
+//! `os_hash_value` the target Glance computed on ingest match the master's), or read from
 //! `<images_dir>/<master uuid>` when `[main] images_dir` is set (the
 //! original's local-file mode). A failed or interrupted upload deletes the
 //! half-created image; images left `queued`/`saving`/`killed` by a killed run
@@ -111,7 +112,8 @@ fn verify_stored(
             ),
         ));
     }
-    if let (Some(a), Some(b)) = (&stored.checksum, &master.checksum) {
+    if let Some(b) = &master.checksum {
+        let a = stored.checksum.as_deref().unwrap_or("None");
         if a != b {
             return Err(backend_err(
                 full,
@@ -240,6 +242,20 @@ async fn delete_incomplete(client: &GlanceClient, id: &str) -> openstack_client:
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 attempt += 1;
+            }
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| s.as_u16() == 400 || s.as_u16() == 409) =>
+            {
+                // Glance can refuse a second deletion of an image that is
+                // already going away ("status transition from deleted to
+                // deleted", seen when an interrupted import winds down): what
+                // counts is that the image is gone.
+                return match client.get_image(id).await {
+                    Err(g) if g.is_not_found() => Ok(()),
+                    Ok(img) if img.status == ImageStatus::Deleted => Ok(()),
+                    _ => Err(e),
+                };
             }
             Err(e) => return Err(e),
         }
@@ -520,11 +536,9 @@ impl GlanceBackend {
             )
             .min_disk(raw.min_disk)
             .min_ram(raw.min_ram)
-            .visibility(if req.image.is_public {
-                Visibility::Public
-            } else {
-                Visibility::Private
-            });
+            // Private until its data is verified: a copy that does not match
+            // the master never becomes visible to anyone else.
+            .visibility(Visibility::Private);
         for (k, v) in &req.image.user_properties {
             if let Some(s) = Self::property_value(&full, &req.image.name, k, v) {
                 create = create.property(k.clone(), s);
@@ -595,6 +609,9 @@ impl GlanceBackend {
         match outcome {
             Ok(()) => {
                 let mut patch = ImagePatch::for_image(&created).remove_property(TRANSFER_MARKER);
+                if req.image.is_public {
+                    patch = patch.visibility(Visibility::Public);
+                }
                 if protected {
                     patch = patch.protected(true);
                 }
@@ -659,7 +676,7 @@ impl GlanceBackend {
                     let record = record.clone();
                     Box::pin(async move {
                         let dl = client
-                            .download_image(&record)
+                            .download_image_unverified(&record)
                             .await
                             .map_err(std::io::Error::other)?;
                         Ok(dl.map_err(std::io::Error::other).boxed())
@@ -770,9 +787,15 @@ impl GlanceBackend {
             .map_err(|e| cloud_err(region, "list images", e))?;
         let mut removed = 0;
         for g in found {
+            // `importing`/`uploading`: a server-side copy (glance-download)
+            // of a run that was killed goes on in the target Glance.
             let stale = matches!(
                 g.status,
-                ImageStatus::Queued | ImageStatus::Saving | ImageStatus::Killed
+                ImageStatus::Queued
+                    | ImageStatus::Saving
+                    | ImageStatus::Killed
+                    | ImageStatus::Importing
+                    | ImageStatus::Uploading
             );
             let ours = g
                 .owner
@@ -815,7 +838,15 @@ impl GlanceBackend {
             }
             None => {
                 let (master_ref, master_client) = self.master_client().await?;
-                let dl = master_client.download(&master.id).await.map_err(|e| {
+                // No local hashing: the target Glance computes md5 and
+                // os_hash_value on ingest and they are compared with the
+                // master's before the copy becomes visible (verify_stored).
+                let dl = async {
+                    let record = master_client.get_image(&master.id).await?;
+                    master_client.download_image_unverified(&record).await
+                }
+                .await
+                .map_err(|e| {
                     cloud_err(
                         &master_ref.full_name(),
                         &format!("download image {name} ({})", master.id),
