@@ -30,14 +30,17 @@ use nova_mock::Fake;
 use openstack_client::glance::{CreateImage, GlanceClient};
 use serde_json::{json, Value};
 
+/// Fields drop in declaration order: the image clean-up runs before the
+/// cloud lock is released (the local Glance answers concurrent writes with
+/// 500 "database is locked").
 struct Env {
-    _lock: CloudLock,
+    images: ImageCleanup,
     fake: Fake,
     backend: OpenStackBackend,
     glance: GlanceClient,
-    images: ImageCleanup,
     dir: tempfile::TempDir,
     ledger: ResourceLedger,
+    _lock: CloudLock,
 }
 
 async fn env_with(tweak: impl FnOnce(&Fake, &mut OpenStackBackendOptions)) -> Env {
@@ -576,4 +579,54 @@ async fn release_of_resources_already_gone_succeeds_and_other_backends_are_left_
         1,
         "the local record stays"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fixed_ip_mode_uses_no_floating_ip_and_a_second_power_off_is_not_an_error() {
+    let env = env_with(|_, o| o.use_fixed_ip = true).await;
+    let spec = spec(AccessProfile::SshOnly);
+    let vm = env.backend.boot(&spec, &env.ledger).await.unwrap();
+    let kinds: Vec<ResourceKind> = env
+        .ledger
+        .outstanding()
+        .unwrap()
+        .iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ResourceKind::Keypair,
+            ResourceKind::SecurityGroup,
+            ResourceKind::Server
+        ]
+    );
+    let ready = env
+        .backend
+        .wait_ready(&vm, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(ready.ip.to_string(), "192.168.0.10");
+    assert_eq!(vm.floating_ip(), None);
+    env.backend
+        .power_off(&vm, Duration::from_secs(20))
+        .await
+        .unwrap();
+    // The guest may have powered itself off already: Nova answers 409.
+    env.backend
+        .power_off(&vm, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let ops = env.fake.ops();
+    assert_eq!(
+        ops.iter().filter(|o| o.starts_with("server.stop")).count(),
+        2
+    );
+    assert!(
+        !ops.iter().any(|o| o.starts_with("fip.")),
+        "no floating IP call in fixed-IP mode: {ops:?}"
+    );
+    env.backend.delete(vm, &env.ledger).await.unwrap();
+    assert!(env.ledger.is_empty().unwrap());
+    assert_eq!(env.fake.leftovers(), Vec::<String>::new());
 }
