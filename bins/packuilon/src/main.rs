@@ -30,12 +30,24 @@ enum Command {
     Rabbit2packer,
     /// Publish the Quattor profiles changed since the last run (from
     /// PROFILE_INFO_URL, cached in CACHE_DIR); run on every `aq make` or by cron.
-    Cdb2rabbit,
+    Cdb2rabbit(Cdb2rabbitArgs),
+    /// Check config.ini, the credentials files, template-map.json,
+    /// source-images.json and every template; print every problem (file:
+    /// key: message) and exit 1 if there is any.
+    Validate,
     /// Warehouse the older images named NAME (the arguments joined by
     /// spaces, e.g. `sl7x-x86_64 web AQ`): rename them, move their members
     /// to the newest image and accept them, carry properties and visibility
     /// over, update source-images.json when configured. Prints the plan.
     RenameOldImages(RenameArgs),
+}
+
+#[derive(Debug, Args)]
+struct Cdb2rabbitArgs {
+    /// Run as a service: a pass every SECONDS until SIGTERM/SIGINT (a
+    /// failed pass is logged and the next one runs). Default: one pass.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    interval: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -92,13 +104,17 @@ fn parse_sandbox(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        eprintln!("packuilon: no command given (trigger, rabbit2packer, cdb2rabbit, rename-old-images; see --help)");
+        eprintln!("packuilon: no command given (trigger, rabbit2packer, cdb2rabbit, rename-old-images, validate; see --help)");
         return ExitCode::from(2);
     };
     let defaults = cli_common::LogDefaults {
-        level: match command {
+        level: match &command {
             Command::Rabbit2packer => "info",
-            Command::Trigger(_) | Command::Cdb2rabbit | Command::RenameOldImages(_) => "warn",
+            Command::Cdb2rabbit(a) if a.interval.is_some() => "info",
+            Command::Trigger(_)
+            | Command::Cdb2rabbit(_)
+            | Command::RenameOldImages(_)
+            | Command::Validate => "warn",
         },
         quiet_targets: &["lapin=warn", "amq_protocol=warn"],
     };
@@ -122,8 +138,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Result<()> {
-    let config = Config::load(config)?;
+async fn run(path: &std::path::Path, command: Command) -> packuilon_core::Result<()> {
+    if let Command::Validate = command {
+        let report = packuilon_core::validate::validate(path);
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        for p in &report.problems {
+            println!("{p}");
+        }
+        if report.problems.is_empty() {
+            println!("{}: no problem found", path.display());
+            return Ok(());
+        }
+        eprintln!("packuilon: {} problem(s) found", report.problems.len());
+        std::process::exit(1);
+    }
+    let config = Config::load(path)?;
+    for note in &config.ignored {
+        tracing::warn!("{}: {note}", config.path.display());
+    }
     match command {
         Command::Trigger(a) => {
             let request = TriggerRequest {
@@ -141,16 +175,38 @@ async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Resu
             tracing::info!(request = %id, "build requested");
             Ok(())
         }
-        Command::Cdb2rabbit => {
-            let report = Cdb2Rabbit::from_config(&config)?.run().await?;
-            tracing::info!(
-                first_run = report.first_run,
-                changed = report.changed.len(),
-                published = report.published.len(),
-                "cdb2rabbit done"
-            );
-            Ok(())
+        Command::Cdb2rabbit(a) => {
+            let cdb = Cdb2Rabbit::from_config(&config)?;
+            let Some(seconds) = a.interval else {
+                let report = cdb.run().await?;
+                log_pass(&report);
+                return Ok(());
+            };
+            let period = std::time::Duration::from_secs(seconds);
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let stop = wait_for_signal();
+            tokio::pin!(stop);
+            tracing::info!(interval = seconds, "cdb2rabbit running every {seconds} s");
+            loop {
+                tokio::select! {
+                    () = &mut stop => {
+                        tracing::info!("signal received: stopping");
+                        return Ok(());
+                    }
+                    _ = ticks.tick() => {}
+                }
+                // A pass is not interrupted: the cache is written only after
+                // a complete one.
+                match cdb.run().await {
+                    Ok(report) => log_pass(&report),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cdb2rabbit pass failed; retrying at the next interval")
+                    }
+                }
+            }
         }
+        Command::Validate => Ok(()),
         Command::RenameOldImages(a) => {
             let admin = if a.os_cloud.is_some() {
                 packuilon_core::AuthEnv::default()
@@ -187,6 +243,15 @@ async fn run(config: &std::path::Path, command: Command) -> packuilon_core::Resu
             service.run(shutdown).await
         }
     }
+}
+
+fn log_pass(report: &packuilon_core::Cdb2RabbitReport) {
+    tracing::info!(
+        first_run = report.first_run,
+        changed = report.changed.len(),
+        published = report.published.len(),
+        "cdb2rabbit pass done"
+    );
 }
 
 async fn wait_for_signal() {

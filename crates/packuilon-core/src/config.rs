@@ -134,6 +134,10 @@ pub struct Config {
     /// after a successful build; `None` when the section is absent (the
     /// templates' post-processors rotate, as in the original).
     pub rename: Option<crate::rotate::RenameSettings>,
+    /// Keys read but not used, each with the reason (the original's
+    /// undocumented Rally keys, the fork's `FLAVOR_NAME`/`NETWORK_ID`), as
+    /// `[section] KEY: why`; the binary logs them as warnings.
+    pub ignored: Vec<String>,
 }
 
 struct Reader<'a> {
@@ -165,6 +169,14 @@ impl Reader<'_> {
     }
 }
 
+/// `value`, or `default` after recording the error.
+fn keep<T>(problems: &mut Vec<Error>, value: Result<T>, default: T) -> T {
+    value.unwrap_or_else(|e| {
+        problems.push(e);
+        default
+    })
+}
+
 impl Config {
     /// Read the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self> {
@@ -178,63 +190,112 @@ impl Config {
         Self::from_ini(&ini)
     }
 
+    /// Read the file and return the configuration with every bad value
+    /// replaced by its default, together with the problems found (for
+    /// `packuilon validate`, which goes on to check the other files).
+    pub fn load_lenient(path: &Path) -> Result<(Self, Vec<Error>)> {
+        let ini = Ini::load(path)?;
+        Ok(Self::collect(&ini))
+    }
+
     fn from_ini(ini: &Ini) -> Result<Self> {
+        let (config, mut problems) = Self::collect(ini);
+        match problems.len() {
+            0 => Ok(config),
+            1 => Err(problems.remove(0)),
+            _ => Err(Error::ConfigProblems {
+                path: ini.path().to_path_buf(),
+                problems: problems.iter().map(ToString::to_string).collect(),
+            }),
+        }
+    }
+
+    fn collect(ini: &Ini) -> (Self, Vec<Error>) {
         let r = Reader { ini };
-        let port = match r.opt("global", "RABBIT_PORT") {
-            None => 5672,
-            Some(v) => v.parse::<u16>().map_err(|_| {
-                r.bad(
-                    "global",
-                    "RABBIT_PORT",
-                    format!("{v:?} is not a port number"),
-                )
-            })?,
-        };
-        let thread_count = match r.opt("rabbit2packer", "THREAD_COUNT") {
-            None => 4,
-            Some(v) => match v.parse::<i64>() {
-                Ok(n) if n >= 1 => u16::try_from(n).map_err(|_| {
-                    r.bad(
-                        "rabbit2packer",
-                        "THREAD_COUNT",
-                        format!("{n} is more than {}", u16::MAX),
-                    )
-                })?,
-                Ok(n) => {
-                    return Err(r.bad("rabbit2packer", "THREAD_COUNT", format!("{n} is below 1")))
-                }
-                Err(_) => {
-                    return Err(r.bad(
-                        "rabbit2packer",
-                        "THREAD_COUNT",
-                        format!("{v:?} is not a whole number"),
-                    ))
-                }
-            },
-        };
-        let max_attempts = match r.opt("rabbit2packer", "MAX_ATTEMPTS") {
-            None => 3,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    return Err(r.bad(
-                        "rabbit2packer",
-                        "MAX_ATTEMPTS",
-                        format!("{v:?} is not a whole number of at least 1"),
-                    ))
-                }
-            },
-        };
-        let retry_delay = match r.opt("rabbit2packer", "RETRY_DELAY") {
-            None => 60,
-            Some(v) => v.parse::<u64>().map_err(|_| {
-                r.bad(
-                    "rabbit2packer",
-                    "RETRY_DELAY",
-                    format!("{v:?} is not a whole number of seconds"),
-                )
-            })?,
-        };
+        let mut problems: Vec<Error> = Vec::new();
+        let port: u16 = keep(
+            &mut problems,
+            (|| -> Result<u16> {
+                Ok(match r.opt("global", "RABBIT_PORT") {
+                    None => 5672,
+                    Some(v) => v.parse::<u16>().map_err(|_| {
+                        r.bad(
+                            "global",
+                            "RABBIT_PORT",
+                            format!("{v:?} is not a port number"),
+                        )
+                    })?,
+                })
+            })(),
+            5672,
+        );
+        let thread_count: u16 = keep(
+            &mut problems,
+            (|| -> Result<u16> {
+                Ok(match r.opt("rabbit2packer", "THREAD_COUNT") {
+                    None => 4,
+                    Some(v) => match v.parse::<i64>() {
+                        Ok(n) if n >= 1 => u16::try_from(n).map_err(|_| {
+                            r.bad(
+                                "rabbit2packer",
+                                "THREAD_COUNT",
+                                format!("{n} is more than {}", u16::MAX),
+                            )
+                        })?,
+                        Ok(n) => {
+                            return Err(r.bad(
+                                "rabbit2packer",
+                                "THREAD_COUNT",
+                                format!("{n} is below 1"),
+                            ))
+                        }
+                        Err(_) => {
+                            return Err(r.bad(
+                                "rabbit2packer",
+                                "THREAD_COUNT",
+                                format!("{v:?} is not a whole number"),
+                            ))
+                        }
+                    },
+                })
+            })(),
+            4,
+        );
+        let max_attempts: u32 = keep(
+            &mut problems,
+            (|| -> Result<u32> {
+                Ok(match r.opt("rabbit2packer", "MAX_ATTEMPTS") {
+                    None => 3,
+                    Some(v) => match v.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => {
+                            return Err(r.bad(
+                                "rabbit2packer",
+                                "MAX_ATTEMPTS",
+                                format!("{v:?} is not a whole number of at least 1"),
+                            ))
+                        }
+                    },
+                })
+            })(),
+            3,
+        );
+        let retry_delay: u64 = keep(
+            &mut problems,
+            (|| -> Result<u64> {
+                Ok(match r.opt("rabbit2packer", "RETRY_DELAY") {
+                    None => 60,
+                    Some(v) => v.parse::<u64>().map_err(|_| {
+                        r.bad(
+                            "rabbit2packer",
+                            "RETRY_DELAY",
+                            format!("{v:?} is not a whole number of seconds"),
+                        )
+                    })?,
+                })
+            })(),
+            60,
+        );
         let global = GlobalConfig {
             queue: r.string("global", "QUEUE", "build-queue"),
             rabbit_host: r.string("global", "RABBIT_HOST", "localhost"),
@@ -251,7 +312,7 @@ impl Config {
                 .collect(),
         };
         if global.queue.is_empty() {
-            return Err(r.bad("global", "QUEUE", "the queue name is empty".into()));
+            problems.push(r.bad("global", "QUEUE", "the queue name is empty".into()));
         }
         let cdb2rabbit = Cdb2RabbitConfig {
             profile_info_url: r.opt("cdb2rabbit", "PROFILE_INFO_URL"),
@@ -264,7 +325,17 @@ impl Config {
             thread_count,
             log_dir: r.path(s, "LOG_DIR", "/var/log/packer-utils"),
             build_file_dir: r.path(s, "BUILD_FILE_DIR", "/etc/packer-utils/build"),
-            packer_admin_auth: r.path(s, "PACKER_ADMIN_AUTH", "/etc/packer-utils/admin-auth.sh"),
+            // The 2019 rename script read PACKER_ADMIN_AUTH_FILE where the
+            // sample config has PACKER_ADMIN_AUTH: either name works.
+            packer_admin_auth: r.path(
+                s,
+                "PACKER_ADMIN_AUTH",
+                &r.string(
+                    s,
+                    "PACKER_ADMIN_AUTH_FILE",
+                    "/etc/packer-utils/admin-auth.sh",
+                ),
+            ),
             packer_auth_file: r.path(s, "PACKER_AUTH_FILE", "/etc/packer-utils/admin-openrc.sh"),
             packer_template_map: r.path(
                 s,
@@ -285,49 +356,107 @@ impl Config {
             log_dir: r.opt(s, "LOG_DIR").map(PathBuf::from),
         };
         let s = "rename-old-images";
-        let rename = if ini.has_section(s) {
-            let style = match r.opt(s, "RENAME_STYLE").as_deref() {
-                None | Some("date") => crate::rotate::RenameStyle::Date,
-                Some("timestamp") => crate::rotate::RenameStyle::Timestamp,
-                Some(v) => {
-                    return Err(r.bad(s, "RENAME_STYLE", format!("{v:?} is not date or timestamp")))
-                }
-            };
-            let mut settings = crate::rotate::RenameSettings {
-                style,
-                ..Default::default()
-            };
-            if let Some(v) = r.opt(s, "COPY_PROPERTIES") {
-                settings.copy_properties = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(String::from)
-                    .collect();
+        let rename: Option<crate::rotate::RenameSettings> = keep(
+            &mut problems,
+            (|| -> Result<Option<crate::rotate::RenameSettings>> {
+                Ok(if ini.has_section(s) {
+                    let style = match r.opt(s, "RENAME_STYLE").as_deref() {
+                        None | Some("date") => crate::rotate::RenameStyle::Date,
+                        Some("timestamp") => crate::rotate::RenameStyle::Timestamp,
+                        Some(v) => {
+                            return Err(r.bad(
+                                s,
+                                "RENAME_STYLE",
+                                format!("{v:?} is not date or timestamp"),
+                            ))
+                        }
+                    };
+                    let mut settings = crate::rotate::RenameSettings {
+                        style,
+                        ..Default::default()
+                    };
+                    if let Some(v) = r.opt(s, "COPY_PROPERTIES") {
+                        settings.copy_properties = v
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|p| !p.is_empty())
+                            .map(String::from)
+                            .collect();
+                    }
+                    settings.source_images = match r.opt(s, "UPDATE_SOURCE_IMAGES").as_deref() {
+                        None | Some("false" | "no" | "0") => None,
+                        Some("true" | "yes" | "1") => Some(rabbit2packer.images_config.clone()),
+                        Some(v) => {
+                            return Err(r.bad(
+                                s,
+                                "UPDATE_SOURCE_IMAGES",
+                                format!("{v:?} is not true or false"),
+                            ))
+                        }
+                    };
+                    Some(settings)
+                } else {
+                    None
+                })
+            })(),
+            None,
+        );
+        let mut ignored = Vec::new();
+        for (section, key, why) in [
+            (
+                "global",
+                "FLAVOR_NAME",
+                "the fork's build-file generator only; set the flavor in the templates",
+            ),
+            (
+                "global",
+                "NETWORK_ID",
+                "the fork's build-file generator only; set the network in the templates",
+            ),
+            ("rally-image-testing", "DEPLOYMENT_UUID", "Rally is not run"),
+            (
+                "rally-image-testing",
+                "RALLY_CODE_FOLDER",
+                "Rally is not run",
+            ),
+            ("rally-image-testing", "TASK_LOCATION", "Rally is not run"),
+            ("rally-image-testing", "LOG_DIR", "Rally is not run"),
+            (
+                "rally-image-testing",
+                "TASK_UUID_EXTRACTION",
+                "Rally is not run",
+            ),
+            ("rally-image-testing", "UUID_FILE", "Rally is not run"),
+            (
+                "rally-image-testing",
+                "RALLY_JSON_RESULTS",
+                "Rally is not run",
+            ),
+        ] {
+            if let Some(v) = ini.get(section, key) {
+                ignored.push(format!(
+                    "[{section}] {key} (line {}): ignored: {why}",
+                    v.line
+                ));
             }
-            settings.source_images = match r.opt(s, "UPDATE_SOURCE_IMAGES").as_deref() {
-                None | Some("false" | "no" | "0") => None,
-                Some("true" | "yes" | "1") => Some(rabbit2packer.images_config.clone()),
-                Some(v) => {
-                    return Err(r.bad(
-                        s,
-                        "UPDATE_SOURCE_IMAGES",
-                        format!("{v:?} is not true or false"),
-                    ))
-                }
-            };
-            Some(settings)
-        } else {
-            None
-        };
-        Ok(Config {
+        }
+        if ini.get("rabbit2packer", "PACKER_ADMIN_AUTH").is_some()
+            && ini.get("rabbit2packer", "PACKER_ADMIN_AUTH_FILE").is_some()
+        {
+            ignored.push(
+                "[rabbit2packer] PACKER_ADMIN_AUTH_FILE: ignored: PACKER_ADMIN_AUTH is set too and wins".into(),
+            );
+        }
+        let config = Config {
+            ignored,
             rename,
             path: ini.path().to_path_buf(),
             global,
             cdb2rabbit,
             rabbit2packer,
             rally,
-        })
+        };
+        (config, problems)
     }
 }
 
@@ -421,6 +550,37 @@ mod tests {
             e.contains("[rename-old-images] RENAME_STYLE (line 2)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = parse("[global]\nRABBIT_PORT = x\nQUEUE =\n[rabbit2packer]\nTHREAD_COUNT = 0\nMAX_ATTEMPTS = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/packer-utils/config.ini: 4 problems:\n"),
+            "{e}"
+        );
+        for k in [
+            "[global] RABBIT_PORT (line 2)",
+            "[global] QUEUE (line 3)",
+            "[rabbit2packer] THREAD_COUNT (line 5)",
+            "[rabbit2packer] MAX_ATTEMPTS (line 6)",
+        ] {
+            assert!(e.contains(k), "{k} missing: {e}");
+        }
+    }
+
+    #[test]
+    fn undocumented_keys_are_used_or_reported_as_ignored() {
+        let c = parse("[global]\nFLAVOR_NAME = m1.tiny\nNETWORK_ID = n\n[rabbit2packer]\nPACKER_ADMIN_AUTH_FILE = /etc/a.sh\n[rally-image-testing]\nTASK_UUID_EXTRACTION = x\nUUID_FILE = u\nRALLY_JSON_RESULTS = r\n").unwrap();
+        assert_eq!(c.rabbit2packer.packer_admin_auth, Path::new("/etc/a.sh"));
+        assert_eq!(c.ignored.len(), 5, "{:?}", c.ignored);
+        assert!(c.ignored[0].starts_with("[global] FLAVOR_NAME (line 2): ignored: "));
+        assert!(c
+            .ignored
+            .iter()
+            .any(|i| i.starts_with("[rally-image-testing] UUID_FILE (line 8)")));
     }
 
     #[test]

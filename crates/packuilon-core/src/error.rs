@@ -39,6 +39,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Several configuration values are not acceptable (each line names
+    /// the file, section, key and line).
+    #[error("{path}: {} problems:\n{}", problems.len(), problems.join("\n"))]
+    ConfigProblems {
+        /// The configuration file.
+        path: PathBuf,
+        /// One message per problem.
+        problems: Vec<String>,
+    },
     /// A JSON document (a message or a file) does not parse.
     #[error("{what}: invalid JSON: {source}")]
     Json {

@@ -29,6 +29,7 @@ pub mod runner;
 pub mod service;
 pub mod template;
 pub mod trigger;
+pub mod validate;
 
 pub use amqp::{shutdown_signal, Broker, Shutdown, ShutdownTrigger};
 pub use cdb2rabbit::{Cdb2Rabbit, Cdb2RabbitReport};

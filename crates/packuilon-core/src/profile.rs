@@ -157,6 +157,40 @@ impl SourceImages {
         })
     }
 
+    /// Keys whose value is not a usable image id, as (key, problem): in
+    /// the flat shape every value must be a non-empty string; in the nested
+    /// one every `IMAGES.<os>` an object of non-empty strings.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let check = |key: String, v: &Value, out: &mut Vec<(String, String)>| match v {
+            Value::String(s) if !s.is_empty() => {}
+            _ => out.push((key, "is not a non-empty string (an image id)".into())),
+        };
+        match self.root.get("IMAGES") {
+            Some(Value::Object(oses)) => {
+                for (os, vers) in oses {
+                    match vers {
+                        Value::Object(m) => {
+                            for (k, v) in m {
+                                check(format!("IMAGES.{os}.{k}"), v, &mut out);
+                            }
+                        }
+                        _ => out.push((format!("IMAGES.{os}"), "is not an object".into())),
+                    }
+                }
+            }
+            Some(_) => out.push(("IMAGES".into(), "is not an object".into())),
+            None => {
+                if let Value::Object(m) = &self.root {
+                    for (k, v) in m {
+                        check(k.clone(), v, &mut out);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The source image UUID for a profile.
     pub fn lookup(&self, profile: &Profile) -> Result<String> {
         let nested = self.root.get("IMAGES").filter(|v| v.is_object());
@@ -208,6 +242,15 @@ impl TemplateMap {
             path: path.to_path_buf(),
             map,
         })
+    }
+
+    /// Every entry (key and resolved template paths), in key order.
+    pub fn entries(&self) -> Vec<(String, Vec<PathBuf>)> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.map
+            .iter()
+            .map(|(k, list)| (k.clone(), list.iter().map(|t| dir.join(t)).collect()))
+            .collect()
     }
 
     /// The templates for `name`: its own entry if it has one, else `DEFAULT`
