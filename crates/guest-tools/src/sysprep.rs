@@ -31,6 +31,8 @@ enum Action {
     SupportUser,
     /// Create `/.unconfigured` so the guest reconfigures on first boot.
     FlagReconfiguration,
+    /// Relabel an SELinux guest offline (`setfiles` with its policy).
+    SelinuxRelabel,
     /// Nothing (the customize step takes no options here).
     Nothing,
 }
@@ -411,7 +413,50 @@ pub const OPERATIONS: &[Operation] = &[
             "/home/*/data.tgz",
         ]),
     ),
+    // Last: relabels whatever the operations above changed.
+    op(
+        "selinux-relabel",
+        true,
+        "Relabel an SELinux guest offline with its policy (instead of a relabelling boot)",
+        Action::SelinuxRelabel,
+    ),
 ];
+
+/// What `selinux-relabel` does for a guest, from its `/etc/selinux/config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelinuxPlan {
+    /// No SELinux (no config, or `SELINUX=disabled`): nothing.
+    Nothing,
+    /// Relabel `/` with this `file_contexts` of the guest's policy.
+    Relabel {
+        /// The spec file inside the guest.
+        file_contexts: String,
+    },
+}
+
+/// Decide from the guest's `/etc/selinux/config` (`None`: no such file).
+pub fn selinux_plan(config: Option<&str>) -> SelinuxPlan {
+    let Some(text) = config else {
+        return SelinuxPlan::Nothing;
+    };
+    let value = |key: &str| {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            .next_back()
+    };
+    match value("SELINUX").as_deref() {
+        Some("enforcing") | Some("permissive") => {}
+        _ => return SelinuxPlan::Nothing,
+    }
+    let policy = value("SELINUXTYPE").unwrap_or_else(|| "targeted".into());
+    SelinuxPlan::Relabel {
+        file_contexts: format!("/etc/selinux/{policy}/contexts/files/file_contexts"),
+    }
+}
 
 const LOG_GLOBS: &[&str] = &[
     "/var/log/*.log*",
@@ -676,6 +721,37 @@ pub(crate) fn run_operation(
                 }
             }
         }
+        Action::SelinuxRelabel => {
+            let config = if g
+                .is_file("/etc/selinux/config", Default::default())
+                .unwrap_or(false)
+            {
+                Some(
+                    g.cat("/etc/selinux/config")
+                        .ctx(|| "selinux-relabel: read /etc/selinux/config".into())?,
+                )
+            } else {
+                None
+            };
+            if let SelinuxPlan::Relabel { file_contexts } = selinux_plan(config.as_deref()) {
+                if g.is_file(&file_contexts, Default::default())
+                    .unwrap_or(false)
+                {
+                    g.selinux_relabel(
+                        &file_contexts,
+                        "/",
+                        guestfs::SelinuxRelabelOptArgs { force: Some(true) },
+                    )
+                    .ctx(|| format!("selinux-relabel: setfiles with {file_contexts}"))?;
+                    changed.push(format!("relabelled / with {file_contexts}"));
+                } else {
+                    // No policy files to relabel with: relabel at first boot.
+                    g.write("/.autorelabel", b"")
+                        .ctx(|| "selinux-relabel: create /.autorelabel".into())?;
+                    changed.push("/.autorelabel".into());
+                }
+            }
+        }
         Action::FlagReconfiguration => {
             g.write("/.unconfigured", b"")
                 .ctx(|| "flag-reconfiguration: create /.unconfigured".into())?;
@@ -922,6 +998,42 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn selinux_relabel_is_decided_from_the_guest_config() {
+        assert_eq!(selinux_plan(None), SelinuxPlan::Nothing);
+        assert_eq!(
+            selinux_plan(Some("SELINUX=disabled\nSELINUXTYPE=targeted\n")),
+            SelinuxPlan::Nothing
+        );
+        let centos =
+            "# This file controls the state of SELinux\nSELINUX=enforcing\nSELINUXTYPE=targeted\n";
+        assert_eq!(
+            selinux_plan(Some(centos)),
+            SelinuxPlan::Relabel {
+                file_contexts: "/etc/selinux/targeted/contexts/files/file_contexts".into()
+            }
+        );
+        assert_eq!(
+            selinux_plan(Some("SELINUX=permissive\nSELINUXTYPE=\"mls\"\n")),
+            SelinuxPlan::Relabel {
+                file_contexts: "/etc/selinux/mls/contexts/files/file_contexts".into()
+            }
+        );
+        // Commented-out lines do not count; the type defaults to targeted.
+        assert_eq!(
+            selinux_plan(Some("#SELINUX=enforcing\n")),
+            SelinuxPlan::Nothing
+        );
+        assert_eq!(
+            selinux_plan(Some("SELINUX=enforcing\n")),
+            SelinuxPlan::Relabel {
+                file_contexts: "/etc/selinux/targeted/contexts/files/file_contexts".into()
+            }
+        );
+        assert!(defaults().contains("selinux-relabel"));
+    }
+
     use super::*;
 
     #[test]
