@@ -1,7 +1,9 @@
-//! Create, test, publish and rotate VM images over a compute backend
-//! (OpenStack or local QEMU) and SSH.
+//! Create, test and publish VM images over a compute backend (OpenStack or
+//! local QEMU), SSH and Glance: the original create_ge_images workflow.
 //!
-//! Owns: the create/test/publish/rotate pipeline, its resource ledger and clean-up.
+//! Owns: the create/test/publish pipeline ([`create`], [`test_run`],
+//! [`publish`]), its compute backends ([`compute`]), the image folder and its
+//! settings, its resource ledger and clean-up ([`ledger`], [`cleanup`]).
 //! Must not: parse command lines; reach OpenStack other than through `openstack-client`.
 //!
 //! # Publishing
@@ -55,16 +57,16 @@ pub use compute::{
 };
 pub use create::{CreateReport, Pipeline};
 pub use error::{Error, Result, RollbackOutcome};
-pub use ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord, LEDGER_FILE};
 pub use folder::{FolderState, ImageFolder};
-pub use settings::{Overrides, Settings};
-pub use test_run::TestOutcome;
+pub use ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord, LEDGER_FILE};
 pub use publish::{
     caller_project_id, execute_plan, locate_images, plan_publish, publish, LocateReport,
     LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport, PublishRequest,
     SkippedImage,
 };
+pub use settings::{Overrides, Settings};
 pub use ssh::{
     wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, RunOutcome, Session, SshKey, SshTarget,
     UploadSource, WaitPolicy,
 };
+pub use test_run::TestOutcome;

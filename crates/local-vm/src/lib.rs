@@ -3,7 +3,10 @@
 //!
 //! Owns: QEMU processes booted from a base image for the pipeline — the qcow2
 //! overlay, the SSH key injected before boot (the stand-in for a Nova
-//! keypair), the forwarded SSH port, the serial log, QMP power control,
+//! keypair), the forwarded ports (by default the guest's 22 from a free port
+//! of 127.0.0.1; with [`BootSpec::host_addr`] 22 and
+//! [`BootSpec::forward_ports`] one to one from a loopback address of the
+//! VM's own, TCP only), the serial log, QMP power control,
 //! snapshots and clean-up.
 //! Must not: talk to OpenStack, or modify the base image.
 //!

@@ -89,6 +89,8 @@ pub struct LocalVmHandle {
     vm: local_vm::LocalVm,
     id: String,
     key: LedgerKey,
+    /// A private download of the booted image (not a cached base), removed with the VM.
+    transient: Option<(PathBuf, LedgerKey)>,
 }
 
 impl VmHandle for LocalVmHandle {
@@ -125,6 +127,11 @@ pub fn forwarded_ports(spec: &VmSpec) -> Vec<u16> {
     ports.sort_unstable();
     ports.dedup();
     ports
+}
+
+/// Is `name` a release candidate (`<name>_rc`), booted once and not cached?
+pub fn is_candidate(name: &str) -> bool {
+    name.ends_with("_rc")
 }
 
 /// The `attempt`-th candidate loopback address of VM `name`: 127.x.y.z from
@@ -193,6 +200,15 @@ impl LocalBackend {
             .get_image(image_id)
             .await
             .map_err(Error::glance("reading", image_id))?;
+        self.cached(&image, ledger).await
+    }
+
+    async fn cached(
+        &self,
+        image: &openstack_client::glance::Image,
+        ledger: &ResourceLedger,
+    ) -> Result<PathBuf> {
+        let image_id = image.id.as_str();
         let hash = image
             .os_hash_value
             .clone()
@@ -237,13 +253,36 @@ impl ComputeBackend for LocalBackend {
 
     #[tracing::instrument(skip_all, fields(vm = %spec.name))]
     async fn boot(&self, spec: &VmSpec, ledger: &ResourceLedger) -> Result<LocalVmHandle> {
-        let base = self.cached_base(&spec.image_id, ledger).await?;
-        let ports = forwarded_ports(spec);
-        let addr = allocate_address(&spec.name, &ports)?;
+        let image = self
+            .glance
+            .get_image(&spec.image_id)
+            .await
+            .map_err(Error::glance("reading", &spec.image_id))?;
         std::fs::create_dir_all(&self.options.work_dir)
             .map_err(io_err("creating", &self.options.work_dir))?;
         let work_dir = std::fs::canonicalize(&self.options.work_dir)
             .map_err(io_err("resolving", &self.options.work_dir))?;
+        // Release candidates are booted once: downloaded beside the VM, not cached.
+        let transient = image.name.as_deref().is_some_and(is_candidate);
+        let (base, transient) = if transient {
+            let path = work_dir.join(format!("{}.image.qcow2", spec.name));
+            let k = ledger.intent(
+                ResourceKind::File,
+                &path.display().to_string(),
+                "local-file",
+                None,
+            )?;
+            self.glance
+                .download_to_file(&image.id, &path)
+                .await
+                .map_err(Error::glance("downloading", &image.id))?;
+            ledger.created(k, &path.display().to_string())?;
+            (path.clone(), Some((path, k)))
+        } else {
+            (self.cached(&image, ledger).await?, None)
+        };
+        let ports = forwarded_ports(spec);
+        let addr = allocate_address(&spec.name, &ports)?;
         let dir = work_dir.join(&spec.name);
         let id = dir.display().to_string();
         let key = ledger.intent(ResourceKind::LocalVm, &id, LOCAL, None)?;
@@ -263,7 +302,12 @@ impl ComputeBackend for LocalBackend {
             .map_err(local_err(&spec.name, "boot"))?;
         ledger.created(key, &id)?;
         tracing::info!(%addr, pid = vm.pid(), "local VM booted");
-        Ok(LocalVmHandle { vm, id, key })
+        Ok(LocalVmHandle {
+            vm,
+            id,
+            key,
+            transient,
+        })
     }
 
     async fn wait_ready(&self, vm: &LocalVmHandle, timeout: Duration) -> Result<VmAddress> {
@@ -320,6 +364,14 @@ impl ComputeBackend for LocalBackend {
         let name = vm.vm.name().to_string();
         vm.vm.delete().map_err(local_err(&name, "delete"))?;
         ledger.released(vm.key)?;
+        if let Some((path, k)) = vm.transient.take() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &path)(e)),
+            }
+            ledger.released(k)?;
+        }
         Ok(())
     }
 
