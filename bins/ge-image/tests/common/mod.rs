@@ -1,0 +1,162 @@
+//! Helpers of the local-backend tests: the test image as a Glance base, a
+//! folder root and settings file, the webdemo fixture folder.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cloud_test_support::{cloud_name, clouds_yaml, session, unique, ImageCleanup};
+use openstack_client::glance::{CreateImage, GlanceClient, ImageFilter, Visibility};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn test_image() -> PathBuf {
+    let out = Command::new(repo().join("scripts/test-image/build.sh"))
+        .output()
+        .expect("run scripts/test-image/build.sh");
+    assert!(out.status.success(), "scripts/test-image/build.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+pub struct Env {
+    pub glance: GlanceClient,
+    pub images: ImageCleanup,
+    pub root: tempfile::TempDir,
+    pub settings: PathBuf,
+}
+
+/// The test image uploaded as a uniquely named base `testdeb`, a folder
+/// root and a settings file using them.
+pub async fn setup() -> Env {
+    let glance = session().await.image(None).await.unwrap();
+    let mut images = ImageCleanup::new(&glance);
+    let base_name = unique("ipt-gebase");
+    let base = glance
+        .create_image(
+            &CreateImage::new(&base_name)
+                .disk_format("qcow2")
+                .container_format("bare")
+                .visibility(Visibility::Private),
+        )
+        .await
+        .unwrap();
+    images.track(base.id.clone());
+    glance.upload_file(&base.id, &test_image()).await.unwrap();
+    let root = tempfile::Builder::new()
+        .prefix("gei")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let settings = root.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "backend = \"local\"\nbase = \"testdeb\"\nboot_timeout_secs = 600\nssh_attempts = 60\n\
+             [bases.testdeb]\nimage = \"{base_name}\"\nuser = \"root\"\n"
+        ),
+    )
+    .unwrap();
+    Env {
+        glance,
+        images,
+        root,
+        settings,
+    }
+}
+
+/// A copy of the webdemo fixture as folder `name`, with data.tgz built.
+pub fn webdemo(root: &Path, name: &str) -> PathBuf {
+    let src = repo().join("fixtures/ge-image/webdemo");
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["create.sh", "test.sh"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let build = root.join(format!("{name}-build"));
+    std::fs::create_dir_all(&build).unwrap();
+    let ok = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(src.join("pkg"))
+        .arg(build.join("webdemo_1.0_all.deb"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(dir.join("data.tgz"))
+        .arg("-C")
+        .arg(&build)
+        .arg("webdemo_1.0_all.deb")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    dir
+}
+
+pub fn ge_image(env: &Env, args: &[&str]) -> Command {
+    ge_image_with(env, &env.settings, args)
+}
+
+/// `ge-image ARGS` with settings file `settings`.
+pub fn ge_image_with(env: &Env, settings: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ge-image"));
+    c.args(args)
+        .arg("--settings")
+        .arg(settings)
+        .arg("--folder-root")
+        .arg(env.root.path())
+        .arg("--os-cloud")
+        .arg(cloud_name())
+        .env("OS_CLIENT_CONFIG_FILE", clouds_yaml())
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env_remove("FLAVOR")
+        .env_remove("TEST_ONLY")
+        .env_remove("TEST_USING_VM");
+    c
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// QEMU processes whose command line mentions `dir`.
+pub fn qemus_in(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains("qemu-system") && c.contains(&needle) {
+                found.push(c);
+            }
+        }
+    }
+    found
+}
+
+pub fn outstanding(dir: &Path) -> usize {
+    image_pipeline::ResourceLedger::open(dir.join("ledger.jsonl"))
+        .unwrap()
+        .outstanding()
+        .unwrap()
+        .len()
+}
+
+pub async fn images_named(glance: &GlanceClient, name: &str) -> Vec<String> {
+    glance
+        .list_images(&ImageFilter {
+            name: Some(name.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}

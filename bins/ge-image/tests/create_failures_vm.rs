@@ -1,0 +1,155 @@
+//! `ge-image create` on bad inputs and after SIGKILL, local backend, real:
+//! every failure is a one-line (or quoted-log) error with a non-zero exit,
+//! and nothing is left: no QEMU process, no VM directory, no Glance image.
+//! Two VM boots in all (the failing create.sh, the killed run).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cloud_test_support::unique;
+
+mod common;
+
+use common::*;
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// No QEMU, no VM directory, an empty ledger, no `<name>_rc` in Glance.
+async fn nothing_left(env: &Env, dir: &Path, name: &str) {
+    assert!(qemus_in(dir).is_empty(), "QEMU left: {:?}", qemus_in(dir));
+    let vms = dir.join(".ge-image/vms");
+    let left: Vec<_> = std::fs::read_dir(&vms)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VM directories left: {left:?}");
+    assert_eq!(outstanding(dir), 0);
+    assert!(images_named(&env.glance, &format!("{name}_rc"))
+        .await
+        .is_empty());
+    let files: Vec<_> = std::fs::read_dir(dir.join(".ge-image"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "qcow2"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(files.is_empty(), "image files left: {files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_are_named_and_leave_nothing() {
+    let env = setup().await;
+
+    // A folder without create.sh.
+    let name = unique("nocreate");
+    let dir = env.root.path().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("test.sh"), "#!/bin/sh\n").unwrap();
+    let out = ge_image(&env, &["create", &name]).output().unwrap();
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(e.contains("create.sh") && e.contains("missing"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    // An unknown base.
+    let name = unique("webdemo");
+    let dir = webdemo(env.root.path(), &name);
+    let out = ge_image(&env, &["create", &name, "--base", "windows95"])
+        .output()
+        .unwrap();
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(e.contains("unknown base 'windows95'"), "{e}");
+
+    // A base whose image is not in Glance.
+    let settings = env.root.path().join("missing.toml");
+    let missing = unique("ipt-nosuchbase");
+    std::fs::write(
+        &settings,
+        format!("backend = \"local\"\n[bases.ghost]\nimage = \"{missing}\"\nuser = \"root\"\n"),
+    )
+    .unwrap();
+    let out = ge_image_with(&env, &settings, &["create", &name, "--base", "ghost"])
+        .output()
+        .unwrap();
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        e.contains(&missing) && e.contains("not found in Glance"),
+        "{e}"
+    );
+    nothing_left(&env, &dir, &name).await;
+
+    // A create.sh that fails: exit status and the log's tail shown, all cleaned.
+    std::fs::write(
+        dir.join("create.sh"),
+        "#!/bin/bash\necho preparing the web server\necho about to fail >&2\nexit 3\n",
+    )
+    .unwrap();
+    let out = ge_image(&env, &["create", &name]).output().unwrap();
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(e.contains("create.sh exited with status 3"), "{e}");
+    assert!(
+        e.contains("about to fail") && e.contains("preparing the web server"),
+        "{e}"
+    );
+    nothing_left(&env, &dir, &name).await;
+}
+
+/// SIGKILL while the VM boots, then `gc`: no QEMU, no overlay, no image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_create_is_cleaned_by_gc() {
+    let env = setup().await;
+    let name = unique("webdemo");
+    let dir = webdemo(env.root.path(), &name);
+    let mut child = ge_image(&env, &["create", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the VM is recorded and QEMU runs: the guest is booting.
+    let start = Instant::now();
+    loop {
+        // Read the ledger without opening it (opening may repair a line
+        // the running writer is appending).
+        let booted = std::fs::read_to_string(dir.join("ledger.jsonl"))
+            .is_ok_and(|t| t.contains("\"local_vm\"") && t.contains("\"created\""));
+        if booted && !qemus_in(&dir).is_empty() {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "create ended early");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "VM never booted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !qemus_in(&dir).is_empty(),
+        "QEMU outlives a SIGKILLed ge-image"
+    );
+    assert!(outstanding(&dir) > 0);
+
+    // A new run refuses and points at gc.
+    let out = ge_image(&env, &["create", &name]).output().unwrap();
+    let e = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(e.contains(&format!("ge-image gc {name}")), "{e}");
+
+    let out = ge_image(&env, &["gc", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("released local VM"), "{stdout}");
+    nothing_left(&env, &dir, &name).await;
+    // gc again: nothing to do.
+    let out = ge_image(&env, &["gc", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to release"));
+}
