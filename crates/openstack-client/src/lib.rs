@@ -54,7 +54,8 @@
 //!   `wait_for_server_status`, `wait_for_server_deleted`, `stop_server`,
 //!   `start_server`, `create_image` (snapshot), keypairs, `console_log`.
 //! * Neutron ([`neutron::NetworkClient`]): `find_network`, security groups and
-//!   rules, floating IPs (create, associate, disassociate, delete),
+//!   rules, floating IPs (create, with a description, list by any filter,
+//!   associate, disassociate, delete),
 //!   `server_ports`.
 //! * Errors: one [`Error`] enum with status, method, URL, request id and the
 //!   server's message; see [`Error::is_not_found`], [`Error::is_conflict`],
