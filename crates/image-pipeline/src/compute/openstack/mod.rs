@@ -592,6 +592,7 @@ impl ComputeBackend for OpenStackBackend {
         Ok(dest.to_path_buf())
     }
 
+    #[tracing::instrument(name = "openstack_console_log", skip_all, fields(vm = %vm.name))]
     async fn console_log(&self, vm: &OpenStackVm) -> Result<String> {
         self.clients
             .nova
@@ -649,6 +650,7 @@ impl ComputeBackend for OpenStackBackend {
         }
     }
 
+    #[tracing::instrument(name = "openstack_release", skip_all, fields(kind = %record.kind, name = %record.name))]
     async fn release(&self, record: &ResourceRecord) -> Result<bool> {
         if record.backend != BACKEND_NAME {
             return Ok(false);
