@@ -185,6 +185,9 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
     if let Some(pw) = &plan.root_password {
         std::env::set_var("DIB_PASSWORD", pw.expose());
     }
+    // disk-image-create exports its arguments; diskimage-builder's
+    // `manifests` element records them (the diskimage builder does not set it).
+    std::env::set_var("DIB_ARGS", plan.disk_image_create_args().join(" "));
     if plan.trace {
         std::env::set_var("DIB_DEBUG_TRACE", "1");
     }
