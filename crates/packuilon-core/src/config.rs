@@ -117,6 +117,16 @@ pub struct RallyConfig {
     pub log_dir: Option<PathBuf>,
 }
 
+/// `[test-gate]`: the test command a new image must pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateConfig {
+    /// `TEST_SCRIPT`, required in the section: run with
+    /// `PACKUILON_IMAGE_ID`, exit 0 passes.
+    pub script: PathBuf,
+    /// `TIMEOUT`, seconds, default 1800.
+    pub timeout: u64,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -134,6 +144,10 @@ pub struct Config {
     /// after a successful build; `None` when the section is absent (the
     /// templates' post-processors rotate, as in the original).
     pub rename: Option<crate::rotate::RenameSettings>,
+    /// `[test-gate]` (ours): the test every new image must pass before the
+    /// rotation; `None` when the section is absent (no gate, as the
+    /// original whose Rally analysis always passed).
+    pub gate: Option<GateConfig>,
     /// Keys read but not used, each with the reason (the original's
     /// undocumented Rally keys, the fork's `FLAVOR_NAME`/`NETWORK_ID`), as
     /// `[section] KEY: why`; the binary logs them as warnings.
@@ -401,6 +415,40 @@ impl Config {
             })(),
             None,
         );
+        let s = "test-gate";
+        let gate: Option<GateConfig> = keep(
+            &mut problems,
+            (|| -> Result<Option<GateConfig>> {
+                if !ini.has_section(s) {
+                    return Ok(None);
+                }
+                let script = r
+                    .opt(s, "TEST_SCRIPT")
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        r.bad(
+                            s,
+                            "TEST_SCRIPT",
+                            "missing: the [test-gate] section needs a test command".into(),
+                        )
+                    })?;
+                let timeout = match r.opt(s, "TIMEOUT") {
+                    None => 1800,
+                    Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        r.bad(
+                            s,
+                            "TIMEOUT",
+                            format!("{v:?} is not a positive number of seconds"),
+                        )
+                    })?,
+                };
+                Ok(Some(GateConfig {
+                    script: PathBuf::from(script),
+                    timeout,
+                }))
+            })(),
+            None,
+        );
         let mut ignored = Vec::new();
         for (section, key, why) in [
             (
@@ -448,6 +496,7 @@ impl Config {
             );
         }
         let config = Config {
+            gate,
             ignored,
             rename,
             path: ini.path().to_path_buf(),

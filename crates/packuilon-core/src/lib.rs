@@ -20,6 +20,7 @@ pub mod amqp;
 pub mod cdb2rabbit;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod ini;
 pub mod notify;
 pub mod profile;

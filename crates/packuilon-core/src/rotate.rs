@@ -441,6 +441,44 @@ impl Rotator {
     }
 }
 
+/// The name a failed image gets: `Broken-<name>-<YYYY-MM-DD>` (2021).
+pub fn broken_name(name: &str, now: DateTime<Utc>) -> String {
+    format!("Broken-{name}-{}", now.format("%Y-%m-%d"))
+}
+
+/// Rename a failed image `Broken-<name>-<date>` and make it private, so it
+/// is never taken for the current image; returns the new name.
+pub async fn mark_broken(
+    glance: &GlanceClient,
+    image_id: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let image = glance
+        .get_image(image_id)
+        .await
+        .map_err(os_err(format!("get image {image_id}")))?;
+    let name = broken_name(image.name.as_deref().unwrap_or(image_id), now);
+    glance
+        .update_image(
+            image_id,
+            &ImagePatch::new()
+                .name(name.clone())
+                .visibility(Visibility::Private),
+        )
+        .await
+        .map_err(os_err(format!("mark image {image_id} broken")))?;
+    info!(image = %image_id, name = %name, "failed image renamed and made private");
+    Ok(name)
+}
+
+impl Rotator {
+    /// [`mark_broken`] through this rotator's session.
+    pub async fn mark_broken(&self, image_id: &str) -> Result<String> {
+        let (glance, _) = self.connect().await?;
+        mark_broken(&glance, image_id, Utc::now()).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ use crate::amqp::{
 };
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gate::{GateImage, GateVerdict, ImageGate, ScriptGate};
 use crate::notify::{Notice, Notifier};
 use crate::profile::{BuildPlan, SourceImages, TemplateMap};
 use crate::record::{self, BuildEntry, BuildRecord, BuildState, Decision};
@@ -54,6 +55,13 @@ pub struct Service {
     pub rotator: Option<Arc<Rotator>>,
     /// Mail and Slack notifications of finished builds.
     pub notifier: Arc<Notifier>,
+    /// The test gate every new image must pass before the rotation
+    /// (`[test-gate]`); a failed image is renamed `Broken-<name>-<date>` and
+    /// made private (through `rotator`), and the build counts as failed.
+    pub gate: Option<Arc<dyn ImageGate>>,
+    /// Whether old images are rotated after a build (`[rename-old-images]`);
+    /// `rotator` may exist for the gate alone.
+    pub rotate_old_images: bool,
 }
 
 impl Service {
@@ -81,16 +89,25 @@ impl Service {
             retry_delay: Duration::from_secs(r.retry_delay),
             record: Arc::new(BuildRecord::load(&r.state_dir.join(record::RECORD_FILE))?),
             notifier: Arc::new(Notifier::from_config(config)),
-            rotator: match &config.rename {
+            rotate_old_images: config.rename.is_some(),
+            gate: match &config.gate {
                 None => None,
-                Some(settings) => {
-                    let admin = AuthEnv::load(&r.packer_admin_auth)?;
-                    Some(Arc::new(Rotator::new(
-                        Rotator::session_from(&admin, None)?,
-                        None,
-                        settings.clone(),
-                    )))
-                }
+                Some(g) => Some(Arc::new(ScriptGate {
+                    script: g.script.clone(),
+                    timeout: Duration::from_secs(g.timeout),
+                    env: AuthEnv::load(&r.packer_admin_auth)?.packer_env(),
+                    log_dir: Some(r.log_dir.clone()),
+                }) as Arc<dyn ImageGate>),
+            },
+            rotator: if config.rename.is_some() || config.gate.is_some() {
+                let admin = AuthEnv::load(&r.packer_admin_auth)?;
+                Some(Arc::new(Rotator::new(
+                    Rotator::session_from(&admin, None)?,
+                    None,
+                    config.rename.clone().unwrap_or_default(),
+                )))
+            } else {
+                None
             },
         })
     }
@@ -376,6 +393,35 @@ impl Service {
         if results.is_empty() {
             reasons.push("no template for this build name and no DEFAULT entry".into());
         }
+        if reasons.is_empty() {
+            if let Some(gate) = &self.gate {
+                for image in &entry.images {
+                    let subject = GateImage {
+                        id: image.clone(),
+                        build: plan.name.clone(),
+                    };
+                    let why = match gate.check(&subject).await {
+                        Ok(GateVerdict::Passed) => continue,
+                        Ok(GateVerdict::Failed(why)) => why,
+                        Err(e) => format!("the test gate could not run: {e}"),
+                    };
+                    reasons.push(format!("image {image}: {why}"));
+                    match &self.rotator {
+                        Some(r) => match r.mark_broken(image).await {
+                            Ok(name) => {
+                                info!(image = %image, name = %name, "failed image marked broken")
+                            }
+                            Err(e) => {
+                                error!(image = %image, error = %e, "cannot mark the failed image broken")
+                            }
+                        },
+                        None => {
+                            warn!(image = %image, "no Glance access configured: the failed image is left as built")
+                        }
+                    }
+                }
+            }
+        }
         entry.updated = record::now();
         if reasons.is_empty() {
             entry.state = BuildState::Succeeded;
@@ -383,7 +429,7 @@ impl Service {
             if let Err(e) = self.record.set(&plan.name, entry.clone()) {
                 error!(error = %e, "cannot record the build; a duplicate may build again");
             }
-            if let Some(rotator) = &self.rotator {
+            if let Some(rotator) = self.rotator.as_ref().filter(|_| self.rotate_old_images) {
                 for image in &entry.images {
                     match rotator.after_build(image).await {
                         Ok(plan) => {

@@ -98,6 +98,8 @@ fn service(dir: &Path, queue: &str) -> Service {
         record: Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
         rotator: None,
         notifier: Default::default(),
+        gate: None,
+        rotate_old_images: false,
     }
 }
 

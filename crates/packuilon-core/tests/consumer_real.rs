@@ -164,6 +164,8 @@ fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
         record: std::sync::Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
         rotator: None,
         notifier: Default::default(),
+        gate: None,
+        rotate_old_images: false,
     }
 }
 
@@ -508,4 +510,71 @@ async fn duplicate_messages_build_once_even_after_a_restart() {
         0
     );
     delete_queue(&again.broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_failing_the_test_gate_is_a_failed_build_and_one_passing_it_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("gate");
+    let mut svc = service(dir.path(), &queue, PathBuf::from("packer"));
+    svc.max_attempts = 1;
+    // The gate passes the image of profile "good" only.
+    let script = dir.path().join("gate.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$PACKUILON_BUILD $PACKUILON_IMAGE_ID\" >> {d}/gated\ncase \"$PACKUILON_BUILD\" in good-*) exit 0;; *) exit 4;; esac\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    svc.gate = Some(std::sync::Arc::new(packuilon_core::gate::ScriptGate {
+        script,
+        timeout: Duration::from_secs(60),
+        env: vec![],
+        log_dir: None,
+    }));
+    svc.broker.publish(&profile("good")).await.unwrap();
+    svc.broker.publish(&profile("bad")).await.unwrap();
+    let (trigger, shutdown) = shutdown_signal();
+    let running = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.run(shutdown).await }
+    });
+    let failed = failed_queue(&queue);
+    assert_eq!(wait_ready(&svc.broker, &failed, 1).await, 1);
+    assert_eq!(wait_ready(&svc.broker, &queue, 0).await, 0);
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    let gated = std::fs::read_to_string(dir.path().join("gated")).unwrap();
+    assert!(
+        gated.contains("good-sl7x-x86_64 5e7c0d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6"),
+        "{gated}"
+    );
+    assert!(gated.contains("bad-sl7x-x86_64 "), "{gated}");
+    let msg = get_one(&svc.broker, &failed).await.unwrap();
+    let reason = header_str(&msg.delivery.properties, "x-packuilon-reason").unwrap();
+    assert!(
+        reason.contains("test script") && reason.contains("exit status: 4"),
+        "{reason}"
+    );
+    assert_eq!(
+        header_str(&msg.delivery.properties, "x-packuilon-build").as_deref(),
+        Some("bad-sl7x-x86_64")
+    );
+    let record = svc.record.entries();
+    assert_eq!(
+        record["good-sl7x-x86_64"].state,
+        packuilon_core::BuildState::Succeeded
+    );
+    assert_eq!(
+        record["bad-sl7x-x86_64"].state,
+        packuilon_core::BuildState::Failed
+    );
+    delete_queue(&svc.broker).await;
 }

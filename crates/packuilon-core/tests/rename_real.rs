@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use openstack_client::glance::{MemberStatus, Visibility};
-use packuilon_core::rotate::{apply_rename, plan_rename, RenameSettings, RenameStyle};
+use packuilon_core::rotate::{
+    apply_rename, broken_name, mark_broken, plan_rename, RenameSettings, RenameStyle,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_images_are_warehoused_and_their_members_move_to_the_new_one() {
@@ -136,4 +138,21 @@ async fn a_next_build_takes_the_old_name_in_the_2021_layout() {
         o.name.unwrap(),
         RenameStyle::Timestamp.warehoused(&base, now)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_failing_the_gate_becomes_broken_and_private() {
+    let _lock = cloud_test_support::cloud_lock().await;
+    let session = cloud_test_support::session().await;
+    let glance = session.image(Some("RegionOne")).await.unwrap();
+    let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
+    let name = format!("{} AQ", cloud_test_support::unique("pk-broken"));
+    let image = cleanup.create_active(&name, Visibility::Public, &[]).await;
+    let now = Utc::now();
+    let new_name = mark_broken(&glance, &image.id, now).await.unwrap();
+    assert_eq!(new_name, broken_name(&name, now));
+    assert!(new_name.starts_with(&format!("Broken-{name}-")));
+    let i = glance.get_image(&image.id).await.unwrap();
+    assert_eq!(i.name.as_deref(), Some(new_name.as_str()));
+    assert_eq!(i.visibility, Visibility::Private);
 }
