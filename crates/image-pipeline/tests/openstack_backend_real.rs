@@ -630,3 +630,37 @@ async fn fixed_ip_mode_uses_no_floating_ip_and_a_second_power_off_is_not_an_erro
     assert!(env.ledger.is_empty().unwrap());
     assert_eq!(env.fake.leftovers(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_names_fail_before_anything_is_created() {
+    let cases: [(fn(&mut OpenStackBackendOptions), &str); 3] = [
+        (
+            |o| o.floating_ip = Some("203.0.113.77".into()),
+            "floating IP 203.0.113.77 (option floating_ip / FLOATINGIP) does not exist",
+        ),
+        (
+            |o| o.network = "no-such-net".into(),
+            "finding network (option network) no-such-net",
+        ),
+        (
+            |o| o.floating_network = "no-such-ext".into(),
+            "finding external network (option floating_network) no-such-ext",
+        ),
+    ];
+    for (tweak, expected) in cases {
+        let env = env_with(|_, o| tweak(o)).await;
+        let err = env
+            .backend
+            .boot(&spec(AccessProfile::SshOnly), &env.ledger)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(env.ledger.is_empty().unwrap(), "{expected}");
+        let ops = env.fake.ops();
+        assert!(
+            !ops.iter().any(|o| o.contains(".create")),
+            "{expected}: {ops:?}"
+        );
+    }
+}
