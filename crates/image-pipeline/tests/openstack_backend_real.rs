@@ -633,7 +633,8 @@ async fn fixed_ip_mode_uses_no_floating_ip_and_a_second_power_off_is_not_an_erro
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_names_fail_before_anything_is_created() {
-    let cases: [(fn(&mut OpenStackBackendOptions), &str); 3] = [
+    type Tweak = fn(&mut OpenStackBackendOptions);
+    let cases: [(Tweak, &str); 3] = [
         (
             |o| o.floating_ip = Some("203.0.113.77".into()),
             "floating IP 203.0.113.77 (option floating_ip / FLOATINGIP) does not exist",
