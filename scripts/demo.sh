@@ -5,6 +5,12 @@
 # `ge-image locate`, then run glancesync to show the status, sync
 # RegionOne -> RegionTwo and RegionThree (each image read from RegionOne once
 # and streamed to both), and show the status again.
+# Before the sync, the whole life of a new image on the local backend:
+# `ge-image create demo-web --backend local` builds it from the Debian test
+# image (scripts/test-image/build.sh, uploaded to RegionOne as the base
+# `ge-test-debian12`) with the webdemo create.sh (QEMU, then sysprep, shrink,
+# sparsify), tests it with its test.sh, publishes it, and glancesync copies it
+# to RegionTwo and RegionThree. A rerun reuses the published image.
 #
 # Idempotent: sample images that exist already are reused, and a second run
 # shows everything in sync. The local cloud is left running (scripts/stop.sh).
@@ -73,6 +79,39 @@ publish_candidate() {
   "$GE_IMAGE" publish --os-cloud local --os-region-name RegionOne "$id"
 }
 step "publish a new demo-webserver with ge-image" publish_candidate
+
+# The whole life of an image on the local backend (once; reruns reuse it).
+create_demo_web() {
+  if osc image list --public -f value -c Name | grep -qx "demo-web"; then
+    log "demo-web was already created, tested and published"
+    return
+  fi
+  local base
+  base="$("$PROJECT_ROOT/scripts/test-image/build.sh")"
+  if ! osc image list -f value -c Name | grep -qx "ge-test-debian12"; then
+    log "uploading the test image as the base ge-test-debian12"
+    osc image create --disk-format qcow2 --container-format bare --private \
+      --file "$base" ge-test-debian12 -f value -c id >/dev/null
+  fi
+  local root="$DEMO_DIR/images" build="$DEMO_DIR/images/.build"
+  rm -rf "$root/demo-web" "$build"
+  mkdir -p "$root/demo-web" "$build"
+  cp fixtures/ge-image/webdemo/create.sh fixtures/ge-image/webdemo/test.sh "$root/demo-web/"
+  dpkg-deb --root-owner-group --build fixtures/ge-image/webdemo/pkg "$build/webdemo_1.0_all.deb" >/dev/null
+  tar -czf "$root/demo-web/data.tgz" -C "$build" webdemo_1.0_all.deb
+  # Leftovers of an interrupted earlier demo run.
+  osc image list --private -f value -c ID -c Name | awk '$2=="demo-web_rc"{print $1}' \
+    | while read -r old; do osc image delete "$old"; done
+  echo "### ge-image create demo-web --backend local --base debian12"
+  "$GE_IMAGE" create demo-web --backend local --base debian12 --folder-root "$root" \
+    --os-cloud local --os-region-name RegionOne | tee "$DEMO_DIR/create.out"
+  local id
+  id=$(sed -n 's/^Success. UUID: //p' "$DEMO_DIR/create.out")
+  echo "### ge-image publish $id 104 ngimages"
+  "$GE_IMAGE" publish --os-cloud local --os-region-name RegionOne "$id" 104 ngimages
+}
+step "create, test and publish demo-web with ge-image (local QEMU)" create_demo_web
+
 echo "### ge-image locate"
 "$GE_IMAGE" locate --os-cloud local --os-region-name RegionOne
 
