@@ -90,14 +90,19 @@ fn boot_to_login(image: &Path, dir: &Path) -> String {
 #[test]
 fn debian_amphora_builds_passes_its_tests_and_boots() {
     let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("amphora-x64-haproxy.qcow2");
+    // A stable output path: it is part of the build's inputs (DIB_ARGS), so
+    // a rerun finds the cached tree.
+    let out = cache_root().join("amphora/amphora-x64-haproxy.qcow2");
     let cache = cache_root().join("amphora/image-cache");
+    std::fs::create_dir_all(&cache).unwrap();
     Command::cargo_bin("amphora-create")
         .unwrap()
         .current_dir(work.path())
         .env("DIB_REPO_PATH", dib_repo())
         .env("LIBGUESTFS_BACKEND", "direct")
-        .args(["-i", "debian-minimal", "-o"])
+        .args(["-i", "debian-minimal", "-w"])
+        .arg(work.path())
+        .arg("-o")
         .arg(&out)
         .arg("-c")
         .arg(&cache)
