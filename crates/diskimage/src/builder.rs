@@ -101,8 +101,11 @@ pub struct BuildSummary {
     pub layout: DiskLayout,
     /// Whether a bootloader is installed (`vm`).
     pub bootloader: bool,
-    /// Packages installed after the bootstrap.
+    /// Packages installed after the bootstrap (the OS and `vm` set).
     pub packages: Vec<String>,
+    /// `-p` packages, installed in their own stage on top of `packages`,
+    /// so changing them keeps the cached package stage.
+    pub extra_packages: Vec<String>,
     /// Stages, first is the bootstrap.
     pub stages: Vec<Stage>,
 }
@@ -268,7 +271,6 @@ impl ImageBuilder {
         if vm {
             packages.extend(["grub-pc-bin".to_string(), "grub2-common".to_string()]);
         }
-        packages.extend(self.packages.iter().cloned());
         let mut chain = KeyChain::new(&spec.cache_key());
         let mut stages = vec![Stage {
             name: "bootstrap".into(),
@@ -277,6 +279,11 @@ impl ImageBuilder {
         chain.push_str("packages-v2", &packages.join(" "));
         stages.push(Stage {
             name: "packages".into(),
+            key: chain.key(),
+        });
+        chain.push_str("extra-packages", &self.packages.join(" "));
+        stages.push(Stage {
+            name: "extra-packages".into(),
             key: chain.key(),
         });
         chain
@@ -295,6 +302,7 @@ impl ImageBuilder {
             layout,
             bootloader: vm,
             packages,
+            extra_packages: self.packages.clone(),
             stages,
         })
     }
@@ -361,7 +369,12 @@ impl ImageBuilder {
             let t = Instant::now();
             let _span = tracing::info_span!("stage", name = %stage.name).entered();
             match stage.name.as_str() {
-                "packages" => self.stage_packages(&summary, &cache, &root, &log)?,
+                "packages" => {
+                    self.stage_packages(&summary, &summary.packages, &cache, &root, &log)?
+                }
+                "extra-packages" => {
+                    self.stage_packages(&summary, &summary.extra_packages, &cache, &root, &log)?
+                }
                 "configure" => self.stage_configure(&summary, &root)?,
                 other => {
                     return Err(Error::Option {
@@ -425,10 +438,14 @@ impl ImageBuilder {
     fn stage_packages(
         &self,
         s: &BuildSummary,
+        packages: &[String],
         cache: &Cache,
         root: &Path,
         log: &Path,
     ) -> Result<()> {
+        if packages.is_empty() {
+            return Ok(());
+        }
         let debs = cache.debs_dir(s.distro.name(), &s.rootfs.release, &s.rootfs.arch)?;
         let mut chroot = Chroot::enter(root)?;
         rootfs::block_services(root)?;
@@ -449,7 +466,7 @@ impl ImageBuilder {
         for (p, c) in &speed {
             std::fs::write(p, c).map_err(io(p))?;
         }
-        let r = rootfs::apt_install(&mut chroot, &debs, &s.packages, log);
+        let r = rootfs::apt_install(&mut chroot, &debs, packages, log);
         let r = r.and_then(|()| run_logged(&mut chroot.command(&["apt-get", "-q", "clean"]), log));
         for (p, _) in &speed {
             std::fs::remove_file(p).map_err(io(p))?;
@@ -574,14 +591,14 @@ mod tests {
         let mut more = b(&["debian-minimal", "vm"]);
         more.packages.push("vim".into());
         let more = k(&more);
-        assert_eq!(more[0], base[0], "bootstrap unchanged");
-        assert_ne!(more[1], base[1]);
+        assert_eq!(more[..2], base[..2], "bootstrap and packages unchanged");
         assert_ne!(more[2], base[2]);
+        assert_ne!(more[3], base[3]);
         let mut grub = b(&["debian-minimal", "vm"]);
         grub.grub_timeout = "0".into();
         let grub = k(&grub);
-        assert_eq!(grub[..2], base[..2], "only configure changes");
-        assert_ne!(grub[2], base[2]);
+        assert_eq!(grub[..3], base[..3], "only configure changes");
+        assert_ne!(grub[3], base[3]);
         let mut rel = b(&["debian-minimal", "vm"]);
         rel.release = Some("trixie".into());
         assert_ne!(k(&rel)[0], base[0]);
