@@ -8,7 +8,9 @@
 //! cleanup.d), `TMP_MOUNT_PATH`, `TMP_HOOKS_PATH`, `TMP_BUILD_DIR`, `ARCH`
 //! and the `DIB_*` variables; in-chroot phases run through `chroot` with the
 //! hooks bind-mounted at `/tmp/in_target.d` and /proc, /sys, /dev,
-//! /dev/pts mounted, all unmounted on every exit path (a guard's drop).
+//! /dev/pts mounted, all unmounted on every exit path (a guard's drop);
+//! what the hooks themselves mount below the root is unmounted when the
+//! [`Executor`] is dropped (or by [`base::unmount_under`] earlier).
 //! Only `DIB_*` and the variables listed in [`PASSTHROUGH`] reach a hook
 //! from the caller's environment.
 
@@ -408,6 +410,22 @@ impl<'a> Executor<'a> {
             element: what.2.to_string(),
             status: format!("{}: {status}", args.join(" ")),
         })
+    }
+}
+
+impl Drop for Executor<'_> {
+    /// Like DIB's exit trap: whatever hooks mounted below the root and left
+    /// (an apt cache bind, a `/proc`) is unmounted when the executor goes
+    /// away, also when a phase failed or a panic unwinds.
+    fn drop(&mut self) {
+        if self.root.exists() {
+            if let Err(e) = base::unmount_under(&self.root) {
+                tracing::warn!(
+                    "unmounting what the hooks left under {}: {e}",
+                    self.root.display()
+                );
+            }
+        }
     }
 }
 
