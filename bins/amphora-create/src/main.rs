@@ -218,6 +218,13 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
             .unwrap_or_else(|| temp.path().to_path_buf()),
     );
     b.elements_path = plan.search_path();
+    // The builder installs GRUB's packages after cleanup.d, when the image's
+    // own resolver (no-resolvconf's loopback one) is already back in place:
+    // install them with the other packages instead, while the build still
+    // resolves names (the builder then finds them and skips its own step).
+    if plan.elements.iter().any(|e| e == "vm") && matches!(b.arch.as_str(), "amd64" | "x86_64") {
+        b.packages = vec!["grub-pc-bin".into(), "grub2-common".into()];
+    }
     let _span = tracing::info_span!("amphora_build", base_os = %plan.base_os).entered();
     let rt = runtime()?;
     let report = match rt.block_on(b.build()) {
