@@ -78,7 +78,7 @@ SHIM
     chmod +x "$WORK/shim/sudo"
     export PATH=$WORK/shim:$VENV/bin:$PATH DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1
     export DIB_IMAGE_CACHE=$WORK/dib-cache
-    # DIB's default sources add security.debian.org (not reachable here).
+    # DIB's default sources add a security.debian.org URL that answers 400 here.
     export DIB_APT_SOURCES_CONF="default:deb $DIB_DISTRIBUTION_MIRROR bookworm main
 updates:deb $DIB_DISTRIBUTION_MIRROR bookworm-updates main"
     timeit dib-cold   disk-image-create -o "$WORK/dib-cold" debian-minimal

@@ -270,8 +270,8 @@ async fn dib_elements_vm_debian_minimal_boots() {
         .map(|e| e.path().join("site-packages/diskimage_builder/elements"))
         .find(|p| p.is_dir())
         .expect("diskimage-builder's elements in the venv");
-    // DIB's default apt sources add security.debian.org, which is not a
-    // registry reachable here: use the machine's mirror for both suites.
+    // DIB's default apt sources add a security.debian.org URL that answers
+    // HTTP 400 here (apt-get update fails): the machine's mirror for both suites.
     let mirror = diskimage::rootfs::resolve_mirror(diskimage::Distro::Debian, "bookworm").unwrap();
     std::env::set_var(
         "DIB_APT_SOURCES_CONF",
