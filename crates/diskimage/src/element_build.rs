@@ -199,6 +199,10 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         .map_err(io(&tmp_parent))?;
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).map_err(io(&root))?;
+    // Dropped before `work`: a hook that failed before its own clean-up
+    // (e.g. an apt cache bind mount) must not leave a mount that removing
+    // the work directory would descend into.
+    let _sweep = MountSweep(root.clone());
     let log = b
         .log_dir
         .clone()
@@ -353,4 +357,73 @@ fn prepare_grub(
     std::fs::create_dir_all(root.join("etc/default")).map_err(io(&p))?;
     std::fs::write(&p, crate::bootloader::default_grub(&b.grub_timeout)).map_err(io(&p))?;
     Ok(())
+}
+
+/// Unmounts whatever is still mounted under its path when dropped.
+struct MountSweep(PathBuf);
+
+impl Drop for MountSweep {
+    fn drop(&mut self) {
+        sweep_mounts(&self.0);
+    }
+}
+
+/// Lazily unmount every mount point at or under `root`, deepest first.
+fn sweep_mounts(root: &Path) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = root.display().to_string();
+    let under = format!("{prefix}/");
+    let mut points: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p == prefix || p.starts_with(&under))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        tracing::warn!(mount = %p, "left mounted by a hook; unmounting");
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(p)
+            .status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn mounted(p: &Path) -> bool {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let p = p.display().to_string();
+        text.lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    }
+
+    /// A bind mount left under the root (as a failed hook leaves one) is
+    /// gone after the sweep, and the bound directory keeps its files.
+    #[test]
+    fn sweep_unmounts_leftovers_and_keeps_the_bound_files() {
+        let t = tempfile::tempdir().unwrap();
+        let keep = t.path().join("cache");
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(keep.join("a.deb"), "x").unwrap();
+        let root = t.path().join("root");
+        let at = root.join("var/cache/apt/archives");
+        std::fs::create_dir_all(&at).unwrap();
+        let st = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&keep)
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount --bind (needs root)");
+        assert!(mounted(&at));
+        drop(MountSweep(root.clone()));
+        assert!(!mounted(&at));
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(keep.join("a.deb").is_file());
+    }
 }
