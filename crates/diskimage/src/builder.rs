@@ -323,6 +323,8 @@ impl ImageBuilder {
             .tempdir_in(&tmp_parent)
             .map_err(io(&tmp_parent))?;
         let root = work.path().join("root");
+        // Dropped before `work`: nothing stays mounted under the tree.
+        let _sweep = crate::element_build::MountSweep(root.clone());
         let log_dir = match &self.log_dir {
             Some(d) => d.clone(),
             None => work.path().to_path_buf(),

@@ -360,7 +360,7 @@ fn prepare_grub(
 }
 
 /// Unmounts whatever is still mounted under its path when dropped.
-struct MountSweep(PathBuf);
+pub(crate) struct MountSweep(pub(crate) PathBuf);
 
 impl Drop for MountSweep {
     fn drop(&mut self) {
