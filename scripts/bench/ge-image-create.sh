@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmark: `ge-image create --backend local` against Packer 1.6.6's qemu
+# builder followed by the original create_ge_images post-processing, same
+# base image (scripts/test-image/build.sh), same create.sh and data.tgz
+# (fixtures/ge-image/webdemo), one run each, TCG:
+#   peer: packer build (qemu builder: copy of the base, boot, SSH, upload
+#         data.tgz + create.sh, run it, poweroff), then virt-sysprep,
+#         shrink.py (guestfish e2fsck/resize2fs -M/tune2fs, qemu-img create,
+#         virt-resize --shrink), virt-sparsify, upload as <name>_rc.
+#   ours: ge-image create NAME --backend local (boot on an overlay, create.sh,
+#         snapshot, prepare in one appliance, upload, verify) -- it also runs
+#         the test step (a second boot + test.sh), which the peer does not:
+#         that time is reported separately from create.log/test.log stamps.
+#   ours without prepare: --no-prepare.
+# Targets: ours <= 0.4x the peer; --no-prepare no slower than Packer alone.
+# Needs: packer, libguestfs-tools, qemu, the local cloud (scripts/setup.sh).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+die() { echo "ge-image-create bench: $*" >&2; exit 1; }
+for t in packer virt-sysprep virt-resize virt-sparsify virt-customize guestfish qemu-img dpkg-deb; do
+    command -v "$t" >/dev/null || die "$t missing"
+done
+export LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+export OS_CLIENT_CONFIG_FILE=${OS_CLIENT_CONFIG_FILE:-$HOME/.cache/openstack-image-tools/local-cloud/clouds.yaml}
+OSC=${OSC:-$HOME/.cache/openstack-image-tools/local-cloud/venv/bin/openstack}
+osc() { "$OSC" --os-cloud local --os-region-name RegionOne "$@"; }
+IMAGE=${IMAGE:-$("$ROOT/scripts/test-image/build.sh")}
+# GE=/path/to/ge-image uses that binary (e.g. a debug build) instead.
+if [ -z "${GE:-}" ]; then
+    cargo build -q --release -p ge-image --manifest-path "$ROOT/Cargo.toml"
+    GE="${CARGO_TARGET_DIR:-$ROOT/target}/release/ge-image"
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ge-create-bench.XXXXXX")
+cleanup() {
+    for id in $(osc image list --private -f value -c ID -c Name | awk '$2 ~ /^gebench-/ {print $1}'); do
+        osc image delete "$id" || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+
+# The base in Glance (ours downloads it once into its cache: warm it first,
+# as Packer gets a local file).
+BASE=gebench-base
+osc image create --disk-format qcow2 --container-format bare --private --file "$IMAGE" "$BASE" >/dev/null
+# The image folder.
+F="$WORK/images"; mkdir -p "$F/gebench-web" "$F/gebench-raw" "$WORK/deb"
+dpkg-deb --root-owner-group --build "$ROOT/fixtures/ge-image/webdemo/pkg" "$WORK/deb/webdemo_1.0_all.deb" >/dev/null
+for d in gebench-web gebench-raw; do
+    cp "$ROOT/fixtures/ge-image/webdemo/create.sh" "$ROOT/fixtures/ge-image/webdemo/test.sh" "$F/$d/"
+    tar -czf "$F/$d/data.tgz" -C "$WORK/deb" webdemo_1.0_all.deb
+done
+cat >"$WORK/settings.toml" <<TOML
+backend = "local"
+base = "bench"
+[bases.bench]
+image = "$BASE"
+user = "root"
+TOML
+
+# --- peer: Packer's qemu builder (root's key put into a copy of the base first, untimed) ---
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/key"
+cp --sparse=always "$IMAGE" "$WORK/base.qcow2"
+virt-customize -q -a "$WORK/base.qcow2" --ssh-inject "root:file:$WORK/key.pub" >/dev/null
+cat >"$WORK/packer.json" <<JSON
+{
+  "builders": [{
+    "type": "qemu", "accelerator": "tcg", "headless": true,
+    "iso_url": "$WORK/base.qcow2", "iso_checksum": "none", "disk_image": true,
+    "format": "qcow2", "disk_interface": "virtio", "net_device": "virtio-net",
+    "memory": 1024, "cpus": 1,
+    "ssh_username": "root", "ssh_private_key_file": "$WORK/key", "ssh_timeout": "20m",
+    "shutdown_command": "poweroff",
+    "output_directory": "$WORK/packer-out", "vm_name": "tmp_image"
+  }],
+  "provisioners": [
+    {"type": "file", "source": "$F/gebench-web/data.tgz", "destination": "/root/data.tgz"},
+    {"type": "file", "source": "$F/gebench-web/create.sh", "destination": "/root/create.sh"},
+    {"type": "shell", "inline": ["cd /root && chmod 700 create.sh && ./create.sh", "userdel -r support || true", "rm -f /root/create.sh /root/data.tgz"]}
+  ]
+}
+JSON
+t0=$(now)
+PACKER_LOG=0 packer build -color=false "$WORK/packer.json" >"$WORK/packer.log" 2>&1 \
+    || { tail -n 40 "$WORK/packer.log"; die "packer failed"; }
+t1=$(now)
+img="$WORK/packer-out/tmp_image"
+virt-sysprep -q -a "$img" >"$WORK/sysprep.log" 2>&1 || { cat "$WORK/sysprep.log"; die "virt-sysprep failed"; }
+fs_bytes=$(guestfish -a "$img" 2>"$WORK/shrink.log" <<'GF' | awk -F': ' '/^Block count/ {c=$2} /^Block size/ {s=$2} END {print c*s}'
+run
+e2fsck-f /dev/sda1
+resize2fs-M /dev/sda1
+tune2fs-l /dev/sda1
+GF
+)
+mib=$((fs_bytes / 1048576))
+if   [ "$mib" -lt 1000 ];  then target=1024M
+elif [ "$mib" -lt 5000 ];  then target=5G
+elif [ "$mib" -lt 10000 ]; then target=10G
+else target=""; fi
+if [ -n "$target" ]; then
+    qemu-img create -q -f qcow2 -o preallocation=metadata "$WORK/newdisk.qcow2" "$target"
+    virt-resize -q --shrink /dev/sda1 "$img" "$WORK/newdisk.qcow2" >"$WORK/resize.log" 2>&1 \
+        || { cat "$WORK/resize.log"; die "virt-resize failed"; }
+    mv "$WORK/newdisk.qcow2" "$img"
+fi
+virt-sparsify -q --check-tmpdir=continue "$img" "$WORK/peer.qcow2" >"$WORK/sparsify.log" 2>&1 \
+    || { cat "$WORK/sparsify.log"; die "virt-sparsify failed"; }
+osc image create --disk-format qcow2 --container-format bare --private \
+    --file "$WORK/peer.qcow2" gebench-peer_rc >/dev/null
+t2=$(now)
+
+# --- ours (the first run downloads the base from Glance into its cache, ~5 s) ---
+t3=$(now)
+"$GE" create gebench-web --settings "$WORK/settings.toml" --folder-root "$F" \
+    --os-cloud local --os-region-name RegionOne >"$WORK/ours.out" 2>"$WORK/ours.err" \
+    || { tail -n 30 "$WORK/ours.err"; die "ge-image create failed"; }
+t4=$(now)
+"$GE" create gebench-raw --no-prepare --settings "$WORK/settings.toml" --folder-root "$F" \
+    --os-cloud local --os-region-name RegionOne >"$WORK/raw.out" 2>"$WORK/raw.err" \
+    || { tail -n 30 "$WORK/raw.err"; die "ge-image create --no-prepare failed"; }
+t5=$(now)
+python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" <<'PY'
+import sys
+t0, t1, t2, t3, t4, t5 = map(float, sys.argv[1:7])
+packer, peer, ours, raw = t1 - t0, t2 - t0, t4 - t3, t5 - t4
+print(f"peer: packer build {packer:.1f} s + post-processing and upload {t2-t1:.1f} s = {peer:.1f} s")
+print(f"ge-image create (with prepare; includes its test step: a second boot): {ours:.1f} s; ratio {ours/peer:.2f} (target <= 0.40)")
+print(f"ge-image create --no-prepare (incl. its test step): {raw:.1f} s; vs packer alone {raw/packer:.2f} (target <= 1.0)")
+PY
