@@ -16,7 +16,7 @@ cd "$PROJECT_ROOT"
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 cloud_was_up=0; rabbit_was_up=0
-port_open 5000 && port_open 9292 && port_open 9293 && cloud_was_up=1
+port_open 5000 && port_open 9292 && port_open 9293 && port_open 9294 && cloud_was_up=1
 port_open 5672 && rabbit_was_up=1
 
 stop_started_services() {

@@ -471,7 +471,9 @@ pub async fn wait_for_ssh(
 }
 
 /// How to run a remote command.
-#[derive(Debug, Clone, Default)]
+///
+/// Its `Debug` output names the environment variables, never their values.
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Allocate a pseudo-terminal (`ssh -t`; sudo on CentOS needs one). The
     /// command's stdin is then the terminal, which sends nothing.
@@ -485,6 +487,22 @@ pub struct RunOptions {
     /// Kill the command's whole process group (signal KILL, from a second
     /// channel) after this long.
     pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(name, _)| format!("{name}=<redacted>"))
+            .collect();
+        f.debug_struct("RunOptions")
+            .field("pty", &self.pty)
+            .field("env", &env)
+            .field("log", &self.log)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// How a remote command ended.
@@ -1038,6 +1056,17 @@ fn random_hex() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_options_debug_names_variables_but_never_values() {
+        let options = RunOptions {
+            env: vec![("OS_PASSWORD".into(), "hunter2".into())],
+            ..Default::default()
+        };
+        let text = format!("{options:?}");
+        assert!(text.contains("OS_PASSWORD=<redacted>"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
 
     #[test]
     fn shell_quote_handles_quotes_and_spaces() {

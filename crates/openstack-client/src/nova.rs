@@ -237,7 +237,10 @@ pub struct NetworkSpec {
 }
 
 /// Request for `POST /servers`.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Its `Debug` output shows the size of `user_data`, never its content
+/// (user data often carries passwords or tokens).
+#[derive(Clone, PartialEq, Default)]
 pub struct ServerCreate {
     /// Name.
     pub name: String,
@@ -259,6 +262,29 @@ pub struct ServerCreate {
     pub availability_zone: Option<String>,
     /// Config drive.
     pub config_drive: Option<bool>,
+}
+
+impl std::fmt::Debug for ServerCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCreate")
+            .field("name", &self.name)
+            .field("image_ref", &self.image_ref)
+            .field("flavor_ref", &self.flavor_ref)
+            .field("key_name", &self.key_name)
+            .field("security_groups", &self.security_groups)
+            .field("networks", &self.networks)
+            .field(
+                "user_data",
+                &self
+                    .user_data
+                    .as_ref()
+                    .map(|d| format!("<redacted, {} bytes>", d.len())),
+            )
+            .field("metadata", &self.metadata)
+            .field("availability_zone", &self.availability_zone)
+            .field("config_drive", &self.config_drive)
+            .finish()
+    }
 }
 
 impl ServerCreate {
@@ -780,6 +806,15 @@ fn server_failed(id: &str, server: Server) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_create_debug_never_shows_user_data() {
+        let req = ServerCreate::new("vm", "img", "flavor").user_data(b"password=hunter2".to_vec());
+        let text = format!("{req:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("16 bytes"), "{text}");
+        assert!(text.contains("\"vm\""), "{text}");
+    }
 
     #[test]
     fn microversions_order_and_parse() {
