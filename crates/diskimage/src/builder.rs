@@ -411,12 +411,31 @@ impl ImageBuilder {
             (None, None)
         };
         let disk_seconds = td.elapsed().as_secs_f64();
+        let outputs = self.write_image_outputs(disk_path.as_deref(), &root)?;
+        Ok(BuildReport {
+            debootstrap_ran,
+            stages: reports,
+            disk: disk_plan,
+            disk_seconds,
+            outputs,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Write every requested output type (and checksums) from the
+    /// assembled disk, or from the tree for tree-only types, next to
+    /// `self.output`.
+    pub(crate) fn write_image_outputs(
+        &self,
+        disk: Option<&Path>,
+        root: &Path,
+    ) -> Result<Vec<OutputFile>> {
         if let Some(parent) = self.output.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let outputs = write_outputs(
-            disk_path.as_deref(),
-            Some(&root),
+        write_outputs(
+            disk,
+            Some(root),
             &self.output,
             &OutputOptions {
                 types: self.types.clone(),
@@ -426,15 +445,7 @@ impl ImageBuilder {
                     .ok()
                     .filter(|s| !s.is_empty()),
             },
-        )?;
-        Ok(BuildReport {
-            debootstrap_ran,
-            stages: reports,
-            disk: disk_plan,
-            disk_seconds,
-            outputs,
-            seconds: t0.elapsed().as_secs_f64(),
-        })
+        )
     }
 
     fn stage_packages(

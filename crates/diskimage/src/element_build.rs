@@ -28,7 +28,6 @@ use crate::disk::{self, DiskLayout};
 use crate::element::{expand_image_elements, ImageElementOptions};
 use crate::error::{Error, Result};
 use crate::executor::{filter_environment, ExecOptions, Executor};
-use crate::output::{write_outputs, OutputOptions};
 use crate::phase_cache::{phase_keys, TREE_PHASES};
 use crate::phases::{BuildPlan, Step};
 use crate::rootfs::{self, Chroot, Distro};
@@ -288,22 +287,7 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         disk_path = Some(raw);
     }
     let disk_seconds = td.elapsed().as_secs_f64();
-    if let Some(parent) = b.output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let outputs = write_outputs(
-        disk_path.as_deref(),
-        Some(&root),
-        &b.output,
-        &OutputOptions {
-            types: b.types.clone(),
-            compress: b.compress,
-            checksum: b.checksum,
-            qemu_img_options: std::env::var("QEMU_IMG_OPTIONS")
-                .ok()
-                .filter(|s| !s.is_empty()),
-        },
-    )?;
+    let outputs = b.write_image_outputs(disk_path.as_deref(), &root)?;
     Ok(BuildReport {
         debootstrap_ran,
         stages: reports,

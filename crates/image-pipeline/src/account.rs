@@ -25,6 +25,7 @@ use openstack_client::nova::ComputeClient;
 use openstack_client::Session;
 use serde::Serialize;
 
+use crate::error::os_err;
 use crate::error::{Error, Result};
 use crate::ssh::SshKey;
 
@@ -295,19 +296,6 @@ impl AccountReport {
             out.push_str("nothing to do: the account is set up\n");
         }
         out
-    }
-}
-
-fn os_err(
-    action: impl Into<String>,
-    resource: impl Into<String>,
-) -> impl FnOnce(openstack_client::Error) -> Error {
-    let action = action.into();
-    let resource = resource.into();
-    move |source| Error::OpenStack {
-        action,
-        resource,
-        source: Box::new(source),
     }
 }
 

@@ -381,3 +381,17 @@ impl Error {
         }
     }
 }
+
+/// Wrap an OpenStack client error with what was being done to which resource.
+pub(crate) fn os_err(
+    action: impl Into<String>,
+    resource: impl Into<String>,
+) -> impl FnOnce(openstack_client::Error) -> Error {
+    let action = action.into();
+    let resource = resource.into();
+    move |source| Error::OpenStack {
+        action,
+        resource,
+        source: Box::new(source),
+    }
+}

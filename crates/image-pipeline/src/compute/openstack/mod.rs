@@ -27,6 +27,7 @@ use openstack_client::nova::{ComputeClient, ServerCreate, ServerStatus};
 use openstack_client::Session;
 
 use super::{AccessProfile, ComputeBackend, VmAddress, VmHandle, VmSpec};
+use crate::error::os_err;
 use crate::error::{Error, Result};
 use crate::ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord};
 
@@ -140,20 +141,6 @@ impl VmHandle for OpenStackVm {
     }
     fn id(&self) -> &str {
         &self.id
-    }
-}
-
-/// Wrap a client error with what was being done to which resource.
-fn os_err(
-    action: impl Into<String>,
-    resource: impl Into<String>,
-) -> impl FnOnce(openstack_client::Error) -> Error {
-    let action = action.into();
-    let resource = resource.into();
-    move |source| Error::OpenStack {
-        action,
-        resource,
-        source: Box::new(source),
     }
 }
 
