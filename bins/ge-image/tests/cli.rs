@@ -77,7 +77,8 @@ fn list_operations_marks_the_defaults() {
     assert!(line("ge-support-user").starts_with("ge-support-user * "));
     assert!(line("user-account").starts_with("user-account   "));
     assert!(line("fs-uuids").starts_with("fs-uuids   "));
-    assert_eq!(text.lines().count(), 45);
+    assert!(line("selinux-relabel").starts_with("selinux-relabel * "));
+    assert_eq!(text.lines().count(), 46);
 }
 
 #[test]

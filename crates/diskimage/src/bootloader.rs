@@ -24,6 +24,18 @@ pub fn default_grub(timeout: &str) -> String {
     )
 }
 
+/// Shell run in the guest (libguestfs binds /proc and /dev into it): find
+/// the whole disk under the partition mounted at `/` and install GRUB there.
+const GRUB_INSTALL_ON_ROOT_DISK: &str = r#"set -e
+root=$(awk '$2 == "/" { dev = $1 } END { print dev }' /proc/mounts)
+case "$root" in
+  /dev/nvme*|/dev/mmcblk*|/dev/loop*) disk=${root%p[0-9]*} ;;
+  *) disk=$(printf '%s' "$root" | sed 's/[0-9]*$//') ;;
+esac
+[ -b "$disk" ] || { echo "no disk device for the root $root" >&2; exit 1; }
+grub-install --target=i386-pc --no-floppy "$disk"
+"#;
+
 /// Install GRUB into the raw disk `disk` laid out by `plan`.
 #[tracing::instrument(skip_all, fields(disk = %disk.display()))]
 pub async fn install_grub(disk: &Path, plan: &DiskPlan, accel: Accel) -> Result<()> {
@@ -48,12 +60,10 @@ pub async fn install_grub(disk: &Path, plan: &DiskPlan, accel: Accel) -> Result<
         .with_handle(move |g| {
             let dev = format!("/dev/sda{part}");
             g.mount(&dev, "/")?;
-            g.command(&[
-                "grub-install",
-                "--target=i386-pc",
-                "--no-floppy",
-                "/dev/sda",
-            ])?;
+            // The appliance's kernel may name the image `sdb` (its own disk
+            // being `sda`), and commands see raw kernel names: install to
+            // the disk that holds the mounted root, read from /proc/mounts.
+            g.sh(GRUB_INSTALL_ON_ROOT_DISK)?;
             g.command(&["grub-mkconfig", "-o", "/boot/grub/grub.cfg"])?;
             g.sync()?;
             g.umount_all()?;
