@@ -9,9 +9,9 @@
 //! (`scripts/dib-venv.sh`). vm test group (slow).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Std, Stdio};
-use std::time::{Duration, Instant};
+use cloud_test_support::boot_to_login;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -37,54 +37,6 @@ fn dib_repo() -> PathBuf {
 
 fn cache_root() -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/openstack-image-tools")
-}
-
-struct Qemu(Child);
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn boot_to_login(image: &Path, dir: &Path) -> String {
-    let serial = dir.join("serial.log");
-    let child = Std::new("qemu-system-x86_64")
-        .args([
-            "-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none",
-        ])
-        .args(["-no-reboot", "-nic", "user,model=virtio-net-pci"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-drive")
-        .arg(format!(
-            "file={},format=qcow2,if=virtio,snapshot=on",
-            image.display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64");
-    let mut qemu = Qemu(child);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let text = std::fs::read_to_string(&serial).unwrap_or_default();
-        if text.contains("login:") {
-            return text;
-        }
-        if let Some(st) = qemu.0.try_wait().unwrap() {
-            panic!("QEMU exited ({st}) before a login prompt; console:\n{text}");
-        }
-        if Instant::now() > deadline {
-            let n = text.len().saturating_sub(3000);
-            panic!(
-                "no login prompt within the boot deadline; console tail:\n{}",
-                text.get(n..).unwrap_or(&text)
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
 }
 
 #[test]
@@ -130,6 +82,6 @@ fn debian_amphora_builds_passes_its_tests_and_boots() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Amphora image looks good."));
-    let console = boot_to_login(&out, work.path());
+    let console = boot_to_login(&out, "qcow2", work.path());
     assert!(console.contains("login:"));
 }

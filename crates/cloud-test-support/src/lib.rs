@@ -20,7 +20,9 @@
 //!   Glance ([`cloud_lock`]);
 //! - unique names for test resources ([`unique`], [`unique_nid`]);
 //! - an image clean-up guard that deletes the images of a test when dropped,
-//!   even when the test panics ([`ImageCleanup`]).
+//!   even when the test panics ([`ImageCleanup`]);
+//! - booting a built image under QEMU TCG to its login prompt
+//!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create).
 
 // Test support fails the test that calls it by panicking, with a message
 // saying what to do: `unwrap`, `expect` and `panic!` are its error reporting.
@@ -249,6 +251,66 @@ impl Drop for ImageCleanup {
                 }
             })
         });
+    }
+}
+
+/// Boot `image` (in `format`: `qcow2`, `raw`) under QEMU TCG with its serial
+/// console in `dir/serial.log`, read-only (`snapshot=on`), until `login:`
+/// shows; returns the console text. Panics with the console's tail when
+/// QEMU exits first or no prompt shows within 15 minutes; QEMU is killed in
+/// every case. Shared by the image-build tests that check a built image boots.
+pub fn boot_to_login(image: &std::path::Path, format: &str, dir: &std::path::Path) -> String {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    struct Qemu(Child);
+    impl Drop for Qemu {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let serial = dir.join("serial.log");
+    let child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none",
+        ])
+        .args(["-no-reboot", "-nic", "user,model=virtio-net-pci"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format={format},if=virtio,snapshot=on",
+            image.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64");
+    let mut qemu = Qemu(child);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let text = std::fs::read_to_string(&serial).unwrap_or_default();
+        if text.contains("login:") {
+            return text;
+        }
+        if let Some(st) = qemu.0.try_wait().unwrap() {
+            panic!("QEMU exited ({st}) before a login prompt; console:\n{text}");
+        }
+        if Instant::now() > deadline {
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!("no login prompt within the boot deadline; console tail:\n{tail}");
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 

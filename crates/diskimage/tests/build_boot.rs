@@ -6,8 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use diskimage::{ImageBuilder, ImageType};
 
@@ -42,60 +41,7 @@ fn sh(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Kills QEMU when dropped (also when an assertion fails).
-struct Qemu(Child);
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Boot `image` under TCG with the serial console in `dir/serial.log`
-/// until `login:` shows; returns the console text.
-fn boot_to_login(image: &Path, format: &str, dir: &Path) -> String {
-    let serial = dir.join("serial.log");
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none",
-        ])
-        .args(["-no-reboot", "-nic", "user,model=virtio-net-pci"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-drive")
-        .arg(format!(
-            "file={},format={format},if=virtio,snapshot=on",
-            image.display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64");
-    let mut qemu = Qemu(child);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let text = std::fs::read_to_string(&serial).unwrap_or_default();
-        if text.contains("login:") {
-            return text;
-        }
-        if let Some(st) = qemu.0.try_wait().unwrap() {
-            panic!("QEMU exited ({st}) before a login prompt; console:\n{text}");
-        }
-        if Instant::now() > deadline {
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(3000)
-                .collect::<String>()
-                .chars()
-                .rev()
-                .collect();
-            panic!("no login prompt within the boot deadline; console tail:\n{tail}");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
+use cloud_test_support::boot_to_login;
 
 /// `debugfs -R <request>` on the filesystem at `offset` bytes into `raw`.
 fn debugfs(raw: &Path, offset: u64, request: &str) -> String {
