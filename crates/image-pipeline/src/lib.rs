@@ -66,7 +66,7 @@ pub use publish::{
 };
 pub use settings::{Overrides, Settings};
 pub use ssh::{
-    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, RunOutcome, Session, SshKey, SshTarget,
-    UploadSource, WaitPolicy,
+    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, RunOutcome, SshKey, SshSession,
+    SshTarget, UploadSource, WaitPolicy,
 };
 pub use test_run::TestOutcome;

@@ -7,7 +7,7 @@
 //! [`KnownHosts::forget`], `ssh -t` as [`RunOptions::pty`], and
 //! `2>&1 | tee create.log` as [`RunOptions::log`].
 //!
-//! Environment values given to [`Session::run`] never appear on a command
+//! Environment values given to [`SshSession::run`] never appear on a command
 //! line nor in a log: they travel over the channel's standard input into a
 //! mode-0600 file that the remote shell sources and removes before the command.
 
@@ -444,13 +444,13 @@ pub async fn wait_for_ssh(
     target: &SshTarget,
     known_hosts: &KnownHosts,
     policy: WaitPolicy,
-) -> Result<Session> {
+) -> Result<SshSession> {
     let attempts = policy.attempts.max(1);
     tokio::time::sleep(policy.initial_delay).await;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match Session::connect(target, known_hosts).await {
+        match SshSession::connect(target, known_hosts).await {
             Ok(session) => return Ok(session),
             Err(e @ (Error::HostKeyChanged { .. } | Error::KnownHosts { .. })) => return Err(e),
             Err(e) => {
@@ -594,20 +594,20 @@ impl Sink {
 }
 
 /// A connected, authenticated SSH session.
-pub struct Session {
+pub struct SshSession {
     handle: Handle<Client>,
     host: String,
     port: u16,
     span: tracing::Span,
 }
 
-impl fmt::Debug for Session {
+impl fmt::Debug for SshSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Session({}:{})", self.host, self.port)
+        write!(f, "SshSession({}:{})", self.host, self.port)
     }
 }
 
-impl Session {
+impl SshSession {
     /// Connect to `target`, check its host key against `known_hosts`, and
     /// authenticate with the target's key (one attempt; see [`wait_for_ssh`]).
     pub async fn connect(target: &SshTarget, known_hosts: &KnownHosts) -> Result<Self> {
@@ -704,7 +704,7 @@ impl Session {
     /// Run `command` through the remote user's shell.
     ///
     /// A non-zero exit, a signal or a timeout is reported in the
-    /// [`RunOutcome`], not as an error; see [`Session::run_checked`].
+    /// [`RunOutcome`], not as an error; see [`SshSession::run_checked`].
     pub async fn run(&self, command: &str, options: &RunOptions) -> Result<RunOutcome> {
         let env_names: Vec<&str> = options.env.iter().map(|(k, _)| k.as_str()).collect();
         let span = tracing::info_span!(parent: &self.span, "ssh_run", command, env = ?env_names
@@ -790,7 +790,7 @@ impl Session {
         Ok(outcome)
     }
 
-    /// Like [`Session::run`], but an unsuccessful command is an error naming
+    /// Like [`SshSession::run`], but an unsuccessful command is an error naming
     /// the command, how it ended and the log file.
     pub async fn run_checked(&self, command: &str, options: &RunOptions) -> Result<RunOutcome> {
         let outcome = self.run(command, options).await?;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use image_pipeline::ssh::{
-    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, Session, SshKey, SshTarget,
+    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, SshKey, SshSession, SshTarget,
     UploadSource, WaitPolicy,
 };
 use image_pipeline::Error;
@@ -141,8 +141,8 @@ impl Sshd {
         }
     }
 
-    async fn session(&self) -> Session {
-        match Session::connect(&self.target(), &self.known_hosts()).await {
+    async fn session(&self) -> SshSession {
+        match SshSession::connect(&self.target(), &self.known_hosts()).await {
             Ok(s) => s,
             Err(e) => panic!("connect: {e}\nsshd log:\n{}", self.log()),
         }
@@ -183,7 +183,7 @@ async fn connects_with_generated_ed25519_and_rsa_key_file() {
         key: SshKey::from_file(&rsa).unwrap(),
     };
     assert!(target.key.describe().starts_with("ssh-rsa "));
-    let session = Session::connect(&target, &sshd.known_hosts())
+    let session = SshSession::connect(&target, &sshd.known_hosts())
         .await
         .unwrap_or_else(|e| panic!("rsa connect: {e}\n{}", sshd.log()));
     assert!(session
@@ -203,7 +203,7 @@ async fn wrong_key_is_a_clear_authentication_error() {
         user: "root".into(),
         key,
     };
-    let err = Session::connect(&target, &sshd.known_hosts())
+    let err = SshSession::connect(&target, &sshd.known_hosts())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SshAuth { .. }), "{err:?}");
@@ -288,7 +288,7 @@ async fn known_hosts_accept_new_refuse_changed_and_forget() {
         .lookup("127.0.0.1", sshd.port)
         .unwrap()
         .is_none());
-    Session::connect(&target, &known_hosts).await.unwrap();
+    SshSession::connect(&target, &known_hosts).await.unwrap();
     let recorded = known_hosts.lookup("127.0.0.1", sshd.port).unwrap().unwrap();
     assert!(same_key(
         &recorded.to_openssh().unwrap(),
@@ -304,7 +304,9 @@ async fn known_hosts_accept_new_refuse_changed_and_forget() {
     sshd.stop();
     sshd.new_host_key();
     sshd.start();
-    let err = Session::connect(&target, &known_hosts).await.unwrap_err();
+    let err = SshSession::connect(&target, &known_hosts)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::HostKeyChanged { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -316,7 +318,7 @@ async fn known_hosts_accept_new_refuse_changed_and_forget() {
     assert_eq!(still.key_data(), recorded.key_data());
 
     assert!(known_hosts.forget("127.0.0.1", sshd.port).unwrap());
-    Session::connect(&target, &known_hosts)
+    SshSession::connect(&target, &known_hosts)
         .await
         .unwrap_or_else(|e| panic!("after forget: {e}"));
     let new = known_hosts.lookup("127.0.0.1", sshd.port).unwrap().unwrap();
@@ -331,7 +333,7 @@ async fn known_hosts_accept_new_refuse_changed_and_forget() {
     sshd.new_host_key();
     sshd.start();
     let replacing = known_hosts.clone().with_policy(ChangedKeyPolicy::Replace);
-    Session::connect(&target, &replacing)
+    SshSession::connect(&target, &replacing)
         .await
         .unwrap_or_else(|e| panic!("with Replace: {e}"));
     let third = known_hosts.lookup("127.0.0.1", sshd.port).unwrap().unwrap();
