@@ -430,6 +430,10 @@ pub struct ServerFilter {
     pub name: Option<String>,
     /// Status.
     pub status: Option<ServerStatus>,
+    /// Servers booted from this image id (`image`).
+    pub image: Option<String>,
+    /// Servers of every project (`all_tenants=1`, admin only).
+    pub all_tenants: bool,
 }
 
 #[derive(Deserialize)]
@@ -644,6 +648,12 @@ impl ComputeClient {
             }
             if let Some(s) = &filter.status {
                 q.append_pair("status", s.as_str());
+            }
+            if let Some(i) = &filter.image {
+                q.append_pair("image", i);
+            }
+            if filter.all_tenants {
+                q.append_pair("all_tenants", "1");
             }
         }
         if url.query() == Some("") {

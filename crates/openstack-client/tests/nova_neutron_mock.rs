@@ -201,11 +201,41 @@ async fn server_lifecycle() {
     let listed = nova
         .list_servers(&ServerFilter {
             name: Some("new-server".into()),
-            status: None,
+            ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn server_list_filters_by_image_across_projects() {
+    let (mock, session) = cloud().await;
+    let image = "70a599e0-31e7-49b7-b260-868f441e862b";
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1/servers/detail"))
+        .and(query_param("image", image))
+        .and(query_param("all_tenants", "1"))
+        .and(query_param("status", "ACTIVE"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"servers": [server_body("ACTIVE", None)["server"]]})),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let nova = session.compute(None).await.unwrap();
+    let listed = nova
+        .list_servers(&ServerFilter {
+            image: Some(image.into()),
+            all_tenants: true,
+            status: Some(ServerStatus::Active),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].image["id"], image);
 }
 
 #[tokio::test]
