@@ -7,12 +7,25 @@
 # after STOP_TIMEOUT seconds (default 10) is killed together with its own
 # process group (up.sh starts each server with setsid, so the group holds
 # exactly that master and its workers). Data is kept. Safe to run twice.
+#
+#   down.sh                 stop every server of the cloud
+#   down.sh glance-r2 ...   stop only these (keystone, glance-r1, glance-r2, glance-r3)
 set -euo pipefail
 
 LOCAL_CLOUD_DIR=${LOCAL_CLOUD_DIR:-$HOME/.cache/openstack-image-tools/local-cloud}
 STOP_TIMEOUT=${STOP_TIMEOUT:-10}
 RUN=$LOCAL_CLOUD_DIR/run
 NAMES=(glance-r3 glance-r2 glance-r1 keystone)
+if [ "$#" -gt 0 ]; then
+  for name in "$@"; do
+    case " ${NAMES[*]} " in *" $name "*) ;; *)
+      printf 'cloud-down: error: unknown server %s (one of: %s)\n' "$name" "${NAMES[*]}" >&2
+      exit 1
+      ;;
+    esac
+  done
+  NAMES=("$@")
+fi
 
 log() { printf 'cloud-down: %s\n' "$*" >&2; }
 

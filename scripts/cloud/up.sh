@@ -5,7 +5,8 @@
 #   Glance RegionTwo   http://127.0.0.1:9293
 #   Glance RegionThree http://127.0.0.1:9294
 # Every Glance offers the glance-download import (a region pulls an image
-# from another region's Glance with the caller's token; same Keystone).
+# from another region's Glance with the caller's token; same Keystone) and has
+# two file stores, file1 (the default) and file2, so that copy-image runs.
 # Everything (venv, configs, databases, images, logs, pid files) lives under
 # $LOCAL_CLOUD_DIR (default ~/.cache/openstack-image-tools/local-cloud).
 #
@@ -14,7 +15,12 @@
 # constraints file or the Python version change; databases are initialised
 # once; configs are regenerated every run but only written when they differ.
 # A running server is reused (it is NOT restarted when its config changed;
-# run scripts/cloud/down.sh first). A port busy with anything else is refused.
+# run scripts/cloud/down.sh first, or set RESTART_CHANGED=1). A port busy with
+# anything else is refused.
+#
+# Tests that stop or restart services start a private cloud of their own with
+# LOCAL_CLOUD_DIR, CLOUD_HOST (another loopback address) and CLOUD_VENV (the
+# shared venv, used read-only), so that the shared servers are never touched.
 #
 # Environment overrides (defaults in brackets):
 #   LOCAL_CLOUD_DIR   state directory [~/.cache/openstack-image-tools/local-cloud]
@@ -22,7 +28,16 @@
 #   ADMIN_PASSWORD    Keystone admin password [secret]
 #   DEMO_PASSWORD     password of user demo in project demo [demosecret]
 #   GLANCE_PASSWORD   Glance service user password [glance-service-secret]
+#   CLOUD_HOST        loopback address the servers listen on [127.0.0.1]
+#   CLOUD_VENV        the venv [$LOCAL_CLOUD_DIR/venv]; another cloud's venv is
+#                     reused as is (never rebuilt from here when its stamp differs)
 #   KS_PORT GLANCE_R1_PORT GLANCE_R2_PORT GLANCE_R3_PORT   [5000 9292 9293 9294]
+#   REGION_COUNT      Glance regions to run, 2 (RegionOne, RegionTwo) or 3 [3]
+#   GLANCE_R1_ENDPOINT GLANCE_R2_ENDPOINT GLANCE_R3_ENDPOINT
+#                     image endpoint URL put in the catalog for that region
+#                     [http://CLOUD_HOST:port]; a test may put a proxy there
+#   KS_TOKEN_EXPIRATION  token lifetime in seconds [3600]
+#   RESTART_CHANGED   1: restart a running server whose config changed [0]
 #   READY_TIMEOUT     seconds to wait for each service [60]
 #   KS_CACHE          Keystone dogpile memory cache, true|false [true]
 #   KS_HASH_ROUNDS    bcrypt rounds for Keystone passwords [4]
@@ -36,18 +51,24 @@ PYTHON=${PYTHON:-python3}
 ADMIN_PASSWORD=${ADMIN_PASSWORD:-secret}
 DEMO_PASSWORD=${DEMO_PASSWORD:-demosecret}
 GLANCE_PASSWORD=${GLANCE_PASSWORD:-glance-service-secret}
-HOST=127.0.0.1
+HOST=${CLOUD_HOST:-127.0.0.1}
 KS_PORT=${KS_PORT:-5000}
 GLANCE_R1_PORT=${GLANCE_R1_PORT:-9292}
 GLANCE_R2_PORT=${GLANCE_R2_PORT:-9293}
 GLANCE_R3_PORT=${GLANCE_R3_PORT:-9294}
+REGION_COUNT=${REGION_COUNT:-3}
+GLANCE_R1_ENDPOINT=${GLANCE_R1_ENDPOINT:-http://$HOST:$GLANCE_R1_PORT}
+GLANCE_R2_ENDPOINT=${GLANCE_R2_ENDPOINT:-http://$HOST:$GLANCE_R2_PORT}
+GLANCE_R3_ENDPOINT=${GLANCE_R3_ENDPOINT:-http://$HOST:$GLANCE_R3_PORT}
+KS_TOKEN_EXPIRATION=${KS_TOKEN_EXPIRATION:-3600}
+RESTART_CHANGED=${RESTART_CHANGED:-0}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 KS_CACHE=${KS_CACHE:-true}
 KS_HASH_ROUNDS=${KS_HASH_ROUNDS:-4}
 PKGS=${PKGS:-keystone==30.0.0 glance==33.0.0 python-openstackclient==10.5.0 gunicorn==27.0.1}
 CONSTRAINTS=${CONSTRAINTS:-$SCRIPT_DIR/constraints.txt}
 
-VENV=$LOCAL_CLOUD_DIR/venv
+VENV=${CLOUD_VENV:-$LOCAL_CLOUD_DIR/venv}
 ETC=$LOCAL_CLOUD_DIR/etc
 DATA=$LOCAL_CLOUD_DIR/data
 RUN=$LOCAL_CLOUD_DIR/run
@@ -66,6 +87,13 @@ done
 [ -f "$CONSTRAINTS" ] || die "constraints file not found: $CONSTRAINTS"
 case "$READY_TIMEOUT" in '' | *[!0-9]*) die "READY_TIMEOUT must be a whole number of seconds, got '$READY_TIMEOUT'" ;; esac
 case "$KS_CACHE" in true | false) ;; *) die "KS_CACHE must be true or false, got '$KS_CACHE'" ;; esac
+case "$REGION_COUNT" in 2 | 3) ;; *) die "REGION_COUNT must be 2 or 3, got '$REGION_COUNT'" ;; esac
+case "$KS_TOKEN_EXPIRATION" in '' | *[!0-9]*) die "KS_TOKEN_EXPIRATION must be a whole number of seconds, got '$KS_TOKEN_EXPIRATION'" ;; esac
+case "$RESTART_CHANGED" in 0 | 1) ;; *) die "RESTART_CHANGED must be 0 or 1, got '$RESTART_CHANGED'" ;; esac
+case "$HOST" in 127.*) ;; *) die "CLOUD_HOST must be a loopback address (127.0.0.0/8), got '$HOST'" ;; esac
+GLANCE_NAMES=(glance-r1 glance-r2)
+REGIONS=RegionOne,RegionTwo
+if [ "$REGION_COUNT" = 3 ]; then GLANCE_NAMES+=(glance-r3); REGIONS=$REGIONS,RegionThree; fi
 
 umask 077
 mkdir -p "$LOCAL_CLOUD_DIR" "$ETC" "$DATA" "$RUN" "$LOGS" "$WSGI"
@@ -202,6 +230,8 @@ stamp_want=$( { echo "pkgs: $PKGS"; echo "python: $py_version"; cat "$CONSTRAINT
 stamp_file=$VENV/.openstack-image-tools-stamp
 if [ -x "$VENV/bin/gunicorn" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ]; then
   log "venv up to date ($VENV)"
+elif [ -n "${CLOUD_VENV:-}" ] && [ -x "$VENV/bin/gunicorn" ]; then
+  log "reusing the venv $VENV as is (CLOUD_VENV; its stamp differs from this spec)"
 else
   for name in keystone glance-r1 glance-r2 glance-r3; do
     if running_pid "$name" >/dev/null; then
@@ -256,6 +286,7 @@ connection = sqlite:///$DATA/keystone/keystone.db
 
 [token]
 provider = fernet
+expiration = $KS_TOKEN_EXPIRATION
 
 [fernet_tokens]
 key_repository = $DATA/keystone/fernet-keys
@@ -280,14 +311,14 @@ if [ -z "$paste_src" ] || [ ! -f "$paste_src" ]; then die "glance-api-paste.ini 
 
 glance_conf() {
   local name=$1 region=$2 port=$3 G=$ETC/$1 D=$DATA/$1
-  mkdir -p "$G" "$D/images" "$D/staging" "$D/tasks" "$D/locks"
+  mkdir -p "$G" "$D/images" "$D/images2" "$D/staging" "$D/tasks" "$D/locks"
   write_if_changed "$G/glance-api-paste.ini" <"$paste_src"
   write_if_changed "$G/glance-api.conf" <<EOF
 # Written by scripts/cloud/up.sh; regenerated on every run.
 [DEFAULT]
 use_stderr = true
 public_endpoint = http://$HOST:$port
-enabled_backends = file1:file
+enabled_backends = file1:file, file2:file
 enabled_import_methods = [glance-direct,web-download,copy-image,glance-download]
 
 [database]
@@ -298,6 +329,10 @@ default_backend = file1
 
 [file1]
 filesystem_store_datadir = $D/images
+
+# A second store, so that copy-image has somewhere to copy to.
+[file2]
+filesystem_store_datadir = $D/images2
 
 [os_glance_staging_store]
 filesystem_store_datadir = $D/staging
@@ -333,7 +368,7 @@ EOF
 }
 if [ -n "$(glance_conf glance-r1 RegionOne "$GLANCE_R1_PORT")" ]; then config_changed+=(glance-r1); fi
 if [ -n "$(glance_conf glance-r2 RegionTwo "$GLANCE_R2_PORT")" ]; then config_changed+=(glance-r2); fi
-if [ -n "$(glance_conf glance-r3 RegionThree "$GLANCE_R3_PORT")" ]; then config_changed+=(glance-r3); fi
+if [ "$REGION_COUNT" = 3 ] && [ -n "$(glance_conf glance-r3 RegionThree "$GLANCE_R3_PORT")" ]; then config_changed+=(glance-r3); fi
 
 # ------------------------------------------------------- one-time setup
 ks_manage() { "$VENV/bin/keystone-manage" --config-file "$K/keystone.conf" "$@"; }
@@ -364,7 +399,7 @@ if [ ! -f "$DATA/keystone/.initialised" ]; then
   touch "$DATA/keystone/.initialised"
 fi
 
-for name in glance-r1 glance-r2 glance-r3; do
+for name in "${GLANCE_NAMES[@]}"; do
   if [ ! -f "$DATA/$name/.initialised" ]; then
     if running_pid "$name" >/dev/null; then
       die "$name is running but its database is not marked initialised; run scripts/cloud/down.sh first"
@@ -394,6 +429,16 @@ PY
 done
 
 # ----------------------------------------------------------- servers
+# RESTART_CHANGED=1: a running server whose config changed is stopped here
+# (down.sh, this state directory's pid files only) and started again below.
+if [ "$RESTART_CHANGED" = 1 ]; then
+  for name in "${config_changed[@]}"; do
+    if running_pid "$name" >/dev/null; then
+      log "config of $name changed: restarting it"
+      LOCAL_CLOUD_DIR=$LOCAL_CLOUD_DIR "$SCRIPT_DIR/down.sh" "$name" 9>&-
+    fi
+  done
+fi
 declare -A server_state=()
 state=$(start_server keystone "$KS_PORT" keystone_wsgi:application \
   OS_KEYSTONE_CONFIG_DIR "$K" "$KS_URL" 120)
@@ -406,9 +451,9 @@ log "keystone $state: $KS_URL ($(elapsed)s)"
 OIT_ADMIN_PASSWORD=$ADMIN_PASSWORD OIT_GLANCE_PASSWORD=$GLANCE_PASSWORD OIT_DEMO_PASSWORD=$DEMO_PASSWORD \
   "$VENV/bin/python" "$SCRIPT_DIR/catalog.py" ensure \
   --auth-url "$KS_URL" \
-  --region-one-image "http://$HOST:$GLANCE_R1_PORT" \
-  --region-two-image "http://$HOST:$GLANCE_R2_PORT" \
-  --region-three-image "http://$HOST:$GLANCE_R3_PORT"
+  --region-one-image "$GLANCE_R1_ENDPOINT" \
+  --region-two-image "$GLANCE_R2_ENDPOINT" \
+  --region-three-image "$GLANCE_R3_ENDPOINT"
 
 state=$(start_server glance-r1 "$GLANCE_R1_PORT" glance_wsgi:application \
   OS_GLANCE_CONFIG_DIR "$ETC/glance-r1" "http://$HOST:$GLANCE_R1_PORT/healthcheck" 600)
@@ -418,10 +463,12 @@ state=$(start_server glance-r2 "$GLANCE_R2_PORT" glance_wsgi:application \
   OS_GLANCE_CONFIG_DIR "$ETC/glance-r2" "http://$HOST:$GLANCE_R2_PORT/healthcheck" 600)
 server_state[glance-r2]=$state
 log "glance RegionTwo $state: http://$HOST:$GLANCE_R2_PORT ($(elapsed)s)"
-state=$(start_server glance-r3 "$GLANCE_R3_PORT" glance_wsgi:application \
-  OS_GLANCE_CONFIG_DIR "$ETC/glance-r3" "http://$HOST:$GLANCE_R3_PORT/healthcheck" 600)
-server_state[glance-r3]=$state
-log "glance RegionThree $state: http://$HOST:$GLANCE_R3_PORT ($(elapsed)s)"
+if [ "$REGION_COUNT" = 3 ]; then
+  state=$(start_server glance-r3 "$GLANCE_R3_PORT" glance_wsgi:application \
+    OS_GLANCE_CONFIG_DIR "$ETC/glance-r3" "http://$HOST:$GLANCE_R3_PORT/healthcheck" 600)
+  server_state[glance-r3]=$state
+  log "glance RegionThree $state: http://$HOST:$GLANCE_R3_PORT ($(elapsed)s)"
+fi
 
 for name in "${config_changed[@]}"; do
   [ "${server_state[$name]}" = reused ] || continue
@@ -440,7 +487,7 @@ clouds:
       project_name: admin
       user_domain_name: Default
       project_domain_name: Default
-    regions: [RegionOne, RegionTwo, RegionThree]
+    regions: [${REGIONS//,/, }]
     identity_api_version: 3
     interface: public
   local-demo:
@@ -451,14 +498,14 @@ clouds:
       project_name: demo
       user_domain_name: Default
       project_domain_name: Default
-    regions: [RegionOne, RegionTwo, RegionThree]
+    regions: [${REGIONS//,/, }]
     identity_api_version: 3
     interface: public
 EOF
 
 # ----------------------------------------------------------- final check
 OIT_ADMIN_PASSWORD=$ADMIN_PASSWORD "$VENV/bin/python" "$SCRIPT_DIR/catalog.py" check \
-  --auth-url "$KS_URL" --regions RegionOne,RegionTwo,RegionThree
+  --auth-url "$KS_URL" --regions "$REGIONS"
 
 log "ready in $(elapsed)s"
 cat <<EOF
@@ -467,7 +514,7 @@ Local cloud is up (state in $LOCAL_CLOUD_DIR):
   Keystone          $KS_URL        (admin / \$ADMIN_PASSWORD, project admin; demo / \$DEMO_PASSWORD, project demo)
   Glance RegionOne  http://$HOST:$GLANCE_R1_PORT
   Glance RegionTwo  http://$HOST:$GLANCE_R2_PORT
-  Glance RegionThree http://$HOST:$GLANCE_R3_PORT
+  Glance RegionThree http://$HOST:$GLANCE_R3_PORT (when REGION_COUNT=3)
 Use it:
   export OS_CLIENT_CONFIG_FILE=$LOCAL_CLOUD_DIR/clouds.yaml
   $VENV/bin/openstack --os-cloud local --os-region-name RegionTwo image list
