@@ -130,6 +130,12 @@ PY
 # with the new one.
 replace=$(osc image list --name demo-webserver_obsolete -f value -c ID | head -1)
 [ -z "$replace" ] || replace=$(osc image show "$replace" -f value -c checksum)
+# The file holds a password: it is created private (umask 077 in a
+# subshell), never written first and restricted after. A file left by an
+# earlier run is removed so that its old mode cannot carry over.
+rm -f "$CONFIG"
+(
+umask 077
 cat > "$CONFIG" <<CONF
 [main]
 master_region = RegionOne
@@ -145,7 +151,7 @@ replace = ${replace}
 [master]
 credential = admin,$password_b64,http://127.0.0.1:5000/v3,admin
 CONF
-chmod 600 "$CONFIG"
+)
 
 echo
 echo "### glancesync --show-status (before)"
