@@ -74,6 +74,16 @@ pub struct ImageBuilder {
     pub accel: Accel,
     /// Where build logs go (default: the build's temporary directory).
     pub log_dir: Option<PathBuf>,
+    /// The build log itself (`--logfile`): every hook's and tool's output
+    /// is appended there (overrides `log_dir`).
+    pub log_file: Option<PathBuf>,
+    /// `-x` count: hooks see `DIB_DEBUG_TRACE` and trace themselves.
+    pub trace: u32,
+    /// Build in a tmpfs when memory allows (default; `--no-tmpfs` clears
+    /// it, as does `DIB_NO_TMPFS=1`). See [`crate::tmpfs`].
+    pub tmpfs: bool,
+    /// `-n`: do not add the `base` element (element builds).
+    pub skip_base: bool,
     /// Element directories (`ELEMENTS_PATH`, earlier wins; put built-in
     /// trees last). Empty: only the built-in stages ([`KNOWN_ELEMENTS`]);
     /// otherwise the elements are expanded from these trees and run by the
@@ -179,6 +189,10 @@ impl ImageBuilder {
             grub_timeout: std::env::var("DIB_GRUB_TIMEOUT").unwrap_or_else(|_| "5".into()),
             accel: Accel::Tcg,
             log_dir: None,
+            log_file: None,
+            trace: 0,
+            tmpfs: std::env::var("DIB_NO_TMPFS").map_or(true, |v| v.trim() != "1"),
+            skip_base: false,
             elements_path: std::env::var("ELEMENTS_PATH")
                 .map(|v| crate::element::parse_elements_path(&v))
                 .unwrap_or_default(),
@@ -316,21 +330,11 @@ impl ImageBuilder {
         let t0 = Instant::now();
         let summary = self.plan()?;
         let cache = Cache::open(&self.cache_dir)?;
-        let tmp_parent = cache.path().join("tmp");
-        std::fs::create_dir_all(&tmp_parent).map_err(io(&tmp_parent))?;
-        let work = tempfile::Builder::new()
-            .prefix("build.")
-            .tempdir_in(&tmp_parent)
-            .map_err(io(&tmp_parent))?;
+        let (work, _tmpfs) = self.work_dir(&cache)?;
         let root = work.path().join("root");
         // Dropped before `work`: nothing stays mounted under the tree.
         let _sweep = crate::element_build::MountSweep(root.clone());
-        let log_dir = match &self.log_dir {
-            Some(d) => d.clone(),
-            None => work.path().to_path_buf(),
-        };
-        std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
-        let log = log_dir.join("build.log");
+        let log = self.log_path(work.path())?;
 
         // Resume from the latest stage snapshot there is.
         let last_cached = (1..summary.stages.len())
@@ -367,7 +371,7 @@ impl ImageBuilder {
                 1
             }
         };
-        for stage in &summary.stages[first_to_run..] {
+        for (i, stage) in summary.stages.iter().enumerate().skip(first_to_run) {
             let t = Instant::now();
             let _span = tracing::info_span!("stage", name = %stage.name).entered();
             match stage.name.as_str() {
@@ -385,7 +389,15 @@ impl ImageBuilder {
                     })
                 }
             }
-            cache.store_tree(&stage.key, &root)?;
+            // configure writes a few files: rerunning it costs less than
+            // packing and unpacking a snapshot of the whole tree. A stage
+            // that installed nothing shares the previous snapshot.
+            let unchanged = stage.name == "extra-packages" && summary.extra_packages.is_empty();
+            if unchanged && i > 0 && cache.has_tree(&summary.stages[i - 1].key) {
+                cache.link_tree(&summary.stages[i - 1].key, &stage.key)?;
+            } else if stage.name != "configure" {
+                cache.store_tree(&stage.key, &root)?;
+            }
             reports.push(StageReport {
                 name: stage.name.clone(),
                 cached: false,
@@ -420,6 +432,42 @@ impl ImageBuilder {
             outputs,
             seconds: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    /// The build's working directory under the cache's `tmp/`, in a tmpfs
+    /// when [`ImageBuilder::tmpfs`] and the memory allow (drop the guard
+    /// before the directory).
+    pub(crate) fn work_dir(
+        &self,
+        cache: &Cache,
+    ) -> Result<(tempfile::TempDir, Option<crate::tmpfs::Tmpfs>)> {
+        let tmp_parent = cache.path().join("tmp");
+        std::fs::create_dir_all(&tmp_parent).map_err(io(&tmp_parent))?;
+        let work = tempfile::Builder::new()
+            .prefix("build.")
+            .tempdir_in(&tmp_parent)
+            .map_err(io(&tmp_parent))?;
+        let fs = if crate::tmpfs::tmpfs_fits(self.tmpfs, crate::tmpfs::min_tmpfs_gb()) {
+            tracing::info!(dir = %work.path().display(), "building in a tmpfs");
+            Some(crate::tmpfs::Tmpfs::mount(work.path())?)
+        } else {
+            None
+        };
+        Ok((work, fs))
+    }
+
+    /// The build log: [`ImageBuilder::log_file`], else `build.log` in
+    /// [`ImageBuilder::log_dir`] or `work`; its directory is created.
+    pub(crate) fn log_path(&self, work: &Path) -> Result<PathBuf> {
+        let log = match (&self.log_file, &self.log_dir) {
+            (Some(f), _) => f.clone(),
+            (None, Some(d)) => d.join("build.log"),
+            (None, None) => work.join("build.log"),
+        };
+        if let Some(d) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        Ok(log)
     }
 
     /// Write every requested output type (and checksums) from the

@@ -112,6 +112,24 @@ impl Cache {
         Ok(dst)
     }
 
+    /// Record snapshot `key` as the same tree as snapshot `from` (a stage
+    /// that left the tree as it was): a hard link, or a copy across
+    /// filesystems; no re-packing.
+    pub fn link_tree(&self, from: &str, key: &str) -> Result<PathBuf> {
+        let src = self.tree_path(from);
+        let dst = self.tree_path(key);
+        if dst.is_file() {
+            return Ok(dst);
+        }
+        let tmp = dst.with_extension(format!("zst.{}.part", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(&src, &tmp).is_err() {
+            std::fs::copy(&src, &tmp).map_err(io(&src))?;
+        }
+        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        Ok(dst)
+    }
+
     /// Unpack snapshot `key` into `dest` (created; should be empty).
     /// `Ok(false)` when there is no such snapshot.
     #[tracing::instrument(skip(self, dest), fields(dest = %dest.display()))]
@@ -308,8 +326,10 @@ mod tests {
         assert!(!cache.restore_tree("k", &d.path().join("none")).unwrap());
         cache.store_tree("k", &src).unwrap();
         assert!(cache.has_tree("k"));
+        cache.link_tree("k", "k2").unwrap();
+        assert!(cache.has_tree("k2"));
         let dst = d.path().join("dst");
-        assert!(cache.restore_tree("k", &dst).unwrap());
+        assert!(cache.restore_tree("k2", &dst).unwrap());
         assert_eq!(std::fs::read_to_string(dst.join("etc/x")).unwrap(), "hello");
         let mode = std::fs::metadata(dst.join("etc/x"))
             .unwrap()

@@ -157,6 +157,7 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         &b.elements,
         &ImageElementOptions {
             arch: arch.clone(),
+            skip_base: b.skip_base,
             ..Default::default()
         },
     )?;
@@ -190,32 +191,20 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         .collect();
     let stages = phase_keys("element-build", &elements, &key_vars)?;
 
-    let tmp_parent = cache.path().join("tmp");
-    std::fs::create_dir_all(&tmp_parent).map_err(io(&tmp_parent))?;
-    let work = tempfile::Builder::new()
-        .prefix("build.")
-        .tempdir_in(&tmp_parent)
-        .map_err(io(&tmp_parent))?;
+    let (work, _tmpfs) = b.work_dir(&cache)?;
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).map_err(io(&root))?;
     // Dropped before `work`: a hook that failed before its own clean-up
     // (e.g. an apt cache bind mount) must not leave a mount that removing
     // the work directory would descend into.
     let _sweep = MountSweep(root.clone());
-    let log = b
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| work.path().to_path_buf())
-        .join("build.log");
-    if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d).map_err(io(d))?;
-    }
+    let log = b.log_path(work.path())?;
     let exec = Executor::prepare(
         &plan,
         &root,
         ExecOptions {
             build_dir: work.path().to_path_buf(),
-            trace: 0,
+            trace: b.trace,
             log: Some(log.clone()),
             image_cache: cache.path().to_path_buf(),
         },
@@ -247,7 +236,14 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     for (i, phase) in TREE_PHASES.iter().enumerate().skip(first) {
         let t = Instant::now();
         exec.run_phase(phase)?;
-        cache.store_tree(&stages[i].key, &root)?;
+        // A phase without steps left the tree as it was: its snapshot is
+        // the previous one (a hard link), not a re-pack of the whole tree.
+        let empty = plan.phase(phase).is_none_or(|p| p.steps.is_empty());
+        if empty && i > 0 && cache.has_tree(&stages[i - 1].key) {
+            cache.link_tree(&stages[i - 1].key, &stages[i].key)?;
+        } else {
+            cache.store_tree(&stages[i].key, &root)?;
+        }
         reports.push(StageReport {
             name: stages[i].name.clone(),
             cached: false,

@@ -13,6 +13,7 @@ pub mod element;
 pub mod element_build;
 mod error;
 pub mod executor;
+pub mod namespace;
 pub mod output;
 pub mod package_installs;
 pub mod phase_cache;
@@ -21,6 +22,7 @@ pub mod pkg_map;
 pub mod rootfs;
 pub mod source_repo;
 pub mod svc_map;
+pub mod tmpfs;
 
 pub use builder::{BuildReport, BuildSummary, ImageBuilder, Stage, StageReport};
 pub use cache::{Cache, KeyChain};
@@ -31,6 +33,7 @@ pub use element::{
 };
 pub use error::{Error, Result};
 pub use executor::{ExecOptions, Executor, PhaseReport};
+pub use namespace::MountNamespace;
 pub use output::{ImageType, OutputFile, OutputOptions};
 pub use phases::{BuildPlan, Step, PHASES};
 pub use rootfs::{Distro, RootfsSpec};

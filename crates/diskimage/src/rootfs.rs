@@ -15,10 +15,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use crate::cache::{Cache, KeyChain};
 use crate::cmd::{io, run, run_logged};
 use crate::error::{Error, Result};
+use crate::namespace::MountNamespace;
 
 /// A distribution debootstrap can build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,24 +247,41 @@ pub fn bootstrap(spec: &RootfsSpec, cache: &Cache, dest: &Path, log: &Path) -> R
         .arg(dest)
         .arg(&spec.mirror);
     tracing::info!("debootstrap {} {} (cold)", spec.release, spec.mirror);
-    run_logged(&mut cmd, log)?;
+    // debootstrap mounts /proc and /sys in the target: in a private
+    // namespace, so a killed bootstrap leaves no mount on the host.
+    let ns = MountNamespace::new()?;
+    let mut in_ns = ns.command(cmd.get_program());
+    in_ns.args(cmd.get_args());
+    run_logged(&mut in_ns, log)?;
+    ns.close();
     cache.store_tree(&key, dest)?;
     Ok(false)
 }
 
-/// Host filesystems mounted into a root tree for chroot work, unmounted (in
-/// reverse order) on drop.
+/// Host filesystems mounted into a root tree for chroot work, inside a
+/// private mount namespace ([`MountNamespace`]): the host never sees them,
+/// they are unmounted (in reverse order) on drop, and they vanish with the
+/// namespace whatever happens to the build.
 #[derive(Debug)]
 pub struct Chroot {
     root: PathBuf,
+    ns: Arc<MountNamespace>,
     mounted: Vec<PathBuf>,
 }
 
 impl Chroot {
-    /// Mount `/proc`, `/sys`, `/dev`, `/dev/pts` into `root`.
+    /// Mount `/proc`, `/sys`, `/dev`, `/dev/pts` into `root`, in a new
+    /// private namespace.
     pub fn enter(root: &Path) -> Result<Chroot> {
+        Chroot::enter_in(root, Arc::new(MountNamespace::new()?))
+    }
+
+    /// As [`Chroot::enter`], in the namespace `ns` (shared with other work
+    /// of the same build, e.g. the executor's host phases).
+    pub fn enter_in(root: &Path, ns: Arc<MountNamespace>) -> Result<Chroot> {
         let mut c = Chroot {
             root: root.to_path_buf(),
+            ns,
             mounted: Vec::new(),
         };
         c.mount(&["-t", "proc", "proc"], "proc")?;
@@ -280,7 +299,7 @@ impl Chroot {
     fn mount(&mut self, args: &[&str], at: &str) -> Result<()> {
         let target = self.root.join(at);
         std::fs::create_dir_all(&target).map_err(io(&target))?;
-        run(Command::new("mount").args(args).arg(&target))?;
+        run(self.ns.command("mount").args(args).arg(&target))?;
         self.mounted.push(target);
         Ok(())
     }
@@ -289,14 +308,19 @@ impl Chroot {
     pub fn bind(&mut self, src: &Path, at: &str) -> Result<()> {
         let target = self.root.join(at.trim_start_matches('/'));
         std::fs::create_dir_all(&target).map_err(io(&target))?;
-        run(Command::new("mount").arg("--bind").arg(src).arg(&target))?;
+        run(self.ns.command("mount").arg("--bind").arg(src).arg(&target))?;
         self.mounted.push(target);
         Ok(())
     }
 
+    /// The namespace the mounts live in.
+    pub fn namespace(&self) -> &Arc<MountNamespace> {
+        &self.ns
+    }
+
     /// A command running `args` inside the chroot with a clean environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("chroot");
+        let mut c = self.ns.command("chroot");
         c.env_clear()
             .env(
                 "PATH",
@@ -317,9 +341,10 @@ impl Chroot {
     fn unmount_all(&mut self) -> Result<()> {
         let mut first_err = None;
         while let Some(t) = self.mounted.pop() {
-            if let Err(e) = run(Command::new("umount").arg(&t)) {
+            if let Err(e) = run(self.ns.command("umount").arg(&t)) {
                 // A busy mount (a leftover daemon) is detached lazily.
-                if run(Command::new("umount").arg("-l").arg(&t)).is_err() && first_err.is_none() {
+                if run(self.ns.command("umount").arg("-l").arg(&t)).is_err() && first_err.is_none()
+                {
                     first_err = Some(e);
                 }
             }

@@ -111,7 +111,13 @@ async fn gpt_image_boots_to_login_and_rebuild_skips_debootstrap() {
     // Same inputs again: no debootstrap, every stage from the cache.
     let r2 = b.build().await.unwrap();
     assert!(!r2.debootstrap_ran);
-    assert!(r2.stages.iter().all(|s| s.cached), "{:?}", r2.stages);
+    // configure (a few files) reruns rather than being unpacked from a
+    // snapshot of its own.
+    assert!(
+        r2.stages.iter().all(|s| s.cached || s.name == "configure"),
+        "{:?}",
+        r2.stages
+    );
     // One changed input (an extra package): the bootstrap and package
     // stages keep their keys and come from the cache; the later stages get
     // new keys (they rerun, unless an earlier run with the same inputs

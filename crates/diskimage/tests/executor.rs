@@ -309,7 +309,7 @@ fn package_installs_become_native_steps() {
 /// A tiny real root: bash, env, cat and their shared libraries.
 fn tiny_root(root: &Path) {
     std::fs::create_dir_all(root).unwrap();
-    for bin in ["/bin/bash", "/usr/bin/env", "/bin/cat"] {
+    for bin in ["/bin/bash", "/usr/bin/env", "/bin/cat", "/bin/sleep"] {
         let out = Command::new("ldd").arg(bin).output().unwrap();
         let mut files = vec![bin.to_string()];
         for l in String::from_utf8_lossy(&out.stdout).lines() {
@@ -526,4 +526,146 @@ fn static_directories_of_two_elements_merge() {
         std::fs::read_to_string(merged.join("b.conf")).unwrap(),
         "two"
     );
+}
+
+/// Every mount point at or under `dir` in this process's (the host's)
+/// mount table, from `/proc/self/mountinfo`.
+fn host_mounts_under(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap().display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|m| *m == dir || m.starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// Processes still in the mount namespace `ns` (`mnt:[inode]`).
+fn namespace_members(ns: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            std::fs::read_link(e.path().join("ns/mnt"))
+                .is_ok_and(|l| l.to_string_lossy() == ns.trim())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Wait (the kernel reaps a dead namespace asynchronously) until no
+/// process is left in `ns`; the processes still there otherwise.
+fn wait_namespace_gone(ns: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = namespace_members(ns);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A hook's leftover mount and the executor's chroot mounts live in the
+/// build's private namespace: the host never sees them, and after a failed
+/// phase and the executor's end nothing is mounted and no process is left.
+#[test]
+fn a_failed_build_leaves_no_mount_behind() {
+    if unsafe_not_root() {
+        eprintln!("a_failed_build_leaves_no_mount_behind: needs root; skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    tiny_root(&root);
+    let p = plan(&["fx-os", "fx-mounts"], host_env());
+    let o = opts(d.path());
+    let ex = Executor::prepare(&p, &root, o.clone()).unwrap();
+    ex.run_phase("extra-data.d").unwrap();
+    let ns = std::fs::read_to_string(o.build_dir.join("fx-mount-ns")).unwrap();
+    assert_ne!(
+        std::fs::read_link("/proc/self/ns/mnt")
+            .unwrap()
+            .to_string_lossy(),
+        ns.trim(),
+        "the hook ran in the host's mount namespace"
+    );
+    // The tmpfs the hook left is not on the host: its file is not visible.
+    assert!(host_mounts_under(d.path()).is_empty());
+    assert!(root.join("fx-mnt").is_dir() && !root.join("fx-mnt/marker").exists());
+    let err = ex.run_phase("pre-install.d").unwrap_err();
+    assert!(
+        matches!(&err, Error::Script { script, .. } if script == "50-fail-or-hang"),
+        "{err}"
+    );
+    assert!(host_mounts_under(d.path()).is_empty());
+    drop(ex);
+    assert_eq!(wait_namespace_gone(&ns), Vec::<String>::new());
+    assert!(host_mounts_under(d.path()).is_empty());
+}
+
+/// SIGKILL of a build in the middle of an in-chroot phase (a hook sleeping
+/// with /proc, /sys, /dev and the hooks mounted in the chroot, and a
+/// hook's tmpfs left from an earlier phase): the namespace dies with the
+/// build, so no mount and no process of it remain.
+#[test]
+fn a_killed_build_leaves_no_mount_behind() {
+    if unsafe_not_root() {
+        eprintln!("a_killed_build_leaves_no_mount_behind: needs root; skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killed_build_child", "--ignored", "--nocapture"])
+        .env("FX_KILLED_BUILD_DIR", d.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = d.path().join("root");
+    let hanging = root.join("fx-hanging");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !hanging.exists() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "the build ended ({st}) before its hook hung: {}",
+                std::fs::read_to_string(d.path().join("build.log")).unwrap_or_default()
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "the hook never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ns = std::fs::read_to_string(d.path().join("build/fx-mount-ns")).unwrap();
+    assert!(!namespace_members(&ns).is_empty());
+    assert!(host_mounts_under(d.path()).is_empty());
+    child.kill().unwrap(); // SIGKILL: no destructor runs
+    child.wait().unwrap();
+    assert_eq!(wait_namespace_gone(&ns), Vec::<String>::new());
+    assert!(host_mounts_under(d.path()).is_empty());
+    assert!(!root.join("proc/self").exists(), "/proc still mounted");
+}
+
+/// The build `a_killed_build_leaves_no_mount_behind` kills (run by it in a
+/// child process; does nothing useful on its own).
+#[test]
+#[ignore = "helper process of a_killed_build_leaves_no_mount_behind"]
+fn killed_build_child() {
+    let Some(dir) = std::env::var_os("FX_KILLED_BUILD_DIR") else {
+        return;
+    };
+    let d = std::path::PathBuf::from(dir);
+    let root = d.join("root");
+    tiny_root(&root);
+    let mut env = host_env();
+    env.insert("DIB_FX_HANG".into(), "1".into());
+    let p = plan(&["fx-os", "fx-mounts"], env);
+    let ex = Executor::prepare(&p, &root, opts(&d)).unwrap();
+    ex.run_phase("extra-data.d").unwrap();
+    // Hangs until the parent kills this process.
+    let _ = ex.run_phase("pre-install.d");
 }

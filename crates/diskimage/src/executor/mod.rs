@@ -20,8 +20,10 @@ mod native;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::namespace::MountNamespace;
 use crate::phases::{BuildPlan, HookFile, Phase, PhasePlan, Step};
 use crate::rootfs::Chroot;
 
@@ -75,6 +77,10 @@ pub struct Executor<'a> {
     hooks: PathBuf,
     opts: ExecOptions,
     skip: Vec<String>,
+    /// The private mount namespace every phase runs in, started on first
+    /// use: mounts a hook leaves stay there across phases (as in DIB) but
+    /// never reach the host, and die with the executor or the process.
+    ns: Mutex<Option<Arc<MountNamespace>>>,
 }
 
 /// What one phase ran.
@@ -137,6 +143,7 @@ impl<'a> Executor<'a> {
             hooks,
             opts,
             skip: Vec::new(),
+            ns: Mutex::new(None),
         })
     }
 
@@ -145,6 +152,17 @@ impl<'a> Executor<'a> {
     pub fn skip_scripts(mut self, scripts: impl IntoIterator<Item = String>) -> Self {
         self.skip.extend(scripts);
         self
+    }
+
+    /// The build's private mount namespace (started on first use).
+    pub fn namespace(&self) -> Result<Arc<MountNamespace>> {
+        let mut g = self.ns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ns) = g.as_ref() {
+            return Ok(ns.clone());
+        }
+        let ns = Arc::new(MountNamespace::new()?);
+        *g = Some(ns.clone());
+        Ok(ns)
     }
 
     /// `TMP_HOOKS_PATH`.
@@ -229,8 +247,9 @@ impl<'a> Executor<'a> {
             ))?;
         }
         let base = self.base_environment(ph);
+        let ns = self.namespace()?;
         let chroot = if ph.in_target {
-            let mut c = Chroot::enter(&self.root)?;
+            let mut c = Chroot::enter_in(&self.root, ns.clone())?;
             c.bind(&self.hooks, "tmp/in_target.d")?;
             Some(c)
         } else {
@@ -300,25 +319,27 @@ impl<'a> Executor<'a> {
             })
             .collect();
         let chroot = ph.in_target.then_some(self.root.as_path());
-        source_environment(&files, base, chroot, self.log_target()?).map_err(|reason| {
-            Error::Environment {
+        let ns = self.namespace()?;
+        source_environment_in(&files, base, chroot, self.log_target()?, Some(&ns)).map_err(
+            |reason| Error::Environment {
                 phase: ph.dir.to_string(),
                 reason,
-            }
-        })
+            },
+        )
     }
 
     fn run_script(&self, ph: Phase, h: &HookFile, env: &BTreeMap<String, String>) -> Result<()> {
         let span = tracing::info_span!("script", script = %h.name, element = %h.element);
         let _g = span.enter();
         self.log_line(&format!("dib-run-parts Running {}/{}", ph.dir, h.name))?;
+        let ns = self.namespace()?;
         let mut cmd = if ph.in_target {
-            let mut c = Command::new("chroot");
+            let mut c = ns.command("chroot");
             c.arg(&self.root)
                 .arg(format!("/tmp/in_target.d/{}/{}", ph.dir, h.name));
             c
         } else {
-            Command::new(self.hooks.join(ph.dir).join(&h.name))
+            ns.command(self.hooks.join(ph.dir).join(&h.name))
         };
         cmd.env_clear().envs(env);
         let status = self.spawn(&mut cmd)?;
@@ -398,7 +419,7 @@ impl<'a> Executor<'a> {
         env: &BTreeMap<String, String>,
         what: (&str, &str, &str),
     ) -> Result<()> {
-        let mut c = Command::new("chroot");
+        let mut c = self.namespace()?.command("chroot");
         c.arg(&self.root).args(args).env_clear().envs(env);
         let status = self.spawn(&mut c)?;
         if status.success() {
@@ -484,14 +505,29 @@ pub fn source_environment(
     chroot: Option<&Path>,
     log: Option<std::fs::File>,
 ) -> std::result::Result<BTreeMap<String, String>, String> {
+    source_environment_in(files, base, chroot, log, None)
+}
+
+/// [`source_environment`] inside the namespace `ns` when given.
+fn source_environment_in(
+    files: &[String],
+    base: &BTreeMap<String, String>,
+    chroot: Option<&Path>,
+    log: Option<std::fs::File>,
+    ns: Option<&MountNamespace>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
     const SCRIPT: &str = "set -ue; set -o pipefail; for f in \"$@\"; do echo \"dib-run-parts Sourcing environment file $f\" >&2; set -o xtrace; source \"$f\"; set +o xtrace; done; env -0";
+    let new = |program: &str| match ns {
+        Some(ns) => ns.command(program),
+        None => Command::new(program),
+    };
     let mut cmd = match chroot {
         Some(root) => {
-            let mut c = Command::new("chroot");
+            let mut c = new("chroot");
             c.arg(root).arg("/bin/bash");
             c
         }
-        None => Command::new("bash"),
+        None => new("bash"),
     };
     cmd.arg("-c")
         .arg(SCRIPT)

@@ -1,0 +1,141 @@
+//! The build directory in a tmpfs, as `disk-image-create` does unless
+//! `--no-tmpfs`: restoring a snapshot, the package installs, the raw disk
+//! and the final clean-up then touch memory instead of the shared disk.
+//!
+//! diskimage-builder's rule is kept: a tmpfs is used when the machine's
+//! memory is at least twice `DIB_MIN_TMPFS` GB (default 2), since a tmpfs
+//! may grow to half the memory. Unlike diskimage-builder, a killed build
+//! does not leave the tmpfs mounted: a small watchdog process (immune to
+//! the terminal's signals) waits on a pipe from the build and unmounts the
+//! tmpfs when the pipe closes, whether the build returned or was killed.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::cmd::run;
+use crate::error::Result;
+
+/// Whether a tmpfs should be used: `wanted` (not `--no-tmpfs`) and memory
+/// of at least 2 × `min_gb` GiB (`DIB_MIN_TMPFS`).
+pub fn tmpfs_fits(wanted: bool, min_gb: u64) -> bool {
+    wanted && mem_total_kib().is_some_and(|kib| kib >= min_gb * 2 * 1024 * 1024)
+}
+
+/// `DIB_MIN_TMPFS` from the environment (GB), default 2.
+pub fn min_tmpfs_gb() -> u64 {
+    std::env::var("DIB_MIN_TMPFS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(2)
+}
+
+fn mem_total_kib() -> Option<u64> {
+    let mut s = String::new();
+    std::fs::File::open("/proc/meminfo")
+        .ok()?
+        .read_to_string(&mut s)
+        .ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A tmpfs mounted on a directory, unmounted on drop or, if the process
+/// dies first, by the watchdog.
+#[derive(Debug)]
+pub struct Tmpfs {
+    at: PathBuf,
+    watchdog: Option<Child>,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs on `at` (an existing, empty directory).
+    pub fn mount(at: &Path) -> Result<Tmpfs> {
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=0755", "diskimage-build"])
+            .arg(at))?;
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg("trap '' INT TERM HUP QUIT; cat >/dev/null; exec umount -l -- \"$1\"")
+            .arg("diskimage-tmpfs-watchdog")
+            .arg(at)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match watchdog {
+            Ok(w) => Ok(Tmpfs {
+                at: at.to_path_buf(),
+                watchdog: Some(w),
+            }),
+            Err(e) => {
+                let _ = run(Command::new("umount").arg("-l").arg(at));
+                Err(crate::error::Error::Command {
+                    program: "sh (tmpfs watchdog)".into(),
+                    status: "not started".into(),
+                    stderr: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.at
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.watchdog.take() {
+            // Closing the pipe is the signal; the watchdog unmounts.
+            drop(w.stdin.take());
+            let _ = w.wait();
+        }
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|t| {
+                let at = self.at.display().to_string();
+                t.lines().any(|l| l.split(' ').nth(4) == Some(at.as_str()))
+            })
+            .unwrap_or(false);
+        if mounted {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.at));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn mounted(p: &Path) -> bool {
+        let p = p.display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    }
+
+    #[test]
+    fn mounted_then_gone_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let at = d.path().join("w");
+        std::fs::create_dir(&at).unwrap();
+        let t = Tmpfs::mount(&at).unwrap();
+        assert!(mounted(&at));
+        std::fs::write(at.join("f"), "x").unwrap();
+        drop(t);
+        assert!(!mounted(&at));
+        assert!(!at.join("f").exists(), "the file lived in the tmpfs");
+    }
+
+    #[test]
+    fn the_rule_follows_dib_min_tmpfs() {
+        assert!(!tmpfs_fits(false, 0));
+        assert!(tmpfs_fits(true, 0));
+        assert!(!tmpfs_fits(true, 1 << 30), "no machine has 2 EiB");
+    }
+}
