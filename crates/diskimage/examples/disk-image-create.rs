@@ -1,6 +1,6 @@
 //! `disk-image-create` on the `diskimage` builder API: diskimage-builder's
-//! main flags (`-o -t -x -a -u -p --image-size --image-cache --checksum
-//! --root-label`) and the element list.
+//! main flags (`-o -t -x -a -u -n -p --image-size --image-cache --checksum
+//! --root-label --logfile --no-tmpfs`) and the element list.
 //!
 //! ```text
 //! cargo run -p diskimage --example disk-image-create -- -o debian -t qcow2,raw debian-minimal vm block-device-gpt
@@ -43,6 +43,15 @@ struct Args {
     /// Write .md5 and .sha256 files beside each image.
     #[arg(long)]
     checksum: bool,
+    /// Do not add the `base` element.
+    #[arg(short = 'n')]
+    skip_base: bool,
+    /// Append the build log (every hook's and tool's output) to this file.
+    #[arg(long)]
+    logfile: Option<PathBuf>,
+    /// Do not build in a tmpfs.
+    #[arg(long = "no-tmpfs")]
+    no_tmpfs: bool,
     /// Label of the root filesystem.
     #[arg(long = "root-label", default_value = "cloudimg-rootfs")]
     root_label: String,
@@ -83,6 +92,12 @@ async fn main() -> ExitCode {
     b.checksum = args.checksum || std::env::var("DIB_CHECKSUM").is_ok_and(|v| v == "1");
     b.arch = args.arch.clone();
     b.root_label = args.root_label.clone();
+    b.trace = u32::from(args.trace);
+    b.skip_base = args.skip_base;
+    b.log_file = args.logfile.clone();
+    if args.no_tmpfs {
+        b.tmpfs = false;
+    }
     b.packages = args
         .packages
         .iter()

@@ -23,7 +23,7 @@ use std::time::Instant;
 use guest_tools::Accel;
 
 use crate::cache::{Cache, KeyChain};
-use crate::cmd::{io, run_logged};
+use crate::cmd::io;
 use crate::disk::{self, DiskLayout, DiskPlan};
 use crate::error::{Error, Result};
 use crate::output::{write_outputs, ImageType, OutputFile, OutputOptions};
@@ -527,15 +527,26 @@ impl ImageBuilder {
         for (p, c) in &speed {
             std::fs::write(p, c).map_err(io(p))?;
         }
-        let r = rootfs::apt_install(&mut chroot, &debs, packages, log);
-        let r = r.and_then(|()| run_logged(&mut chroot.command(&["apt-get", "-q", "clean"]), log));
+        let lists = cache.apt_lists_dir(s.distro.name(), &s.rootfs.release, &s.rootfs.arch)?;
+        // No `apt-get clean` in the chroot: with the cache bound on apt's
+        // archive it would empty the cache; the tree's own archive
+        // directory stayed empty under the bind, and apt's binary caches
+        // are removed below.
+        let r = rootfs::apt_install(&mut chroot, &debs, Some(&lists), packages, log);
         for (p, _) in &speed {
             std::fs::remove_file(p).map_err(io(p))?;
         }
         rootfs::unblock_services(root)?;
         chroot.exit()?;
         r?;
-        // Package lists are rebuilt by `apt-get update` in any later stage.
+        for bin in ["pkgcache.bin", "srcpkgcache.bin"] {
+            let p = root.join("var/cache/apt").join(bin);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        // Package lists (debootstrap's, under the tree) are rebuilt by
+        // `apt-get update` in any later stage.
         let lists = root.join("var/lib/apt/lists");
         if let Ok(rd) = std::fs::read_dir(&lists) {
             for e in rd.flatten() {

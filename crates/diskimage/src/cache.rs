@@ -9,6 +9,7 @@
 //! - `trees/<key>.tar.zst`: a root tree (bootstrap result or the tree after
 //!   a stage), written to a temporary name and renamed, so a reader never
 //!   sees a half-written snapshot;
+//! - `apt-lists/<distro>-<release>-<arch>/`: apt's package lists;
 //! - `locks/<name>.lock`: cross-process locks.
 
 use std::fs::File;
@@ -66,6 +67,20 @@ impl Cache {
             .join("debs")
             .join(format!("{distro}-{release}-{arch}"));
         std::fs::create_dir_all(&d).map_err(io(&d))?;
+        Ok(d)
+    }
+
+    /// apt's package lists for one distribution release, kept between
+    /// builds (bind-mounted at `/var/lib/apt/lists` during installs, so a
+    /// later `apt-get update` only revalidates them and no list ends up
+    /// in the image).
+    pub fn apt_lists_dir(&self, distro: &str, release: &str, arch: &str) -> Result<PathBuf> {
+        let d = self
+            .root
+            .join("apt-lists")
+            .join(format!("{distro}-{release}-{arch}"));
+        let partial = d.join("partial");
+        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
         Ok(d)
     }
 

@@ -326,6 +326,7 @@ fn prepare_grub(
         let r = rootfs::apt_install(
             &mut chroot,
             &debs,
+            None,
             &["grub-pc-bin".to_string(), "grub2-common".to_string()],
             log,
         );

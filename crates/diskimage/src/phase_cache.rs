@@ -3,12 +3,16 @@
 //! inputs did not change and reruns only the phases from the first change.
 //!
 //! Inputs shared by every phase (element names and order, the `DIB_*` and
-//! documented variables, and every element file outside its phase
-//! directories: `environment.d`, `package-installs.*`, `pkg-map`,
-//! `svc-map`, `source-repository-*`, `static/`, `bin/`, ...) go into the
-//! first key; each phase then adds every element's `<phase>.d` directory.
-//! Changing one element's `install.d` script therefore keeps the snapshots
-//! of `root.d` to `pre-install.d`.
+//! documented variables, `environment.d`, `element-deps`,
+//! `element-provides` and any file of unknown use) go into the first key;
+//! each phase then adds every element's `<phase>.d` directory and the
+//! element files first read in that phase ([`first_reader`]): `pkg-map`,
+//! `svc-map` and `source-repository-*` in `extra-data.d` (where the native
+//! steps copy or fetch them), `bin/` and `package-installs.*` in
+//! `pre-install.d` (install-bin, the first package installs), `static/` in
+//! `install.d` (install-static). A README changes no key. Changing one
+//! element's `install.d` script or its package list therefore keeps the
+//! snapshots of the phases before.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +71,9 @@ pub fn phase_keys(
     );
     for (name, dir) in &sorted {
         for entry in shared_entries(dir)? {
-            chain.push_tree(&format!("{name}/{}", entry.display()), &dir.join(&entry))?;
+            if first_reader(&entry).is_none() {
+                chain.push_tree(&format!("{name}/{}", entry.display()), &dir.join(&entry))?;
+            }
         }
     }
     let mut stages = Vec::new();
@@ -77,6 +83,11 @@ pub fn phase_keys(
             if d.exists() {
                 chain.push_tree(&format!("{name}/{phase}.d"), &d)?;
             }
+            for entry in shared_entries(dir)? {
+                if first_reader(&entry) == Some(phase) {
+                    chain.push_tree(&format!("{name}/{}", entry.display()), &dir.join(&entry))?;
+                }
+            }
         }
         stages.push(Stage {
             name: format!("{phase}.d"),
@@ -84,6 +95,25 @@ pub fn phase_keys(
         });
     }
     Ok(stages)
+}
+
+/// The tree phase that first reads an element's top-level `entry` (other
+/// than a phase directory), when it is not every phase's input; see the
+/// module documentation. `Some("")` for documentation, which no phase reads.
+pub fn first_reader(entry: &Path) -> Option<&'static str> {
+    let name = entry.to_str()?;
+    if name.starts_with("README") {
+        return Some("");
+    }
+    if name.starts_with("source-repository-") {
+        return Some("extra-data");
+    }
+    match name {
+        "pkg-map" | "svc-map" => Some("extra-data"),
+        "bin" | "package-installs.yaml" | "package-installs.json" => Some("pre-install"),
+        "static" => Some("install"),
+        _ => None,
+    }
 }
 
 /// Top-level entries of an element other than its phase directories, sorted.
@@ -145,6 +175,25 @@ mod tests {
         let k1 = phase_keys("seed", &[a.clone(), b.clone()], &vars).unwrap();
         assert_eq!(k1[..3], k0[..3], "root, extra-data, pre-install unchanged");
         assert!(k1[3..].iter().zip(&k0[3..]).all(|(x, y)| x.key != y.key));
+
+        // A package list is first read in pre-install.d, static files in
+        // install.d; a README is read by no phase.
+        std::fs::write(b.1.join("package-installs.yaml"), "vim:\n").unwrap();
+        let kp = phase_keys("seed", &[a.clone(), b.clone()], &vars).unwrap();
+        assert_eq!(kp[..2], k1[..2], "root and extra-data unchanged");
+        assert_ne!(kp[2], k1[2]);
+        std::fs::create_dir_all(b.1.join("static/etc")).unwrap();
+        std::fs::write(b.1.join("static/etc/x"), "x").unwrap();
+        std::fs::write(b.1.join("README.rst"), "docs").unwrap();
+        let ks = phase_keys("seed", &[a.clone(), b.clone()], &vars).unwrap();
+        assert_eq!(ks[..3], kp[..3], "up to pre-install unchanged");
+        assert_ne!(ks[3], kp[3]);
+        std::fs::write(b.1.join("README.rst"), "other docs").unwrap();
+        assert_eq!(
+            phase_keys("seed", &[a.clone(), b.clone()], &vars).unwrap(),
+            ks
+        );
+        let k1 = ks;
 
         // A shared file (environment.d) or a variable changes every phase.
         std::fs::write(b.1.join("environment.d/10-e"), "export X=2").unwrap();

@@ -383,11 +383,14 @@ pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<()> {
 }
 
 /// `apt-get install` `packages` in the chroot, with the cache's package
-/// directory as apt's archive (so later builds download nothing).
+/// directory as apt's archive (so later builds download nothing) and, when
+/// given, the cache's package lists as apt's lists (so `apt-get update`
+/// only revalidates them).
 #[tracing::instrument(skip_all, fields(packages = %packages.join(" ")))]
 pub fn apt_install(
     chroot: &mut Chroot,
     debs: &Path,
+    lists: Option<&Path>,
     packages: &[String],
     log: &Path,
 ) -> Result<()> {
@@ -395,6 +398,9 @@ pub fn apt_install(
         return Ok(());
     }
     chroot.bind(debs, "/var/cache/apt/archives")?;
+    if let Some(l) = lists {
+        chroot.bind(l, "/var/lib/apt/lists")?;
+    }
     run_logged(&mut chroot.command(&["apt-get", "-q", "update"]), log)?;
     let mut args = vec!["apt-get", "-q", "-y", "--no-install-recommends", "install"];
     args.extend(packages.iter().map(String::as_str));
