@@ -7,17 +7,22 @@
 #   cold  : empty cache directory (packages downloaded, debootstrap runs);
 #   warm  : the same command again on that cache;
 #   change: one changed input (`-p less`, an extra package), warm cache.
+# ROUNDS=N (default 1) repeats the series as interleaved pairs (ours then
+# diskimage-builder for each case, both caches emptied at the start of each
+# round) and prints the median of each case.
 # DIB runs with DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1 (its own warm cache) and
 # a `sudo` shim (we are root; DIB calls sudo for mounts and chroots).
 # Targets: cold <= 0.75x DIB, warm <= 0.25x, change <= 0.5x.
 #
 #   scripts/bench/diskimage.sh            # both tools
 #   ONLY=ours scripts/bench/diskimage.sh  # ours only
+#   ROUNDS=3 scripts/bench/diskimage.sh   # three interleaved rounds, medians
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV=${DIB_VENV:-$HOME/.cache/openstack-image-tools/dib-venv}
 ONLY=${ONLY:-both}
+ROUNDS=${ROUNDS:-1}
 export PATH=$HOME/.cargo/bin:$PATH LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 export DIB_RELEASE=bookworm
@@ -47,17 +52,17 @@ timeit() { # name command...
     local name=$1; shift
     local t0; t0=$(now)
     "$@" >"$WORK/$name.log" 2>&1 || { tail -n 30 "$WORK/$name.log" >&2; die "$name failed"; }
-    T[$name]=$(echo "$(now) - $t0" | bc)
-    printf '%-12s %8.1f s\n' "$name" "${T[$name]}" >&2
+    local t; t=$(echo "$(now) - $t0" | bc)
+    T[$name]="${T[$name]:-} $t"
+    printf '%s %-12s %8.1f s  (load %s)\n' "$(date -u +%H:%M:%S)" "$name" "$t" \
+        "$(cut -d' ' -f1 /proc/loadavg)" >&2
+    # our stage breakdown; the images themselves are not kept
+    grep -E '^(stage|disk) ' "$WORK/$name.log" | sed 's/^/    /' >&2 || true
+    rm -rf "$WORK/$name".qcow2 "$WORK/$name".d 2>/dev/null || true
 }
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {
+    if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
-if [ "$ONLY" != dib ]; then
-    C=$WORK/ours-cache
-    timeit ours-cold   "$OURS" --image-cache "$C" -o "$WORK/ours-cold" debian-minimal
-    timeit ours-warm   "$OURS" --image-cache "$C" -o "$WORK/ours-warm" debian-minimal
-    timeit ours-change "$OURS" --image-cache "$C" -o "$WORK/ours-change" -p less debian-minimal
-    rm -rf "$C"
-fi
 
 if [ "$ONLY" != ours ]; then
     [ -x "$VENV/bin/disk-image-create" ] || die "no diskimage-builder venv at $VENV"
@@ -76,22 +81,44 @@ done
 exec "$@"
 SHIM
     chmod +x "$WORK/shim/sudo"
-    export PATH=$WORK/shim:$VENV/bin:$PATH DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1
-    export DIB_IMAGE_CACHE=$WORK/dib-cache
-    # DIB's default sources add a security.debian.org URL that answers 400 here.
-    export DIB_APT_SOURCES_CONF="default:deb $DIB_DISTRIBUTION_MIRROR bookworm main
-updates:deb $DIB_DISTRIBUTION_MIRROR bookworm-updates main"
-    timeit dib-cold   disk-image-create -o "$WORK/dib-cold" debian-minimal
-    timeit dib-warm   disk-image-create -o "$WORK/dib-warm" debian-minimal
-    timeit dib-change disk-image-create -o "$WORK/dib-change" -p less debian-minimal
 fi
+# diskimage-builder runs in a subshell with its own PATH and variables.
+dib() {
+    (
+        export PATH=$WORK/shim:$VENV/bin:$PATH DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1
+        export DIB_IMAGE_CACHE=$WORK/dib-cache
+        # DIB's default sources add a security.debian.org URL that answers 400 here.
+        export DIB_APT_SOURCES_CONF="default:deb $DIB_DISTRIBUTION_MIRROR bookworm main
+updates:deb $DIB_DISTRIBUTION_MIRROR bookworm-updates main"
+        exec disk-image-create "$@"
+    )
+}
+C=$WORK/ours-cache
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    rm -rf "$C" "$WORK/dib-cache"
+    for case in cold warm change; do
+        extra=()
+        [ "$case" = change ] && extra=(-p less)
+        if [ "$ONLY" != dib ]; then
+            timeit "ours-$case" "$OURS" --image-cache "$C" -o "$WORK/ours-$case" "${extra[@]}" debian-minimal
+        fi
+        if [ "$ONLY" != ours ]; then
+            timeit "dib-$case" dib -o "$WORK/dib-$case" "${extra[@]}" debian-minimal
+        fi
+    done
+done
+rm -rf "$C" "$WORK/dib-cache"
 
+echo
+echo "runs (s):" >&2
+for k in "${!T[@]}"; do echo "  $k:${T[$k]}" >&2; done
 if [ "$ONLY" = both ]; then
-    echo
-    printf '| case | ours (s) | diskimage-builder (s) | ratio | target |\n|---|---|---|---|---|\n'
+    printf '| case | ours (s, median of %s) | diskimage-builder (s, median of %s) | ratio | target |\n|---|---|---|---|---|\n' "$ROUNDS" "$ROUNDS"
     for c in cold:0.75 warm:0.25 change:0.5; do
         n=${c%%:*}; tgt=${c#*:}
-        r=$(echo "scale=2; ${T[ours-$n]} / ${T[dib-$n]}" | bc)
-        printf '| %s | %.1f | %.1f | %s | <= %s |\n' "$n" "${T[ours-$n]}" "${T[dib-$n]}" "$r" "$tgt"
+        o=$(echo "${T[ours-$n]}" | median); d=$(echo "${T[dib-$n]}" | median)
+        r=$(echo "scale=2; $o / $d" | bc)
+        printf '| %s | %.1f | %.1f | %s | <= %s |\n' "$n" "$o" "$d" "$r" "$tgt"
     done
 fi
