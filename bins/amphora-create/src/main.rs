@@ -188,9 +188,6 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
     // disk-image-create exports its arguments; diskimage-builder's
     // `manifests` element records them (the diskimage builder does not set it).
     std::env::set_var("DIB_ARGS", plan.disk_image_create_args().join(" "));
-    if plan.trace {
-        std::env::set_var("DIB_DEBUG_TRACE", "1");
-    }
     let ext = format!(".{}", plan.image_type.as_str());
     let out = plan.output.display().to_string();
     let base = out.strip_suffix(&ext).unwrap_or(&out);
@@ -211,12 +208,15 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
         .get("DIB_GRUB_TIMEOUT")
         .cloned()
         .unwrap_or_else(|| "0".into());
-    b.log_dir = Some(
-        plan.logfile
-            .as_ref()
-            .and_then(|l| l.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| temp.path().to_path_buf()),
-    );
+    // -l: the whole build log (every hook's and tool's output) goes to that
+    // file, as disk-image-create's --logfile; otherwise it stays in the
+    // temporary directory (kept after a failure).
+    b.log_dir = Some(temp.path().to_path_buf());
+    b.log_file = plan.logfile.clone();
+    // -x: the hooks trace themselves (DIB_DEBUG_TRACE), as under DIB's -x.
+    b.trace = u32::from(plan.trace);
+    // -f: --no-tmpfs.
+    b.tmpfs = !plan.no_tmpfs;
     b.elements_path = plan.search_path();
     // The builder installs GRUB's packages after cleanup.d, when the image's
     // own resolver (no-resolvconf's loopback one) is already back in place:
@@ -233,7 +233,10 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
             // As the original under `set -e`: the temporary directory (with
             // the build's logs) stays for inspection after a failure.
             let kept = temp.keep();
-            eprintln!("build logs kept in {}", kept.display());
+            match &plan.logfile {
+                Some(l) => eprintln!("build log: {}", l.display()),
+                None => eprintln!("build logs kept in {}", kept.display()),
+            }
             return Err(e.into());
         }
     };
