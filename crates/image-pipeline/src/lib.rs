@@ -69,4 +69,4 @@ pub use ssh::{
     wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, RunOutcome, SshKey, SshSession,
     SshTarget, UploadSource, WaitPolicy,
 };
-pub use test_run::TestOutcome;
+pub use test_run::{KeptAccess, TestOutcome};

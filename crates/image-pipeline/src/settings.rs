@@ -36,6 +36,7 @@ boot_timeout_secs = 900
 ssh_attempts = 25
 prepare = true
 tester_base = "debian7"
+tester_flavor = "m1.tiny"
 local_memory_mib = 1024
 local_cpus = 1
 
@@ -110,6 +111,9 @@ pub struct Settings {
     pub prepare: bool,
     /// Base of the tester VM of `TEST_USING_VM`.
     pub tester_base: String,
+    /// Flavor of the tester VM of `TEST_USING_VM` (the original's `m1.tiny`).
+    #[serde(default = "default_tester_flavor")]
+    pub tester_flavor: String,
     /// Memory of local VMs, MiB.
     pub local_memory_mib: u32,
     /// CPUs of local VMs.
@@ -119,6 +123,10 @@ pub struct Settings {
     pub folder_root: Option<PathBuf>,
     /// The bases by OS name.
     pub bases: BTreeMap<String, Base>,
+}
+
+fn default_tester_flavor() -> String {
+    "m1.tiny".into()
 }
 
 /// Values given on the command line (highest layer).

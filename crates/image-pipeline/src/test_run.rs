@@ -29,6 +29,15 @@ use crate::folder::log_tail;
 use crate::ledger::{ResourceKind, ResourceLedger};
 use crate::ssh::{wait_for_ssh, RunOptions, SshTarget, UploadSource};
 
+/// How to reach a VM kept for debugging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAccess {
+    /// The address `test.sh` got as `IP`.
+    pub ip: String,
+    /// `ssh -i KEY -o UserKnownHostsFile=… [-p PORT] USER@HOST` (the run's key).
+    pub ssh_command: String,
+}
+
 /// How a test step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestOutcome {
@@ -40,6 +49,8 @@ pub struct TestOutcome {
     pub detail: String,
     /// The test VM when kept (`--keep-on-failure`).
     pub kept_vm: Option<String>,
+    /// Where the kept VM is reached: `IP` and the SSH command to log in.
+    pub kept_access: Option<KeptAccess>,
     /// `test.log`.
     pub log: PathBuf,
 }
@@ -57,12 +68,20 @@ impl TestOutcome {
             log_tail(&self.log, 15)
         );
         match &self.kept_vm {
-            Some(vm) => s.push_str(&format!(
-                "The test VM {vm} and the image {name}_rc ({}) are kept for analysis: delete them \
-                 with `ge-image gc {name}`, or rename the image, or transfer it to another project \
-                 for analysis.\n",
-                self.rc_image_id
-            )),
+            Some(vm) => {
+                s.push_str(&format!(
+                    "The test VM {vm} and the image {name}_rc ({}) are kept for analysis: delete them \
+                     with `ge-image gc {name}`, or rename the image, or transfer it to another project \
+                     for analysis.\n",
+                    self.rc_image_id
+                ));
+                if let Some(a) = &self.kept_access {
+                    s.push_str(&format!(
+                        "The VM runs at IP={}; log in with: {}\n",
+                        a.ip, a.ssh_command
+                    ));
+                }
+            }
             None => s.push_str(
                 "The test VM was deleted (use --keep-on-failure to keep it and the _rc image for analysis).\n",
             ),
@@ -133,9 +152,24 @@ fn find_program(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// `Host IP` with the SSH port when the VM's SSH is not on 22 (so that
+/// `ssh $USERNAME@$IP` of an unchanged `test.sh` still reaches it).
+fn port_stanza(addr: &VmAddress) -> String {
+    if addr.ssh_port == 22 {
+        String::new()
+    } else {
+        format!("Host {}\n  Port {}\n", addr.ip, addr.ssh_port)
+    }
+}
+
 /// Build the sandbox home under `root`: `.ssh/{id_ed25519,known_hosts,config}`,
 /// `bin/{ssh,scp}`, `tmp/`, `test.sh`.
-fn build_sandbox(root: &Path, key: &RunKey, test_script: &Path) -> Result<PathBuf> {
+fn build_sandbox(
+    root: &Path,
+    key: &RunKey,
+    test_script: &Path,
+    addr: &VmAddress,
+) -> Result<PathBuf> {
     let home = root.join("home");
     let ssh = home.join(".ssh");
     let bin = home.join("bin");
@@ -153,9 +187,10 @@ fn build_sandbox(root: &Path, key: &RunKey, test_script: &Path) -> Result<PathBu
     std::fs::write(
         &config,
         format!(
-            "Host *\n  IdentityFile {h}/.ssh/id_ed25519\n  IdentitiesOnly yes\n  \
+            "{}Host *\n  IdentityFile {h}/.ssh/id_ed25519\n  IdentitiesOnly yes\n  \
              UserKnownHostsFile {h}/.ssh/known_hosts\n  StrictHostKeyChecking yes\n  \
-             BatchMode yes\n  ConnectTimeout 30\n  LogLevel ERROR\n"
+             BatchMode yes\n  ConnectTimeout 30\n  LogLevel ERROR\n",
+            port_stanza(addr)
         ),
     )
     .map_err(io("writing", &config))?;
@@ -208,7 +243,7 @@ async fn run_sandboxed(
         .prefix("ge-image-test-")
         .tempdir()
         .map_err(io("creating", &std::env::temp_dir()))?;
-    let home = build_sandbox(root.path(), key, test_script)?;
+    let home = build_sandbox(root.path(), key, test_script, addr)?;
     if let Some((uid, gid)) = ident {
         chown_tree(root.path(), uid, gid)?;
     }
@@ -269,6 +304,24 @@ async fn run_sandboxed(
         let _ = f.send(());
     }
     result
+}
+
+/// The OpenSSH command logging in to `addr` as `user` with the run's key
+/// file and known_hosts.
+pub fn ssh_command(key: &RunKey, addr: &VmAddress, user: &str) -> String {
+    let port = if addr.ssh_port == 22 {
+        String::new()
+    } else {
+        format!(" -p {}", addr.ssh_port)
+    };
+    let q = |p: &Path| crate::ssh::shell_quote(&p.display().to_string());
+    format!(
+        "ssh -i {} -o UserKnownHostsFile={}{port} {}@{}",
+        q(&key.key_file),
+        q(key.known_hosts.path()),
+        user,
+        addr.ssh_host
+    )
 }
 
 /// The test step on image `rc_id` whose login user is `user`.
@@ -338,11 +391,17 @@ pub async fn run_test_step<B: ComputeBackend>(
         .await?
     };
     let mut kept_vm = None;
+    let mut kept_access = None;
     if success || !p.settings.keep_on_failure {
         p.backend.delete(vm, ledger).await?;
         state.vm = None;
     } else {
         kept_vm = Some(vm.id().to_string());
+        kept_access = Some(KeptAccess {
+            ip: addr.ip.to_string(),
+            ssh_command: ssh_command(key, &addr, user),
+        });
+        p.backend.keep(vm).await?;
     }
     folder.save_state(&state)?;
     Ok(TestOutcome {
@@ -350,6 +409,7 @@ pub async fn run_test_step<B: ComputeBackend>(
         rc_image_id: rc_id.to_string(),
         detail,
         kept_vm,
+        kept_access,
         log,
     })
 }
@@ -369,7 +429,7 @@ async fn run_in_tester<B: ComputeBackend>(
     let spec = VmSpec {
         name: format!("tester-{}", p.folder.name()),
         image_id: base_id,
-        flavor: "m1.tiny".into(),
+        flavor: p.settings.tester_flavor.clone(),
         login_user: base.user.clone(),
         public_key: key.public.clone(),
         access: AccessProfile::SshOnly,
@@ -394,7 +454,10 @@ async fn run_in_tester<B: ComputeBackend>(
             .await?;
         s.upload(UploadSource::Bytes(&private), ".ssh/id_ed25519", 0o600)
             .await?;
-        let config = "Host *\n  IdentityFile ~/.ssh/id_ed25519\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n";
+        let config = format!(
+            "{}Host *\n  IdentityFile ~/.ssh/id_ed25519\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n",
+            port_stanza(tested)
+        );
         s.upload(UploadSource::Bytes(config.as_bytes()), ".ssh/config", 0o600)
             .await?;
         let testenv = format!(
@@ -529,12 +592,21 @@ mod tests {
             rc_image_id: "abc".into(),
             detail: "exited with status 0".into(),
             kept_vm: None,
+            kept_access: None,
             log: "/nonexistent/test.log".into(),
         };
-        assert_eq!(ok.to_text("web"), "Success. UUID: abc\n");
+        assert_eq!(ok.result_text("web"), "Success. UUID: abc\n");
+        assert_eq!(
+            ok.to_text("web"),
+            "Success. UUID: abc\nTo publish it: ge-image publish abc\n"
+        );
         let bad = TestOutcome {
             success: false,
             kept_vm: Some("vm1".into()),
+            kept_access: Some(KeptAccess {
+                ip: "127.3.4.5".into(),
+                ssh_command: "ssh -i '/f/id' debian@127.3.4.5".into(),
+            }),
             detail: "exited with status 3".into(),
             ..ok
         };
@@ -542,6 +614,10 @@ mod tests {
         assert!(t.starts_with("Failed."), "{t}");
         assert!(
             t.contains("ge-image gc web") && t.contains("status 3"),
+            "{t}"
+        );
+        assert!(
+            t.contains("IP=127.3.4.5; log in with: ssh -i '/f/id' debian@127.3.4.5"),
             "{t}"
         );
     }

@@ -4,156 +4,19 @@
 //! (root here).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod local_sshd;
+
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use local_sshd::{free_port, keygen, Sshd};
 
 use image_pipeline::ssh::{
     wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, SshKey, SshSession, SshTarget,
     UploadSource, WaitPolicy,
 };
 use image_pipeline::Error;
-
-/// A private sshd; killed on drop.
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn keygen(args: &[&str], path: &Path) {
-    let _ = std::fs::remove_file(path);
-    let _ = std::fs::remove_file(path.with_extension("pub"));
-    let status = Command::new("ssh-keygen")
-        .args(args)
-        .args(["-q", "-N", "", "-f"])
-        .arg(path)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run ssh-keygen");
-    assert!(status.success(), "ssh-keygen {args:?} failed");
-}
-
-impl Sshd {
-    /// Host key, config and empty authorized_keys; not started.
-    fn prepare() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        keygen(&["-t", "ed25519"], &dir.path().join("host_key"));
-        let p = dir.path();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nPermitRootLogin prohibit-password\nPidFile {pid}\n",
-            hk = p.join("host_key").display(),
-            ak = p.join("authorized_keys").display(),
-            pid = p.join("sshd.pid").display(),
-        );
-        std::fs::write(p.join("sshd_config"), config).unwrap();
-        std::fs::write(p.join("authorized_keys"), "").unwrap();
-        Self {
-            dir,
-            port,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(self.dir.path().join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/sbin/sshd");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("sshd did not listen on {}: {}", self.port, self.log());
-    }
-
-    fn started() -> Self {
-        let mut s = Self::prepare();
-        s.start();
-        s
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-
-    fn authorize(&self, public_line: &str) {
-        let path = self.dir.path().join("authorized_keys");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(public_line.trim_end());
-        text.push('\n');
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn host_public_key(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap()
-    }
-
-    fn new_host_key(&self) {
-        keygen(&["-t", "ed25519"], &self.dir.path().join("host_key"));
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn known_hosts(&self) -> KnownHosts {
-        KnownHosts::new(self.path("pipeline_known_hosts"))
-    }
-
-    /// A target for root with a freshly generated, authorised ed25519 key.
-    fn target(&self) -> SshTarget {
-        let (key, public) = SshKey::generate_ed25519("ssh-real-test").unwrap();
-        self.authorize(&public);
-        SshTarget {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: "root".into(),
-            key,
-        }
-    }
-
-    async fn session(&self) -> SshSession {
-        match SshSession::connect(&self.target(), &self.known_hosts()).await {
-            Ok(s) => s,
-            Err(e) => panic!("connect: {e}\nsshd log:\n{}", self.log()),
-        }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn same_key(a: &str, b: &str) -> bool {
     let fields = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");

@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) struct Proc {
     child: Child,
     status: Option<ExitStatus>,
+    /// Kept running on purpose ([`crate::LocalVm::keep_running`]): no
+    /// handle kills it any more.
+    detached: bool,
 }
 
 /// Shared handle on a [`Proc`].
@@ -18,6 +21,7 @@ pub(crate) fn shared(child: Child) -> SharedProc {
     Arc::new(Mutex::new(Proc {
         child,
         status: None,
+        detached: false,
     }))
 }
 
@@ -31,7 +35,9 @@ impl Drop for Proc {
     /// The last handle on a QEMU process kills it: a boot cancelled part-way
     /// (its future dropped) cannot leak a running QEMU.
     fn drop(&mut self) {
-        self.kill();
+        if !self.detached {
+            self.kill();
+        }
     }
 }
 
@@ -49,6 +55,16 @@ impl Proc {
             }
         }
         self.status
+    }
+
+    /// Let the process outlive every handle (and this program).
+    pub(crate) fn detach(&mut self) {
+        self.detached = true;
+    }
+
+    /// Whether [`Proc::detach`] was called.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached
     }
 
     /// SIGKILL if still running, then reap. Returns the exit status when known.

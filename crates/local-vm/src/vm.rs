@@ -583,6 +583,18 @@ impl LocalVm {
         Ok(info)
     }
 
+    /// Keep the VM running after this handle and its ledger are gone (for
+    /// debugging a failed test): QEMU is no longer killed on drop nor by
+    /// [`Ledger::cleanup`], and its directory stays. Whoever keeps it must
+    /// record it elsewhere (its directory and pid) to remove it later.
+    /// Returns QEMU's pid.
+    pub fn keep_running(self) -> u32 {
+        lock(&self.proc).detach();
+        self.ledger.forget(&self.name);
+        tracing::info!(pid = self.pid, dir = %self.dir.display(), "VM kept running");
+        self.pid
+    }
+
     /// Kill QEMU if it still runs and remove the VM's directory (overlay,
     /// logs, socket); forget it in the ledger. Idempotent.
     #[tracing::instrument(skip_all, fields(vm = %self.name))]
@@ -600,7 +612,10 @@ impl LocalVm {
 
 impl Drop for LocalVm {
     fn drop(&mut self) {
-        lock(&self.proc).kill();
+        let mut proc = lock(&self.proc);
+        if !proc.is_detached() {
+            proc.kill();
+        }
     }
 }
 

@@ -375,6 +375,14 @@ impl ComputeBackend for LocalBackend {
         Ok(())
     }
 
+    async fn keep(&self, vm: LocalVmHandle) -> Result<()> {
+        // The ledger records (VM directory, downloaded candidate) stay: `gc`
+        // finds QEMU by its directory and removes both.
+        let pid = vm.vm.keep_running();
+        tracing::info!(pid, id = %vm.id, "local VM kept running");
+        Ok(())
+    }
+
     async fn release(&self, record: &ResourceRecord) -> Result<bool> {
         release_local(record)
     }

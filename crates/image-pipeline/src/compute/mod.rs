@@ -135,6 +135,14 @@ pub trait ComputeBackend: Send + Sync {
     /// Delete the VM and the per-run resources created for it; release their records.
     async fn delete(&self, vm: Self::Vm, ledger: &ResourceLedger) -> Result<()>;
 
+    /// Keep the VM running after this program ends (`--keep-on-failure`);
+    /// its ledger records stay outstanding so that `gc` removes it later.
+    /// The default lets the handle go (a cloud server outlives it anyway).
+    async fn keep(&self, vm: Self::Vm) -> Result<()> {
+        drop(vm);
+        Ok(())
+    }
+
     /// Release one outstanding record this backend created (by id, or by
     /// its unique name when the run died before the id was known). Records
     /// of other backends are not touched: return `Ok(false)` for them.

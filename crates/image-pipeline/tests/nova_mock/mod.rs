@@ -63,6 +63,9 @@ pub struct State {
     pub snapshot_image_id: String,
     /// Operations performed, in order, with the resource (`op id`).
     pub ops: Vec<String>,
+    /// Address of the floating IPs allocated from now on (`172.24.4.N`
+    /// when `None`; `127.0.0.1` for tests that SSH to a local sshd).
+    pub fip_address: Option<String>,
     next: u64,
 }
 
@@ -214,8 +217,12 @@ impl State {
 
     fn fip_body(&mut self, id: &str, network: &str, description: &str) -> Value {
         let n = self.next % 250 + 2;
+        let address = self
+            .fip_address
+            .clone()
+            .unwrap_or_else(|| format!("172.24.4.{n}"));
         json!({
-            "id": id, "floating_ip_address": format!("172.24.4.{n}"), "floating_network_id": network,
+            "id": id, "floating_ip_address": address, "floating_network_id": network,
             "router_id": null, "port_id": null, "fixed_ip_address": null, "status": "DOWN",
             "project_id": PROJECT, "tenant_id": PROJECT, "description": description,
             "dns_domain": "", "dns_name": "", "port_details": null, "tags": [],
@@ -255,6 +262,12 @@ fn networks() -> Vec<Value> {
 
 fn flavor() -> Value {
     json!({"id": "2", "name": "m1.small", "vcpus": 1, "ram": 2048, "disk": 20, "swap": "",
+        "OS-FLV-EXT-DATA:ephemeral": 0, "os-flavor-access:is_public": true, "rxtx_factor": 1.0,
+        "links": []})
+}
+
+fn flavor_tiny() -> Value {
+    json!({"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 512, "disk": 1, "swap": "",
         "OS-FLV-EXT-DATA:ephemeral": 0, "os-flavor-access:is_public": true, "rxtx_factor": 1.0,
         "links": []})
 }
@@ -374,8 +387,9 @@ impl Responder {
                 "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]
             }})),
             "flavor.get" if id == "2" => ok(json!({ "flavor": flavor() })),
+            "flavor.get" if id == "1" => ok(json!({ "flavor": flavor_tiny() })),
             "flavor.get" => not_found(&format!("Flavor {id}")),
-            "flavor.list" => ok(json!({ "flavors": [flavor()] })),
+            "flavor.list" => ok(json!({ "flavors": [flavor_tiny(), flavor()] })),
             "keypair.create" => {
                 let name = body["keypair"]["name"]
                     .as_str()

@@ -65,6 +65,9 @@ pub struct OpenStackBackendOptions {
     pub poll_interval: Duration,
     /// Lines of console output returned by `console_log`.
     pub console_lines: u32,
+    /// The port the VMs' SSH server is reached at (22; another one when a
+    /// cloud forwards SSH, or for tests against a local sshd).
+    pub ssh_port: u16,
 }
 
 impl Default for OpenStackBackendOptions {
@@ -80,6 +83,7 @@ impl Default for OpenStackBackendOptions {
             snapshot_timeout: Duration::from_secs(1800),
             poll_interval: Duration::from_secs(3),
             console_lines: 50,
+            ssh_port: 22,
         }
     }
 }
@@ -489,7 +493,7 @@ impl ComputeBackend for OpenStackBackend {
         Ok(VmAddress {
             ip,
             ssh_host: ip.to_string(),
-            ssh_port: 22,
+            ssh_port: self.options.ssh_port,
         })
     }
 
