@@ -1,0 +1,541 @@
+//! `imagebuilder build`: boot the source image on a compute backend, run
+//! the template's provisioners over SSH (natively, or the real `packer
+//! build` with `--packer`), snapshot, and publish: with `-d` the compressed
+//! `<download_dir>/<name>-YYYYMMDD.qcow2`, its md5 file, the `-latest`
+//! links and the two-build rotation; without `-d` a private Glance image
+//! named after the build (Packer's artifact). Every temporary resource
+//! (VM, keypair, security group, snapshot, files) is in the build's
+//! ledger before it exists and is released whatever happens.
+//!
+//! Decide, then act: [`plan`] computes a [`BuildPlan`] with no I/O but
+//! reading the template; [`apply`] runs it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use image_pipeline::cleanup::release_all;
+use image_pipeline::{
+    AccessProfile, BackendKind, ChangedKeyPolicy, ComputeBackend, KnownHosts, ResourceKind,
+    ResourceLedger, SshKey, SshTarget, VmSpec, WaitPolicy,
+};
+use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
+use serde::Serialize;
+
+use crate::config::Dirs;
+use crate::error::{io_err, os_err, Error, Result};
+use crate::output::{self, Published};
+use crate::provision::{self, BuildLog, Connection};
+use crate::report::{self, ReportPaths};
+use crate::template::{Resolved, Template};
+
+/// The options of `imagebuilder build` (the original's, plus ours).
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `-a`: availability zone.
+    pub availability_zone: String,
+    /// `-n`: image name.
+    pub name: String,
+    /// `-s`: source image name or id.
+    pub source_image: String,
+    /// `-u`: SSH user.
+    pub ssh_user: String,
+    /// `-f`: flavor.
+    pub flavor: String,
+    /// `-N`: network name.
+    pub network: String,
+    /// `-p`: provision script.
+    pub provision_script: String,
+    /// `-d`: download (publish the qcow2 files) after the build.
+    pub download: bool,
+    /// `-x`: delete the source image afterwards.
+    pub purge_source: bool,
+    /// `--packer`: run the real `packer build`.
+    pub packer: bool,
+    /// Compute backend.
+    pub backend: BackendKind,
+    /// Template and download directories.
+    pub dirs: Dirs,
+    /// Extra template variables (`--var KEY=VALUE`), winning over ours.
+    pub extra_vars: BTreeMap<String, String>,
+    /// State directory (ledgers, VM directories).
+    pub state_dir: PathBuf,
+    /// The JSONL report and plain log, when `IMAGEBUILDER_REPORT=true`.
+    pub report: Option<ReportPaths>,
+    /// The build date, `YYYYMMDD` (local time, as `date +%Y%m%d`).
+    pub date: String,
+    /// Directory relative template paths are resolved from.
+    pub cwd: PathBuf,
+    /// Copy the build log to stderr as it grows (`-v`).
+    pub verbose: bool,
+}
+
+/// How the provisioners run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Mode {
+    /// Natively over SSH.
+    Native(Resolved),
+    /// `packer build` with these arguments (after `packer`).
+    Packer {
+        /// The arguments.
+        args: Vec<String>,
+    },
+}
+
+/// Where `-d` publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DownloadPlan {
+    /// The download directory.
+    pub dir: PathBuf,
+    /// `<dir>/<name>-YYYYMMDD.qcow2`.
+    pub image: PathBuf,
+    /// `<dir>/<name>-YYYYMMDD.md5`.
+    pub md5: PathBuf,
+    /// `<dir>/<name>-latest.qcow2`.
+    pub latest: PathBuf,
+    /// Dated builds kept.
+    pub keep: usize,
+}
+
+/// Everything a build will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildPlan {
+    /// Image name.
+    pub name: String,
+    /// Source image (name or id, resolved in Glance when applied).
+    pub source_image: String,
+    /// SSH user.
+    pub ssh_user: String,
+    /// Flavor.
+    pub flavor: String,
+    /// Network (name).
+    pub network: String,
+    /// Availability zone.
+    pub availability_zone: String,
+    /// Compute backend.
+    pub backend: BackendKind,
+    /// The template file.
+    pub template: PathBuf,
+    /// The per-build name of the VM and of the temporary keypair and
+    /// security group (`imagebuilder-<hex>`).
+    pub build_id: String,
+    /// The template variables.
+    pub variables: BTreeMap<String, String>,
+    /// How provisioners run.
+    pub mode: Mode,
+    /// Publishing with `-d`.
+    pub download: Option<DownloadPlan>,
+    /// Delete the source image afterwards (`-x`).
+    pub purge_source: bool,
+    /// The report and its log.
+    pub report: Option<ReportPaths>,
+    /// The build's work directory (key, known_hosts, logs, manifest).
+    pub work_dir: PathBuf,
+    /// The build's ledger.
+    pub ledger: PathBuf,
+}
+
+impl BuildPlan {
+    /// The plan as `--dry-run` prints it (pretty JSON).
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// What a finished build produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildOutcome {
+    /// The artifact: a Glance image id, or the published qcow2 path.
+    pub artifact_id: String,
+    /// The published files with `-d`.
+    pub published: Option<Published>,
+    /// The manifest written, if the template has a manifest post-processor.
+    pub manifest: Option<PathBuf>,
+}
+
+/// Compute the plan of a build (reads the template only).
+pub fn plan(o: &BuildOptions) -> Result<BuildPlan> {
+    if o.name.is_empty() || o.name.contains('/') {
+        return Err(Error::Config(format!(
+            "option -n: '{}' is not a usable image name",
+            o.name
+        )));
+    }
+    let template_file = o.dirs.template_dir.join("template");
+    let build_id = format!("imagebuilder-{}", uuid::Uuid::new_v4().simple());
+    let work_dir = o.state_dir.join("work").join(&build_id);
+    let mut variables = BTreeMap::new();
+    for (k, v) in [
+        ("image_name", o.name.clone()),
+        ("ssh_username", o.ssh_user.clone()),
+        ("security_group", build_id.clone()),
+        ("flavor", o.flavor.clone()),
+        ("network", o.network.clone()),
+        ("source_image", o.source_image.clone()),
+        ("ssh_keypair_name", build_id.clone()),
+        (
+            "ssh_key_path",
+            work_dir.join(&build_id).display().to_string(),
+        ),
+        ("availability_zone", o.availability_zone.clone()),
+        ("provision_script", o.provision_script.clone()),
+        (
+            "manifest_path",
+            work_dir.join("packer-manifest.json").display().to_string(),
+        ),
+    ] {
+        variables.insert(k.to_string(), v);
+    }
+    for (k, v) in &o.extra_vars {
+        variables.insert(k.clone(), v.clone());
+    }
+    let mode = if o.packer {
+        if !template_file.is_file() {
+            return Err(Error::Config(format!(
+                "template {} does not exist",
+                template_file.display()
+            )));
+        }
+        let mut args = vec!["build".to_string(), "-color=false".to_string()];
+        for (k, v) in &variables {
+            args.push("--var".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(template_file.display().to_string());
+        Mode::Packer { args }
+    } else {
+        let t = Template::load(&template_file)?;
+        Mode::Native(t.resolve(&variables, &o.cwd)?)
+    };
+    let download = o.download.then(|| DownloadPlan {
+        dir: o.dirs.download_dir.clone(),
+        image: output::dated_image(&o.dirs.download_dir, &o.name, &o.date),
+        md5: o
+            .dirs
+            .download_dir
+            .join(format!("{}-{}.md5", o.name, o.date)),
+        latest: o.dirs.download_dir.join(format!("{}-latest.qcow2", o.name)),
+        keep: output::KEEP_BUILDS,
+    });
+    Ok(BuildPlan {
+        name: o.name.clone(),
+        source_image: o.source_image.clone(),
+        ssh_user: o.ssh_user.clone(),
+        flavor: o.flavor.clone(),
+        network: o.network.clone(),
+        availability_zone: o.availability_zone.clone(),
+        backend: o.backend,
+        template: template_file,
+        ledger: o.state_dir.join(format!("{}.ledger.jsonl", o.name)),
+        build_id,
+        variables,
+        mode,
+        download,
+        purge_source: o.purge_source,
+        report: o.report.clone(),
+        work_dir,
+    })
+}
+
+/// Run a plan on `backend`, then write the report (when enabled): the
+/// exit code and log, then `success` or `failed`. Temporary resources are
+/// released whatever happens; the work directory is removed.
+pub async fn apply<B: ComputeBackend>(
+    plan: &BuildPlan,
+    backend: &B,
+    glance: &GlanceClient,
+    verbose: bool,
+) -> Result<BuildOutcome> {
+    std::fs::create_dir_all(&plan.work_dir).map_err(io_err("creating", &plan.work_dir))?;
+    if let Some(d) = plan.ledger.parent() {
+        std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+    }
+    let log_path = match &plan.report {
+        Some(r) => {
+            if let Some(d) = r.log.parent() {
+                std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+            }
+            r.log.clone()
+        }
+        None => plan.work_dir.join("build.log"),
+    };
+    let log = BuildLog::create(&log_path, verbose)?;
+    let ledger = ResourceLedger::open(&plan.ledger)?;
+    // A killed earlier build of this name left records: release them first.
+    if !ledger.is_empty()? {
+        log.say("Releasing what an interrupted earlier build left behind...");
+        let r = release_all(backend, glance, &ledger).await?;
+        if !r.is_complete() {
+            return Err(Error::Config(format!(
+                "cannot release the leftovers of an earlier build ({}); see {}",
+                r.failed.join("; "),
+                plan.ledger.display()
+            )));
+        }
+    }
+    let result = run(plan, backend, glance, &ledger, &log).await;
+    let cleanup = release_all(backend, glance, &ledger).await;
+    let mut result = match (result, cleanup) {
+        (Ok(o), Ok(c)) if c.is_complete() => Ok(o),
+        (Ok(_), Ok(c)) => Err(Error::Config(format!(
+            "temporary resources left: {} (see {})",
+            c.failed.join("; "),
+            plan.ledger.display()
+        ))),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), Ok(c)) if c.is_complete() => Err(e),
+        (Err(e), Ok(c)) => Err(Error::Config(format!(
+            "{e}; temporary resources left: {} (see {})",
+            c.failed.join("; "),
+            plan.ledger.display()
+        ))),
+        (Err(e), Err(c)) => Err(Error::Config(format!("{e}; clean-up failed: {c}"))),
+    };
+    if plan.purge_source {
+        log.say(&format!("Removing source image {}", plan.source_image));
+        let purged = match glance.find_image(&plan.source_image).await {
+            Ok(img) => glance
+                .delete_image(&img.id)
+                .await
+                .map_err(os_err(format!("deleting source image {}", img.id))),
+            Err(e) => Err(os_err(format!(
+                "finding source image {}",
+                plan.source_image
+            ))(e)),
+        };
+        if let Err(e) = purged {
+            log.say("Failed to delete source image");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    match &result {
+        Ok(_) => log.say("Build finished"),
+        Err(e) => log.say(&format!("Build failed: {e}")),
+    }
+    if let Some(r) = &plan.report {
+        let code = if result.is_ok() { 0 } else { 1 };
+        report::write_start(&r.report, code, &log.text())?;
+        report::append_result(&r.report, result.is_ok())?;
+    }
+    let _ = std::fs::remove_dir_all(&plan.work_dir);
+    result
+}
+
+async fn run<B: ComputeBackend>(
+    plan: &BuildPlan,
+    backend: &B,
+    glance: &GlanceClient,
+    ledger: &ResourceLedger,
+    log: &BuildLog,
+) -> Result<BuildOutcome> {
+    let resolved = match &plan.mode {
+        Mode::Native(r) => r,
+        Mode::Packer { .. } => {
+            return Err(Error::Config(
+                "--packer runs through packer_build, not the compute backend".into(),
+            ))
+        }
+    };
+    let source = glance
+        .find_image(&plan.source_image)
+        .await
+        .map_err(os_err(format!(
+            "finding source image '{}' (option -s)",
+            plan.source_image
+        )))?;
+    log.say(&format!("Creating temporary keypair: {}", plan.build_id));
+    let (key, public) = SshKey::generate_ed25519(&plan.build_id)?;
+    let key_file = plan.work_dir.join(&plan.build_id);
+    key.write_private(&key_file)?;
+    let known_hosts =
+        KnownHosts::new(plan.work_dir.join("known_hosts")).with_policy(ChangedKeyPolicy::Replace);
+    let spec = VmSpec {
+        name: plan.build_id.clone(),
+        image_id: source.id.clone(),
+        flavor: plan.flavor.clone(),
+        login_user: plan.ssh_user.clone(),
+        public_key: public,
+        access: AccessProfile::SshOnly,
+        tcp_ports: Vec::new(),
+    };
+    log.say(&format!(
+        "Launching server {} from {} ({}) on the {} backend...",
+        plan.build_id,
+        source.name.as_deref().unwrap_or(""),
+        source.id,
+        backend.name()
+    ));
+    let vm = backend.boot(&spec, ledger).await?;
+    let outcome =
+        provision_and_snapshot(plan, resolved, backend, &vm, ledger, log, key, known_hosts).await;
+    let snapshot = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            if let Ok(console) = backend.console_log(&vm).await {
+                tracing::debug!(%console, "console of the failed build VM");
+            }
+            log.say("Deleting the build server...");
+            if let Err(d) = backend.delete(vm, ledger).await {
+                tracing::warn!(error = %d, "deleting the build VM failed; the ledger release retries");
+            }
+            return Err(e);
+        }
+    };
+    log.say("Deleting the build server...");
+    backend.delete(vm, ledger).await?;
+    let (artifact_id, published) = match &plan.download {
+        Some(d) => {
+            std::fs::create_dir_all(&d.dir).map_err(io_err("creating", &d.dir))?;
+            let part = PathBuf::from(format!("{}.part", d.image.display()));
+            let k = ledger.intent(
+                ResourceKind::File,
+                &part.display().to_string(),
+                "local-file",
+                None,
+            )?;
+            log.say(&format!("Compressing the image into {}", d.image.display()));
+            output::compress(&snapshot, &part).await?;
+            std::fs::rename(&part, &d.image).map_err(io_err("renaming", &part))?;
+            ledger.released(k)?;
+            let published = output::finish(&d.dir, &plan.name, &d.image)?;
+            log.say(&format!(
+                "Image published: {} (md5 {})",
+                d.image.display(),
+                published.md5
+            ));
+            (d.image.display().to_string(), Some(published))
+        }
+        None => {
+            let k = ledger.intent(
+                ResourceKind::Image,
+                &plan.name,
+                image_pipeline::cleanup::GLANCE,
+                glance.region(),
+            )?;
+            let req = CreateImage::new(&plan.name)
+                .disk_format("qcow2")
+                .container_format("bare")
+                .visibility(Visibility::Private);
+            let image = glance
+                .create_image(&req)
+                .await
+                .map_err(os_err(format!("creating image '{}'", plan.name)))?;
+            ledger.created(k, &image.id)?;
+            glance
+                .upload_file(&image.id, &snapshot)
+                .await
+                .map_err(os_err(format!("uploading image {}", image.id)))?;
+            // The artifact is the operator's now.
+            ledger.released(k)?;
+            log.say(&format!("An image was created: {}", image.id));
+            (image.id, None)
+        }
+    };
+    let manifest = match &resolved.manifest_output {
+        Some(path) => {
+            let p = PathBuf::from(path);
+            write_manifest(&p, resolved, &artifact_id, published.as_ref())?;
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(BuildOutcome {
+        artifact_id,
+        published,
+        manifest,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn provision_and_snapshot<B: ComputeBackend>(
+    plan: &BuildPlan,
+    resolved: &Resolved,
+    backend: &B,
+    vm: &B::Vm,
+    ledger: &ResourceLedger,
+    log: &BuildLog,
+    key: SshKey,
+    known_hosts: KnownHosts,
+) -> Result<PathBuf> {
+    let local = backend.name() == "local";
+    let addr = backend.wait_ready(vm, Duration::from_secs(900)).await?;
+    known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
+    log.say(&format!(
+        "Waiting for SSH to become available on {}...",
+        addr.ip
+    ));
+    let target = SshTarget {
+        host: addr.ssh_host.clone(),
+        port: addr.ssh_port,
+        user: plan.ssh_user.clone(),
+        key,
+    };
+    let policy = WaitPolicy {
+        initial_delay: Duration::ZERO,
+        attempts: 60,
+        interval: Duration::from_secs(if local { 5 } else { 10 }),
+    };
+    let mut conn = Connection::new(target, known_hosts, policy);
+    conn.session().await?;
+    log.say("Connected to SSH!");
+    let steps = provision::run_steps(
+        &resolved.steps,
+        &mut conn,
+        resolved.ssh_pty,
+        &plan.work_dir,
+        log,
+    )
+    .await;
+    conn.close().await;
+    steps?;
+    log.say("Stopping server...");
+    backend.power_off(vm, Duration::from_secs(300)).await?;
+    log.say("Creating the image...");
+    let snapshot = plan.work_dir.join(format!("{}.snapshot.qcow2", plan.name));
+    Ok(backend.snapshot_to_file(vm, &snapshot, ledger).await?)
+}
+
+/// Write the manifest as Packer's `manifest` post-processor does.
+pub fn write_manifest(
+    path: &Path,
+    r: &Resolved,
+    artifact_id: &str,
+    published: Option<&Published>,
+) -> Result<()> {
+    let run_uuid = uuid::Uuid::new_v4().to_string();
+    let files = published.map(|p| {
+        let size = std::fs::metadata(&p.image).map(|m| m.len()).unwrap_or(0);
+        serde_json::json!([{ "name": p.image.display().to_string(), "size": size }])
+    });
+    let manifest = serde_json::json!({
+        "builds": [{
+            "name": r.builder_name,
+            "builder_type": r.builder_type,
+            "build_time": chrono::Utc::now().timestamp(),
+            "files": files,
+            "artifact_id": artifact_id,
+            "packer_run_uuid": run_uuid,
+            "custom_data": null,
+        }],
+        "last_run_uuid": run_uuid,
+    });
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+    }
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(path, text).map_err(io_err("writing manifest", path))
+}
+
+/// `builds[0].artifact_id` of a Packer manifest.
+pub fn manifest_artifact(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(io_err("reading manifest", path))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: not a Packer manifest: {e}", path.display())))?;
+    v["builds"][0]["artifact_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::Config(format!("{}: no builds[0].artifact_id", path.display())))
+}

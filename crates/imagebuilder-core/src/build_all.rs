@@ -1,0 +1,358 @@
+//! `imagebuilder build-all`: NREC's build-all wrapper. The images come
+//! from the builder's image hash (`profile::application::builder::images`
+//! in hieradata, or that hash alone); each selected image is bootstrapped
+//! and built (`-d -x`) by this program as child processes with
+//! `IMAGEBUILDER_REPORT=true` and the class's `IB_TEMPLATE_DIR`
+//! (`<template_base>/default`, `<template_base>/nv_vgpu`, or the entry's
+//! own `environment`), one after the other; a time-out (`-t`) or any
+//! failure appends `{"result":"failed"}` to the image's report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_yaml::Value;
+
+use crate::error::{Error, Result};
+use crate::report;
+
+/// Key of the image hash in hieradata.
+pub const HIERA_KEY: &str = "profile::application::builder::images";
+
+/// Class of an image, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Standard images (`-S`).
+    Standard,
+    /// vGPU images (`-G`, name ends `_nv_vgpu`).
+    Vgpu,
+    /// Windows images (`-W`, `winsrv_*`): refused.
+    Windows,
+}
+
+/// The class of image `name`.
+pub fn class_of(name: &str) -> Class {
+    if name.starts_with("winsrv_") {
+        Class::Windows
+    } else if name.ends_with("_nv_vgpu") {
+        Class::Vgpu
+    } else {
+        Class::Standard
+    }
+}
+
+/// One image of the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageEntry {
+    /// Short name (`debian12`).
+    pub name: String,
+    /// Upstream image's Glance name (`image_name`).
+    pub image_name: String,
+    /// Base URL.
+    pub url: String,
+    /// File under `url`.
+    pub latest: String,
+    /// Checksum file under `url`.
+    pub checksum_file: Option<String>,
+    /// Digest type.
+    pub checksum: Option<String>,
+    /// MB.
+    pub min_ram: u64,
+    /// GB.
+    pub min_disk: u64,
+    /// Flavor.
+    pub flavor: String,
+    /// UEFI.
+    pub efi: bool,
+    /// SSH user.
+    pub username: String,
+    /// Network name.
+    pub network: String,
+    /// Extra environment (`KEY=VALUE`).
+    pub environment: Vec<(String, String)>,
+}
+
+/// Read the image hash; every problem is reported with the image and key.
+pub fn load_images(
+    file: &Path,
+    default_flavor: &str,
+    default_network: &str,
+) -> Result<Vec<ImageEntry>> {
+    let err = |message: String| Error::ImageSpec {
+        file: file.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(file).map_err(crate::error::io_err("reading", file))?;
+    let root: Value =
+        serde_yaml::from_str(&text).map_err(|e| err(format!("not valid YAML: {e}")))?;
+    let map = root
+        .get(HIERA_KEY)
+        .unwrap_or(&root)
+        .as_mapping()
+        .ok_or_else(|| err("not a map of images".into()))?;
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            problems.push("an image name is not a string".to_string());
+            continue;
+        };
+        let s = |key: &str| -> Option<String> {
+            v.get(key).and_then(|x| match x {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            })
+        };
+        let mut need = |key: &str| -> String {
+            s(key).unwrap_or_else(|| {
+                problems.push(format!("image '{name}': missing key '{key}'"));
+                String::new()
+            })
+        };
+        let image_name = need("image_name");
+        let url = need("url");
+        let latest = need("latest");
+        let username = need("username");
+        let min_ram_s = need("min_ram");
+        let min_disk_s = need("min_disk");
+        let num = |key: &str, t: &str, problems: &mut Vec<String>| -> u64 {
+            if t.is_empty() {
+                return 0;
+            }
+            t.parse().unwrap_or_else(|_| {
+                problems.push(format!("image '{name}': key '{key}' is not a number"));
+                0
+            })
+        };
+        let min_ram = num("min_ram", &min_ram_s, &mut problems);
+        let min_disk = num("min_disk", &min_disk_s, &mut problems);
+        let mut environment = Vec::new();
+        if let Some(list) = v.get("environment").and_then(Value::as_sequence) {
+            for e in list {
+                match e.as_str().and_then(|e| e.split_once('=')) {
+                    Some((a, b)) => environment.push((a.to_string(), b.to_string())),
+                    None => problems.push(format!(
+                        "image '{name}': key 'environment': entries are KEY=VALUE"
+                    )),
+                }
+            }
+        }
+        out.push(ImageEntry {
+            name: name.to_string(),
+            image_name,
+            url,
+            latest,
+            checksum_file: s("checksum_file").filter(|c| !c.is_empty()),
+            checksum: s("checksum"),
+            min_ram,
+            min_disk,
+            flavor: s("flavor").unwrap_or_else(|| default_flavor.to_string()),
+            efi: s("efi").as_deref() == Some("true"),
+            username,
+            network: s("network").unwrap_or_else(|| default_network.to_string()),
+            environment,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(err(problems.join("; ")));
+    }
+    Ok(out)
+}
+
+/// What `build-all` was asked (the wrapper's options).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `-S`.
+    pub standard: bool,
+    /// `-G`.
+    pub vgpu: bool,
+    /// `-W`.
+    pub windows: bool,
+    /// `-i` (repeatable).
+    pub images: Vec<String>,
+}
+
+/// One image build of a build-all run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// Short name.
+    pub name: String,
+    /// Class.
+    pub class: Class,
+    /// Environment for both commands.
+    pub env: BTreeMap<String, String>,
+    /// `imagebuilder bootstrap …` arguments.
+    pub bootstrap: Vec<String>,
+    /// `imagebuilder build …` arguments (`-s` is the bootstrap's output).
+    pub build: Vec<String>,
+    /// The report that gets `{"result":"failed"}` on a failure.
+    pub report: PathBuf,
+}
+
+/// A build-all plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildAllPlan {
+    /// The builds, in order.
+    pub jobs: Vec<Job>,
+    /// Time limit per image build.
+    pub timeout_secs: Option<u64>,
+}
+
+/// Choose the jobs: refuses Windows ("Poke Tor", as the wrapper) and
+/// unknown `-i` names.
+pub fn plan(
+    images: &[ImageEntry],
+    sel: &Selection,
+    az: &str,
+    template_base: &Path,
+    report_dir: &Path,
+    timeout_secs: Option<u64>,
+) -> Result<BuildAllPlan> {
+    if sel.windows {
+        return Err(Error::Config(
+            "-W: Windows images are not built here (Poke Tor)".into(),
+        ));
+    }
+    if !sel.standard && !sel.vgpu && sel.images.is_empty() {
+        return Err(Error::Config(
+            "nothing to build: give -S, -G or -i IMAGE".into(),
+        ));
+    }
+    for i in &sel.images {
+        if !images.iter().any(|e| &e.name == i) {
+            return Err(Error::Config(format!(
+                "-i {i}: no such image in the image list"
+            )));
+        }
+        if class_of(i) == Class::Windows {
+            return Err(Error::Config(format!(
+                "-i {i}: Windows images are not built here (Poke Tor)"
+            )));
+        }
+    }
+    let mut jobs = Vec::new();
+    for e in images {
+        let class = class_of(&e.name);
+        let chosen = sel.images.contains(&e.name)
+            || (sel.standard && class == Class::Standard)
+            || (sel.vgpu && class == Class::Vgpu);
+        if !chosen {
+            continue;
+        }
+        let mut env = BTreeMap::new();
+        env.insert("IMAGEBUILDER_REPORT".to_string(), "true".to_string());
+        let tdir = match class {
+            Class::Vgpu => template_base.join("nv_vgpu"),
+            _ => template_base.join("default"),
+        };
+        env.insert("IB_TEMPLATE_DIR".to_string(), tdir.display().to_string());
+        for (k, v) in &e.environment {
+            env.insert(k.clone(), v.clone());
+        }
+        let mut bootstrap = vec![
+            "bootstrap".to_string(),
+            "-a".into(),
+            az.to_string(),
+            "-u".into(),
+            format!("{}{}", e.url, e.latest),
+        ];
+        if let Some(c) = &e.checksum_file {
+            bootstrap.extend(["-c".to_string(), format!("{}{c}", e.url)]);
+            bootstrap.extend([
+                "-t".to_string(),
+                e.checksum.clone().unwrap_or_else(|| "sha256".into()),
+            ]);
+        }
+        bootstrap.extend([
+            "-n".to_string(),
+            e.image_name.clone(),
+            "-r".into(),
+            e.min_ram.to_string(),
+            "-d".into(),
+            e.min_disk.to_string(),
+        ]);
+        if e.efi {
+            bootstrap.push("-e".into());
+        }
+        bootstrap.extend(["-f".to_string(), "qcow2".into()]);
+        let build = vec![
+            "build".to_string(),
+            "-n".into(),
+            e.name.clone(),
+            "-N".into(),
+            e.network.clone(),
+            "-a".into(),
+            az.to_string(),
+            "-u".into(),
+            e.username.clone(),
+            "-f".into(),
+            e.flavor.clone(),
+            "-d".into(),
+            "-x".into(),
+        ];
+        jobs.push(Job {
+            name: e.name.clone(),
+            class,
+            env,
+            bootstrap,
+            build,
+            report: report_dir.join(format!("{}-report.jsonl", e.name)),
+        });
+    }
+    Ok(BuildAllPlan { jobs, timeout_secs })
+}
+
+/// Run one job with `program` (this binary): bootstrap, then build with
+/// its output as `-s`, under the time limit. Returns whether it succeeded;
+/// on failure `{"result":"failed"}` is appended to the report.
+pub async fn run_job(
+    program: &Path,
+    job: &Job,
+    extra: &[String],
+    timeout: Option<Duration>,
+) -> Result<bool> {
+    let work = async {
+        let out = tokio::process::Command::new(program)
+            .args(&job.bootstrap)
+            .args(extra)
+            .envs(&job.env)
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(crate::error::io_err("running", program))?;
+        if !out.status.success() {
+            tracing::warn!(image = %job.name, "bootstrap failed");
+            return Ok(false);
+        }
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let status = tokio::process::Command::new(program)
+            .args(&job.build)
+            .args(["-s", &id])
+            .args(extra)
+            .envs(&job.env)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(crate::error::io_err("running", program))?;
+        Ok::<bool, Error>(status.success())
+    };
+    let ok = match timeout {
+        Some(t) => match tokio::time::timeout(t, work).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::warn!(image = %job.name, "timed out");
+                false
+            }
+        },
+        None => work.await?,
+    };
+    if !ok {
+        report::append_result(&job.report, false)?;
+    }
+    Ok(ok)
+}
