@@ -117,15 +117,7 @@ pub struct RallyConfig {
     pub log_dir: Option<PathBuf>,
 }
 
-/// `[test-gate]`: the test command a new image must pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateConfig {
-    /// `TEST_SCRIPT`, required in the section: run with
-    /// `PACKUILON_IMAGE_ID`, exit 0 passes.
-    pub script: PathBuf,
-    /// `TIMEOUT`, seconds, default 1800.
-    pub timeout: u64,
-}
+pub use crate::gate::GateConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,50 +408,30 @@ impl Config {
             None,
         );
         let s = "test-gate";
-        let gate: Option<GateConfig> = keep(
-            &mut problems,
-            (|| -> Result<Option<GateConfig>> {
-                if !ini.has_section(s) {
-                    return Ok(None);
-                }
-                let script = r
-                    .opt(s, "TEST_SCRIPT")
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        r.bad(
-                            s,
-                            "TEST_SCRIPT",
-                            "missing: the [test-gate] section needs a test command".into(),
-                        )
-                    })?;
-                let timeout = match r.opt(s, "TIMEOUT") {
-                    None => 1800,
-                    Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        r.bad(
-                            s,
-                            "TIMEOUT",
-                            format!("{v:?} is not a positive number of seconds"),
-                        )
-                    })?,
-                };
-                Ok(Some(GateConfig {
-                    script: PathBuf::from(script),
-                    timeout,
-                }))
-            })(),
-            None,
-        );
+        let gate = ini.has_section(s).then(|| {
+            GateConfig::read(
+                |k| r.opt(s, k),
+                |k, m| r.bad(s, k, m),
+                r.opt("global", "FLAVOR_NAME"),
+                r.opt("global", "NETWORK_ID"),
+                &mut problems,
+            )
+        });
+        // The fork's FLAVOR_NAME and NETWORK_ID are the OpenStack gate's defaults.
+        let gate_on_openstack = gate
+            .as_ref()
+            .is_some_and(|g| g.backend == crate::gate::GateBackend::Openstack);
         let mut ignored = Vec::new();
         for (section, key, why) in [
             (
                 "global",
                 "FLAVOR_NAME",
-                "the fork's build-file generator only; set the flavor in the templates",
+                "used only by [test-gate] BACKEND = openstack; set the build's flavor in the templates",
             ),
             (
                 "global",
                 "NETWORK_ID",
-                "the fork's build-file generator only; set the network in the templates",
+                "used only by [test-gate] BACKEND = openstack; set the build's network in the templates",
             ),
             ("rally-image-testing", "DEPLOYMENT_UUID", "Rally is not run"),
             (
@@ -481,6 +453,9 @@ impl Config {
                 "Rally is not run",
             ),
         ] {
+            if gate_on_openstack && section == "global" {
+                continue;
+            }
             if let Some(v) = ini.get(section, key) {
                 ignored.push(format!(
                     "[{section}] {key} (line {}): ignored: {why}",

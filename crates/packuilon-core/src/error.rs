@@ -166,6 +166,24 @@ pub enum Error {
         /// The queue.
         queue: String,
     },
+    /// An image-pipeline step of the test gate failed (booting, the
+    /// ledger, the gate's folder).
+    #[error("test gate: {operation}: {source}")]
+    Pipeline {
+        /// What was being done.
+        operation: String,
+        /// image-pipeline's error.
+        source: Box<image_pipeline::Error>,
+    },
+    /// The test gate could not run for image `image` (the image is left as
+    /// built).
+    #[error("test gate of image {image}: {message}")]
+    Gate {
+        /// The image id.
+        image: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {

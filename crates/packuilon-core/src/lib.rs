@@ -9,7 +9,8 @@
 //! persisted record of builds (duplicates build once), the producers
 //! (`trigger`, `cdb2rabbit`), and the rotation of old images after a
 //! successful build (`rename-old-images`, through `openstack-client`'s
-//! Glance).
+//! Glance), and the test gate before it (a script, or the new image booted
+//! on `image-pipeline`'s compute backends: local QEMU or OpenStack).
 //!
 //! Must not: put a credential on a command line or in a log, acknowledge a
 //! message before it is settled (built, recognised as a duplicate, or handed
@@ -18,6 +19,7 @@
 
 pub mod amqp;
 pub mod cdb2rabbit;
+pub mod compute_gate;
 pub mod config;
 pub mod error;
 pub mod gate;

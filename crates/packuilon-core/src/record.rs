@@ -33,6 +33,11 @@ pub enum BuildState {
     Succeeded,
     /// At least one template failed.
     Failed,
+    /// Built and gated, but `rename-old-images` failed afterwards: the
+    /// request was parked on `<QUEUE>.failed`; a redelivery retries the
+    /// rotation only.
+    #[serde(rename = "rotation-failed")]
+    RotationFailed,
 }
 
 /// One build name's last known build.
@@ -73,6 +78,9 @@ pub enum Decision {
     /// This attempt failed but its follow-up was never confirmed: publish
     /// the follow-up for the recorded entry, then acknowledge.
     HandOff(BuildEntry),
+    /// Built already, but the rotation after it failed: run the rotation
+    /// again (not the build).
+    Rotate(BuildEntry),
 }
 
 /// Decide what a message with `checksum` and `attempt` leads to.
@@ -82,6 +90,7 @@ pub fn decide(entry: Option<&BuildEntry>, checksum: &str, attempt: u32) -> Decis
     };
     match e.state {
         BuildState::Succeeded => Decision::AlreadyBuilt,
+        BuildState::RotationFailed => Decision::Rotate(e.clone()),
         BuildState::Running => Decision::Build,
         BuildState::Failed if e.attempt < attempt => Decision::Build,
         BuildState::Failed if e.handed_off => Decision::AlreadyHandedOff,
@@ -211,6 +220,16 @@ mod tests {
         assert_eq!(
             decide(Some(&pending), "c", 2),
             Decision::HandOff(pending.clone())
+        );
+        // A rotation that failed after the build is tried again, never the build.
+        let unrotated = entry(BuildState::RotationFailed, 1, true);
+        assert_eq!(
+            decide(Some(&unrotated), "c", 1),
+            Decision::Rotate(unrotated.clone())
+        );
+        assert_eq!(
+            serde_json::to_string(&BuildState::RotationFailed).unwrap(),
+            "\"rotation-failed\""
         );
     }
 

@@ -21,9 +21,11 @@ use crate::amqp::{
     failed_queue, header_str, header_u32, publish_confirmed, Broker, Shutdown, ATTEMPT_HEADER,
     BUILD_HEADER, LOG_HEADER, REASON_HEADER, REQUEST_HEADER,
 };
+use crate::compute_gate::{ComputeGate, ComputeGateSettings};
 use crate::config::Config;
+use crate::config::Rabbit2PackerConfig;
 use crate::error::{Error, Result};
-use crate::gate::{GateImage, GateVerdict, ImageGate, ScriptGate};
+use crate::gate::{GateConfig, GateImage, GateVerdict, ImageGate, ScriptGate};
 use crate::notify::{Notice, Notifier};
 use crate::profile::{BuildPlan, SourceImages, TemplateMap};
 use crate::record::{self, BuildEntry, BuildRecord, BuildState, Decision};
@@ -92,12 +94,7 @@ impl Service {
             rotate_old_images: config.rename.is_some(),
             gate: match &config.gate {
                 None => None,
-                Some(g) => Some(Arc::new(ScriptGate {
-                    script: g.script.clone(),
-                    timeout: Duration::from_secs(g.timeout),
-                    env: AuthEnv::load(&r.packer_admin_auth)?.packer_env(),
-                    log_dir: Some(r.log_dir.clone()),
-                }) as Arc<dyn ImageGate>),
+                Some(g) => Some(gate_from_config(g, r)?),
             },
             rotator: if config.rename.is_some() || config.gate.is_some() {
                 let admin = AuthEnv::load(&r.packer_admin_auth)?;
@@ -272,6 +269,16 @@ impl Service {
                     };
                     self.park(publisher, &delivery, &failure).await
                 }
+                Disposition::Park { name, failure } => {
+                    error!(reason = %failure.reason, "parked on the failed queue");
+                    match self.park(publisher, &delivery, &failure).await {
+                        Ok(()) => {
+                            self.notify_failure(&failure).await;
+                            self.mark_handed_off(&name, &failure)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 Disposition::Failed { name, failure } => {
                     self.hand_off(publisher, &delivery, &failure).await.and_then(|()| {
                         self.mark_handed_off(&name, &failure)
@@ -349,6 +356,10 @@ impl Service {
                 info!(name = %plan.name, "duplicate: this attempt failed and was handed on already");
                 return Disposition::Done;
             }
+            Decision::Rotate(entry) => {
+                info!(name = %plan.name, "built already; rename-old-images failed then: trying it again");
+                return self.rotate(&plan.name, entry).await;
+            }
             Decision::HandOff(entry) => {
                 info!(name = %plan.name, "this attempt failed before a restart; handing it on");
                 return Disposition::Failed {
@@ -395,31 +406,9 @@ impl Service {
         }
         if reasons.is_empty() {
             if let Some(gate) = &self.gate {
-                for image in &entry.images {
-                    let subject = GateImage {
-                        id: image.clone(),
-                        build: plan.name.clone(),
-                    };
-                    let why = match gate.check(&subject).await {
-                        Ok(GateVerdict::Passed) => continue,
-                        Ok(GateVerdict::Failed(why)) => why,
-                        Err(e) => format!("the test gate could not run: {e}"),
-                    };
-                    reasons.push(format!("image {image}: {why}"));
-                    match &self.rotator {
-                        Some(r) => match r.mark_broken(image).await {
-                            Ok(name) => {
-                                info!(image = %image, name = %name, "failed image marked broken")
-                            }
-                            Err(e) => {
-                                error!(image = %image, error = %e, "cannot mark the failed image broken")
-                            }
-                        },
-                        None => {
-                            warn!(image = %image, "no Glance access configured: the failed image is left as built")
-                        }
-                    }
-                }
+                reasons = self
+                    .gate_images(gate.as_ref(), &plan.name, &entry.images)
+                    .await;
             }
         }
         entry.updated = record::now();
@@ -429,19 +418,7 @@ impl Service {
             if let Err(e) = self.record.set(&plan.name, entry.clone()) {
                 error!(error = %e, "cannot record the build; a duplicate may build again");
             }
-            if let Some(rotator) = self.rotator.as_ref().filter(|_| self.rotate_old_images) {
-                for image in &entry.images {
-                    match rotator.after_build(image).await {
-                        Ok(plan) => {
-                            info!(image = %image, warehoused = plan.old_images.len(), "old images rotated")
-                        }
-                        Err(e) => {
-                            error!(image = %image, error = %e, "rename-old-images failed; old images left as they were")
-                        }
-                    }
-                }
-            }
-            return Disposition::Done;
+            return self.rotate(&plan.name, entry).await;
         }
         entry.state = BuildState::Failed;
         entry.reason = Some(reasons.join("; "));
@@ -460,6 +437,114 @@ impl Service {
         }
     }
 
+    /// Run the test gate on each image of a build; the reasons of those
+    /// that failed (empty: all passed). An image that fails is renamed
+    /// `Broken-<name>-<date>` and made private; one the gate could not
+    /// test is left as built. Either way the build has failed.
+    async fn gate_images(
+        &self,
+        gate: &dyn ImageGate,
+        build: &str,
+        images: &[String],
+    ) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for image in images {
+            let subject = GateImage {
+                id: image.clone(),
+                build: build.to_string(),
+            };
+            let why = match gate.check(&subject).await {
+                Ok(GateVerdict::Passed) => continue,
+                Ok(GateVerdict::Failed(why)) => why,
+                Err(e) => {
+                    error!(image = %image, error = %e, "the test gate could not run; the image is left as built");
+                    reasons.push(format!(
+                        "image {image}: the test gate could not run (image left as built): {e}"
+                    ));
+                    continue;
+                }
+            };
+            let marked = match &self.rotator {
+                Some(r) => match r.mark_broken(image).await {
+                    Ok(name) => {
+                        info!(image = %image, name = %name, "failed image marked broken");
+                        format!("renamed {name:?} and made private")
+                    }
+                    Err(e) => {
+                        error!(image = %image, error = %e, "cannot mark the failed image broken");
+                        format!("could not be renamed Broken-: {e}")
+                    }
+                },
+                None => {
+                    warn!(image = %image, "no Glance access configured: the failed image is left as built");
+                    "left as built: no Glance access configured".into()
+                }
+            };
+            reasons.push(format!(
+                "image {image} failed the test gate ({marked}): {why}"
+            ));
+        }
+        reasons
+    }
+
+    /// After a successful (and gated) build: rotate the old images when
+    /// configured, then report the success. A rotation that fails parks
+    /// the message on `<QUEUE>.failed` (the build itself is not redone: the
+    /// record keeps it as built, and a redelivery tries the rotation again).
+    async fn rotate(&self, name: &str, mut entry: BuildEntry) -> Disposition {
+        let mut problems = Vec::new();
+        if let Some(rotator) = self.rotator.as_ref().filter(|_| self.rotate_old_images) {
+            for image in &entry.images {
+                match rotator.after_build(image).await {
+                    Ok(plan) => {
+                        info!(image = %image, warehoused = plan.old_images.len(), "old images rotated")
+                    }
+                    Err(e) => {
+                        error!(image = %image, error = %e, "rename-old-images failed; old images left as they were");
+                        problems.push(format!(
+                            "image {image} was built and passed the gate, but rename-old-images failed (old images left as they were): {e}"
+                        ));
+                    }
+                }
+            }
+        }
+        entry.updated = record::now();
+        if problems.is_empty() {
+            if entry.state != BuildState::Succeeded {
+                entry.state = BuildState::Succeeded;
+                entry.reason = None;
+                if let Err(e) = self.record.set(name, entry.clone()) {
+                    error!(error = %e, "cannot record the build");
+                }
+            }
+            self.notifier
+                .notify(&Notice {
+                    build: name.to_string(),
+                    images: entry.images.clone(),
+                    failure: None,
+                    logs: entry.logs.clone(),
+                    attempts: entry.attempt,
+                })
+                .await;
+            return Disposition::Done;
+        }
+        entry.state = BuildState::RotationFailed;
+        entry.handed_off = false;
+        entry.reason = Some(problems.join("; "));
+        if let Err(e) = self.record.set(name, entry.clone()) {
+            error!(error = %e, "cannot record the failed rotation");
+        }
+        Disposition::Park {
+            failure: Failure {
+                build: Some(name.to_string()),
+                attempt: entry.attempt,
+                reason: entry.reason.unwrap_or_default(),
+                logs: entry.logs,
+            },
+            name: name.to_string(),
+        }
+    }
+
     /// A failed attempt: publish it again (attempt + 1) or park it.
     async fn hand_off(
         &self,
@@ -470,15 +555,7 @@ impl Service {
         if failure.attempt >= self.max_attempts {
             error!(attempts = failure.attempt, reason = %failure.reason, "giving up: parked on the failed queue");
             self.park(publisher, delivery, failure).await?;
-            self.notifier
-                .notify(&Notice {
-                    build: failure.build.clone().unwrap_or_default(),
-                    images: vec![],
-                    failure: Some(failure.reason.clone()),
-                    logs: failure.logs.clone(),
-                    attempts: failure.attempt,
-                })
-                .await;
+            self.notify_failure(failure).await;
             return Ok(());
         }
         let next = failure.attempt + 1;
@@ -527,15 +604,48 @@ impl Service {
         .await
     }
 
+    /// Mail the failure of a request that was parked.
+    async fn notify_failure(&self, failure: &Failure) {
+        self.notifier
+            .notify(&Notice {
+                build: failure.build.clone().unwrap_or_default(),
+                images: vec![],
+                failure: Some(failure.reason.clone()),
+                logs: failure.logs.clone(),
+                attempts: failure.attempt,
+            })
+            .await;
+    }
+
     fn mark_handed_off(&self, name: &str, failure: &Failure) -> Result<()> {
         if let Some(mut e) = self.record.get(name) {
-            if e.attempt == failure.attempt && e.state == BuildState::Failed {
+            if e.attempt == failure.attempt
+                && matches!(e.state, BuildState::Failed | BuildState::RotationFailed)
+            {
                 e.handed_off = true;
                 e.updated = record::now();
                 self.record.set(name, e)?;
             }
         }
         Ok(())
+    }
+}
+
+/// The gate `[test-gate]` describes: the script gate, or the compute gate
+/// booting through the admin credentials (or `CLOUD`).
+fn gate_from_config(g: &GateConfig, r: &Rabbit2PackerConfig) -> Result<Arc<dyn ImageGate>> {
+    let admin = AuthEnv::load(&r.packer_admin_auth)?;
+    match ComputeGateSettings::from_config(g, &r.state_dir, &r.log_dir) {
+        Some(settings) => {
+            let session = Rotator::session_from(&admin, g.cloud.as_deref())?;
+            Ok(Arc::new(ComputeGate::new(session, settings)))
+        }
+        None => Ok(Arc::new(ScriptGate {
+            script: g.script.clone().unwrap_or_default(),
+            timeout: Duration::from_secs(g.timeout),
+            env: admin.packer_env(),
+            log_dir: Some(r.log_dir.clone()),
+        })),
     }
 }
 
@@ -590,7 +700,15 @@ impl BuildLocks {
 enum Disposition {
     Done,
     Unusable(Error),
-    Failed { name: String, failure: Failure },
+    /// Built, but what follows failed: straight to `<QUEUE>.failed`.
+    Park {
+        name: String,
+        failure: Failure,
+    },
+    Failed {
+        name: String,
+        failure: Failure,
+    },
     Requeue(Error),
 }
 

@@ -1,0 +1,196 @@
+//! The compute-backend test gate on the OpenStack backend: a stateful fake
+//! Nova + Neutron on wiremock (image-pipeline's `nova_mock`, bodies shaped
+//! like the api-ref samples) beside the REAL local Keystone and Glance
+//! (the session's `compute`/`network` endpoints point at the fake), real
+//! RabbitMQ and Packer (null builder). Nothing here opens an SSH connection:
+//! the fake's servers never get that far (ERROR, or refused).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "../../image-pipeline/tests/nova_mock/mod.rs"]
+mod nova_mock;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use nova_mock::Fake;
+use openstack_client::glance::Visibility;
+use openstack_client::Session;
+use packuilon_core::amqp::failed_queue;
+use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
+use packuilon_core::gate::{GateBackend, GateConfig, GateImage, ImageGate};
+use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
+use packuilon_core::BuildState;
+
+/// A session on the local cloud whose Nova and Neutron are `fake`.
+async fn session_with(fake: &Fake) -> Session {
+    let mut cfg = cloud_test_support::config();
+    for (service, url) in [
+        ("compute", fake.compute_url()),
+        ("network", fake.network_url()),
+    ] {
+        cfg.endpoint_overrides
+            .insert(service.into(), url.parse().unwrap());
+    }
+    cfg.http.retry_base_delay = Duration::from_millis(10);
+    cloud_test_support::session_for(cfg).await
+}
+
+fn gate(session: &Session, state_dir: &Path, log_dir: &Path) -> ComputeGate {
+    let config = GateConfig {
+        backend: GateBackend::Openstack,
+        script: None,
+        timeout: 60,
+        boot_timeout: 30,
+        login_user: "root".into(),
+        flavor: "m1.tiny".into(),
+        network: None,
+        floating_network: None,
+        floating_ip: None,
+        use_fixed_ip: false,
+        memory_mib: 1024,
+        work_dir: None,
+        cloud: None,
+        test_user: "nobody".into(),
+    };
+    let mut settings = ComputeGateSettings::from_config(&config, state_dir, log_dir).unwrap();
+    settings.openstack.region = Some("RegionOne".into());
+    settings.openstack.poll_interval = Duration::from_millis(10);
+    settings.openstack.delete_timeout = Duration::from_secs(20);
+    ComputeGate::new(session.clone(), settings)
+}
+
+fn outstanding(state_dir: &Path, build: &str) -> usize {
+    image_pipeline::ResourceLedger::open(state_dir.join("gate").join(build).join("ledger.jsonl"))
+        .unwrap()
+        .outstanding()
+        .unwrap()
+        .len()
+}
+
+/// A new image whose server goes to ERROR fails the gate: renamed
+/// `Broken-<name>-<date>`, made private, nothing rotated, the request
+/// parked; the keypair, security group, floating IP and server are gone
+/// and the gate's ledger is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_whose_server_goes_to_error_is_broken_and_nothing_is_left() {
+    let _lock = cloud_test_support::cloud_lock().await;
+    let fake = Fake::start().await;
+    fake.state.lock().unwrap().boot_error = true;
+    let session = session_with(&fake).await;
+    let glance = session.image(Some("RegionOne")).await.unwrap();
+    let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
+    let name = format!("{} AQ", cloud_test_support::unique("pk-gate-os"));
+    let old = cleanup.create_active(&name, Visibility::Public, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = cleanup.create_active(&name, Visibility::Private, &[]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("gate-os");
+    let mut svc = service(dir.path(), &queue, &new.id);
+    svc.gate = Some(Arc::new(gate(
+        &session,
+        &dir.path().join("state"),
+        &dir.path().join("logs"),
+    )));
+    svc.rotator = Some(Arc::new(Rotator::new(
+        session.clone(),
+        Some("RegionOne".into()),
+        RenameSettings::default(),
+    )));
+    svc.rotate_old_images = true;
+    svc.broker.publish(&profile("web")).await.unwrap();
+    let entry = run_until_settled(&svc, "web-sl7x-x86_64", Duration::from_secs(300)).await;
+
+    assert_eq!(entry.state, BuildState::Failed, "{entry:?}");
+    let reason = entry.reason.clone().unwrap();
+    let broken = broken_name(&name, Utc::now());
+    assert!(
+        reason.contains(&format!(
+            "image {} failed the test gate (renamed {broken:?} and made private): no SSH login on the openstack backend",
+            new.id
+        )) && reason.contains("went to ERROR"),
+        "{reason}"
+    );
+    let n = glance.get_image(&new.id).await.unwrap();
+    assert_eq!(n.name.as_deref(), Some(broken.as_str()));
+    assert_eq!(n.visibility, Visibility::Private);
+    let o = glance.get_image(&old.id).await.unwrap();
+    assert_eq!(o.name.as_deref(), Some(name.as_str()), "nothing rotated");
+    assert_ne!(
+        o.name.as_deref(),
+        Some(RenameStyle::Date.warehoused(&name, Utc::now()).as_str())
+    );
+    let msg = get_one(&svc.broker, &failed_queue(&queue))
+        .await
+        .expect("parked");
+    assert!(header(&msg, "x-packuilon-reason").contains("went to ERROR"));
+    // The run made a keypair, a security group, a floating IP and the
+    // server, and released them all.
+    let ops = fake.ops();
+    for op in [
+        "keypair.create",
+        "sg.create",
+        "fip.create",
+        "server.create",
+        "server.delete",
+        "fip.delete",
+        "sg.delete",
+        "keypair.delete",
+    ] {
+        assert!(
+            ops.iter().any(|o| o.starts_with(op)),
+            "{op} missing in {ops:#?}"
+        );
+    }
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+    assert_eq!(outstanding(&dir.path().join("state"), "web-sl7x-x86_64"), 0);
+    delete_queues(&svc.broker).await;
+}
+
+/// A gate that cannot run (Nova refuses the server) is an error, not a
+/// verdict on the image; what the run created before is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_cannot_run_is_an_error_and_releases_what_it_made() {
+    let _lock = cloud_test_support::cloud_lock().await;
+    let fake = Fake::start().await;
+    fake.fail("server.create", 403);
+    let session = session_with(&fake).await;
+    let glance = session.image(Some("RegionOne")).await.unwrap();
+    let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
+    let image = cleanup
+        .create_active(
+            &cloud_test_support::unique("pk-gate-os"),
+            Visibility::Private,
+            &[],
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let gate = gate(&session, &state, &dir.path().join("logs"));
+    let e = gate
+        .check(&GateImage {
+            id: image.id.clone(),
+            build: "web-sl7x-x86_64".into(),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("test gate of image {}", image.id)) && e.contains("403"),
+        "{e}"
+    );
+    let ops = fake.ops();
+    assert!(
+        ops.iter().any(|o| o.starts_with("keypair.create")),
+        "{ops:#?}"
+    );
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+    assert_eq!(outstanding(&state, "web-sl7x-x86_64"), 0);
+    // The image is left as built.
+    let i = glance.get_image(&image.id).await.unwrap();
+    assert_eq!(i.name, image.name);
+}
