@@ -5,8 +5,10 @@
 //! outputs.
 //!
 //! After each tree phase the tree is snapshotted under the key from
-//! [`crate::phase_cache::phase_keys`]; a rebuild restores the latest
-//! snapshot whose inputs are unchanged and reruns only the later phases.
+//! [`crate::phase_cache::phase_keys`] (unless the phase was quick, see
+//! `SNAPSHOT_MIN_SECONDS`, or changed nothing: then it shares the
+//! previous snapshot); a rebuild restores the latest snapshot whose inputs
+//! are unchanged and reruns only the later phases.
 //!
 //! Differences from `disk-image-create`, all forced by building without
 //! block devices: the filesystem is made from the finished tree (so
@@ -39,6 +41,10 @@ const LATE_PHASES: &[&str] = &[
     "finalise.d",
     "cleanup.d",
 ];
+
+/// A tree phase that ran for less than this is rerun rather than
+/// snapshotted (packing a Debian tree takes about this long here).
+const SNAPSHOT_MIN_SECONDS: f64 = 10.0;
 
 /// The `sudo` shim put first on the hooks' `PATH`.
 const SUDO_SHIM: &str = "#!/bin/bash\n# We already run as root: drop sudo's options, run the command.\n\
@@ -238,10 +244,14 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         exec.run_phase(phase)?;
         // A phase without steps left the tree as it was: its snapshot is
         // the previous one (a hard link), not a re-pack of the whole tree.
+        // A quick phase is not snapshotted at all (rerunning it costs less
+        // than packing the tree); the last one always is, so a rebuild
+        // with the same inputs goes straight to the late phases.
         let empty = plan.phase(phase).is_none_or(|p| p.steps.is_empty());
+        let last = i + 1 == TREE_PHASES.len();
         if empty && i > 0 && cache.has_tree(&stages[i - 1].key) {
             cache.link_tree(&stages[i - 1].key, &stages[i].key)?;
-        } else {
+        } else if last || t.elapsed().as_secs_f64() >= SNAPSHOT_MIN_SECONDS {
             cache.store_tree(&stages[i].key, &root)?;
         }
         reports.push(StageReport {
