@@ -307,7 +307,8 @@ pub fn plan(
 }
 
 /// Run one job with `program` (this binary): bootstrap, then build with
-/// its output as `-s`, under the time limit. Returns whether it succeeded;
+/// its output as `-s` (and `extra`, the build's own options), under the
+/// time limit. Returns whether it succeeded;
 /// on failure `{"result":"failed"}` is appended to the report.
 pub async fn run_job(
     program: &Path,
@@ -318,7 +319,6 @@ pub async fn run_job(
     let work = async {
         let out = tokio::process::Command::new(program)
             .args(&job.bootstrap)
-            .args(extra)
             .envs(&job.env)
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)

@@ -42,9 +42,9 @@ pub fn resolve_dirs(getenv: impl Fn(&str) -> Option<String>, files: &[PathBuf]) 
     let mut ini = Ini::new("imagebuilder config", DIALECT);
     for f in files {
         if let Ok(text) = std::fs::read_to_string(f) {
-            let one = Ini::parse(f.display().to_string(), &text, DIALECT)
+            // Parsed alone first, so that an error names this file and line.
+            Ini::parse(f.display().to_string(), &text, DIALECT)
                 .map_err(|e| Error::Config(e.to_string()))?;
-            drop(one);
             ini.read_str(&text)
                 .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
         }
