@@ -58,7 +58,7 @@ impl Tmpfs {
             .arg(at))?;
         let watchdog = Command::new("sh")
             .arg("-c")
-            .arg("trap '' INT TERM HUP QUIT; cat >/dev/null; exec umount -l -- \"$1\"")
+            .arg("trap '' INT TERM HUP QUIT; cat >/dev/null; umount -l -- \"$1\"; rmdir -- \"$1\" 2>/dev/null; exit 0")
             .arg("diskimage-tmpfs-watchdog")
             .arg(at)
             .stdin(Stdio::piped())
@@ -130,6 +130,52 @@ mod tests {
         drop(t);
         assert!(!mounted(&at));
         assert!(!at.join("f").exists(), "the file lived in the tmpfs");
+    }
+
+    /// The process holding the tmpfs is killed (SIGKILL, no destructor):
+    /// the watchdog still unmounts it.
+    #[test]
+    fn a_killed_holder_leaves_no_tmpfs() {
+        let d = tempfile::tempdir().unwrap();
+        let at = d.path().join("w");
+        std::fs::create_dir(&at).unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tmpfs::tests::tmpfs_holder_child", "--ignored"])
+            .env("FX_TMPFS_AT", &at)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !at.join("ready").exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the holder ended early"
+            );
+            assert!(std::time::Instant::now() < deadline, "never mounted");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(mounted(&at));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while mounted(&at) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!mounted(&at), "the tmpfs outlived its build");
+    }
+
+    /// Mounts a tmpfs and waits to be killed (run by the test above).
+    #[test]
+    #[ignore = "helper process of a_killed_holder_leaves_no_tmpfs"]
+    fn tmpfs_holder_child() {
+        let Some(at) = std::env::var_os("FX_TMPFS_AT") else {
+            return;
+        };
+        let at = PathBuf::from(at);
+        let _t = Tmpfs::mount(&at).unwrap();
+        std::fs::write(at.join("ready"), "").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(600));
     }
 
     #[test]
