@@ -21,7 +21,8 @@ use imagebuilder_core::{config, report};
 use openstack_client::{CloudConfig, Session};
 
 /// What the original printed when the credentials were missing.
-const NO_CREDENTIALS: &str = "Failed to read environment variables. Please run: source <my_openrc> and try again.";
+const NO_CREDENTIALS: &str =
+    "Failed to read environment variables. Please run: source <my_openrc> and try again.";
 
 /// The builder's commands.
 #[derive(Debug, Subcommand)]
@@ -149,7 +150,12 @@ pub struct BuildArgs {
     #[arg(long)]
     packer: bool,
     /// Where the build VM runs
-    #[arg(long, value_enum, default_value = "openstack", env = "IMAGEBUILDER_BACKEND")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "openstack",
+        env = "IMAGEBUILDER_BACKEND"
+    )]
     backend: Backend,
     /// Extra template variable (repeatable); wins over the built-in ones
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -161,7 +167,11 @@ pub struct BuildArgs {
     #[arg(long, env = "IMAGEBUILDER_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Directory of the report and plain log when IMAGEBUILDER_REPORT=true
-    #[arg(long, env = "IMAGEBUILDER_LOG_DIR", default_value = "/var/log/imagebuilder")]
+    #[arg(
+        long,
+        env = "IMAGEBUILDER_LOG_DIR",
+        default_value = "/var/log/imagebuilder"
+    )]
     log_dir: PathBuf,
     /// Print the plan and do nothing
     #[arg(long)]
@@ -202,13 +212,21 @@ pub struct BuildAllArgs {
     #[arg(short = 'n')]
     dry_run: bool,
     /// The builder's image list (profile::application::builder::images, or a hieradata file holding it)
-    #[arg(long, env = "IMAGEBUILDER_IMAGES", default_value = "/etc/imagebuilder/images.yaml")]
+    #[arg(
+        long,
+        env = "IMAGEBUILDER_IMAGES",
+        default_value = "/etc/imagebuilder/images.yaml"
+    )]
     image_list: PathBuf,
     /// Parent of the per-class template directories (default/, nv_vgpu/)
     #[arg(long, default_value = "/etc/imagebuilder")]
     template_base: PathBuf,
     /// Availability zone of the builds
-    #[arg(long = "availability-zone", env = "IMAGEBUILDER_AZ", default_value = "default-1")]
+    #[arg(
+        long = "availability-zone",
+        env = "IMAGEBUILDER_AZ",
+        default_value = "default-1"
+    )]
     availability_zone: String,
     /// Flavor for images that name none
     #[arg(long, default_value = "m1.small")]
@@ -217,10 +235,19 @@ pub struct BuildAllArgs {
     #[arg(long, default_value = "Dualstack")]
     network: String,
     /// Directory of the reports
-    #[arg(long, env = "IMAGEBUILDER_LOG_DIR", default_value = "/var/log/imagebuilder")]
+    #[arg(
+        long,
+        env = "IMAGEBUILDER_LOG_DIR",
+        default_value = "/var/log/imagebuilder"
+    )]
     log_dir: PathBuf,
     /// Where the builds run (passed to each build)
-    #[arg(long, value_enum, default_value = "openstack", env = "IMAGEBUILDER_BACKEND")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "openstack",
+        env = "IMAGEBUILDER_BACKEND"
+    )]
     backend: Backend,
 }
 
@@ -240,7 +267,10 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 async fn run_bootstrap(a: BootstrapArgs) -> Result<(), String> {
-    let cache = a.download_cache.clone().unwrap_or_else(bootstrap::default_cache_dir);
+    let cache = a
+        .download_cache
+        .clone()
+        .unwrap_or_else(bootstrap::default_cache_dir);
     let plan = BootstrapPlan {
         url: a.url.clone(),
         checksum_url: a.checksum_url.clone(),
@@ -277,8 +307,11 @@ fn state_dir(given: Option<PathBuf>) -> PathBuf {
 async fn run_build(a: BuildArgs) -> Result<(), String> {
     let cwd = std::env::current_dir().map_err(err)?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let dirs = config::resolve_dirs(|k| std::env::var(k).ok(), &config::config_files(&cwd, home.as_deref()))
-        .map_err(err)?;
+    let dirs = config::resolve_dirs(
+        |k| std::env::var(k).ok(),
+        &config::config_files(&cwd, home.as_deref()),
+    )
+    .map_err(err)?;
     let date = chrono::Local::now().format("%Y%m%d").to_string();
     let reporting = report::enabled_from(std::env::var("IMAGEBUILDER_REPORT").ok().as_deref());
     let backend = match a.backend {

@@ -1,0 +1,333 @@
+//! `imagebuilder bootstrap` against the real local Glance, the image and
+//! its checksum file served by an HTTP server of the test on 127.0.0.1:
+//! a verified upload (stdout is only the id, the image private with the
+//! `hw_*` properties), a bad checksum (nothing uploaded, exit 1), a file
+//! too small, and a download resumed from a partial file (Range request).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, session, unique, ImageCleanup};
+use md5::Digest as _;
+use openstack_client::glance::{ImageFilter, Visibility};
+
+/// A tiny HTTP/1.1 server: serves `files` (path -> bytes), honours
+/// `Range: bytes=N-`, and records the request lines and Range headers.
+struct Http {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn serve(files: Vec<(String, Vec<u8>)>) -> Http {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut range: Option<u64> = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("range: bytes=") {
+                    range = v.trim().trim_end_matches('-').parse().ok();
+                    log.lock().unwrap().push(format!("range {}", v.trim()));
+                }
+            }
+            log.lock().unwrap().push(first.trim().to_string());
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                None => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+                Some((_, body)) => {
+                    let (status, part, extra) = match range {
+                        Some(from) if (from as usize) < body.len() => (
+                            "206 Partial Content",
+                            &body[from as usize..],
+                            format!(
+                                "Content-Range: bytes {from}-{}/{}\r\n",
+                                body.len() - 1,
+                                body.len()
+                            ),
+                        ),
+                        _ => ("200 OK", &body[..], String::new()),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                        part.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(part);
+                }
+            }
+            let _ = stream.flush();
+            let mut rest = Vec::new();
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(10)));
+            let _ = reader.read_to_end(&mut rest);
+        }
+    });
+    Http { port, seen }
+}
+
+fn small_qcow2(dir: &Path) -> Vec<u8> {
+    let p = dir.join("up.qcow2");
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&p)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::read(&p).unwrap()
+}
+
+fn sha256_hex(data: &[u8], dir: &Path) -> String {
+    let p = dir.join("hashme");
+    std::fs::write(&p, data).unwrap();
+    let out = Command::new("sha256sum").arg(&p).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn bootstrap(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imagebuilder"))
+        .arg("bootstrap")
+        .args(args)
+        .args(["--os-cloud", &cloud_name()])
+        .arg("--download-cache")
+        .arg(cache)
+        .env("OS_CLIENT_CONFIG_FILE", clouds_yaml())
+        .env_remove("OS_REGION_NAME")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn ids_named(glance: &openstack_client::glance::GlanceClient, name: &str) -> Vec<String> {
+    glance
+        .list_images(&ImageFilter {
+            name: Some(name.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
+    let _lock = cloud_lock().await;
+    let glance = session().await.image(None).await.unwrap();
+    let mut cleanup = ImageCleanup::new(&glance);
+    let dir = tempfile::tempdir().unwrap();
+    let cache: PathBuf = dir.path().join("cache");
+    let image = small_qcow2(dir.path());
+    let sum = sha256_hex(&image, dir.path());
+    let md5 = hex::encode(md5::Md5::digest(&image));
+    let http = serve(vec![
+        ("/images/up.qcow2".into(), image.clone()),
+        (
+            "/images/SHA256SUMS".into(),
+            format!("{sum}  up.qcow2\nabc  other.qcow2\n").into_bytes(),
+        ),
+        (
+            "/images/BAD".into(),
+            format!("{}  up.qcow2\n", "0".repeat(64)).into_bytes(),
+        ),
+        ("/images/tiny.qcow2".into(), b"tiny".to_vec()),
+        (
+            "/images/MD5SUMS".into(),
+            format!("{md5}  up.qcow2\n").into_bytes(),
+        ),
+    ]);
+    let base = format!("http://127.0.0.1:{}/images", http.port);
+
+    // Good checksum: only the id on stdout, no newline.
+    let name = unique("ipt-ib-boot");
+    let out = bootstrap(
+        &cache,
+        &[
+            "-a",
+            "default-1",
+            "-u",
+            &format!("{base}/up.qcow2"),
+            "-c",
+            &format!("{base}/SHA256SUMS"),
+            "-n",
+            &name,
+            "-r",
+            "768",
+            "-d",
+            "3",
+            "-f",
+            "qcow2",
+            "-e",
+        ],
+    );
+    for id in ids_named(&glance, &name).await {
+        cleanup.track(id);
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    let id = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        !id.ends_with('\n') && id.len() == 36,
+        "stdout must be only the id: {id:?}"
+    );
+    let img = glance.get_image(&id).await.unwrap();
+    assert_eq!(img.name.as_deref(), Some(name.as_str()));
+    assert_eq!(img.visibility, Visibility::Private);
+    assert_eq!(img.checksum.as_deref(), Some(md5.as_str()));
+    assert_eq!(img.min_ram, Some(768));
+    assert_eq!(img.min_disk, Some(3));
+    assert_eq!(img.disk_format.as_deref(), Some("qcow2"));
+    for (k, v) in [
+        ("hw_disk_bus", "scsi"),
+        ("hw_scsi_model", "virtio-scsi"),
+        ("hw_firmware_type", "uefi"),
+        ("hw_machine_type", "q35"),
+        ("hw_rng_model", "virtio"),
+    ] {
+        assert_eq!(img.property(k), Some(v), "property {k}");
+    }
+    // The finished download is not kept.
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+
+    // Bad checksum: exit 1, nothing in Glance.
+    let bad = unique("ipt-ib-bad");
+    let out = bootstrap(
+        &cache,
+        &[
+            "-a",
+            "default-1",
+            "-u",
+            &format!("{base}/up.qcow2"),
+            "-c",
+            &format!("{base}/BAD"),
+            "-n",
+            &bad,
+            "-r",
+            "768",
+            "-d",
+            "3",
+            "-f",
+            "qcow2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum not ok"),
+        "{}",
+        text(&out)
+    );
+    assert!(ids_named(&glance, &bad).await.is_empty());
+
+    // Too small to be an image.
+    let out = bootstrap(
+        &cache,
+        &[
+            "-a",
+            "default-1",
+            "-u",
+            &format!("{base}/tiny.qcow2"),
+            "-n",
+            &bad,
+            "-r",
+            "1",
+            "-d",
+            "1",
+            "-f",
+            "raw",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too small"),
+        "{}",
+        text(&out)
+    );
+    assert!(ids_named(&glance, &bad).await.is_empty());
+
+    // Resumed: half the file already downloaded; md5 digest, no SCSI.
+    let url = format!("{base}/up.qcow2");
+    let part = imagebuilder_core::bootstrap::download_path(&cache, &url);
+    std::fs::create_dir_all(&cache).unwrap();
+    let half = image.len() / 2;
+    std::fs::write(format!("{}.part", part.display()), &image[..half]).unwrap();
+    let resumed = unique("ipt-ib-resume");
+    let out = bootstrap(
+        &cache,
+        &[
+            "-a",
+            "default-1",
+            "-u",
+            &url,
+            "-c",
+            &format!("{base}/MD5SUMS"),
+            "-t",
+            "md5",
+            "-n",
+            &resumed,
+            "-r",
+            "512",
+            "-d",
+            "1",
+            "-f",
+            "qcow2",
+            "-s",
+        ],
+    );
+    for id in ids_named(&glance, &resumed).await {
+        cleanup.track(id);
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        http.seen
+            .lock()
+            .unwrap()
+            .contains(&format!("range {half}-")),
+        "no Range request: {:?}",
+        http.seen.lock().unwrap()
+    );
+    let img = glance
+        .get_image(&String::from_utf8(out.stdout).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        img.checksum.as_deref(),
+        Some(md5.as_str()),
+        "resumed upload differs"
+    );
+    assert_eq!(img.property("hw_disk_bus"), None);
+    assert_eq!(img.property("hw_rng_model"), Some("virtio"));
+}
