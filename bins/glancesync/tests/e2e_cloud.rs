@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cloud_test_support::{config, config_named, local_cloud_dir, session_for};
+use cloud_test_support::{cloud_lock, config, config_named, local_cloud_dir, session_for};
 use md5::{Digest, Md5};
 use openstack_client::glance::{
     CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
 };
-use openstack_client::{CloudConfig, Credentials, Scope, Session};
+use openstack_client::{CloudConfig, Session};
+
+mod common;
 
 const MIB: usize = 1024 * 1024;
 
@@ -125,35 +127,16 @@ async fn cleanup(c: &Cloud, prefix: &str) {
     }
 }
 
-fn password(c: &CloudConfig) -> (String, String, String) {
-    let Credentials::Password { user, password } = &c.credentials else {
-        panic!("password credentials expected")
-    };
-    let Scope::Project { name, .. } = &c.scope else {
-        panic!("project scope expected")
-    };
-    (
-        user.name.clone().unwrap(),
-        password.expose().to_string(),
-        name.clone().unwrap(),
-    )
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 /// The glancesync.conf for the local cloud (credential form, base64 passwords,
-/// Keystone v3): master = admin, target `demo` = local-demo. The plain
-/// user/password form is covered by the config unit tests and the benchmark.
+/// Keystone v3; users, passwords and URL from clouds.yaml): master = admin,
+/// target `demo` = local-demo (its credential split over two lines). The
+/// plain user/password form is covered by the config unit tests and the
+/// benchmark.
 fn write_config(dir: &Path, c: &Cloud, master_extra: &str, demo_condition: &str) -> PathBuf {
-    let (au, ap, at) = password(&c.admin_cfg);
-    let (du, dp, dt) = password(&c.demo_cfg);
+    let admin = common::credential(&c.admin_cfg);
+    let demo = common::credential(&c.demo_cfg).replacen(",http", ",\n  http", 1);
     let text = format!(
-        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {au},{},http://127.0.0.1:5000/v3,{at}\nuse_keystone_v3 = True\n{master_extra}\n\n[demo]\ncredential = {du},{},\n  http://127.0.0.1:5000/v3,{dt}\nuse_keystone_v3 = True\nmetadata_condition = {demo_condition}\n",
-        b64(&ap),
-        b64(&dp)
+        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {admin}\nuse_keystone_v3 = True\n{master_extra}\n\n[demo]\ncredential = {demo}\nuse_keystone_v3 = True\nmetadata_condition = {demo_condition}\n"
     );
     let p = dir.join("glancesync.conf");
     std::fs::write(&p, text).unwrap();
@@ -279,6 +262,9 @@ where
 {
     let prefix = format!("gs-e2e-{}-", run_id());
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // These tests write to the shared local cloud: one such test at a time,
+    // across test processes (nextest) and threads (cargo test) alike.
+    let _lock = rt.block_on(cloud_lock());
     let c = rt.block_on(connect());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(body(&c, &prefix))
@@ -634,8 +620,23 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
         1,
         "rerun must leave exactly one image: {images:?}\n{err}"
     );
+    // Complete (not active-but-partial): the master's size, md5 and sha512,
+    // and no transfer marker left.
     assert_eq!(images[0].status, ImageStatus::Active);
+    assert_eq!(images[0].size, master.size);
     assert_eq!(images[0].checksum, master.checksum);
+    assert_eq!(images[0].os_hash_value, master.os_hash_value);
+    assert!(
+        !images[0].properties.contains_key("glancesync_transfer"),
+        "{images:?}"
+    );
+    // The foreign queued image is still there, untouched.
+    assert_eq!(
+        r2.get_image(&foreign.id).await.unwrap().status,
+        ImageStatus::Queued
+    );
+    // The master was only read.
+    assert_eq!(r1.get_image(&master.id).await.unwrap(), master);
     let (out, _, _) =
         run(glancesync(tmp.path()).args(["--config-file", cfg, "--show-status", "RegionTwo"]));
     assert_eq!(out, format!("ok,RegionTwo,{name}\n\n"));

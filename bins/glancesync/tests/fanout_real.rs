@@ -14,7 +14,9 @@ use cloud_test_support::{cloud_lock, config, local_cloud_dir, session_for};
 use openstack_client::glance::{
     CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
 };
-use openstack_client::{Credentials, Scope, Session};
+use openstack_client::Session;
+
+mod common;
 
 const MIB: usize = 1024 * 1024;
 const TARGETS: [&str; 2] = ["RegionTwo", "RegionThree"];
@@ -69,21 +71,12 @@ async fn cleanup(c: &Cloud, prefix: &str) {
     }
 }
 
-/// glancesync.conf: master = the admin of the local cloud, only images named `prefix…`.
+/// glancesync.conf: master = the admin of the local cloud (credential from
+/// clouds.yaml), only images named `prefix…`.
 fn write_config(dir: &Path, prefix: &str) -> PathBuf {
-    use base64::Engine as _;
-    let cc = config();
-    let Credentials::Password { user, password } = &cc.credentials else {
-        panic!("password credentials expected")
-    };
-    let Scope::Project { name, .. } = &cc.scope else {
-        panic!("project scope expected")
-    };
     let text = format!(
-        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {},{},http://127.0.0.1:5000/v3,{}\nmetadata_condition = image.name.startswith('{prefix}')\ntransfer = stream\n",
-        user.name.clone().unwrap(),
-        base64::engine::general_purpose::STANDARD.encode(password.expose()),
-        name.clone().unwrap()
+        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {}\nmetadata_condition = image.name.startswith('{prefix}')\ntransfer = stream\n",
+        common::credential(&config())
     );
     let p = dir.join("glancesync.conf");
     std::fs::write(&p, text).unwrap();

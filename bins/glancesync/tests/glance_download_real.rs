@@ -17,22 +17,14 @@ use glancesync_core::{
 use openstack_client::glance::{
     CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
 };
-use openstack_client::{Credentials, Scope, Session};
+use openstack_client::Session;
+
+mod common;
 
 fn config_text(prefix: &str, transfer: &str) -> String {
-    use base64::Engine as _;
-    let cc = config();
-    let Credentials::Password { user, password } = &cc.credentials else {
-        panic!("password credentials expected")
-    };
-    let Scope::Project { name, .. } = &cc.scope else {
-        panic!("project scope expected")
-    };
     format!(
-        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {},{},http://127.0.0.1:5000/v3,{}\nmetadata_condition = image.name.startswith('{prefix}')\ntransfer = {transfer}\n",
-        user.name.clone().unwrap(),
-        base64::engine::general_purpose::STANDARD.encode(password.expose()),
-        name.clone().unwrap()
+        "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = {}\nmetadata_condition = image.name.startswith('{prefix}')\ntransfer = {transfer}\n",
+        common::credential(&config())
     )
 }
 

@@ -316,10 +316,18 @@ async fn discovery_and_glance_direct_import() {
         "{methods:?}"
     );
     assert!(methods.contains(&"copy-image".to_string()), "{methods:?}");
-    let stores = g.stores().await.unwrap();
-    if let Some(stores) = &stores {
-        assert!(stores.iter().any(|s| s.default), "{stores:?}");
-    }
+    // scripts/cloud/up.sh gives every Glance two file stores.
+    let stores = g
+        .stores()
+        .await
+        .unwrap()
+        .expect("the local Glance has multiple stores (scripts/cloud/up.sh)");
+    let default = stores.iter().find(|s| s.default).expect("a default store");
+    let other = stores
+        .iter()
+        .find(|s| !s.default)
+        .unwrap_or_else(|| panic!("a second store (scripts/cloud/up.sh): {stores:?}"));
+    let (default, other) = (default.id.clone(), other.id.clone());
 
     let img = common::raw_image(&g, common::unique("import")).await;
     let payload = common::data(1 << 20, 11);
@@ -347,24 +355,43 @@ async fn discovery_and_glance_direct_import() {
         .unwrap();
     common::assert_holds(&active, &payload);
 
-    // copy-image into the store that already has the data: Glance must
-    // understand the body and refuse for that reason only.
-    if let Some(stores) = stores {
-        let res = g
-            .import_image(
-                &img.id,
-                &ImportMethod::CopyImage,
-                &ImportOptions {
-                    stores: vec![stores[0].id.clone()],
-                    all_stores: false,
-                    all_stores_must_succeed: Some(false),
-                },
-            )
-            .await;
-        if let Err(e) = &res {
-            assert!(e.to_string().contains("already present"), "{e}");
-        }
-    }
+    assert_eq!(active.stores(), vec![default.clone()]);
+
+    // copy-image into the store that already has the data: Glance
+    // understands the body and refuses for that reason only.
+    let copy_to = |store: &str| ImportOptions {
+        stores: vec![store.to_string()],
+        all_stores: false,
+        all_stores_must_succeed: Some(true),
+    };
+    let err = g
+        .import_image(&img.id, &ImportMethod::CopyImage, &copy_to(&default))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already present"), "{err}");
+
+    // copy-image into the second store: the data is in both afterwards.
+    g.import_image(&img.id, &ImportMethod::CopyImage, &copy_to(&other))
+        .await
+        .unwrap();
+    let copied = g
+        .wait_for_import(&img.id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let mut have = copied.stores();
+    have.sort();
+    let mut want = vec![default.clone(), other.clone()];
+    want.sort();
+    assert_eq!(have, want, "{copied:?}");
+    common::assert_holds(&copied, &payload);
+    // The copy holds the bytes: with the default store's copy deleted, the
+    // image is served from the second store, verified against its hash.
+    g.delete_from_store(&default, &img.id).await.unwrap();
+    let left = g.get_image(&img.id).await.unwrap();
+    assert_eq!(left.stores(), vec![other.clone()]);
+    let mut out = Vec::new();
+    g.download_to(&img.id, &mut out).await.unwrap();
+    assert!(out == payload, "the second store's copy differs");
     g.delete_image(&img.id).await.unwrap();
 }
 

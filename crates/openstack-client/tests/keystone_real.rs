@@ -7,6 +7,14 @@ mod common;
 use openstack_client::glance::ImageFilter;
 use openstack_client::{CloudConfig, Credentials, Scope, Secret, Session};
 
+/// The project a cloud of clouds.yaml is scoped to.
+fn project_of(cloud: &str) -> String {
+    match common::config_named(cloud).scope {
+        Scope::Project { name: Some(n), .. } => n,
+        other => panic!("cloud {cloud} is not scoped to a project by name: {other:?}"),
+    }
+}
+
 /// List (one) image in every region of the test cloud through `s`.
 async fn list_in_every_region(s: &Session) {
     for r in common::regions() {
@@ -22,10 +30,10 @@ async fn list_in_every_region(s: &Session) {
 #[tokio::test]
 async fn password_auth_scoped_token_and_catalog() {
     let _serial = common::cloud_lock().await;
-    for (cloud, project) in [("local", "admin"), ("local-demo", "demo")] {
-        let s = common::session_for(common::config_named(cloud)).await;
+    for cloud in [common::cloud_name(), "local-demo".to_string()] {
+        let s = common::session_for(common::config_named(&cloud)).await;
         let info = s.token_info().await.unwrap();
-        assert_eq!(info.project_name.as_deref(), Some(project));
+        assert_eq!(info.project_name, Some(project_of(&cloud)));
         assert!(info.expires_at.is_some());
         let catalog = s.catalog().await.unwrap();
         let regions = catalog.regions_for("image");
@@ -55,7 +63,7 @@ async fn token_and_application_credential_auth() {
             .unwrap()
             .project_name
             .as_deref(),
-        Some("admin")
+        Some(project_of(&common::cloud_name()).as_str())
     );
     via_token
         .image(None)
@@ -83,7 +91,7 @@ async fn token_and_application_credential_auth() {
     let via_ac = common::session_for(cfg).await;
     assert_eq!(
         via_ac.token_info().await.unwrap().project_name.as_deref(),
-        Some("admin")
+        Some(project_of(&common::cloud_name()).as_str())
     );
     for r in common::regions() {
         via_ac
@@ -104,12 +112,19 @@ async fn token_and_application_credential_auth() {
 #[tokio::test]
 async fn plain_os_variables_authenticate() {
     let _serial = common::cloud_lock().await;
-    let base = common::config();
+    // The demo user's name, password and project come from clouds.yaml.
+    let demo = common::config_named("local-demo");
+    let Credentials::Password { user, password } = &demo.credentials else {
+        panic!("the local-demo cloud uses password auth")
+    };
+    let Scope::Project { name: project, .. } = &demo.scope else {
+        panic!("the local-demo cloud is project-scoped")
+    };
     let vars = [
-        ("OS_AUTH_URL", base.auth_url.to_string()),
-        ("OS_USERNAME", "demo".to_string()),
-        ("OS_PASSWORD", "demosecret".to_string()),
-        ("OS_PROJECT_NAME", "demo".to_string()),
+        ("OS_AUTH_URL", demo.auth_url.to_string()),
+        ("OS_USERNAME", user.name.clone().unwrap()),
+        ("OS_PASSWORD", password.expose().to_string()),
+        ("OS_PROJECT_NAME", project.clone().unwrap()),
         ("OS_USER_DOMAIN_NAME", "Default".to_string()),
         ("OS_PROJECT_DOMAIN_NAME", "Default".to_string()),
         ("OS_REGION_NAME", common::regions()[1].clone()),
@@ -118,6 +133,10 @@ async fn plain_os_variables_authenticate() {
         CloudConfig::from_env_with(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
             .unwrap();
     let s = common::session_for(cfg).await;
+    assert_eq!(
+        s.token_info().await.unwrap().project_name.as_deref(),
+        project.as_deref()
+    );
     let g = s.image(None).await.unwrap();
     assert_eq!(g.region(), Some(common::regions()[1].as_str()));
     g.list_images(&ImageFilter::default().limit(1))
@@ -166,7 +185,11 @@ async fn reauth_after_revocation() {
     // moment after revocation: keep calling (bounded) until Keystone rejects
     // it. Every call must succeed: the 401 is absorbed by one re-auth.
     for _ in 0..60 {
-        let projects = s.identity().list_projects(Some("admin")).await.unwrap();
+        let projects = s
+            .identity()
+            .list_projects(Some(&project_of(&common::cloud_name())))
+            .await
+            .unwrap();
         assert_eq!(projects.len(), 1);
         if s.auth_count() > 1 {
             break;
