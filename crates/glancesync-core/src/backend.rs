@@ -107,6 +107,30 @@ pub trait RegionBackend: Send + Sync {
         out
     }
 
+    /// Whether an upload to `region` copies the data server-side (no byte
+    /// through this process), so that several can run at once. The default
+    /// (and every offline backend): no.
+    async fn copies_server_side(&self, _region: &RegionRef, _target: &TargetConfig) -> bool {
+        false
+    }
+
+    /// Upload several master images, each to its group of regions (each
+    /// group as for [`RegionBackend::upload_images`]), one result per
+    /// request in order. No group depends on another (kernels and ramdisks
+    /// come in an earlier call than the images referring to them). The
+    /// default uploads one group after the other; the Glance backend starts
+    /// the server-side imports of every group at once.
+    async fn upload_image_groups(
+        &self,
+        groups: &[Vec<UploadRequest<'_>>],
+    ) -> Vec<Vec<Result<String>>> {
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            out.push(self.upload_images(g).await);
+        }
+        out
+    }
+
     /// Update name, visibility and properties of `image` (by its id).
     async fn update_metadata(
         &self,

@@ -56,6 +56,10 @@ impl TransferObserver for NoProgress {
     fn finish(&self, _: &str, _: &str, _: bool) {}
 }
 
+/// Server-side imports (`glance-download`) in flight at once, over every
+/// region and image of a wave of uploads.
+pub const IMPORT_CONCURRENCY: usize = 4;
+
 /// Property set on an image while glancesync uploads its data (removed once
 /// the upload succeeded): only images carrying it are ever cleaned up as
 /// "incomplete", so other people's queued images are never touched.
@@ -308,8 +312,8 @@ impl GlanceBackend {
 
     /// Whether the Glance of `region` offers `glance-download` and shares
     /// the master's Keystone (asked once per region).
-    async fn offers_glance_download(&self, req: &UploadRequest<'_>) -> bool {
-        let same_keystone = match (req.target.credential(), self.config.master().credential()) {
+    async fn offers_glance_download(&self, region: &RegionRef, target: &TargetConfig) -> bool {
+        let same_keystone = match (target.credential(), self.config.master().credential()) {
             (Ok(t), Ok(m)) => {
                 let norm = |u: &str| u.trim().trim_end_matches('/').to_string();
                 norm(&t.keystone_url) == norm(&m.keystone_url)
@@ -320,20 +324,20 @@ impl GlanceBackend {
             return false;
         }
         let mut cache = self.offers_download.lock().await;
-        if let Some(b) = cache.get(req.region) {
+        if let Some(b) = cache.get(region) {
             return *b;
         }
-        let offered = match self.client(req.region, req.target).await {
+        let offered = match self.client(region, target).await {
             Ok(c) => match c.import_methods().await {
                 Ok(m) => m.iter().any(|x| x == "glance-download"),
                 Err(e) => {
-                    tracing::debug!(region = %req.region, error = %e, "cannot read the import methods");
+                    tracing::debug!(region = %region, error = %e, "cannot read the import methods");
                     false
                 }
             },
             Err(_) => false,
         };
-        cache.insert(req.region.clone(), offered);
+        cache.insert(region.clone(), offered);
         offered
     }
 
@@ -343,7 +347,7 @@ impl GlanceBackend {
     async fn server_side(&self, req: &UploadRequest<'_>) -> Result<String> {
         let full = req.region.full_name();
         let name = &req.image.name;
-        if !self.offers_glance_download(req).await {
+        if !self.offers_glance_download(req.region, req.target).await {
             return Err(backend_err(
                 &full,
                 "server-side copy",
@@ -991,60 +995,99 @@ impl RegionBackend for GlanceBackend {
             .unwrap_or_else(|| Err(backend_err(&req.region.full_name(), "upload", "no result")))
     }
 
-    async fn upload_images(&self, reqs: &[UploadRequest<'_>]) -> Vec<Result<String>> {
-        let mut results: Vec<Option<Result<String>>> = reqs.iter().map(|_| None).collect();
-        let mut stream_idx = Vec::new();
-        let mut server_idx = Vec::new();
-        for (i, r) in reqs.iter().enumerate() {
-            if let Err(e) = r.region.refuse_write_if(self.read_only, "upload an image") {
-                results[i] = Some(Err(e));
-                continue;
+    async fn copies_server_side(&self, region: &RegionRef, target: &TargetConfig) -> bool {
+        self.config.images_dir.is_none()
+            && match target.transfer {
+                Transfer::Stream => false,
+                Transfer::GlanceDownload => true,
+                Transfer::Auto => self.offers_glance_download(region, target).await,
             }
-            let server = self.config.images_dir.is_none()
-                && match r.target.transfer {
-                    Transfer::Stream => false,
-                    Transfer::GlanceDownload => true,
-                    Transfer::Auto => self.offers_glance_download(r).await,
-                };
-            if server {
-                server_idx.push(i);
-            } else {
-                stream_idx.push(i);
+    }
+
+    async fn upload_images(&self, reqs: &[UploadRequest<'_>]) -> Vec<Result<String>> {
+        self.upload_image_groups(&[reqs.to_vec()])
+            .await
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Server-side copies (`glance-download`) of every group start at once
+    /// (at most [`IMPORT_CONCURRENCY`] imports in flight; no byte passes
+    /// through glancesync, the target Glances do the work); then each
+    /// group's streamed copies, one master image after the other, each read
+    /// once for all its regions. With `transfer = auto`, a failed import is
+    /// streamed instead.
+    async fn upload_image_groups(
+        &self,
+        groups: &[Vec<UploadRequest<'_>>],
+    ) -> Vec<Vec<Result<String>>> {
+        let mut results: Vec<Vec<Option<Result<String>>>> = groups
+            .iter()
+            .map(|g| g.iter().map(|_| None).collect())
+            .collect();
+        let mut stream_idx: Vec<Vec<usize>> = groups.iter().map(|_| Vec::new()).collect();
+        let mut server_idx: Vec<(usize, usize)> = Vec::new();
+        for (g, reqs) in groups.iter().enumerate() {
+            for (i, r) in reqs.iter().enumerate() {
+                if let Err(e) = r.region.refuse_write_if(self.read_only, "upload an image") {
+                    results[g][i] = Some(Err(e));
+                    continue;
+                }
+                if self.copies_server_side(r.region, r.target).await {
+                    server_idx.push((g, i));
+                } else {
+                    stream_idx[g].push(i);
+                }
             }
         }
-        let server =
-            futures::future::join_all(server_idx.iter().map(|&i| self.server_side(&reqs[i]))).await;
-        for (&i, res) in server_idx.iter().zip(server) {
+        let mut imports = Vec::with_capacity(server_idx.len());
+        for &(g, i) in &server_idx {
+            let req = &groups[g][i];
+            imports.push(async move { ((g, i), self.server_side(req).await) });
+        }
+        let server: Vec<((usize, usize), Result<String>)> = futures::stream::iter(imports)
+            .buffer_unordered(IMPORT_CONCURRENCY)
+            .collect()
+            .await;
+        for ((g, i), res) in server {
+            let req = &groups[g][i];
             match res {
-                Ok(id) => results[i] = Some(Ok(id)),
-                Err(e) if reqs[i].target.transfer == Transfer::Auto => {
+                Ok(id) => results[g][i] = Some(Ok(id)),
+                Err(e) if req.target.transfer == Transfer::Auto => {
                     tracing::warn!(
                         "{}: server-side copy of {} failed ({e}); streaming it instead",
-                        reqs[i].region.full_name(),
-                        reqs[i].image.name
+                        req.region.full_name(),
+                        req.image.name
                     );
                     self.counters
                         .server_side_fallbacks
                         .fetch_add(1, Ordering::Relaxed);
-                    stream_idx.push(i);
+                    stream_idx[g].push(i);
                 }
-                Err(e) => results[i] = Some(Err(e)),
+                Err(e) => results[g][i] = Some(Err(e)),
             }
         }
-        stream_idx.sort_unstable();
-        if stream_idx.len() >= 2 && self.config.images_dir.is_none() {
-            let sub: Vec<UploadRequest<'_>> = stream_idx.iter().map(|&i| reqs[i]).collect();
-            for (&i, res) in stream_idx.iter().zip(self.upload_fanned_out(&sub).await) {
-                results[i] = Some(res);
-            }
-        } else {
-            for &i in &stream_idx {
-                results[i] = Some(self.stream_one(&reqs[i]).await);
+        for (g, reqs) in groups.iter().enumerate() {
+            let idx = &mut stream_idx[g];
+            idx.sort_unstable();
+            if idx.len() >= 2 && self.config.images_dir.is_none() {
+                let sub: Vec<UploadRequest<'_>> = idx.iter().map(|&i| reqs[i]).collect();
+                for (&i, res) in idx.iter().zip(self.upload_fanned_out(&sub).await) {
+                    results[g][i] = Some(res);
+                }
+            } else {
+                for &i in idx.iter() {
+                    results[g][i] = Some(self.stream_one(&reqs[i]).await);
+                }
             }
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(backend_err("", "upload", "not attempted"))))
+            .map(|g| {
+                g.into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err(backend_err("", "upload", "not attempted"))))
+                    .collect()
+            })
             .collect()
     }
 

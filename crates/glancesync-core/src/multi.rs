@@ -4,6 +4,13 @@
 //! ([`RegionBackend::upload_images`]: one read of the master for the Glance
 //! backend). Each region keeps its own action order, log and outcome; a
 //! failing region stops only itself.
+//!
+//! A failed upload (the target Glance went away, a copy did not verify)
+//! fails that image only: it is logged at once with its reason, the
+//! actions that belong to it (deleting or renaming the image it replaces)
+//! are skipped, the region's other images go on, and the region ends failed
+//! with every image that did not make it and why. A rerun converges (the
+//! backend removes the incomplete copies it left).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -40,6 +47,18 @@ struct Progress<'a> {
     applier: Applier<'a>,
     log: &'a SyncLog,
     region: &'a str,
+    /// Images whose upload (or AMI fix) failed, with the reason.
+    failed: Vec<(String, String)>,
+}
+
+impl Progress<'_> {
+    /// Record that image `name` failed with `e` and log it.
+    fn image_failed(&mut self, name: &str, e: &crate::Error) {
+        let full = RegionRef::parse(self.region).full_name();
+        self.log
+            .error(&format!("{full}: image {name} was not synchronised: {e}"));
+        self.failed.push((name.to_string(), e.to_string()));
+    }
 }
 
 fn failed(region: &str, log: &SyncLog, e: &crate::Error) {
@@ -125,6 +144,7 @@ impl GlanceSync {
                         applier: Applier::new(backend, target, plan, master, &run.log),
                         log: &run.log,
                         region: &run.region,
+                        failed: Vec::new(),
                     }),
                     Err(e) => {
                         failed(&run.region, &run.log, &e);
@@ -164,65 +184,101 @@ impl GlanceSync {
             }
         }
 
-        // Phase 2: uploads, one master image at a time, to every region needing it.
-        for name in upload_order(&live) {
-            let mut jobs: Vec<(usize, usize, Image, &Image, RegionRef)> = Vec::new();
-            let mut bad: Vec<(usize, crate::Error)> = Vec::new();
-            for (k, p) in live.iter().enumerate() {
-                let Some(p) = p else { continue };
-                let plan = p.applier.plan();
-                for i in upload_indices(plan) {
-                    if plan.actions[i].image_name() != name {
-                        continue;
-                    }
-                    match p.applier.upload_request(i) {
-                        Ok((image, source)) => {
-                            jobs.push((k, i, image, source, p.applier.region.clone()));
+        // Phase 2: uploads, one master image at a time to every region
+        // needing it; the images every region copies server-side go
+        // together (the backend starts their imports at once). Kernels and
+        // ramdisks go in an earlier batch than the images referring to them.
+        for batch in upload_batches(backend, &live).await {
+            // (image of the batch, region, action, image, master image, region ref)
+            let mut jobs: Vec<(usize, usize, usize, Image, &Image, RegionRef)> = Vec::new();
+            let mut bad: Vec<(usize, String, crate::Error)> = Vec::new();
+            for (g, name) in batch.iter().enumerate() {
+                for (k, p) in live.iter().enumerate() {
+                    let Some(p) = p else { continue };
+                    let plan = p.applier.plan();
+                    for i in upload_indices(plan) {
+                        if plan.actions[i].image_name() != name {
+                            continue;
                         }
-                        Err(e) => bad.push((k, e)),
+                        match p.applier.upload_request(i) {
+                            Ok((image, source)) => {
+                                jobs.push((g, k, i, image, source, p.applier.region.clone()));
+                            }
+                            Err(e) => bad.push((k, name.clone(), e)),
+                        }
                     }
                 }
             }
-            for (k, e) in bad {
-                jobs.retain(|j| j.0 != k);
-                drop_region(&mut live, &mut results, k, e, events);
+            for (k, name, e) in bad {
+                match live[k].as_mut() {
+                    // An upload referring to an image that failed (a kernel
+                    // or ramdisk) fails with it.
+                    Some(p) if !p.failed.is_empty() => {
+                        jobs.retain(|j| !(j.1 == k && j.3.name == name));
+                        p.image_failed(&name, &e);
+                    }
+                    _ => {
+                        jobs.retain(|j| j.1 != k);
+                        drop_region(&mut live, &mut results, k, e, events);
+                    }
+                }
             }
+            jobs.retain(|j| live[j.1].is_some());
             if jobs.is_empty() {
                 continue;
             }
-            let reqs: Vec<UploadRequest<'_>> = jobs
-                .iter()
-                .filter_map(|(k, _, image, source, region)| {
-                    live[*k].as_ref().map(|p| UploadRequest {
-                        region,
-                        target: p.applier.target(),
-                        image,
-                        master: source,
-                    })
+            let groups: Vec<Vec<UploadRequest<'_>>> = (0..batch.len())
+                .map(|g| {
+                    jobs.iter()
+                        .filter(|j| j.0 == g)
+                        .filter_map(|(_, k, _, image, source, region)| {
+                            live[*k].as_ref().map(|p| UploadRequest {
+                                region,
+                                target: p.applier.target(),
+                                image,
+                                master: source,
+                            })
+                        })
+                        .collect()
                 })
                 .collect();
-            let outcome = backend.upload_images(&reqs).await;
-            drop(reqs);
-            for ((k, i, image, _, _), res) in jobs.into_iter().zip(outcome) {
-                let step = match res {
-                    Ok(id) => {
-                        if let Some(p) = live[k].as_mut() {
-                            p.applier.uploaded(i, &image.name, id);
-                            let plan = p.applier.plan();
-                            let mut r = Ok(());
-                            for j in followups(plan, i) {
-                                r = p.applier.run(j).await;
-                                if r.is_err() {
-                                    break;
-                                }
-                            }
-                            r
-                        } else {
-                            Ok(())
-                        }
+            let mut outcome: Vec<std::vec::IntoIter<Result<String>>> = backend
+                .upload_image_groups(&groups)
+                .await
+                .into_iter()
+                .map(Vec::into_iter)
+                .collect();
+            drop(groups);
+            for (g, k, i, image, _, region) in jobs {
+                let res = outcome
+                    .get_mut(g)
+                    .and_then(Iterator::next)
+                    .unwrap_or_else(|| {
+                        Err(crate::Error::Backend {
+                            region: region.full_name(),
+                            operation: "upload".into(),
+                            message: "no result from the backend".into(),
+                        })
+                    });
+                let Some(p) = live[k].as_mut() else { continue };
+                let id = match res {
+                    Ok(id) => id,
+                    Err(e) => {
+                        // This image only: what belongs to it is skipped
+                        // (the image it replaces stays), the rest goes on.
+                        p.image_failed(&image.name, &e);
+                        continue;
                     }
-                    Err(e) => Err(e),
                 };
+                p.applier.uploaded(i, &image.name, id);
+                let plan = p.applier.plan();
+                let mut step = Ok(());
+                for j in followups(plan, i) {
+                    step = p.applier.run(j).await;
+                    if step.is_err() {
+                        break;
+                    }
+                }
                 if let Err(e) = step {
                     drop_region(&mut live, &mut results, k, e, events);
                 }
@@ -248,13 +304,28 @@ impl GlanceSync {
             };
             for i in start..plan.actions.len() {
                 if let Err(e) = p.applier.run(i).await {
-                    failed(p.region, p.log, &e);
-                    return (k, Err(e));
+                    // With images already failed, the AMI fixes that refer
+                    // to them fail too: record them and go on.
+                    if p.failed.is_empty() {
+                        failed(p.region, p.log, &e);
+                        return (k, Err(e));
+                    }
+                    let name = plan.actions[i].image_name().to_string();
+                    p.image_failed(&name, &e);
                 }
             }
-            let r = p.applier.finish().await;
+            let Progress {
+                applier,
+                log,
+                region,
+                failed: images,
+            } = p;
+            let r = applier
+                .finish()
+                .await
+                .and_then(|rep| outcome(region, &images, rep));
             if let Err(e) = &r {
-                failed(p.region, p.log, e);
+                failed(region, log, e);
             }
             (k, r)
         })
@@ -272,6 +343,23 @@ impl GlanceSync {
     }
 }
 
+/// A region's outcome: `report`, or an error naming every image that
+/// failed with its reason.
+fn outcome(region: &str, failed: &[(String, String)], report: SyncReport) -> Result<SyncReport> {
+    if failed.is_empty() {
+        return Ok(report);
+    }
+    Err(crate::Error::Backend {
+        region: RegionRef::parse(region).full_name(),
+        operation: format!("synchronisation of {} image(s)", failed.len()),
+        message: failed
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
 fn drop_region(
     live: &mut [Option<Progress<'_>>],
     results: &mut [Option<Result<SyncReport>>],
@@ -287,9 +375,9 @@ fn drop_region(
 }
 
 /// The master images the live plans upload, in one order every region can
-/// follow: kernels and ramdisks some upload refers to first, then by
-/// (size, name) (each plan is in that order already).
-fn upload_order(live: &[Option<Progress<'_>>]) -> Vec<String> {
+/// follow: kernels and ramdisks some upload refers to first (flagged
+/// `true`), then by (size, name) (each plan is in that order already).
+fn upload_order(live: &[Option<Progress<'_>>]) -> Vec<(bool, String)> {
     let mut aux: HashSet<String> = HashSet::new();
     let mut all: BTreeSet<(bool, u64, String)> = BTreeSet::new();
     let plans = live.iter().flatten().map(|p| p.applier.plan());
@@ -320,6 +408,49 @@ fn upload_order(live: &[Option<Progress<'_>>]) -> Vec<String> {
     let mut seen = HashSet::new();
     all.into_iter()
         .filter(|(_, _, n)| seen.insert(n.clone()))
-        .map(|(_, _, n)| n)
+        .map(|(not_aux, _, n)| (!not_aux, n))
         .collect()
+}
+
+/// The uploads in batches, in [`upload_order`]: in each wave (kernels and
+/// ramdisks first, then the rest), the images every region needing them
+/// copies server-side form one batch, then each other image is a batch of
+/// its own.
+async fn upload_batches(
+    backend: &dyn RegionBackend,
+    live: &[Option<Progress<'_>>],
+) -> Vec<Vec<String>> {
+    let order = upload_order(live);
+    let mut out = Vec::new();
+    for aux_wave in [true, false] {
+        let mut together = Vec::new();
+        let mut alone = Vec::new();
+        for (_, name) in order.iter().filter(|(aux, _)| *aux == aux_wave) {
+            let mut server_side = true;
+            for p in live.iter().flatten() {
+                let plan = p.applier.plan();
+                let needs = upload_indices(plan)
+                    .iter()
+                    .any(|&i| plan.actions[i].image_name() == name);
+                if needs
+                    && !backend
+                        .copies_server_side(&p.applier.region, p.applier.target())
+                        .await
+                {
+                    server_side = false;
+                    break;
+                }
+            }
+            if server_side {
+                together.push(name.clone());
+            } else {
+                alone.push(vec![name.clone()]);
+            }
+        }
+        if !together.is_empty() {
+            out.push(together);
+        }
+        out.extend(alone);
+    }
+    out
 }
