@@ -224,6 +224,9 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         Some(i) => {
             let t = Instant::now();
             cache.restore_tree(&stages[i].key, &root)?;
+            if i + 1 < stages.len() {
+                shared_apt_cache(&plan, &exec, &root)?;
+            }
             for (j, s) in stages[..=i].iter().enumerate() {
                 reports.push(StageReport {
                     name: s.name.clone(),
@@ -261,6 +264,11 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         });
     }
     let debootstrap_ran = first == 0;
+    // Before the tree becomes the image (as disk-image-create unmounts
+    // the image root): what root.d and later hooks mounted and left goes,
+    // so finalise.d's `apt-get clean` empties the tree's archive, not the
+    // shared apt cache bound on it.
+    exec.unmount_hook_mounts()?;
     for phase in LATE_PHASES {
         let t = Instant::now();
         exec.run_phase(phase)?;
@@ -302,6 +310,29 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         outputs,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// On a tree restored past root.d, the `dpkg` element's
+/// `root.d/50-shared-apt-cache` did not run in this build: bind its cache
+/// (`$DIB_IMAGE_CACHE/apt/$DISTRO_NAME`) on the tree's apt archive again
+/// for the phases that rerun, unless `DIB_APT_LOCAL_CACHE=0`.
+fn shared_apt_cache(plan: &BuildPlan, exec: &Executor<'_>, root: &Path) -> Result<()> {
+    if !plan.elements.iter().any(|e| e.name == "dpkg") {
+        return Ok(());
+    }
+    let env = exec.phase_environment("root.d")?;
+    if env.get("DIB_APT_LOCAL_CACHE").is_some_and(|v| v == "0") {
+        return Ok(());
+    }
+    let (Some(cache), Some(distro)) = (env.get("DIB_IMAGE_CACHE"), env.get("DISTRO_NAME")) else {
+        return Ok(());
+    };
+    if !root.join("var/cache/apt/archives").is_dir() {
+        return Ok(());
+    }
+    let dir = Path::new(cache).join("apt").join(distro);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    exec.bind_for_phases(&dir, "var/cache/apt/archives")
 }
 
 /// What `50-bootloader` would have done to the tree before `grub-install`:

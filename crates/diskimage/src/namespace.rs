@@ -133,6 +133,38 @@ impl MountNamespace {
         c
     }
 
+    /// Mount points inside the namespace at or below `dir`, deepest first.
+    pub fn mounts_under(&self, dir: &Path) -> Vec<PathBuf> {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.init)) else {
+            return Vec::new();
+        };
+        let dir = dir.display().to_string();
+        let under = format!("{}/", dir.trim_end_matches('/'));
+        let mut points: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|m| m.replace("\\040", " "))
+            .filter(|m| *m == dir || m.starts_with(&under))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        points.dedup();
+        points.into_iter().map(PathBuf::from).collect()
+    }
+
+    /// Unmount (lazily) everything mounted inside the namespace below
+    /// `dir`, deepest first: what hooks mounted and left, before the tree
+    /// is used as the image's content.
+    pub fn unmount_under(&self, dir: &Path) -> Result<()> {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        for m in self.mounts_under(&dir) {
+            if m == dir {
+                continue;
+            }
+            crate::cmd::run(self.command("umount").arg("-l").arg(&m))?;
+        }
+        Ok(())
+    }
+
     /// Kill the namespace now (also done on drop).
     pub fn close(mut self) {
         self.stop_holder();

@@ -598,6 +598,13 @@ fn a_failed_build_leaves_no_mount_behind() {
     // The tmpfs the hook left is not on the host: its file is not visible.
     assert!(host_mounts_under(d.path()).is_empty());
     assert!(root.join("fx-mnt").is_dir() && !root.join("fx-mnt/marker").exists());
+    // Inside the namespace the hook's mount is there until the executor
+    // unmounts what hooks left (before the tree becomes the image).
+    let ns_mounts = || ex.namespace().unwrap().mounts_under(&root);
+    assert_eq!(ns_mounts(), vec![root.join("fx-mnt")]);
+    ex.unmount_hook_mounts().unwrap();
+    assert!(ns_mounts().is_empty(), "{:?}", ns_mounts());
+    ex.run_phase("extra-data.d").unwrap();
     let err = ex.run_phase("pre-install.d").unwrap_err();
     assert!(
         matches!(&err, Error::Script { script, .. } if script == "50-fail-or-hang"),

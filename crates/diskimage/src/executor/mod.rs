@@ -165,6 +165,43 @@ impl<'a> Executor<'a> {
         Ok(ns)
     }
 
+    /// The environment of phase `dir`'s hooks: the base environment with
+    /// the `environment.d` files sourced.
+    pub fn phase_environment(&self, dir: &str) -> Result<BTreeMap<String, String>> {
+        let ph = crate::phases::phase(dir).ok_or_else(|| Error::Option {
+            option: "phase".into(),
+            reason: format!("unknown phase `{dir}`"),
+        })?;
+        self.source_env(ph, &self.base_environment(ph))
+    }
+
+    /// Unmount what the hooks mounted below the root and left (inside the
+    /// build's namespace), as `disk-image-create` does before the tree
+    /// becomes the image: finalise.d's clean-ups then touch the tree, not
+    /// a bound cache.
+    pub fn unmount_hook_mounts(&self) -> Result<()> {
+        let started = self.ns.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match started {
+            Some(ns) => ns.unmount_under(&self.root),
+            None => Ok(()),
+        }
+    }
+
+    /// Bind-mount `src` at `at` (inside the root) in the build's namespace,
+    /// for the phases that follow (as a root.d hook's mount would be).
+    pub fn bind_for_phases(&self, src: &Path, at: &str) -> Result<()> {
+        let target = self.root.join(at.trim_start_matches('/'));
+        mkdir(&target)?;
+        crate::cmd::run(
+            self.namespace()?
+                .command("mount")
+                .arg("--bind")
+                .arg(src)
+                .arg(&target),
+        )
+        .map(|_| ())
+    }
+
     /// `TMP_HOOKS_PATH`.
     pub fn hooks_path(&self) -> &Path {
         &self.hooks
