@@ -32,8 +32,10 @@ pub enum Error {
         /// The server's error message (extracted from its JSON or text body).
         message: String,
     },
-    /// The request could not be sent or the response could not be read.
-    #[error("{method} {url}: {source}")]
+    /// The request could not be sent or the response could not be read
+    /// (the message says which and gives the root cause, e.g. `cannot
+    /// connect: Connection refused (os error 111)`).
+    #[error("{method} {url}: {}", describe_transport(source))]
     Transport {
         /// Request method.
         method: Method,
@@ -321,6 +323,34 @@ fn truncate(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// What went wrong in a transport error, with its root cause: reqwest's own
+/// message only repeats the URL ("error sending request for url (...)").
+fn describe_transport(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() {
+        "the request or response body failed"
+    } else if e.is_decode() {
+        "cannot decode the response"
+    } else if e.is_request() {
+        "the request failed"
+    } else {
+        "transport error"
+    };
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let cause = root.to_string();
+    if std::ptr::addr_eq(root, e) || cause.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,3 +414,4 @@ mod tests {
         assert!(e.is_retryable());
     }
 }
+
