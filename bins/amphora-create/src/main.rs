@@ -19,25 +19,59 @@ use std::process::ExitCode;
 
 use amphora::image_tests::Expectations;
 use amphora::{AmphoraPlan, Env, Error, Invocation, Mode};
+use cli_common::Failure;
+use tracing::Instrument;
 
-fn fail(e: &Error) -> ExitCode {
-    match e {
-        Error::Usage { message } if message.is_empty() => {
-            // -h: the usage on standard output, exit 1 (as the original).
-            println!("\n{}", amphora::options::USAGE);
-        }
-        Error::Usage { message } => {
-            eprintln!("amphora-create: {message}");
-            eprintln!("\n{}", amphora::options::USAGE);
-        }
-        Error::Version { .. } => println!("{e}"),
-        _ => eprintln!("{e}"),
+/// An `amphora::Error` as the original reports it: its exit code, the usage
+/// after a usage error, the version line on standard output.
+#[derive(Debug)]
+struct Failed(Error);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
-    ExitCode::from(e.exit_code())
 }
 
-fn init_logging(inv: &Invocation) -> Result<(), cli_common::Error> {
-    let args = cli_common::LogArgs {
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed(e)
+    }
+}
+
+impl Failure for Failed {
+    fn exit_code(&self) -> u8 {
+        self.0.exit_code()
+    }
+
+    fn report(&self, bin: &str) {
+        match &self.0 {
+            Error::Usage { message } if message.is_empty() => {
+                // -h: the usage on standard output, exit 1 (as the original).
+                println!("\n{}", amphora::options::USAGE);
+            }
+            Error::Usage { message } => {
+                eprintln!("{bin}: {message}");
+                eprintln!("\n{}", amphora::options::USAGE);
+            }
+            e @ Error::Version { .. } => println!("{e}"),
+            e => eprintln!("{e}"),
+        }
+    }
+}
+
+const BIN: &str = "amphora-create";
+
+/// A failure before the command runs (the command line).
+fn fail(e: Error) -> ExitCode {
+    let f = Failed(e);
+    f.report(BIN);
+    ExitCode::from(f.exit_code())
+}
+
+/// The long-only logging flags as the workspace's logging flags.
+fn log_args(inv: &Invocation) -> cli_common::LogArgs {
+    cli_common::LogArgs {
         verbose: inv.log.verbose,
         quiet: inv.log.quiet,
         log_format: if inv.log.json {
@@ -45,14 +79,7 @@ fn init_logging(inv: &Invocation) -> Result<(), cli_common::Error> {
         } else {
             cli_common::LogFormat::Text
         },
-    };
-    cli_common::init_logging_with(
-        &args,
-        &cli_common::LogDefaults {
-            level: "info",
-            quiet_targets: &[],
-        },
-    )
+    }
 }
 
 fn main() -> ExitCode {
@@ -61,7 +88,7 @@ fn main() -> ExitCode {
         match a.into_string() {
             Ok(s) => args.push(s),
             Err(bad) => {
-                return fail(&Error::Usage {
+                return fail(Error::Usage {
                     message: format!("argument {bad:?} is not valid UTF-8"),
                 })
             }
@@ -70,7 +97,7 @@ fn main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let inv = match amphora::parse_args(&args, &cwd) {
         Ok(inv) => inv,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     match inv.mode {
         Mode::Help => {
@@ -84,26 +111,22 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    if let Err(e) = init_logging(&inv) {
-        eprintln!("amphora-create: {e}");
-        return ExitCode::from(1);
-    }
-    match run(&inv, &cwd) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
-    }
+    let spec =
+        cli_common::MainSpec::new(BIN, log_args(&inv)).log_defaults(cli_common::LogDefaults {
+            level: "info",
+            quiet_targets: &[],
+        });
+    cli_common::run_main(
+        spec,
+        |_| async move { run(&inv, &cwd).await.map_err(Failed) },
+    )
 }
 
-fn run(inv: &Invocation, cwd: &Path) -> Result<(), Error> {
+async fn run(inv: &Invocation, cwd: &Path) -> Result<(), Error> {
     let env = Env::from_process();
     if let Mode::Test(image) = &inv.mode {
         let expect = Expectations::for_options(&inv.options);
-        let rt = runtime()?;
-        rt.block_on(amphora::image_tests::run(
-            image,
-            &expect,
-            guest_tools::Accel::Auto,
-        ))?;
+        amphora::image_tests::run(image, &expect, guest_tools::Accel::Auto).await?;
         println!("Amphora image looks good.");
         return Ok(());
     }
@@ -120,18 +143,8 @@ fn run(inv: &Invocation, cwd: &Path) -> Result<(), Error> {
             print_plan(&plan);
             Ok(())
         }
-        _ => build(inv, &plan),
+        _ => build(inv, &plan).await,
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Spawn {
-            program: "tokio runtime".into(),
-            source,
-        })
 }
 
 fn print_plan(plan: &AmphoraPlan) {
@@ -158,7 +171,7 @@ fn join_paths(p: &[PathBuf]) -> String {
         .join(":")
 }
 
-fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
+async fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
     let host_root = std::env::var_os("AMPHORA_HOST_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
@@ -177,7 +190,8 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
         .tempdir_in(&plan.working_dir)
         .map_err(io(&plan.working_dir))?;
     // The hooks read their settings from the environment, as under the
-    // original (the password too: never on a command line).
+    // original (the password too: never on a command line). Nothing else
+    // runs on the runtime's other threads yet.
     for (k, v) in &plan.exports {
         std::env::set_var(k, v);
     }
@@ -225,9 +239,8 @@ fn build(inv: &Invocation, plan: &AmphoraPlan) -> Result<(), Error> {
     if plan.elements.iter().any(|e| e == "vm") && matches!(b.arch.as_str(), "amd64" | "x86_64") {
         b.packages = vec!["grub-pc-bin".into(), "grub2-common".into()];
     }
-    let _span = tracing::info_span!("amphora_build", base_os = %plan.base_os).entered();
-    let rt = runtime()?;
-    let report = match rt.block_on(b.build()) {
+    let span = tracing::info_span!("amphora_build", base_os = %plan.base_os);
+    let report = match b.build().instrument(span).await {
         Ok(r) => r,
         Err(e) => {
             // As the original under `set -e`: the temporary directory (with

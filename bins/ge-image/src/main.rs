@@ -5,6 +5,32 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use guest_tools::{Accel, Compression, OutputFormat, PrepareOptions, Progress, SysprepOptions};
+use image_pipeline::Cloud;
+
+/// What ends `ge-image` with a non-zero status.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// No subcommand: exit 2, as a bad command line.
+    #[error("no command given (see --help)")]
+    NoCommand,
+    #[error(transparent)]
+    Pipeline(#[from] image_pipeline::Error),
+    #[error(transparent)]
+    Guest(#[from] guest_tools::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl cli_common::Failure for CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NoCommand => 2,
+            _ => 1,
+        }
+    }
+}
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
 
 /// Prepare OpenStack guest images: inspect, sysprep, shrink and sparsify disk
 /// images; publish tested release candidates in Glance.
@@ -237,7 +263,7 @@ struct PublishArgs {
     #[command(flatten)]
     cloud: CloudArgs,
     /// Id of the release candidate (an image named `<name>_rc`).
-    #[arg(value_name = "IMAGE_UUID", value_parser = parse_image_id)]
+    #[arg(value_name = "IMAGE_UUID", value_parser = image_pipeline::parse_image_id)]
     image: String,
     /// OLDNAME (one argument) or NID (followed by TYPE).
     #[arg(value_name = "OLDNAME|NID")]
@@ -253,79 +279,45 @@ struct PublishArgs {
     output: OutputKind,
 }
 
-/// Glance image ids are UUIDs (with or without dashes).
-fn parse_image_id(s: &str) -> Result<String, String> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    let dashed_ok = !s.contains('-')
-        || (s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-'));
-    if hex.len() == 32 && dashed_ok && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("'{s}' is not an image UUID"))
-    }
-}
-
-/// A Glance client for the selected cloud and region, and the caller's project.
-async fn glance_for(
-    cloud: &CloudArgs,
-) -> Result<(openstack_client::glance::GlanceClient, String), String> {
-    let config = openstack_client::CloudConfig::load(
-        cloud.os_cloud.as_deref(),
-        cloud.os_region_name.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    let region = config.default_region().map(str::to_owned);
-    let session = openstack_client::Session::connect(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let project = image_pipeline::caller_project_id(&session)
-        .await
-        .map_err(|e| e.to_string())?;
-    let glance = session
-        .image(region.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((glance, project))
-}
-
 /// Print a result as its text form or as one JSON document.
-fn emit(output: OutputKind, text: &str, value: &impl serde::Serialize) -> Result<(), String> {
+fn emit(output: OutputKind, text: &str, value: &impl serde::Serialize) -> Result<()> {
     match output {
         OutputKind::Text => print!("{text}"),
         OutputKind::Json => println!(
             "{}",
-            serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?
         ),
     }
     Ok(())
 }
 
-async fn locate(a: LocateArgs) -> Result<(), String> {
-    let (glance, project) = glance_for(&a.cloud).await?;
-    let report = image_pipeline::locate_images(&glance, &project)
-        .await
-        .map_err(|e| e.to_string())?;
+impl CloudArgs {
+    async fn connect(&self) -> Result<Cloud> {
+        Ok(Cloud::connect(self.os_cloud.as_deref(), self.os_region_name.as_deref()).await?)
+    }
+}
+
+async fn locate(a: LocateArgs) -> Result<()> {
+    let cloud = a.cloud.connect().await?;
+    let project = cloud.caller_project().await?;
+    let report = image_pipeline::locate_images(&cloud.glance, &project).await?;
     emit(a.output, &report.to_text(), &report)
 }
 
-async fn publish(a: PublishArgs) -> Result<(), String> {
+async fn publish(a: PublishArgs) -> Result<()> {
     let (old_name, nid_type) = match (a.first, a.second) {
         (None, _) => (None, None),
         (Some(old), None) => (Some(old), None),
-        (Some(nid), Some(kind)) => (
-            None,
-            Some(image_pipeline::NidType::new(nid, kind).map_err(|e| e.to_string())?),
-        ),
+        (Some(nid), Some(kind)) => (None, Some(image_pipeline::NidType::new(nid, kind)?)),
     };
     let request = image_pipeline::PublishRequest {
         rc_image_id: a.image,
         old_name,
         nid_type,
     };
-    let (glance, project) = glance_for(&a.cloud).await?;
-    let report = image_pipeline::publish(&glance, &project, &request, a.dry_run)
-        .await
-        .map_err(|e| e.to_string())?;
+    let cloud = a.cloud.connect().await?;
+    let project = cloud.caller_project().await?;
+    let report = image_pipeline::publish(&cloud.glance, &project, &request, a.dry_run).await?;
     emit(a.output, &report.to_text(), &report)
 }
 
@@ -361,33 +353,6 @@ fn overrides(
     }
 }
 
-/// A session and Glance client for the selected cloud and region.
-async fn cloud_session(
-    cloud: &CloudArgs,
-) -> Result<
-    (
-        openstack_client::Session,
-        openstack_client::glance::GlanceClient,
-        Option<String>,
-    ),
-    String,
-> {
-    let config = openstack_client::CloudConfig::load(
-        cloud.os_cloud.as_deref(),
-        cloud.os_region_name.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    let region = config.default_region().map(str::to_owned);
-    let session = openstack_client::Session::connect(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let glance = session
-        .image(region.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((session, glance, region))
-}
-
 /// create / test / gc of one folder with the settings' backend.
 async fn image_cmd(
     cmd: ImageCmd,
@@ -395,19 +360,18 @@ async fn image_cmd(
     run: &RunArgs,
     o: image_pipeline::settings::Overrides,
     verbose: bool,
-) -> Result<(), String> {
-    let settings = image_pipeline::Settings::load(&o).map_err(|e| e.to_string())?;
-    let folder = image_pipeline::ImageFolder::new(&settings.folder_root(), name)
-        .map_err(|e| e.to_string())?;
+) -> Result<()> {
+    let settings = image_pipeline::Settings::load(&o)?;
+    let folder = image_pipeline::ImageFolder::new(&settings.folder_root(), name)?;
     if cmd == ImageCmd::Create {
-        folder
-            .require(&folder.create_script())
-            .map_err(|e| e.to_string())?;
-        settings
-            .base_for(&settings.base)
-            .map_err(|e| e.to_string())?;
+        folder.require(&folder.create_script())?;
+        settings.base_for(&settings.base)?;
     }
-    let (session, glance, region) = cloud_session(&run.cloud).await?;
+    let Cloud {
+        session,
+        glance,
+        region,
+    } = run.cloud.connect().await?;
     let backend_kind = if cmd == ImageCmd::Gc {
         gc_backend(&folder).unwrap_or(settings.backend)
     } else {
@@ -415,10 +379,19 @@ async fn image_cmd(
     };
     match backend_kind {
         image_pipeline::BackendKind::Local => {
-            let work = folder.work_dir().map_err(|e| e.to_string())?.join("vms");
+            let work = folder.work_dir()?.join("vms");
             let mut opts = image_pipeline::LocalBackendOptions::new(work);
             opts.memory_mib = settings.local_memory_mib;
             opts.cpus = settings.local_cpus;
+            // The base of the run (the one the candidate was built from, for `test`).
+            let os = match cmd {
+                ImageCmd::Create => settings.base.clone(),
+                _ => folder
+                    .load_state()?
+                    .base
+                    .unwrap_or_else(|| settings.base.clone()),
+            };
+            opts.key_injection = settings.key_injection(&os);
             let backend = image_pipeline::LocalBackend::new(glance.clone(), opts);
             drive(cmd, &backend, &glance, &settings, &folder, verbose).await
         }
@@ -428,9 +401,7 @@ async fn image_cmd(
                 floating_ip: settings.floating_ip.clone(),
                 ..Default::default()
             };
-            let backend = image_pipeline::OpenStackBackend::connect(session, opts)
-                .await
-                .map_err(|e| e.to_string())?;
+            let backend = image_pipeline::OpenStackBackend::connect(session, opts).await?;
             drive(cmd, &backend, &glance, &settings, &folder, verbose).await
         }
     }
@@ -456,7 +427,7 @@ async fn drive<B: image_pipeline::ComputeBackend>(
     settings: &image_pipeline::Settings,
     folder: &image_pipeline::ImageFolder,
     verbose: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let p = image_pipeline::Pipeline {
         backend,
         glance,
@@ -467,55 +438,47 @@ async fn drive<B: image_pipeline::ComputeBackend>(
     let name = folder.name();
     match cmd {
         ImageCmd::Create if !settings.test_only => {
-            let r = p.create(&settings.base).await.map_err(|e| e.to_string())?;
-            print!("{}", r.test.to_text(name));
-            for old in &r.replaced {
-                println!("Deleted the earlier {name}_rc {old}");
-            }
-            if r.test.success {
-                println!("{name}_rc: {}", r.rc_image_id);
-                println!("To publish it: ge-image publish {}", r.rc_image_id);
-                Ok(())
-            } else {
-                Err(format!("the test of {name}_rc failed"))
-            }
+            let r = p.create(&settings.base).await?;
+            print!("{}", r.to_text(name));
+            test_passed(r.test.success, name)
         }
         ImageCmd::Create | ImageCmd::Test => {
-            let t = p.test_only().await.map_err(|e| e.to_string())?;
+            let t = p.test_only().await?;
             print!("{}", t.to_text(name));
-            if t.success {
-                println!("To publish it: ge-image publish {}", t.rc_image_id);
-                Ok(())
-            } else {
-                Err(format!("the test of {name}_rc failed"))
-            }
+            test_passed(t.success, name)
         }
         ImageCmd::Gc => {
-            let r = p.gc().await.map_err(|e| e.to_string())?;
-            for line in &r.released {
-                println!("{name}: released {line}");
-            }
-            if r.released.is_empty() && r.failed.is_empty() {
-                println!("{name}: nothing to release");
-            }
+            let r = p.gc().await?;
+            print!("{}", r.to_text(name));
             if r.is_complete() {
                 Ok(())
             } else {
-                Err(format!("{name}: not released: {}", r.failed.join("; ")))
+                Err(CliError::Failed(format!(
+                    "{name}: not released: {}",
+                    r.failed.join("; ")
+                )))
             }
         }
     }
 }
 
-async fn gc(a: GcArgs) -> Result<(), String> {
+fn test_passed(success: bool, name: &str) -> Result<()> {
+    if success {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!("the test of {name}_rc failed")))
+    }
+}
+
+async fn gc(a: GcArgs) -> Result<()> {
     let o = overrides(&a.run, None, false);
     let names: Vec<String> = match &a.name {
         Some(n) => vec![n.clone()],
         None => {
-            let settings = image_pipeline::Settings::load(&o).map_err(|e| e.to_string())?;
+            let settings = image_pipeline::Settings::load(&o)?;
             let root = settings.folder_root();
             let mut names: Vec<String> = std::fs::read_dir(&root)
-                .map_err(|e| format!("{}: {e}", root.display()))?
+                .map_err(|e| CliError::Failed(format!("{}: {e}", root.display())))?
                 .flatten()
                 .filter(|e| {
                     std::fs::metadata(e.path().join(image_pipeline::LEDGER_FILE))
@@ -531,32 +494,30 @@ async fn gc(a: GcArgs) -> Result<(), String> {
     let mut failed = Vec::new();
     for name in names {
         if let Err(e) = image_cmd(ImageCmd::Gc, &name, &a.run, o.clone(), false).await {
-            failed.push(e);
+            failed.push(e.to_string());
         }
     }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("\n"))
+        Err(CliError::Failed(failed.join("; ")))
     }
 }
 
-async fn setup_account(a: SetupAccountArgs) -> Result<(), String> {
-    let (session, _glance, region) = cloud_session(&a.cloud).await?;
+async fn setup_account(a: SetupAccountArgs) -> Result<()> {
+    let Cloud {
+        session, region, ..
+    } = a.cloud.connect().await?;
     let options = image_pipeline::account::AccountOptions {
         region,
         ..Default::default()
     };
-    let plan = image_pipeline::account::plan_setup_account(&session, &options)
-        .await
-        .map_err(|e| e.to_string())?;
+    let plan = image_pipeline::account::plan_setup_account(&session, &options).await?;
     if a.dry_run {
         print!("{}", plan.to_text());
         return Ok(());
     }
-    let report = image_pipeline::account::apply_setup_account(&session, &options, &plan)
-        .await
-        .map_err(|e| e.to_string())?;
+    let report = image_pipeline::account::apply_setup_account(&session, &options, &plan).await?;
     print!("{}", report.to_text());
     Ok(())
 }
@@ -586,59 +547,44 @@ fn progress_printer(quiet: bool) -> (guest_tools::ProgressSender, tokio::task::J
     (tx, task)
 }
 
-fn list_operations() -> String {
-    guest_tools::OPERATIONS
-        .iter()
-        .map(|o| {
-            format!(
-                "{} {} {}\n",
-                o.name,
-                if o.default { "*" } else { " " },
-                o.description
-            )
-        })
-        .collect()
-}
-
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<()> {
     let quiet = cli.log.quiet > 0;
     match cli.command {
-        None => Err("no command given (see --help)".into()),
+        None => Err(CliError::NoCommand),
         Some(Command::Inspect(a)) => {
             let (tx, task) = progress_printer(quiet);
             let r = guest_tools::inspect(&a.disk, accel(a.accel), Some(tx)).await;
             let _ = task.await;
-            let i = r.map_err(|e| e.to_string())?;
+            let i = r?;
             emit(a.output, &i.to_text(), &i)
         }
         Some(Command::Prepare(a)) => {
             if a.list_operations {
-                print!("{}", list_operations());
+                print!("{}", guest_tools::operations_text());
                 return Ok(());
             }
             let (Some(disk), Some(output)) = (a.disk, a.output) else {
-                return Err("prepare needs DISK and -o OUT".into());
+                return Err(CliError::Failed("prepare needs DISK and -o OUT".into()));
             };
             let mut sysprep = SysprepOptions {
                 keep_users: a.keep_users,
                 ..Default::default()
             };
             if let Some(list) = &a.operations {
-                sysprep.operations =
-                    guest_tools::sysprep::parse_operations(list).map_err(|e| e.to_string())?;
+                sysprep.operations = guest_tools::sysprep::parse_operations(list)?;
             }
             let size = a
                 .size
                 .as_deref()
                 .map(guest_tools::parse_size)
                 .transpose()
-                .map_err(|e| format!("--size: {e}"))?;
+                .map_err(|e| CliError::Failed(format!("--size: {e}")))?;
             let format = match a.format {
                 FormatArg::Qcow2 => OutputFormat::Qcow2,
                 FormatArg::Raw => OutputFormat::Raw,
             };
             if matches!(format, OutputFormat::Raw) && a.compress.is_some() {
-                return Err("--compress needs --format qcow2".into());
+                return Err(CliError::Failed("--compress needs --format qcow2".into()));
             }
             let opts = PrepareOptions {
                 sysprep,
@@ -654,18 +600,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (tx, task) = progress_printer(quiet);
             let r = guest_tools::prepare(&disk, &output, opts, Some(tx)).await;
             let _ = task.await;
-            let r = r.map_err(|e| e.to_string())?;
-            println!(
-                "{}: {} {} {}, virtual size {} (was {}), {} on disk, {:.1} s",
-                r.output.display(),
-                r.inspection.distro,
-                r.inspection.version,
-                r.inspection.arch,
-                guest_tools::human(r.output_virtual_size),
-                guest_tools::human(r.input_virtual_size),
-                guest_tools::human(r.output_actual_size),
-                r.seconds
-            );
+            print!("{}", r?.to_text());
             Ok(())
         }
         Some(Command::Locate(a)) => locate(a).await,
@@ -684,28 +619,10 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(e) = cli_common::init_logging(&cli.log) {
-        eprintln!("ge-image: {e}");
-        return ExitCode::from(1);
-    }
-    let no_command = cli.command.is_none();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ge-image: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let cli: Cli = match cli_common::parse_args("ge-image") {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ge-image: {e}");
-            ExitCode::from(if no_command { 2 } else { 1 })
-        }
-    }
+    let spec = cli_common::MainSpec::new("ge-image", cli.log.clone()).worker_threads(2);
+    cli_common::run_main(spec, |_| run(cli))
 }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cli_common::Shutdown;
+
 use clap::{ArgGroup, Parser, ValueEnum};
 use glancesync_core::config::ProcessEnv;
 use glancesync_core::{
@@ -86,7 +88,8 @@ enum OutputFormat {
     Json,
 }
 
-/// Errors that end the program.
+/// Errors that end the program (exit status 1; a bad command line that
+/// clap let through is one too, as the original).
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
@@ -95,68 +98,26 @@ enum CliError {
     Usage(String),
 }
 
+impl cli_common::Failure for CliError {}
+
+/// Exit status of an interrupted run (SIGINT or SIGTERM), after the
+/// incomplete uploads were deleted.
+const INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli_common::parse_args("glancesync") {
         Ok(cli) => cli,
-        Err(e) => return usage_error(&e),
+        Err(code) => return code,
     };
     // The original prints its INFO messages (uploads, summaries): that is the
     // default level; the HTTP client's own INFO records need -v.
-    let defaults = cli_common::LogDefaults {
-        level: "info",
-        quiet_targets: &["openstack_client=warn"],
-    };
-    if let Err(e) = cli_common::init_logging_with(&cli.log, &defaults) {
-        eprintln!("glancesync: {e}");
-        return ExitCode::from(1);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("glancesync: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            let msg = e.to_string().replace('\n', " ");
-            eprintln!("glancesync: {msg}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// `--help` and `--version` print and succeed; a bad command line is one
-/// line on stderr and exit status 2.
-fn usage_error(e: &clap::Error) -> ExitCode {
-    if !e.use_stderr() {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    eprintln!(
-        "glancesync: {} (see --help)",
-        one_line(&e.render().to_string())
+    let spec = cli_common::MainSpec::new("glancesync", cli.log.clone()).log_defaults(
+        cli_common::LogDefaults {
+            level: "info",
+            quiet_targets: &["openstack_client=warn"],
+        },
     );
-    ExitCode::from(2)
-}
-
-/// The first paragraph of clap's message, on one line, without its
-/// `error: ` prefix.
-fn one_line(rendered: &str) -> String {
-    let first: Vec<&str> = rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.is_empty())
-        .collect();
-    let joined = first.join(" ");
-    joined
-        .strip_prefix("error: ")
-        .unwrap_or(&joined)
-        .to_string()
+    cli_common::run_main(spec, |shutdown| run(cli, shutdown))
 }
 
 enum Backend {
@@ -176,7 +137,7 @@ fn parse_backend(s: &str) -> Result<Backend, CliError> {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+async fn run(cli: Cli, shutdown: Shutdown) -> Result<u8, CliError> {
     let backend_kind = parse_backend(&cli.backend)?;
     // Dispatch order as the original: --show-status, --parallel, --show-regions, --make-backup, sync.
     let read_only =
@@ -207,6 +168,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
     };
     let counters_of = glance.clone();
+    let interrupted = shutdown.graceful();
     let work = async {
         let gs = Arc::new(GlanceSync::new(config.clone(), backend).await?);
         let regions = gs.expand_regions(&cli.regions).await?;
@@ -230,43 +192,17 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     };
     tokio::select! {
         r = work => r,
-        _ = shutdown_signal() => {
+        () = interrupted => {
             tracing::error!("interrupted");
             if let Some(g) = glance {
                 g.abort_in_flight().await;
             }
-            Ok(ExitCode::from(130))
+            Ok(INTERRUPTED)
         }
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-async fn dispatch(
-    cli: &Cli,
-    gs: Arc<GlanceSync>,
-    regions: &[String],
-) -> Result<ExitCode, CliError> {
+async fn dispatch(cli: &Cli, gs: Arc<GlanceSync>, regions: &[String]) -> Result<u8, CliError> {
     let regions = regions.to_vec();
 
     if cli.show_status {
@@ -278,7 +214,7 @@ async fn dispatch(
     if cli.show_regions {
         let all = gs.all_regions().await?;
         stdout_line(&all.join(" "));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     if cli.make_backup {
         return make_backup(&gs, &regions).await;
@@ -290,11 +226,11 @@ async fn dispatch(
 }
 
 /// 2 when a region failed (it was logged and skipped), else 0.
-fn exit_status(failed: bool) -> ExitCode {
+fn exit_status(failed: bool) -> u8 {
     if failed {
-        ExitCode::from(2)
+        2
     } else {
-        ExitCode::SUCCESS
+        0
     }
 }
 
@@ -309,7 +245,7 @@ async fn show_status(
     gs: Arc<GlanceSync>,
     regions: &[String],
     output: OutputFormat,
-) -> Result<ExitCode, CliError> {
+) -> Result<u8, CliError> {
     // Regions are computed concurrently (listing is I/O for Glance, parsing is CPU for CSV)
     // and printed in the requested order.
     let workers = std::thread::available_parallelism()
@@ -341,13 +277,13 @@ async fn sequential_sync(
     gs: &GlanceSync,
     regions: &[String],
     dry_run: bool,
-) -> Result<ExitCode, CliError> {
+) -> Result<u8, CliError> {
     let outcome = runner::sync_sequential(gs, regions, dry_run, &stdout_line).await;
     Ok(exit_status(!outcome.ok()))
 }
 
 /// `--dry-run --output json`: the plan of every region, as one JSON array.
-async fn dry_run_json(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, CliError> {
+async fn dry_run_json(gs: &GlanceSync, regions: &[String]) -> Result<u8, CliError> {
     let mut plans = Vec::new();
     let mut failed = false;
     for r in regions {
@@ -368,7 +304,7 @@ async fn parallel_sync(
     gs: Arc<GlanceSync>,
     regions: &[String],
     dry_run: bool,
-) -> Result<ExitCode, CliError> {
+) -> Result<u8, CliError> {
     let (_, outcome) = runner::sync_parallel(
         &gs,
         regions,
@@ -381,7 +317,7 @@ async fn parallel_sync(
     Ok(exit_status(!outcome.ok()))
 }
 
-async fn make_backup(gs: &GlanceSync, regions: &[String]) -> Result<ExitCode, CliError> {
+async fn make_backup(gs: &GlanceSync, regions: &[String]) -> Result<u8, CliError> {
     let (dir, outcome) =
         runner::make_backup(gs, regions, Path::new(""), &chrono::Local::now()).await?;
     stdout_line(&dir.display().to_string());

@@ -6,7 +6,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use cli_common::Shutdown;
 use packuilon_core::{Branch, Broker, Cdb2Rabbit, Config, Service, TriggerRequest};
+
+/// What ends packuilon with exit status 1.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Core(#[from] packuilon_core::Error),
+    /// `validate` found problems (printed on standard output).
+    #[error("{0} problem(s) found")]
+    Problems(usize),
+}
+
+impl cli_common::Failure for CliError {}
 
 /// Build images from Packer templates on messages from a RabbitMQ queue.
 #[derive(Debug, Parser)]
@@ -102,43 +115,33 @@ fn parse_sandbox(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = match cli_common::parse_args("packuilon") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let Some(command) = cli.command else {
         eprintln!("packuilon: no command given (trigger, rabbit2packer, cdb2rabbit, rename-old-images, validate; see --help)");
         return ExitCode::from(2);
     };
-    let defaults = cli_common::LogDefaults {
-        level: match &command {
-            Command::Rabbit2packer => "info",
-            Command::Cdb2rabbit(a) if a.interval.is_some() => "info",
-            Command::Trigger(_)
-            | Command::Cdb2rabbit(_)
-            | Command::RenameOldImages(_)
-            | Command::Validate => "warn",
+    let level = match &command {
+        Command::Rabbit2packer => "info",
+        Command::Cdb2rabbit(a) if a.interval.is_some() => "info",
+        Command::Trigger(_)
+        | Command::Cdb2rabbit(_)
+        | Command::RenameOldImages(_)
+        | Command::Validate => "warn",
+    };
+    let spec = cli_common::MainSpec::new("packuilon", cli.log.clone()).log_defaults(
+        cli_common::LogDefaults {
+            level,
+            quiet_targets: &["lapin=warn", "amq_protocol=warn"],
         },
-        quiet_targets: &["lapin=warn", "amq_protocol=warn"],
-    };
-    if let Err(e) = cli_common::init_logging_with(&cli.log, &defaults) {
-        eprintln!("packuilon: {e}");
-        return ExitCode::from(1);
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("packuilon: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(&cli.config, command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("packuilon: {e}");
-            ExitCode::from(1)
-        }
-    }
+    );
+    cli_common::run_main(spec, |signals| run(cli.config, command, signals))
 }
 
-async fn run(path: &std::path::Path, command: Command) -> packuilon_core::Result<()> {
+async fn run(path: PathBuf, command: Command, signals: Shutdown) -> Result<(), CliError> {
+    let path = path.as_path();
     if let Command::Validate = command {
         let report = packuilon_core::validate::validate(path);
         for note in &report.notes {
@@ -151,8 +154,7 @@ async fn run(path: &std::path::Path, command: Command) -> packuilon_core::Result
             println!("{}: no problem found", path.display());
             return Ok(());
         }
-        eprintln!("packuilon: {} problem(s) found", report.problems.len());
-        std::process::exit(1);
+        return Err(CliError::Problems(report.problems.len()));
     }
     let config = Config::load(path)?;
     for note in &config.ignored {
@@ -185,7 +187,7 @@ async fn run(path: &std::path::Path, command: Command) -> packuilon_core::Result
             let period = std::time::Duration::from_secs(seconds);
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let stop = wait_for_signal();
+            let stop = signals.graceful();
             tokio::pin!(stop);
             tracing::info!(interval = seconds, "cdb2rabbit running every {seconds} s");
             loop {
@@ -235,12 +237,13 @@ async fn run(path: &std::path::Path, command: Command) -> packuilon_core::Result
         Command::Rabbit2packer => {
             let service = Service::from_config(&config)?;
             let (trigger, shutdown) = packuilon_core::shutdown_signal();
+            let stop = signals.graceful();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                stop.await;
                 tracing::info!("signal received: finishing running builds, then exiting");
                 trigger.trigger();
             });
-            service.run(shutdown).await
+            Ok(service.run(shutdown).await?)
         }
     }
 }
@@ -252,20 +255,4 @@ fn log_pass(report: &packuilon_core::Cdb2RabbitReport) {
         published = report.published.len(),
         "cdb2rabbit pass done"
     );
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the service");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -1,10 +1,38 @@
 //! Shared command-line plumbing for the workspace's binaries.
 //!
-//! Owns: the `-v`/`-q`/`--log-format` flags every binary accepts and the one
-//! `tracing-subscriber` set-up each binary calls once at start.
+//! Owns: the `-v`/`-q`/`--log-format` flags every binary accepts, the one
+//! `tracing-subscriber` set-up, and the one `main` skeleton ([`run_main`]):
+//! logging, the tokio runtime, SIGINT/SIGTERM, a typed error printed on one
+//! line and mapped to the exit status ([`Failure`]); [`parse_args`] turns a
+//! bad command line into one line on standard error and exit status 2.
 //! Must not: hold any tool logic, talk to a network, or read tool config files.
+//!
+//! A binary's `main`:
+//!
+//! ```no_run
+//! # #[derive(clap::Parser)]
+//! # struct Cli { #[command(flatten)] log: cli_common::LogArgs }
+//! # #[derive(Debug)] struct CliError;
+//! # impl std::fmt::Display for CliError {
+//! #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("failed") }
+//! # }
+//! # impl cli_common::Failure for CliError {}
+//! # async fn run(_cli: Cli) -> Result<(), CliError> { Ok(()) }
+//! fn main() -> std::process::ExitCode {
+//!     let cli: Cli = match cli_common::parse_args("mytool") {
+//!         Ok(cli) => cli,
+//!         Err(code) => return code,
+//!     };
+//!     let spec = cli_common::MainSpec::new("mytool", cli.log.clone());
+//!     cli_common::run_main(spec, |_shutdown| run(cli))
+//! }
+//! ```
 
 use std::io::IsTerminal;
+
+mod main_skeleton;
+
+pub use main_skeleton::{one_line, parse_args, run_main, Failure, MainSpec, Outcome, Shutdown};
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::{fmt, EnvFilter};

@@ -30,4 +30,4 @@ pub use session::{
     SessionOptions, ShrinkReport, Step,
 };
 pub use size::{human, parse_size, target_size_for, GIB, MIB, RULE_SIZES};
-pub use sysprep::{Operation, OperationResult, SysprepOptions, OPERATIONS};
+pub use sysprep::{operations_text, Operation, OperationResult, SysprepOptions, OPERATIONS};

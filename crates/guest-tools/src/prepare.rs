@@ -56,6 +56,24 @@ pub struct PrepareReport {
     pub seconds: f64,
 }
 
+impl PrepareReport {
+    /// One line: the output, the guest, the virtual size (and the input's),
+    /// the bytes on disk and the time taken.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}: {} {} {}, virtual size {} (was {}), {} on disk, {:.1} s\n",
+            self.output.display(),
+            self.inspection.distro,
+            self.inspection.version,
+            self.inspection.arch,
+            crate::size::human(self.output_virtual_size),
+            crate::size::human(self.input_virtual_size),
+            crate::size::human(self.output_actual_size),
+            self.seconds
+        )
+    }
+}
+
 fn send(progress: &Option<ProgressSender>, step: Step, detail: String) {
     tracing::info!(step = ?step, "{detail}");
     if let Some(p) = progress {

@@ -49,6 +49,22 @@ pub struct Operation {
     action: Action,
 }
 
+/// The operation list of `--list-operations`: one line per operation,
+/// `name * description` (`*` marks the default ones).
+pub fn operations_text() -> String {
+    OPERATIONS
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {}\n",
+                o.name,
+                if o.default { "*" } else { " " },
+                o.description
+            )
+        })
+        .collect()
+}
+
 const fn op(
     name: &'static str,
     default: bool,
@@ -998,6 +1014,14 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_operation_list_marks_the_defaults() {
+        let text = super::operations_text();
+        assert_eq!(text.lines().count(), super::OPERATIONS.len());
+        assert!(text.lines().any(|l| l.starts_with("machine-id * ")));
+        assert!(text.lines().any(|l| l.starts_with("user-account   ")));
+    }
 
     #[test]
     fn selinux_relabel_is_decided_from_the_guest_config() {

@@ -25,6 +25,20 @@ impl CleanupReport {
     pub fn is_complete(&self) -> bool {
         self.failed.is_empty()
     }
+
+    /// What `ge-image gc` prints for the folder `name`: each record
+    /// released, or that there was nothing to release.
+    pub fn to_text(&self, name: &str) -> String {
+        let mut s: String = self
+            .released
+            .iter()
+            .map(|line| format!("{name}: released {line}\n"))
+            .collect();
+        if self.released.is_empty() && self.failed.is_empty() {
+            s.push_str(&format!("{name}: nothing to release\n"));
+        }
+        s
+    }
 }
 
 fn describe(r: &ResourceRecord) -> String {
@@ -103,4 +117,22 @@ pub async fn release_all<B: ComputeBackend>(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_text_lists_what_was_released() {
+        let mut r = CleanupReport::default();
+        assert_eq!(r.to_text("web"), "web: nothing to release\n");
+        r.released = vec!["local VM web-1".into(), "image 42".into()];
+        r.failed = vec!["server x: 500".into()];
+        assert_eq!(
+            r.to_text("web"),
+            "web: released local VM web-1\nweb: released image 42\n"
+        );
+        assert!(!r.is_complete());
+    }
 }

@@ -55,6 +55,23 @@ pub struct CreateReport {
     pub replaced: Vec<String>,
 }
 
+impl CreateReport {
+    /// What `ge-image create` prints for the image `name`: the test's
+    /// result, the earlier `<name>_rc` images deleted, and on success the new
+    /// image and how to publish it.
+    pub fn to_text(&self, name: &str) -> String {
+        let mut s = self.test.result_text(name);
+        for old in &self.replaced {
+            s.push_str(&format!("Deleted the earlier {name}_rc {old}\n"));
+        }
+        if self.test.success {
+            s.push_str(&format!("{name}_rc: {}\n", self.rc_image_id));
+            s.push_str(&self.test.publish_hint());
+        }
+        s
+    }
+}
+
 /// The run's SSH key and known_hosts (in the folder's `.ge-image/`).
 #[derive(Debug, Clone)]
 pub struct RunKey {

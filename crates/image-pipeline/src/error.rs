@@ -29,6 +29,20 @@ pub enum Error {
         #[source]
         source: Box<openstack_client::Error>,
     },
+    /// The cloud's configuration could not be loaded, or the session or its
+    /// Glance endpoint could not be set up.
+    #[error("{source}")]
+    Cloud {
+        /// The client error (file, option, URL, HTTP status).
+        #[source]
+        source: Box<openstack_client::Error>,
+    },
+    /// An argument that should be a Glance image id is not a UUID.
+    #[error("'{value}' is not an image UUID")]
+    InvalidImageId {
+        /// The value given.
+        value: String,
+    },
     /// The token does not name a project, so "the caller's own images" has no meaning.
     #[error("the token is not scoped to a project: cannot tell which images are the caller's own")]
     NoProject,

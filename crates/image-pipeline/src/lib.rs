@@ -40,6 +40,7 @@
 
 pub mod account;
 pub mod cleanup;
+mod cloud;
 pub mod compute;
 pub mod create;
 mod error;
@@ -50,6 +51,8 @@ pub mod settings;
 pub mod ssh;
 pub mod test_run;
 
+pub use cleanup::CleanupReport;
+pub use cloud::Cloud;
 pub use compute::local::{LocalBackend, LocalBackendOptions};
 pub use compute::openstack::{OpenStackBackend, OpenStackBackendOptions, OpenStackVm};
 pub use compute::{
@@ -60,9 +63,9 @@ pub use error::{Error, Result, RollbackOutcome};
 pub use folder::{FolderState, ImageFolder};
 pub use ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord, LEDGER_FILE};
 pub use publish::{
-    caller_project_id, execute_plan, locate_images, plan_publish, publish, LocateReport,
-    LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport, PublishRequest,
-    SkippedImage,
+    caller_project_id, execute_plan, locate_images, parse_image_id, plan_publish, publish,
+    LocateReport, LocatedImage, NidType, NidTypeSource, ObsoleteStep, PublishPlan, PublishReport,
+    PublishRequest, SkippedImage,
 };
 pub use settings::{Overrides, Settings};
 pub use ssh::{

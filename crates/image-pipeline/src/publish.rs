@@ -149,6 +149,21 @@ pub fn compare_nids(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// A Glance image id as given on a command line: a UUID, with or without
+/// dashes (returned unchanged).
+pub fn parse_image_id(s: &str) -> Result<String> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let dashed_ok = !s.contains('-')
+        || (s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-'));
+    if hex.len() == 32 && dashed_ok && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(s.to_owned())
+    } else {
+        Err(Error::InvalidImageId {
+            value: s.to_owned(),
+        })
+    }
+}
+
 /// The project the session's token is scoped to: whose images are "the
 /// caller's own".
 #[tracing::instrument(skip(session))]
@@ -659,6 +674,23 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_ids_are_uuids_with_or_without_dashes() {
+        let dashed = "6f1c1f2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f";
+        assert_eq!(parse_image_id(dashed).ok().as_deref(), Some(dashed));
+        let bare = dashed.replace('-', "");
+        assert_eq!(parse_image_id(&bare).ok(), Some(bare.clone()));
+        for bad in [
+            "not-a-uuid",
+            "6f1c1f2e3b4a-4c5d-8e9f-0a1b2c3d4e5f",
+            &bare[1..],
+            "",
+        ] {
+            let e = parse_image_id(bad).err().map(|e| e.to_string());
+            assert_eq!(e, Some(format!("'{bad}' is not an image UUID")));
+        }
+    }
 
     #[test]
     fn nids_sort_numerically_then_textually() {

@@ -56,8 +56,25 @@ pub struct TestOutcome {
 }
 
 impl TestOutcome {
-    /// The original's last lines: `Success. UUID: <uuid>`, or `Failed.` and its hints.
+    /// What `ge-image test` prints: the original's last lines, then on
+    /// success how to publish the image.
     pub fn to_text(&self, name: &str) -> String {
+        let mut s = self.result_text(name);
+        s.push_str(&self.publish_hint());
+        s
+    }
+
+    /// `To publish it: …` after a passed test, else nothing.
+    pub(crate) fn publish_hint(&self) -> String {
+        if self.success {
+            format!("To publish it: ge-image publish {}\n", self.rc_image_id)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The original's last lines: `Success. UUID: <uuid>`, or `Failed.` and its hints.
+    pub(crate) fn result_text(&self, name: &str) -> String {
         if self.success {
             return format!("Success. UUID: {}\n", self.rc_image_id);
         }
@@ -544,6 +561,27 @@ pub fn is_vm(kind: ResourceKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_text_keeps_the_original_order() {
+        let report = crate::create::CreateReport {
+            rc_image_id: "abc".into(),
+            test: TestOutcome {
+                success: true,
+                rc_image_id: "abc".into(),
+                detail: "exited 0".into(),
+                kept_vm: None,
+                kept_access: None,
+                log: PathBuf::from("test.log"),
+            },
+            replaced: vec!["old1".into()],
+        };
+        assert_eq!(
+            report.to_text("web"),
+            "Success. UUID: abc\nDeleted the earlier web_rc old1\nweb_rc: abc\n\
+             To publish it: ge-image publish abc\n"
+        );
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\ntester:x:1001:1001::/home/tester:/bin/sh\n";
 
