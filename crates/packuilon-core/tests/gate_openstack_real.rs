@@ -2,20 +2,26 @@
 //! Nova + Neutron on wiremock (image-pipeline's `nova_mock`, bodies shaped
 //! like the api-ref samples) beside the REAL local Keystone and Glance
 //! (the session's `compute`/`network` endpoints point at the fake), real
-//! RabbitMQ and Packer (null builder). Nothing here opens an SSH connection:
-//! the fake's servers never get that far (ERROR, or refused).
+//! RabbitMQ and Packer (null builder). The passing case logs in to a real
+//! local sshd (image-pipeline's `local_sshd`) at the fake's floating IP
+//! 127.0.0.1 (the backend's `ssh_port` is the sshd's), the keypairs the gate
+//! registers in the fake Nova copied into its `authorized_keys` as
+//! cloud-init would; the failing cases never get that far.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../../image-pipeline/tests/local_sshd/mod.rs"]
+mod local_sshd;
 #[path = "../../image-pipeline/tests/nova_mock/mod.rs"]
 mod nova_mock;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
+use local_sshd::Sshd;
 use nova_mock::Fake;
 use openstack_client::glance::Visibility;
 use openstack_client::Session;
@@ -61,6 +67,29 @@ fn gate(session: &Session, state_dir: &Path, log_dir: &Path) -> ComputeGate {
     settings.openstack.poll_interval = Duration::from_millis(10);
     settings.openstack.delete_timeout = Duration::from_secs(20);
     ComputeGate::new(session.clone(), settings)
+}
+
+/// Copy every keypair of the fake into `authorized_keys`, as cloud-init
+/// would put the server's key in place.
+fn authorize_keypairs(fake: Fake, authorized_keys: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut written = String::new();
+        loop {
+            let text: String = fake
+                .state
+                .lock()
+                .unwrap()
+                .keypairs
+                .values()
+                .map(|k| format!("{}\n", k.trim_end()))
+                .collect();
+            if !text.is_empty() && text != written {
+                std::fs::write(&authorized_keys, &text).unwrap();
+                written = text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
 }
 
 fn outstanding(state_dir: &Path, build: &str) -> usize {
@@ -193,4 +222,74 @@ async fn a_gate_that_cannot_run_is_an_error_and_releases_what_it_made() {
     // The image is left as built.
     let i = glance.get_image(&image.id).await.unwrap();
     assert_eq!(i.name, image.name);
+}
+
+/// An image whose server comes up and accepts the SSH login passes the
+/// gate (no TEST_SCRIPT: the login is the test); its older namesake is
+/// warehoused and nothing is left in the fake cloud or the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_accepting_the_login_passes_and_the_old_one_is_rotated() {
+    let _lock = cloud_test_support::cloud_lock().await;
+    let fake = Fake::start().await;
+    fake.state.lock().unwrap().fip_address = Some("127.0.0.1".into());
+    let sshd = Sshd::started();
+    let keys = authorize_keypairs(fake.clone(), sshd.path("authorized_keys"));
+    let session = session_with(&fake).await;
+    let glance = session.image(Some("RegionOne")).await.unwrap();
+    let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
+    let name = format!("{} AQ", cloud_test_support::unique("pk-gate-os"));
+    let old = cleanup.create_active(&name, Visibility::Shared, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = cleanup.create_active(&name, Visibility::Private, &[]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue = unique_queue("gate-os-pass");
+    let mut svc = service(dir.path(), &queue, &new.id);
+    let mut gate = gate(
+        &session,
+        &dir.path().join("state"),
+        &dir.path().join("logs"),
+    );
+    let mut settings = gate.settings().clone();
+    settings.openstack.ssh_port = sshd.port;
+    gate = ComputeGate::new(session.clone(), settings);
+    svc.gate = Some(Arc::new(gate));
+    svc.rotator = Some(Arc::new(Rotator::new(
+        session.clone(),
+        Some("RegionOne".into()),
+        RenameSettings::default(),
+    )));
+    svc.rotate_old_images = true;
+    svc.broker.publish(&profile("web")).await.unwrap();
+    let entry = run_until_settled(&svc, "web-sl7x-x86_64", Duration::from_secs(300)).await;
+    keys.abort();
+    let gate_log = std::fs::read_to_string(dir.path().join("logs/web-sl7x-x86_64.gate.log"))
+        .unwrap_or_default();
+    assert_eq!(
+        entry.state,
+        BuildState::Succeeded,
+        "{entry:?}\ngate log:\n{gate_log}\nsshd log:\n{}",
+        sshd.log()
+    );
+    assert!(
+        gate_log.contains("packuilon: root@127.0.0.1 accepted the SSH login"),
+        "{gate_log}"
+    );
+    let o = glance.get_image(&old.id).await.unwrap();
+    assert_eq!(
+        o.name.as_deref(),
+        Some(RenameStyle::Date.warehoused(&name, Utc::now()).as_str())
+    );
+    let n = glance.get_image(&new.id).await.unwrap();
+    assert_eq!(n.name.as_deref(), Some(name.as_str()));
+    assert_eq!(n.visibility, Visibility::Shared, "visibility carried over");
+    assert!(
+        sshd.log().contains("Accepted publickey for root"),
+        "{}",
+        sshd.log()
+    );
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+    assert_eq!(outstanding(&dir.path().join("state"), "web-sl7x-x86_64"), 0);
+    assert_eq!(ready(&svc.broker, &failed_queue(&queue)).await, 0);
+    delete_queues(&svc.broker).await;
 }
