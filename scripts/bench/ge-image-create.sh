@@ -13,6 +13,11 @@
 #         that time is reported separately from create.log/test.log stamps.
 #   ours without prepare: --no-prepare.
 # Targets: ours <= 0.4x the peer; --no-prepare no slower than Packer alone.
+# ROUNDS=N (default 1) runs N interleaved rounds (peer, ours, ours without
+# prepare) and prints each round and the medians: the machine may be shared.
+# The bench base is declared `systemd_credentials = true` (the test image is
+# Debian 12): ge-image hands the SSH key over as a systemd credential, no
+# libguestfs launch per boot.
 # Needs: packer, libguestfs-tools, qemu, the local cloud (scripts/setup.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -46,11 +51,15 @@ now() { date +%s.%N; }
 BASE=gebench-base
 osc image create --disk-format qcow2 --container-format bare --private --file "$IMAGE" "$BASE" >/dev/null
 # The image folder.
-F="$WORK/images"; mkdir -p "$F/gebench-web" "$F/gebench-raw" "$WORK/deb"
+F="$WORK/images"; mkdir -p "$F" "$WORK/deb"
 dpkg-deb --root-owner-group --build "$ROOT/fixtures/ge-image/webdemo/pkg" "$WORK/deb/webdemo_1.0_all.deb" >/dev/null
-for d in gebench-web gebench-raw; do
-    cp "$ROOT/fixtures/ge-image/webdemo/create.sh" "$ROOT/fixtures/ge-image/webdemo/test.sh" "$F/$d/"
-    tar -czf "$F/$d/data.tgz" -C "$WORK/deb" webdemo_1.0_all.deb
+ROUNDS=${ROUNDS:-1}
+for r in $(seq 1 "$ROUNDS"); do
+    for d in "gebench-web$r" "gebench-raw$r"; do
+        mkdir -p "$F/$d"
+        cp "$ROOT/fixtures/ge-image/webdemo/create.sh" "$ROOT/fixtures/ge-image/webdemo/test.sh" "$F/$d/"
+        tar -czf "$F/$d/data.tgz" -C "$WORK/deb" webdemo_1.0_all.deb
+    done
 done
 cat >"$WORK/settings.toml" <<TOML
 backend = "local"
@@ -58,6 +67,7 @@ base = "bench"
 [bases.bench]
 image = "$BASE"
 user = "root"
+systemd_credentials = true
 TOML
 
 # --- peer: Packer's qemu builder (root's key put into a copy of the base first, untimed) ---
@@ -76,12 +86,15 @@ cat >"$WORK/packer.json" <<JSON
     "output_directory": "$WORK/packer-out", "vm_name": "tmp_image"
   }],
   "provisioners": [
-    {"type": "file", "source": "$F/gebench-web/data.tgz", "destination": "/root/data.tgz"},
-    {"type": "file", "source": "$F/gebench-web/create.sh", "destination": "/root/create.sh"},
+    {"type": "file", "source": "$F/gebench-web1/data.tgz", "destination": "/root/data.tgz"},
+    {"type": "file", "source": "$F/gebench-web1/create.sh", "destination": "/root/create.sh"},
     {"type": "shell", "inline": ["cd /root && chmod 700 create.sh && ./create.sh", "userdel -r support || true", "rm -f /root/create.sh /root/data.tgz"]}
   ]
 }
 JSON
+times=()
+for r in $(seq 1 "$ROUNDS"); do
+rm -rf "$WORK/packer-out" "$WORK/peer.qcow2"
 t0=$(now)
 PACKER_LOG=0 packer build -color=false "$WORK/packer.json" >"$WORK/packer.log" 2>&1 \
     || { tail -n 40 "$WORK/packer.log"; die "packer failed"; }
@@ -109,24 +122,34 @@ fi
 virt-sparsify -q --check-tmpdir=continue "$img" "$WORK/peer.qcow2" >"$WORK/sparsify.log" 2>&1 \
     || { cat "$WORK/sparsify.log"; die "virt-sparsify failed"; }
 osc image create --disk-format qcow2 --container-format bare --private \
-    --file "$WORK/peer.qcow2" gebench-peer_rc >/dev/null
+    --file "$WORK/peer.qcow2" "gebench-peer$r"_rc >/dev/null
 t2=$(now)
 
 # --- ours (the first run downloads the base from Glance into its cache, ~5 s) ---
 t3=$(now)
-"$GE" create gebench-web --settings "$WORK/settings.toml" --folder-root "$F" \
+"$GE" create "gebench-web$r" --settings "$WORK/settings.toml" --folder-root "$F" \
     --os-cloud local --os-region-name RegionOne >"$WORK/ours.out" 2>"$WORK/ours.err" \
     || { tail -n 30 "$WORK/ours.err"; die "ge-image create failed"; }
 t4=$(now)
-"$GE" create gebench-raw --no-prepare --settings "$WORK/settings.toml" --folder-root "$F" \
+"$GE" create "gebench-raw$r" --no-prepare --settings "$WORK/settings.toml" --folder-root "$F" \
     --os-cloud local --os-region-name RegionOne >"$WORK/raw.out" 2>"$WORK/raw.err" \
     || { tail -n 30 "$WORK/raw.err"; die "ge-image create --no-prepare failed"; }
 t5=$(now)
-python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" <<'PY'
-import sys
-t0, t1, t2, t3, t4, t5 = map(float, sys.argv[1:7])
-packer, peer, ours, raw = t1 - t0, t2 - t0, t4 - t3, t5 - t4
-print(f"peer: packer build {packer:.1f} s + post-processing and upload {t2-t1:.1f} s = {peer:.1f} s")
-print(f"ge-image create (with prepare; includes its test step: a second boot): {ours:.1f} s; ratio {ours/peer:.2f} (target <= 0.40)")
-print(f"ge-image create --no-prepare (incl. its test step): {raw:.1f} s; vs packer alone {raw/packer:.2f} (target <= 1.0)")
+times+=("$t0 $t1 $t2 $t3 $t4 $t5")
+echo "round $r: load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+done
+python3 - "${times[@]}" <<'PY'
+import statistics, sys
+rows = [list(map(float, a.split())) for a in sys.argv[1:]]
+res = []
+for i, (t0, t1, t2, t3, t4, t5) in enumerate(rows, 1):
+    packer, peer, ours, raw = t1 - t0, t2 - t0, t4 - t3, t5 - t4
+    res.append((packer, peer, ours, raw))
+    print(f"round {i}: packer {packer:.1f} s, peer total {peer:.1f} s, ours {ours:.1f} s (ratio {ours/peer:.2f}), "
+          f"ours --no-prepare {raw:.1f} s (vs packer {raw/packer:.2f})")
+m = [statistics.median(c) for c in zip(*res)]
+packer, peer, ours, raw = m
+print(f"median over {len(res)}: peer: packer build {packer:.1f} s, total {peer:.1f} s")
+print(f"median ge-image create (with prepare; includes its test step: a second boot): {ours:.1f} s; ratio {ours/peer:.2f} (target <= 0.40)")
+print(f"median ge-image create --no-prepare (incl. its test step): {raw:.1f} s; vs packer alone {raw/packer:.2f} (target <= 1.0)")
 PY

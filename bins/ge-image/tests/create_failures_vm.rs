@@ -153,3 +153,72 @@ async fn a_killed_create_is_cleaned_by_gc() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to release"));
 }
+
+/// `ge-image test NAME --keep-on-failure` with a failing `test.sh`: the test
+/// VM stays running after ge-image exits, its address and an ssh command
+/// are printed (and work), the ledger lists it; `gc` then removes it. The
+/// `<name>_rc` tested here was not made by this run: it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_on_failure_keeps_the_test_vm_running_until_gc() {
+    let mut env = setup().await;
+    let name = unique("keepdemo");
+    let dir = webdemo(env.root.path(), &name);
+    std::fs::write(
+        dir.join("test.sh"),
+        "#!/bin/sh\necho \"checking $USERNAME@$IP\"\nexit 5\n",
+    )
+    .unwrap();
+    // The candidate: the test image itself, as `<name>_rc`.
+    let rc = env
+        .glance
+        .create_image(
+            &openstack_client::glance::CreateImage::new(format!("{name}_rc"))
+                .disk_format("qcow2")
+                .container_format("bare")
+                .visibility(openstack_client::glance::Visibility::Private),
+        )
+        .await
+        .unwrap();
+    env.images.track(rc.id.clone());
+    env.glance.upload_file(&rc.id, &test_image()).await.unwrap();
+
+    let out = ge_image(&env, &["test", &name, "--keep-on-failure"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("Failed.") && t.contains("checking root@127."),
+        "{t}"
+    );
+    let ssh = t
+        .lines()
+        .find_map(|l| l.split_once("; log in with: ").map(|(_, c)| c.to_string()))
+        .unwrap_or_else(|| panic!("no ssh command printed: {t}"));
+    assert!(t.contains("The VM runs at IP=127."), "{t}");
+    // ge-image has exited; the VM still runs and answers the printed command.
+    assert_eq!(qemus_in(&dir).len(), 1, "{t}");
+    assert!(outstanding(&dir) > 0);
+    let login = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{ssh} cat /etc/hostname"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{ssh}: {}", text(&login));
+    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "ge-test");
+
+    let out = ge_image(&env, &["gc", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("released local VM"),
+        "{}",
+        text(&out)
+    );
+    assert!(qemus_in(&dir).is_empty(), "QEMU left: {:?}", qemus_in(&dir));
+    assert_eq!(outstanding(&dir), 0);
+    assert!(
+        env.glance.get_image(&rc.id).await.is_ok(),
+        "the operator's candidate was deleted"
+    );
+}

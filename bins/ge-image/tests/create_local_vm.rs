@@ -92,3 +92,51 @@ async fn create_test_publish_and_inspect_on_the_local_backend() {
     assert!(inspection.contains("debian"), "{inspection}");
     let _ = std::fs::remove_file(&file);
 }
+
+/// `TEST_USING_VM` on the local backend: `test.sh` runs inside a tester VM
+/// (booted from `tester_base`), which reaches the tested VM at `$IP` (an
+/// address of its own user-mode network forwarded to the tested VM's
+/// loopback address) with ssh; both VMs are gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_using_vm_runs_test_sh_in_a_local_tester_vm() {
+    let mut env = setup().await;
+    let name = unique("testervm");
+    let dir = webdemo(env.root.path(), &name);
+    std::fs::write(
+        dir.join("test.sh"),
+        "#!/bin/sh\nset -e\nhere=$(cat /proc/sys/kernel/random/boot_id)\n\
+         there=$(ssh \"$USERNAME@$IP\" cat /proc/sys/kernel/random/boot_id)\n\
+         echo \"tester $here reached $USERNAME@$IP ($there) TESTSCRIPT=$TESTSCRIPT\"\n\
+         test \"$here\" != \"$there\"\n",
+    )
+    .unwrap();
+    let rc = env
+        .glance
+        .create_image(
+            &openstack_client::glance::CreateImage::new(format!("{name}_rc"))
+                .disk_format("qcow2")
+                .container_format("bare")
+                .visibility(Visibility::Private),
+        )
+        .await
+        .unwrap();
+    env.images.track(rc.id.clone());
+    env.glance.upload_file(&rc.id, &test_image()).await.unwrap();
+    let settings = env.root.path().join("tester.toml");
+    let base = std::fs::read_to_string(&env.settings).unwrap();
+    std::fs::write(&settings, format!("tester_base = \"testdeb\"\n{base}")).unwrap();
+    let out = ge_image_with(&env, &settings, &["test", &name])
+        .env("TEST_USING_VM", "1")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains(&format!("Success. UUID: {}", rc.id)), "{t}");
+    let log = std::fs::read_to_string(dir.join("test.log")).unwrap();
+    assert!(
+        log.contains("reached root@10.0.2.100") && log.contains("TESTSCRIPT=test.sh"),
+        "{log}"
+    );
+    assert!(qemus_in(&dir).is_empty(), "QEMU left: {:?}", qemus_in(&dir));
+    assert_eq!(outstanding(&dir), 0);
+}

@@ -63,6 +63,7 @@ sudo_pty = true
 [bases.debian12]
 image = "ge-test-debian12"
 user = "root"
+systemd_credentials = true
 "#;
 
 /// One base: the original's `create_template_<os>.sh`.
@@ -75,6 +76,12 @@ pub struct Base {
     /// Whether `sudo` needs a terminal there (CentOS): run `create.sh` with a pty.
     #[serde(default)]
     pub sudo_pty: bool,
+    /// Whether the image's systemd (252 or later) reads credentials: the
+    /// local backend then hands the SSH key over as a systemd credential
+    /// instead of writing it into the disk with libguestfs (no appliance
+    /// launch per boot).
+    #[serde(default)]
+    pub systemd_credentials: bool,
 }
 
 /// Every setting of `create`/`test`.
@@ -270,6 +277,16 @@ impl Settings {
                 self.bases.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })
+    }
+
+    /// How the local backend gives VMs of base `os` their SSH key: as a
+    /// systemd credential when the base says its systemd reads them, else
+    /// with libguestfs (an unknown base: libguestfs).
+    pub fn key_injection(&self, os: &str) -> local_vm::KeyInjection {
+        match self.bases.get(os) {
+            Some(b) if b.systemd_credentials => local_vm::KeyInjection::SystemdCredential,
+            _ => local_vm::KeyInjection::Guestfs,
+        }
     }
 
     /// The folder root: the setting, else `~/create_ge_images`.

@@ -11,8 +11,13 @@
 //! home, not `$HOME`), a cleaned environment (`IP`, `USERNAME`, `HOME`,
 //! `PATH`, `LANG`, `TMPDIR`, `GIT_SSH_COMMAND`) and a time limit after which
 //! its whole process group is killed. With `TEST_USING_VM` it runs inside a
-//! tester VM instead (OpenStack only: a local VM's loopback address is not
-//! reachable from another VM).
+//! tester VM instead, booted from `tester_base` with `tester_flavor`, as the
+//! original: the run's key, `testenv` (`IP`, `USERNAME`, `TESTSCRIPT`) and
+//! `test.sh` are uploaded there and `. ./testenv; ./test.sh` runs over SSH.
+//! On the local backend the tester reaches the tested VM at
+//! [`crate::compute::local::PEER_GUEST_ADDR`] inside its own user-mode
+//! network (`guestfwd` to the tested VM's loopback address, its forwarded
+//! ports only).
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -352,14 +357,6 @@ pub async fn run_test_step<B: ComputeBackend>(
     let folder = p.folder;
     folder.require(&folder.test_script())?;
     let local = p.backend.name() == "local";
-    if p.settings.test_using_vm && local {
-        return Err(Error::Settings(
-            "TEST_USING_VM: the local backend cannot run test.sh in a tester VM (a local VM's \
-             loopback address is not reachable from another VM); unset it to run test.sh in the \
-             local sandbox"
-                .into(),
-        ));
-    }
     let name = format!("test-{}", folder.name());
     let spec = VmSpec {
         name: name.clone(),
@@ -394,7 +391,7 @@ pub async fn run_test_step<B: ComputeBackend>(
         addr.ip
     );
     let (success, detail) = if p.settings.test_using_vm {
-        run_in_tester(p, key, ledger, &addr, user, &log).await?
+        run_in_tester(p, key, ledger, (&spec, &addr), user, &log).await?
     } else {
         run_sandboxed(
             p.verbose,
@@ -437,10 +434,11 @@ async fn run_in_tester<B: ComputeBackend>(
     p: &Pipeline<'_, B>,
     key: &RunKey,
     ledger: &ResourceLedger,
-    tested: &VmAddress,
+    (tested_spec, tested): (&VmSpec, &VmAddress),
     user: &str,
     log: &Path,
 ) -> Result<(bool, String)> {
+    let local = p.backend.name() == "local";
     let base = p.settings.base_for(&p.settings.tester_base)?.clone();
     let base_id = find_base(p.glance, &p.settings.tester_base, &base).await?;
     let spec = VmSpec {
@@ -452,7 +450,16 @@ async fn run_in_tester<B: ComputeBackend>(
         access: AccessProfile::SshOnly,
         tcp_ports: Vec::new(),
     };
-    let tester = p.backend.boot(&spec, ledger).await?;
+    let (tester, tested_ip) = p
+        .backend
+        .boot_tester(&spec, tested_spec, tested, ledger)
+        .await?;
+    // The tester reaches the tested VM at `tested_ip`, on the same SSH port.
+    let tested_there = VmAddress {
+        ip: tested_ip,
+        ssh_host: tested_ip.to_string(),
+        ssh_port: tested.ssh_port,
+    };
     let run = async {
         let addr = p
             .backend
@@ -465,7 +472,7 @@ async fn run_in_tester<B: ComputeBackend>(
             user: base.user.clone(),
             key: key.key.clone(),
         };
-        let s = wait_for_ssh(&target, &key.known_hosts, wait_policy(p.settings, false)).await?;
+        let s = wait_for_ssh(&target, &key.known_hosts, wait_policy(p.settings, local)).await?;
         let private = std::fs::read(&key.key_file).map_err(io("reading", &key.key_file))?;
         s.run_checked("mkdir -p .ssh && chmod 700 .ssh", &RunOptions::default())
             .await?;
@@ -473,13 +480,13 @@ async fn run_in_tester<B: ComputeBackend>(
             .await?;
         let config = format!(
             "{}Host *\n  IdentityFile ~/.ssh/id_ed25519\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n",
-            port_stanza(tested)
+            port_stanza(&tested_there)
         );
         s.upload(UploadSource::Bytes(config.as_bytes()), ".ssh/config", 0o600)
             .await?;
         let testenv = format!(
             "export IP={}\nexport USERNAME={}\nexport TESTSCRIPT=test.sh\n",
-            tested.ip,
+            tested_there.ip,
             crate::ssh::shell_quote(user)
         );
         s.upload(UploadSource::Bytes(testenv.as_bytes()), "testenv", 0o600)
@@ -519,6 +526,7 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
                     image: rc_name.clone(),
                     user: String::new(),
                     sudo_pty: false,
+                    systemd_credentials: false,
                 };
                 find_base(self.glance, &rc_name, &base).await.map_err(|_| {
                     Error::Pipeline(format!(

@@ -465,8 +465,18 @@ async fn a_cloud_failure_at_every_step_leaves_nothing() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
-        let result = env.pipeline(&settings, &folder).create("fakeos").await;
+        let mut result = env.pipeline(&settings, &folder).create("fakeos").await;
         arm.abort();
+        // The shared local Glance sometimes answers a DELETE with 500 under
+        // load; the run then says so and points at `gc`, which must finish.
+        if let Err(e) = &result {
+            if e.to_string().contains("clean-up incomplete") {
+                env.fake.state.lock().unwrap().failures.clear();
+                let report = env.pipeline(&settings, &folder).gc().await.unwrap();
+                assert!(report.is_complete(), "{op} #{nth}: gc: {report:?}");
+                result = Err(image_pipeline::Error::Pipeline(format!("{e} (then gc)")));
+            }
+        }
         let rc_name = format!("{}_rc", folder.name());
         let leftover_rc = env
             .glance

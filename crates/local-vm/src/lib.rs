@@ -26,4 +26,7 @@ mod vm;
 pub use error::{Error, Result};
 pub use guest_tools::{Accel, OutputFormat};
 pub use ledger::{Ledger, LedgerRecord};
-pub use vm::{BootSpec, LocalVm, ShutdownOutcome, QEMU};
+pub use vm::{
+    credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection, LocalVm,
+    ShutdownOutcome, QEMU,
+};

@@ -60,6 +60,70 @@ pub struct BootSpec {
     pub host_addr: Option<Ipv4Addr>,
     /// Guest TCP ports forwarded one to one besides 22 (only with `host_addr`).
     pub forward_ports: Vec<u16>,
+    /// How [`BootSpec::authorized_key`] reaches the guest.
+    pub key_injection: KeyInjection,
+    /// Connections the guest may open to the host's loopback services
+    /// (QEMU user-mode `guestfwd`): for a tester VM reaching another local
+    /// VM. Empty by default.
+    pub guest_forwards: Vec<GuestForward>,
+}
+
+/// A guest-side address inside QEMU's user-mode network (10.0.2.0/24, never
+/// on the host) whose TCP port `port` leads to `host` on the host's loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestForward {
+    /// The address the guest connects to (in 10.0.2.0/24, not the gateway
+    /// 10.0.2.2, the DNS 10.0.2.3 nor the guest's own 10.0.2.15).
+    pub guest_addr: Ipv4Addr,
+    /// The TCP port the guest connects to.
+    pub port: u16,
+    /// Where the connection goes on the host (a 127.0.0.0/8 address).
+    pub host: std::net::SocketAddrV4,
+}
+
+/// How the SSH key of [`BootSpec::authorized_key`] reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyInjection {
+    /// Written into the overlay with libguestfs before the first boot: one
+    /// appliance launch per boot (tens of seconds under TCG); any Linux guest.
+    #[default]
+    Guestfs,
+    /// Handed to the guest's systemd as the credential `tmpfiles.extra`
+    /// (SMBIOS type 11 string): `systemd-tmpfiles-setup` creates
+    /// `~user/.ssh` and appends the key to `authorized_keys` early at boot.
+    /// No appliance launch. Needs systemd 252 or later in the guest (Debian
+    /// 12, Ubuntu 23.04, Fedora 37, RHEL 10); the home is `/root` for root
+    /// and `/home/<user>` otherwise; the key stays in the guest's
+    /// `authorized_keys` as with [`KeyInjection::Guestfs`].
+    SystemdCredential,
+}
+
+/// The `tmpfiles.d` lines giving `user` the SSH `key` (see
+/// [`KeyInjection::SystemdCredential`]).
+pub fn key_tmpfiles(user: &str, key: &str) -> String {
+    let home = if user == "root" {
+        "/root".to_string()
+    } else {
+        format!("/home/{user}")
+    };
+    // Mode and owner are also applied to an existing directory and file (as
+    // sshd's StrictModes wants them); `-`: the group is left alone.
+    format!(
+        "d {home}/.ssh 0700 {user} - -\n\
+         f {home}/.ssh/authorized_keys 0600 {user} - -\n\
+         w+ {home}/.ssh/authorized_keys - - - - {}\\n\n",
+        key.trim()
+    )
+}
+
+/// The QEMU `-smbios` value carrying `tmpfiles` as the systemd credential
+/// `tmpfiles.extra` (base64: no comma to escape).
+pub fn credential_smbios(tmpfiles: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "type=11,value=io.systemd.credential.binary:tmpfiles.extra={}",
+        base64::engine::general_purpose::STANDARD.encode(tmpfiles)
+    )
 }
 
 /// How [`LocalVm::shutdown`] ended the VM.
@@ -168,6 +232,27 @@ impl BootSpec {
                 "port 0 cannot be forwarded".into(),
             ));
         }
+        for g in &self.guest_forwards {
+            let o = g.guest_addr.octets();
+            if o[..3] != [10, 0, 2] || matches!(o[3], 0 | 2 | 3 | 15 | 255) {
+                return Err(invalid(
+                    "guest_forwards",
+                    format!(
+                        "{} is not a free address of the user-mode network 10.0.2.0/24",
+                        g.guest_addr
+                    ),
+                ));
+            }
+            if !g.host.ip().is_loopback() || g.port == 0 || g.host.port() == 0 {
+                return Err(invalid(
+                    "guest_forwards",
+                    format!(
+                        "{}:{} -> {}: the target must be a loopback address and ports non-zero",
+                        g.guest_addr, g.port, g.host
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -238,10 +323,16 @@ async fn read_banner(host: Ipv4Addr, port: u16) -> Option<String> {
 
 /// The user-mode `-netdev` value forwarding `host:from` to guest port `to`
 /// for every `(from, to)`.
-fn netdev(host: Ipv4Addr, forwards: &[(u16, u16)]) -> String {
+fn netdev(host: Ipv4Addr, forwards: &[(u16, u16)], guest: &[GuestForward]) -> String {
     let mut s = String::from("user,id=net0");
     for (from, to) in forwards {
         s.push_str(&format!(",hostfwd=tcp:{host}:{from}-:{to}"));
+    }
+    for g in guest {
+        s.push_str(&format!(
+            ",guestfwd=tcp:{}:{}-tcp:{}",
+            g.guest_addr, g.port, g.host
+        ));
     }
     s
 }
@@ -320,7 +411,12 @@ impl LocalVm {
             source,
         })?;
         if let Some((user, key)) = &spec.authorized_key {
-            inject_key(&name, &overlay, user, key, spec.accel).await?;
+            match spec.key_injection {
+                KeyInjection::Guestfs => inject_key(&name, &overlay, user, key, spec.accel).await?,
+                KeyInjection::SystemdCredential => {
+                    tracing::debug!(user, "the key goes in as a systemd credential")
+                }
+            }
         }
 
         let accel = spec.accel;
@@ -672,7 +768,7 @@ async fn start_qemu(
         qemu_escape(overlay)
     ))
     .arg("-netdev")
-    .arg(netdev(host, forwards))
+    .arg(netdev(host, forwards, &spec.guest_forwards))
     // Slot 3, the slot the default NIC has: Debian names it ens3.
     .args(["-device", "virtio-net-pci,netdev=net0,addr=0x3"])
     .arg("-serial")
@@ -685,6 +781,12 @@ async fn start_qemu(
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(stderr);
+    if let (Some((user, key)), KeyInjection::SystemdCredential) =
+        (&spec.authorized_key, spec.key_injection)
+    {
+        cmd.arg("-smbios")
+            .arg(credential_smbios(&key_tmpfiles(user, key)));
+    }
     tracing::debug!(?cmd, "starting qemu");
     let child = cmd
         .spawn()
@@ -727,6 +829,8 @@ mod tests {
             cpus: 1,
             host_addr: None,
             forward_ports: Vec::new(),
+            key_injection: KeyInjection::Guestfs,
+            guest_forwards: Vec::new(),
             accel: Accel::Tcg,
             authorized_key: None,
         }
@@ -763,13 +867,34 @@ mod tests {
         s.forward_ports = vec![0];
         assert!(s.check().is_err());
         assert_eq!(
-            netdev(Ipv4Addr::new(127, 45, 3, 9), &[(22, 22), (8080, 8080)]),
+            netdev(Ipv4Addr::new(127, 45, 3, 9), &[(22, 22), (8080, 8080)], &[]),
             "user,id=net0,hostfwd=tcp:127.45.3.9:22-:22,hostfwd=tcp:127.45.3.9:8080-:8080"
         );
         assert_eq!(
-            netdev(Ipv4Addr::LOCALHOST, &[(40022, 22)]),
+            netdev(Ipv4Addr::LOCALHOST, &[(40022, 22)], &[]),
             "user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22"
         );
+        let peer = GuestForward {
+            guest_addr: Ipv4Addr::new(10, 0, 2, 100),
+            port: 22,
+            host: std::net::SocketAddrV4::new(Ipv4Addr::new(127, 45, 3, 9), 22),
+        };
+        assert_eq!(
+            netdev(Ipv4Addr::LOCALHOST, &[(40022, 22)], &[peer]),
+            "user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22,guestfwd=tcp:10.0.2.100:22-tcp:127.45.3.9:22"
+        );
+        let mut s = spec("vm");
+        s.guest_forwards = vec![peer];
+        s.check().unwrap();
+        s.guest_forwards[0].guest_addr = Ipv4Addr::new(10, 0, 2, 2);
+        assert!(s.check().unwrap_err().to_string().contains("10.0.2.0/24"));
+        s.guest_forwards[0].guest_addr = Ipv4Addr::new(192, 168, 1, 5);
+        assert!(s.check().is_err());
+        s.guest_forwards[0] = GuestForward {
+            host: std::net::SocketAddrV4::new(Ipv4Addr::new(10, 1, 1, 1), 22),
+            ..peer
+        };
+        assert!(s.check().unwrap_err().to_string().contains("loopback"));
     }
 
     #[test]
@@ -814,5 +939,22 @@ mod tests {
         );
         assert!(!dir.path().join("work").exists());
         assert!(ledger.records().is_empty());
+    }
+
+    #[test]
+    fn key_credential_lines() {
+        let t = key_tmpfiles("debian", "ssh-ed25519 AAAA c\n");
+        assert_eq!(
+            t,
+            "d /home/debian/.ssh 0700 debian - -\n\
+             f /home/debian/.ssh/authorized_keys 0600 debian - -\n\
+             w+ /home/debian/.ssh/authorized_keys - - - - ssh-ed25519 AAAA c\\n\n"
+        );
+        assert!(key_tmpfiles("root", "k").starts_with("d /root/.ssh "));
+        let v = credential_smbios("x,y");
+        assert_eq!(
+            v,
+            "type=11,value=io.systemd.credential.binary:tmpfiles.extra=eCx5"
+        );
     }
 }

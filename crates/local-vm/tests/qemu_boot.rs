@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use local_vm::{Accel, BootSpec, Error, Ledger, LocalVm, OutputFormat, ShutdownOutcome};
+use local_vm::{
+    Accel, BootSpec, Error, KeyInjection, Ledger, LocalVm, OutputFormat, ShutdownOutcome,
+};
 
 /// Path of the cached Debian 12 test image, building it (minutes) when missing or stale.
 fn test_image() -> PathBuf {
@@ -47,6 +49,8 @@ fn spec(name: &str, base: &Path, work: &Path, key: Option<(String, String)>) -> 
         authorized_key: key,
         host_addr: None,
         forward_ports: Vec::new(),
+        key_injection: KeyInjection::Guestfs,
+        guest_forwards: Vec::new(),
     }
 }
 
@@ -311,4 +315,47 @@ async fn unbootable_disk_fails_and_leaves_nothing() {
     drop(ledger);
     assert!(!work.join("lvm-panic").exists());
     assert!(!work.join("lvm-quit").exists());
+}
+
+/// `KeyInjection::SystemdCredential`: no libguestfs launch; the guest's
+/// systemd-tmpfiles puts the key in place from the SMBIOS credential, and it
+/// logs in (dir 700, file 600, owned by the user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_credential_key_logs_in() {
+    let base = test_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "local-vm-cred", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(tmp.path().join("key.pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let ledger = Ledger::new();
+    let mut spec = spec(
+        "lvm-cred",
+        &base,
+        &tmp.path().join("work"),
+        Some(("debian".into(), pubkey.clone())),
+    );
+    spec.key_injection = KeyInjection::SystemdCredential;
+    let mut vm = LocalVm::boot(spec, &ledger).await.unwrap();
+    // The overlay was not touched before the boot: no key written offline.
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", vm.pid())).unwrap();
+    assert!(cmdline.contains("io.systemd.credential.binary:tmpfiles.extra="));
+    vm.wait_active(Duration::from_secs(600)).await.unwrap();
+    let (_, port) = vm.ssh_endpoint();
+    let out = ssh(
+        &key,
+        port,
+        "cat ~/.ssh/authorized_keys; stat -c '%a %U' ~/.ssh ~/.ssh/authorized_keys",
+    );
+    assert!(out.lines().any(|l| l.trim() == pubkey), "{out}");
+    assert!(out.contains("700 debian"), "{out}");
+    assert!(out.contains("600 debian"), "{out}");
+    vm.delete().unwrap();
 }

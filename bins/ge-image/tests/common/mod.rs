@@ -53,7 +53,7 @@ pub async fn setup() -> Env {
         &settings,
         format!(
             "backend = \"local\"\nbase = \"testdeb\"\nboot_timeout_secs = 600\nssh_attempts = 60\n\
-             [bases.testdeb]\nimage = \"{base_name}\"\nuser = \"root\"\n"
+             [bases.testdeb]\nimage = \"{base_name}\"\nuser = \"root\"\nsystemd_credentials = true\n"
         ),
     )
     .unwrap();

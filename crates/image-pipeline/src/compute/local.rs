@@ -14,6 +14,10 @@
 //!   TCP ports are forwarded; UDP and ICMP (`ping $IP`) do not reach the
 //!   guest; forwarding ports below 1024 needs root (or
 //!   `net.ipv4.ip_unprivileged_port_start`). Nothing leaves 127.0.0.0/8.
+//! - A tester VM (`TEST_USING_VM`) reaches the tested VM at
+//!   [`PEER_GUEST_ADDR`] (10.0.2.100 inside the tester's own user-mode
+//!   network, not on the host): QEMU `guestfwd` connects each of the tested
+//!   VM's forwarded ports to its loopback address.
 //! - The snapshot is the flattened overlay; KVM is used when the probe works.
 //!
 //! Every VM (its directory) and every file being written is recorded in the
@@ -36,6 +40,10 @@ use crate::ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord};
 /// spec's own ports (user-mode networking cannot forward "every port").
 pub const ALLOPEN_DEFAULT_PORTS: &[u16] = &[80, 443, 8080];
 
+/// Where a tester VM (`TEST_USING_VM`) reaches the tested local VM: an
+/// address inside the tester's own QEMU user-mode network, never on the host.
+pub const PEER_GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+
 /// Backend name in ledger records.
 pub const LOCAL: &str = "local";
 
@@ -52,6 +60,9 @@ pub struct LocalBackendOptions {
     pub cpus: u32,
     /// Accelerator (`Auto`: KVM only when the probe works).
     pub accel: Accel,
+    /// How VMs get the run's SSH key (libguestfs by default; a systemd
+    /// credential for bases whose systemd reads them: no appliance launch).
+    pub key_injection: local_vm::KeyInjection,
 }
 
 impl LocalBackendOptions {
@@ -64,6 +75,7 @@ impl LocalBackendOptions {
             memory_mib: 1024,
             cpus: 1,
             accel: Accel::Auto,
+            key_injection: local_vm::KeyInjection::Guestfs,
         }
     }
 }
@@ -203,6 +215,73 @@ impl LocalBackend {
         self.cached(&image, ledger).await
     }
 
+    /// Boot `spec` with `guest_forwards` (empty but for a tester VM).
+    #[tracing::instrument(skip_all, fields(vm = %spec.name))]
+    async fn boot_with(
+        &self,
+        spec: &VmSpec,
+        ledger: &ResourceLedger,
+        guest_forwards: Vec<local_vm::GuestForward>,
+    ) -> Result<LocalVmHandle> {
+        let image = self
+            .glance
+            .get_image(&spec.image_id)
+            .await
+            .map_err(Error::glance("reading", &spec.image_id))?;
+        std::fs::create_dir_all(&self.options.work_dir)
+            .map_err(io_err("creating", &self.options.work_dir))?;
+        let work_dir = std::fs::canonicalize(&self.options.work_dir)
+            .map_err(io_err("resolving", &self.options.work_dir))?;
+        // Release candidates are booted once: downloaded beside the VM, not cached.
+        let transient = image.name.as_deref().is_some_and(is_candidate);
+        let (base, transient) = if transient {
+            let path = work_dir.join(format!("{}.image.qcow2", spec.name));
+            let k = ledger.intent(
+                ResourceKind::File,
+                &path.display().to_string(),
+                "local-file",
+                None,
+            )?;
+            self.glance
+                .download_to_file(&image.id, &path)
+                .await
+                .map_err(Error::glance("downloading", &image.id))?;
+            ledger.created(k, &path.display().to_string())?;
+            (path.clone(), Some((path, k)))
+        } else {
+            (self.cached(&image, ledger).await?, None)
+        };
+        let ports = forwarded_ports(spec);
+        let addr = allocate_address(&spec.name, &ports)?;
+        let dir = work_dir.join(&spec.name);
+        let id = dir.display().to_string();
+        let key = ledger.intent(ResourceKind::LocalVm, &id, LOCAL, None)?;
+        let boot = local_vm::BootSpec {
+            name: spec.name.clone(),
+            base_image: base,
+            work_dir,
+            memory_mib: self.options.memory_mib,
+            cpus: self.options.cpus,
+            accel: self.options.accel,
+            authorized_key: Some((spec.login_user.clone(), spec.public_key.clone())),
+            host_addr: Some(addr),
+            forward_ports: ports,
+            key_injection: self.options.key_injection,
+            guest_forwards,
+        };
+        let vm = local_vm::LocalVm::boot(boot, &self.vms)
+            .await
+            .map_err(local_err(&spec.name, "boot"))?;
+        ledger.created(key, &id)?;
+        tracing::info!(%addr, pid = vm.pid(), "local VM booted");
+        Ok(LocalVmHandle {
+            vm,
+            id,
+            key,
+            transient,
+        })
+    }
+
     async fn cached(
         &self,
         image: &openstack_client::glance::Image,
@@ -251,63 +330,37 @@ impl ComputeBackend for LocalBackend {
         LOCAL
     }
 
-    #[tracing::instrument(skip_all, fields(vm = %spec.name))]
     async fn boot(&self, spec: &VmSpec, ledger: &ResourceLedger) -> Result<LocalVmHandle> {
-        let image = self
-            .glance
-            .get_image(&spec.image_id)
-            .await
-            .map_err(Error::glance("reading", &spec.image_id))?;
-        std::fs::create_dir_all(&self.options.work_dir)
-            .map_err(io_err("creating", &self.options.work_dir))?;
-        let work_dir = std::fs::canonicalize(&self.options.work_dir)
-            .map_err(io_err("resolving", &self.options.work_dir))?;
-        // Release candidates are booted once: downloaded beside the VM, not cached.
-        let transient = image.name.as_deref().is_some_and(is_candidate);
-        let (base, transient) = if transient {
-            let path = work_dir.join(format!("{}.image.qcow2", spec.name));
-            let k = ledger.intent(
-                ResourceKind::File,
-                &path.display().to_string(),
-                "local-file",
-                None,
-            )?;
-            self.glance
-                .download_to_file(&image.id, &path)
-                .await
-                .map_err(Error::glance("downloading", &image.id))?;
-            ledger.created(k, &path.display().to_string())?;
-            (path.clone(), Some((path, k)))
-        } else {
-            (self.cached(&image, ledger).await?, None)
+        self.boot_with(spec, ledger, Vec::new()).await
+    }
+
+    /// The tester VM reaches the tested one at [`PEER_GUEST_ADDR`] inside its
+    /// own user-mode network: each forwarded port of the tested VM (22 and
+    /// the ports of its spec) is a `guestfwd` to the tested VM's loopback
+    /// address. Nothing is added to the host's network.
+    async fn boot_tester(
+        &self,
+        spec: &VmSpec,
+        tested_spec: &VmSpec,
+        tested: &VmAddress,
+        ledger: &ResourceLedger,
+    ) -> Result<(LocalVmHandle, IpAddr)> {
+        let IpAddr::V4(host) = tested.ip else {
+            return Err(Error::Pipeline(format!(
+                "tested VM address {} is not IPv4",
+                tested.ip
+            )));
         };
-        let ports = forwarded_ports(spec);
-        let addr = allocate_address(&spec.name, &ports)?;
-        let dir = work_dir.join(&spec.name);
-        let id = dir.display().to_string();
-        let key = ledger.intent(ResourceKind::LocalVm, &id, LOCAL, None)?;
-        let boot = local_vm::BootSpec {
-            name: spec.name.clone(),
-            base_image: base,
-            work_dir,
-            memory_mib: self.options.memory_mib,
-            cpus: self.options.cpus,
-            accel: self.options.accel,
-            authorized_key: Some((spec.login_user.clone(), spec.public_key.clone())),
-            host_addr: Some(addr),
-            forward_ports: ports,
-        };
-        let vm = local_vm::LocalVm::boot(boot, &self.vms)
-            .await
-            .map_err(local_err(&spec.name, "boot"))?;
-        ledger.created(key, &id)?;
-        tracing::info!(%addr, pid = vm.pid(), "local VM booted");
-        Ok(LocalVmHandle {
-            vm,
-            id,
-            key,
-            transient,
-        })
+        let forwards = std::iter::once(22)
+            .chain(forwarded_ports(tested_spec))
+            .map(|port| local_vm::GuestForward {
+                guest_addr: PEER_GUEST_ADDR,
+                port,
+                host: std::net::SocketAddrV4::new(host, port),
+            })
+            .collect();
+        let vm = self.boot_with(spec, ledger, forwards).await?;
+        Ok((vm, IpAddr::V4(PEER_GUEST_ADDR)))
     }
 
     async fn wait_ready(&self, vm: &LocalVmHandle, timeout: Duration) -> Result<VmAddress> {

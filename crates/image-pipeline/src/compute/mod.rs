@@ -114,6 +114,22 @@ pub trait ComputeBackend: Send + Sync {
     /// recording each resource in `ledger` before its creating call returns.
     async fn boot(&self, spec: &VmSpec, ledger: &ResourceLedger) -> Result<Self::Vm>;
 
+    /// Boot the tester VM of `TEST_USING_VM`, which must reach the tested VM
+    /// (booted from `tested_spec`, reached by this program at `tested`);
+    /// returns it with the address the tester reaches the tested VM at (the
+    /// `IP` exported to `test.sh` there). The default: a plain boot, and the
+    /// same address (VMs of one cloud network reach each other's floating IPs).
+    async fn boot_tester(
+        &self,
+        spec: &VmSpec,
+        tested_spec: &VmSpec,
+        tested: &VmAddress,
+        ledger: &ResourceLedger,
+    ) -> Result<(Self::Vm, IpAddr)> {
+        let _ = tested_spec;
+        Ok((self.boot(spec, ledger).await?, tested.ip))
+    }
+
     /// Wait until the VM runs and has an address; `timeout` bounds the wait.
     async fn wait_ready(&self, vm: &Self::Vm, timeout: Duration) -> Result<VmAddress>;
 
