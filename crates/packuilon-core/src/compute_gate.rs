@@ -437,6 +437,24 @@ mod tests {
         assert_eq!(s.openstack.network, "net-1");
         assert_eq!(s.work_dir, Path::new("/var/lib/p/gate"));
         assert_eq!(s.login_user, "root");
+        // A misspelt backend is one problem (not also a missing TEST_SCRIPT).
+        let mut problems = vec![];
+        let g = GateConfig::read(
+            |k| (k == "BACKEND").then(|| "qemu".to_string()),
+            |k, m| Error::Gate {
+                image: k.into(),
+                message: m,
+            },
+            None,
+            None,
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].to_string().contains("BACKEND"));
+        assert_eq!(
+            (g.backend, g.flavor.as_str()),
+            (GateBackend::Script, "m1.tiny")
+        );
         let p = s.pipeline_settings().unwrap();
         assert_eq!(p.ssh_attempts, 6);
         assert_eq!(p.boot_timeout_secs, 60);

@@ -97,16 +97,16 @@ impl GateConfig {
                 .filter(|v| !v.is_empty())
         };
         let backend = match get("BACKEND").as_deref() {
-            None | Some("script") => GateBackend::Script,
-            Some("local") => GateBackend::Local,
-            Some("openstack") => GateBackend::Openstack,
+            None | Some("script") => Some(GateBackend::Script),
+            Some("local") => Some(GateBackend::Local),
+            Some("openstack") => Some(GateBackend::Openstack),
             Some(_) => {
                 problems.push(bad("BACKEND", "neither script, local nor openstack".into()));
-                GateBackend::Script
+                None
             }
         };
         let script = get("TEST_SCRIPT").map(PathBuf::from);
-        if script.is_none() && backend == GateBackend::Script {
+        if script.is_none() && backend == Some(GateBackend::Script) {
             problems.push(bad(
                 "TEST_SCRIPT",
                 "missing: the [test-gate] section needs a test command (or BACKEND = local or openstack)"
@@ -147,7 +147,7 @@ impl GateConfig {
             },
         };
         GateConfig {
-            backend,
+            backend: backend.unwrap_or_default(),
             script,
             timeout,
             boot_timeout,

@@ -116,12 +116,33 @@ pub fn validate(path: &Path) -> Report {
             .problems
             .push(auth_problem(&e, &r.packer_auth_file, "PACKER_AUTH_FILE"));
     }
-    if config.rename.is_some() {
+    let needs_admin = match (&config.rename, &config.gate) {
+        (Some(_), _) => Some("[rename-old-images]"),
+        (None, Some(_)) => Some("[test-gate]"),
+        (None, None) => None,
+    };
+    if let Some(section) = needs_admin {
         if let Err(e) = AuthEnv::load(&r.packer_admin_auth) {
             report.problems.push(auth_problem(
                 &e,
                 &r.packer_admin_auth,
-                "PACKER_ADMIN_AUTH, needed by [rename-old-images]",
+                &format!("PACKER_ADMIN_AUTH, needed by {section}"),
+            ));
+        }
+    }
+    if let Some(script) = config.gate.as_ref().and_then(|g| g.script.as_ref()) {
+        use std::os::unix::fs::PermissionsExt;
+        let why = match std::fs::metadata(script) {
+            Err(e) => Some(e.to_string()),
+            Ok(m) if !m.is_file() => Some("not a file".into()),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Some("not executable".into()),
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            report.problems.push(problem(
+                path,
+                "[test-gate] TEST_SCRIPT",
+                format!("{}: {why}", script.display()),
             ));
         }
     }
