@@ -85,7 +85,7 @@ fn thread_count_below_one_is_refused_naming_file_section_and_key() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(format!(
-            "{}: [rabbit2packer] THREAD_COUNT (line 2): 0 is below 1",
+            "{}: [rabbit2packer] THREAD_COUNT (line 2): must be at least 1",
             cfg.display()
         )));
 }

@@ -7,33 +7,15 @@ use base64::Engine as _;
 
 use crate::condition::Condition;
 use crate::error::{Error, Result};
-use crate::ini::{join_backslash_lines, Ini, DEFAULT_SECTION};
+use ini_config::{Dialect, Ini, DEFAULT_SECTION};
+pub use secret::Secret;
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/glancesync.conf";
 /// The default `images_dir`.
 pub const DEFAULT_IMAGES_DIR: &str = "/var/lib/glance/images";
-
-/// A password that never appears in `Debug` output or logs.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret text (for sending to Keystone only).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// How the original (Python 2's `SafeConfigParser`) read `glancesync.conf`.
+pub const DIALECT: Dialect = Dialect::PYTHON2_SAFE;
 
 /// Keystone credentials of a target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -249,14 +231,8 @@ impl GlanceSyncConfig {
     /// Load with the original's resolution order, overrides and env fallbacks.
     pub fn load(source: &ConfigSource, opts: &LoadOptions, env: &dyn Env) -> Result<Self> {
         let mut ini = match source {
-            ConfigSource::Text { name, text } => Ini::parse(name.clone(), text)?,
-            ConfigSource::File(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
-                    path: p.clone(),
-                    source,
-                })?;
-                Ini::parse(p.display().to_string(), &text)?
-            }
+            ConfigSource::Text { name, text } => Ini::parse(name.clone(), text, DIALECT)?,
+            ConfigSource::File(p) => read_file(p)?,
             ConfigSource::Resolve { explicit } => {
                 let path = env
                     .var("GLANCESYNC_CONFIG")
@@ -267,14 +243,8 @@ impl GlanceSyncConfig {
                         p.exists().then(|| p.to_path_buf())
                     });
                 match path {
-                    Some(p) => {
-                        let text = std::fs::read_to_string(&p).map_err(|source| Error::Io {
-                            path: p.clone(),
-                            source,
-                        })?;
-                        Ini::parse(p.display().to_string(), &text)?
-                    }
-                    None => Ini::new("<environment>"),
+                    Some(p) => read_file(&p)?,
+                    None => Ini::new("<environment>", DIALECT),
                 }
             }
         };
@@ -294,7 +264,7 @@ impl GlanceSyncConfig {
 
     /// Build from a parsed INI document.
     pub fn from_ini(ini: &Ini, require_credentials: bool, env: &dyn Env) -> Result<Self> {
-        let file = ini.source.clone();
+        let file = ini.source().to_string();
         let master_region = ini
             .get("main", "master_region")?
             .map(|s| s.trim().to_string())
@@ -302,16 +272,14 @@ impl GlanceSyncConfig {
         if master_region.is_none() {
             tracing::error!("A master region must be set in the configuration or OS_REGION_NAME must be defined");
         }
-        let preferable_order = ini.get_list("main", "preferable_order")?;
+        let preferable_order = get_list(ini, "main", "preferable_order")?;
         let max_children = match ini.get_int("main", "max_children")? {
             None => 1,
             Some(n) if n >= 1 => usize::try_from(n).unwrap_or(1),
-            Some(n) => {
-                return Err(ini.option_error(
-                    "main",
-                    "max_children",
-                    format!("must be at least 1, found {n}"),
-                ))
+            Some(_) => {
+                return Err(ini
+                    .option_error("main", "max_children", "must be at least 1")
+                    .into())
             }
         };
         let images_dir = ini
@@ -441,7 +409,7 @@ fn apply_override(ini: &mut Ini, arg: &str) -> Result<()> {
             if !ini.has_section(section) {
                 return Err(Error::Override {
                     arg: shown_override(arg),
-                    message: format!("no section [{section}] in {}", ini.source),
+                    message: format!("no section [{section}] in {}", ini.source()),
                 });
             }
             ini.set(section, option, value)
@@ -450,7 +418,7 @@ fn apply_override(ini: &mut Ini, arg: &str) -> Result<()> {
                     message: e.to_string(),
                 })
         }
-        [option] if !option.is_empty() => ini.set(DEFAULT_SECTION, option, value),
+        [option] if !option.is_empty() => Ok(ini.set(DEFAULT_SECTION, option, value)?),
         _ => Err(Error::Override {
             arg: shown_override(arg),
             message: "key must be 'option' or 'section.option'".into(),
@@ -458,8 +426,42 @@ fn apply_override(ini: &mut Ini, arg: &str) -> Result<()> {
     }
 }
 
+/// Read `glancesync.conf` at `path`; a missing file names it.
+fn read_file(path: &Path) -> Result<Ini> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Ini::parse(path.display().to_string(), &text, DIALECT)?)
+}
+
+/// Remove backslash-newline pairs (and the indentation configparser already
+/// stripped), turning a value continued with `\` into one logical line.
+pub fn join_backslash_lines(v: &str) -> String {
+    v.replace("\\\n", "")
+}
+
+/// Split a comma-separated value the way GlanceSync does: trim each item;
+/// a blank value gives an empty list.
+pub fn split_list(v: &str) -> Vec<String> {
+    let v = join_backslash_lines(v);
+    let v = v.trim();
+    if v.is_empty() {
+        return Vec::new();
+    }
+    v.split(',').map(|x| x.trim().to_string()).collect()
+}
+
+/// A comma-separated option as a list (empty when absent).
+fn get_list(ini: &Ini, section: &str, option: &str) -> Result<Vec<String>> {
+    Ok(ini
+        .get(section, option)?
+        .map(|v| split_list(&v))
+        .unwrap_or_default())
+}
+
 fn get_set(ini: &Ini, section: &str, option: &str) -> Result<BTreeSet<String>> {
-    Ok(ini.get_list(section, option)?.into_iter().collect())
+    Ok(get_list(ini, section, option)?.into_iter().collect())
 }
 
 fn read_target_defaults_only(ini: &Ini) -> Result<TargetConfig> {
@@ -483,20 +485,19 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
         let cred = get_trim("credential")?.unwrap_or_default();
         let parts: Vec<&str> = cred.split(',').map(str::trim).collect();
         if parts.len() != 4 {
-            return Err(ini.option_error(
-                section,
-                "credential",
-                format!("expected 4 comma-separated fields (user,base64(password),keystone_url,tenant), found {}", parts.len()),
-            ));
+            return Err(ini
+                .option_error(
+                    section,
+                    "credential",
+                    format!("expected 4 comma-separated fields (user,base64(password),keystone_url,tenant), found {}", parts.len()),
+                )
+                .into());
         }
         let pw = base64::engine::general_purpose::STANDARD
             .decode(parts[1].as_bytes())
-            .map_err(|e| {
-                ini.option_error(
-                    section,
-                    "credential",
-                    format!("password field is not valid base64: {e}"),
-                )
+            .map_err(|_| {
+                // The decoder's message shows the offending byte: not shown.
+                ini.option_error(section, "credential", "password field is not valid base64")
             })?;
         let pw = String::from_utf8(pw).map_err(|_| {
             ini.option_error(section, "credential", "decoded password is not valid UTF-8")
@@ -507,7 +508,7 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
         t.tenant = Some(parts[3].to_string());
     } else if section != "master" && section != DEFAULT_SECTION && require_credentials {
         return Err(Error::Config {
-            file: ini.source.clone(),
+            file: ini.source().to_string(),
             message: format!(
                 "[{section}]: A credential parameter is mandatory for each target (or the set: user, password, tenant, keystone_url)"
             ),
@@ -539,12 +540,14 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
     t.list_images_timeout = match ini.get_int(section, "list_images_timeout")? {
         None => 30,
         Some(n) if n > 0 => n.unsigned_abs(),
-        Some(n) => {
-            return Err(ini.option_error(
-                section,
-                "list_images_timeout",
-                format!("must be a positive number of seconds, found {n}"),
-            ))
+        Some(_) => {
+            return Err(ini
+                .option_error(
+                    section,
+                    "list_images_timeout",
+                    "must be a positive number of seconds",
+                )
+                .into())
         }
     };
     t.use_keystone_v3 = bool_or("use_keystone_v3", false)?;
@@ -559,7 +562,7 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
             ini.option_error(
                 section,
                 "transfer",
-                format!("expected auto, stream or glance-download, found '{v}'"),
+                "expected auto, stream or glance-download",
             )
         })?;
     }

@@ -6,28 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The INI text itself is malformed.
-    #[error("{file}:{line}: {message}")]
-    IniSyntax {
-        /// File (or `<string>`) holding the configuration.
-        file: String,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// An option has an invalid or missing value.
-    #[error("{file}: [{section}] {option}: {message}")]
-    ConfigOption {
-        /// File (or `<string>`) holding the configuration.
-        file: String,
-        /// Section of the option.
-        section: String,
-        /// Option name.
-        option: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The INI text is malformed, or an option's value cannot be used
+    /// (names the file, line, section and option; never the value).
+    #[error(transparent)]
+    Ini(#[from] ini_config::Error),
     /// A configuration-wide problem not tied to one option.
     #[error("{}{message}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
     Config {

@@ -21,7 +21,6 @@ pub mod fanout;
 #[cfg(feature = "glance")]
 pub mod glance_backend;
 pub mod image;
-pub mod ini;
 pub mod log;
 pub mod multi;
 pub mod plan;

@@ -48,10 +48,10 @@ impl Broker {
         }
     }
 
-    /// Open a connection (vhost `/`). The password goes in the AMQP
-    /// handshake only.
-    pub async fn connect(&self) -> Result<Connection> {
-        let uri = AMQPUri {
+    /// The broker's address (vhost `/`), with the password inside but
+    /// never shown by `Debug` or `Display`.
+    pub fn uri(&self) -> BrokerUri {
+        BrokerUri(AMQPUri {
             scheme: AMQPScheme::AMQP,
             authority: AMQPAuthority {
                 userinfo: AMQPUserInfo {
@@ -63,8 +63,15 @@ impl Broker {
             },
             vhost: "/".into(),
             query: Default::default(),
-        };
-        Connection::connect_uri(uri, ConnectionProperties::default())
+        })
+    }
+
+    /// Open a connection (vhost `/`). The password goes in the AMQP
+    /// handshake only.
+    pub async fn connect(&self) -> Result<Connection> {
+        let uri = self.uri();
+        tracing::debug!(broker = %uri, "connecting");
+        Connection::connect_uri(uri.0, ConnectionProperties::default())
             .await
             .map_err(self.amqp_err("connect"))
     }
@@ -119,6 +126,34 @@ impl Broker {
         let result = publish_confirmed(&ch, &self.queue, body, props).await;
         let _ = conn.close(200, "published".into()).await;
         result
+    }
+}
+
+/// An AMQP URI holding the broker's password. Its `Debug` and `Display`
+/// show `amqp://user:***@host:port/%2f`: lapin's own `AMQPUri` derives
+/// `Debug` with the password, so it never leaves this wrapper except into
+/// the connection handshake.
+pub struct BrokerUri(AMQPUri);
+
+impl std::fmt::Display for BrokerUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.0.authority;
+        let vhost = if self.0.vhost == "/" {
+            "%2f"
+        } else {
+            self.0.vhost.as_str()
+        };
+        write!(
+            f,
+            "amqp://{}:***@{}:{}/{vhost}",
+            a.userinfo.username, a.host, a.port
+        )
+    }
+}
+
+impl std::fmt::Debug for BrokerUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BrokerUri({self})")
     }
 }
 
@@ -229,4 +264,29 @@ impl Shutdown {
 pub fn shutdown_signal() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
     (ShutdownTrigger(tx), Shutdown(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_uri_never_shows_the_password() {
+        let broker = Broker {
+            host: "mq.example".into(),
+            port: 5673,
+            user: "builder".into(),
+            password: Secret::new("s3cr%t-pw"),
+            queue: "q".into(),
+        };
+        let uri = broker.uri();
+        assert_eq!(uri.to_string(), "amqp://builder:***@mq.example:5673/%2f");
+        assert_eq!(
+            format!("{uri:?}"),
+            "BrokerUri(amqp://builder:***@mq.example:5673/%2f)"
+        );
+        assert!(!format!("{broker:?}").contains("s3cr%t-pw"));
+        // The password is still what the handshake sends.
+        assert_eq!(uri.0.authority.userinfo.password, "s3cr%t-pw");
+    }
 }

@@ -8,33 +8,17 @@
 
 use std::path::{Path, PathBuf};
 
+use ini_config::{Dialect, Ini};
+pub use secret::Secret;
+
 use crate::error::{Error, Result};
-use crate::ini::Ini;
 
 /// Where the original reads its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/packer-utils/config.ini";
 
-/// A value that must never be printed (the RabbitMQ password).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// How the original (Python 3's `configparser`, strict) read `config.ini`;
+/// its keys are paths and URLs, read raw (no `%` interpolation).
+pub const DIALECT: Dialect = Dialect::PYTHON3_RAW_STRICT;
 
 /// `[global]`: the queue and the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +136,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn opt(&self, section: &str, key: &str) -> Option<String> {
-        self.ini.get(section, key).map(|v| v.value.clone())
+        self.ini.raw(section, key).map(|v| v.value.clone())
     }
 
     fn string(&self, section: &str, key: &str, default: &str) -> String {
@@ -165,11 +149,10 @@ impl Reader<'_> {
     }
 
     fn bad(&self, section: &str, key: &str, message: String) -> Error {
-        let line = self.ini.get(section, key).map_or(0, |v| v.line);
         Error::ConfigValue {
-            path: self.ini.path().to_path_buf(),
+            path: PathBuf::from(self.ini.source()),
             section: section.to_string(),
-            key: format!("{key} (line {line})"),
+            key: format!("{key} (line {})", self.ini.line_of(section, key)),
             message,
         }
     }
@@ -186,13 +169,13 @@ fn keep<T>(problems: &mut Vec<Error>, value: Result<T>, default: T) -> T {
 impl Config {
     /// Read the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let ini = Ini::load(path)?;
+        let ini = Ini::load(path, DIALECT)?;
         Self::from_ini(&ini)
     }
 
     /// Parse configuration text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let ini = Ini::parse(path, text)?;
+        let ini = Ini::parse(path.display().to_string(), text, DIALECT)?;
         Self::from_ini(&ini)
     }
 
@@ -200,7 +183,7 @@ impl Config {
     /// replaced by its default, together with the problems found (for
     /// `packuilon validate`, which goes on to check the other files).
     pub fn load_lenient(path: &Path) -> Result<(Self, Vec<Error>)> {
-        let ini = Ini::load(path)?;
+        let ini = Ini::load(path, DIALECT)?;
         Ok(Self::collect(&ini))
     }
 
@@ -210,7 +193,7 @@ impl Config {
             0 => Ok(config),
             1 => Err(problems.remove(0)),
             _ => Err(Error::ConfigProblems {
-                path: ini.path().to_path_buf(),
+                path: PathBuf::from(ini.source()),
                 problems: problems.iter().map(ToString::to_string).collect(),
             }),
         }
@@ -228,7 +211,7 @@ impl Config {
                         r.bad(
                             "global",
                             "RABBIT_PORT",
-                            format!("{v:?} is not a port number"),
+                            "not a port number (1-65535)".into(),
                         )
                     })?,
                 })
@@ -245,21 +228,21 @@ impl Config {
                             r.bad(
                                 "rabbit2packer",
                                 "THREAD_COUNT",
-                                format!("{n} is more than {}", u16::MAX),
+                                format!("more than {}", u16::MAX),
                             )
                         })?,
-                        Ok(n) => {
+                        Ok(_) => {
                             return Err(r.bad(
                                 "rabbit2packer",
                                 "THREAD_COUNT",
-                                format!("{n} is below 1"),
+                                "must be at least 1".into(),
                             ))
                         }
                         Err(_) => {
                             return Err(r.bad(
                                 "rabbit2packer",
                                 "THREAD_COUNT",
-                                format!("{v:?} is not a whole number"),
+                                "not a whole number".into(),
                             ))
                         }
                     },
@@ -278,7 +261,7 @@ impl Config {
                             return Err(r.bad(
                                 "rabbit2packer",
                                 "MAX_ATTEMPTS",
-                                format!("{v:?} is not a whole number of at least 1"),
+                                "not a whole number of at least 1".into(),
                             ))
                         }
                     },
@@ -295,7 +278,7 @@ impl Config {
                         r.bad(
                             "rabbit2packer",
                             "RETRY_DELAY",
-                            format!("{v:?} is not a whole number of seconds"),
+                            "not a whole number of seconds".into(),
                         )
                     })?,
                 })
@@ -369,11 +352,11 @@ impl Config {
                     let style = match r.opt(s, "RENAME_STYLE").as_deref() {
                         None | Some("date") => crate::rotate::RenameStyle::Date,
                         Some("timestamp") => crate::rotate::RenameStyle::Timestamp,
-                        Some(v) => {
+                        Some(_) => {
                             return Err(r.bad(
                                 s,
                                 "RENAME_STYLE",
-                                format!("{v:?} is not date or timestamp"),
+                                "neither date nor timestamp".into(),
                             ))
                         }
                     };
@@ -392,11 +375,11 @@ impl Config {
                     settings.source_images = match r.opt(s, "UPDATE_SOURCE_IMAGES").as_deref() {
                         None | Some("false" | "no" | "0") => None,
                         Some("true" | "yes" | "1") => Some(rabbit2packer.images_config.clone()),
-                        Some(v) => {
+                        Some(_) => {
                             return Err(r.bad(
                                 s,
                                 "UPDATE_SOURCE_IMAGES",
-                                format!("{v:?} is not true or false"),
+                                "neither true nor false".into(),
                             ))
                         }
                     };
@@ -456,15 +439,15 @@ impl Config {
             if gate_on_openstack && section == "global" {
                 continue;
             }
-            if let Some(v) = ini.get(section, key) {
+            if let Some(v) = ini.raw(section, key) {
                 ignored.push(format!(
                     "[{section}] {key} (line {}): ignored: {why}",
                     v.line
                 ));
             }
         }
-        if ini.get("rabbit2packer", "PACKER_ADMIN_AUTH").is_some()
-            && ini.get("rabbit2packer", "PACKER_ADMIN_AUTH_FILE").is_some()
+        if ini.has_option("rabbit2packer", "PACKER_ADMIN_AUTH")
+            && ini.has_option("rabbit2packer", "PACKER_ADMIN_AUTH_FILE")
         {
             ignored.push(
                 "[rabbit2packer] PACKER_ADMIN_AUTH_FILE: ignored: PACKER_ADMIN_AUTH is set too and wins".into(),
@@ -474,7 +457,7 @@ impl Config {
             gate,
             ignored,
             rename,
-            path: ini.path().to_path_buf(),
+            path: PathBuf::from(ini.source()),
             global,
             cdb2rabbit,
             rabbit2packer,

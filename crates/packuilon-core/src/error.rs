@@ -17,16 +17,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A line of an INI file is not valid.
-    #[error("{path}:{line}: {message}")]
-    IniSyntax {
-        /// The INI file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
+    /// An INI file is malformed (names the file and line, never a value).
+    #[error(transparent)]
+    Ini(#[from] ini_config::Error),
     /// A configuration value is not acceptable.
     #[error("{path}: [{section}] {key}: {message}")]
     ConfigValue {

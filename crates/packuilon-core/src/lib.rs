@@ -23,7 +23,6 @@ pub mod compute_gate;
 pub mod config;
 pub mod error;
 pub mod gate;
-pub mod ini;
 pub mod notify;
 pub mod profile;
 pub mod record;
