@@ -414,4 +414,3 @@ mod tests {
         assert!(e.is_retryable());
     }
 }
-

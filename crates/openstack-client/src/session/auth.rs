@@ -144,10 +144,10 @@ impl Session {
     pub(crate) async fn auth_state(&self) -> Result<Arc<AuthState>> {
         let margin = self.inner.config.http.token_refresh_margin;
         match self.current() {
-            Some(s) if !expires_within(&s, margin) => Ok(s),
+            Some(s) if !expires_within(&s, refresh_margin(&s, margin)) => Ok(s),
             other => {
-                self.refresh(other.map(|s| s.generation), margin, false)
-                    .await
+                let need = other.as_ref().map_or(margin, |s| refresh_margin(s, margin));
+                self.refresh(other.map(|s| s.generation), need, false).await
             }
         }
     }
@@ -290,6 +290,20 @@ impl Session {
             generation,
             obtained: Instant::now(),
         })
+    }
+}
+
+/// The proactive-refresh margin for `state`'s token: `margin`, but at most a
+/// quarter of the token's lifetime, so that a Keystone issuing short-lived
+/// tokens (shorter than the margin) is not asked for a new token before
+/// every request: the token is renewed once it is mostly used up (or on the
+/// 401 of a request made after it expired).
+fn refresh_margin(state: &AuthState, margin: Duration) -> Duration {
+    match (state.info.issued_at, state.info.expires_at) {
+        (Some(issued), Some(expires)) => (expires - issued)
+            .to_std()
+            .map_or(margin, |lifetime| margin.min(lifetime / 4)),
+        _ => margin,
     }
 }
 
