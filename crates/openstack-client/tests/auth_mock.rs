@@ -36,14 +36,24 @@ fn config(ks: &MockServer) -> CloudConfig {
     CloudConfig::password(&format!("{}/v3", ks.uri()), "u", "p", "proj").unwrap()
 }
 
-/// A token inside the refresh margin is replaced before it is used.
+/// A token inside the refresh margin is replaced before it is used; a
+/// short-lived token (a lifetime below the margin) is used until most of
+/// its lifetime is gone, not replaced before every request.
 #[tokio::test]
 async fn token_close_to_expiry_is_refreshed_first() {
-    let ks = keystone(chrono::Duration::seconds(60)).await;
+    // Issued 50 minutes ago, one minute left: inside the 2-minute margin.
+    let ks = keystone_issued(chrono::Duration::seconds(60), chrono::Duration::minutes(50)).await;
     let s = Session::connect(config(&ks)).await.unwrap();
     assert_eq!(s.auth_count(), 1);
     s.token().await.unwrap();
     assert_eq!(s.auth_count(), 2);
+    // A Keystone issuing 60-second tokens: a fresh one is kept.
+    let short = keystone(chrono::Duration::seconds(60)).await;
+    let s = Session::connect(config(&short)).await.unwrap();
+    for _ in 0..5 {
+        s.token().await.unwrap();
+    }
+    assert_eq!(s.auth_count(), 1);
     let fresh = keystone(chrono::Duration::hours(1)).await;
     let s = Session::connect(config(&fresh)).await.unwrap();
     s.token().await.unwrap();
