@@ -29,6 +29,21 @@ use crate::provision::{self, BuildLog, Connection};
 use crate::report::{self, ReportPaths};
 use crate::template::{Resolved, Template};
 
+/// The variables the original passes to `packer build`, in its order.
+pub const ORIGINAL_VARIABLES: &[&str] = &[
+    "image_name",
+    "ssh_username",
+    "security_group",
+    "flavor",
+    "network",
+    "source_image",
+    "ssh_keypair_name",
+    "ssh_key_path",
+    "availability_zone",
+    "provision_script",
+    "manifest_path",
+];
+
 /// The options of `imagebuilder build` (the original's, plus ours).
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -198,9 +213,20 @@ pub fn plan(o: &BuildOptions) -> Result<BuildPlan> {
             )));
         }
         let mut args = vec!["build".to_string(), "-color=false".to_string()];
-        for (k, v) in &variables {
+        // The original's order, then the extra variables.
+        let mut keys: Vec<&str> = ORIGINAL_VARIABLES.to_vec();
+        keys.extend(
+            o.extra_vars
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !ORIGINAL_VARIABLES.contains(k)),
+        );
+        for k in keys {
             args.push("--var".into());
-            args.push(format!("{k}={v}"));
+            args.push(format!(
+                "{k}={}",
+                variables.get(k).map(String::as_str).unwrap_or_default()
+            ));
         }
         args.push(template_file.display().to_string());
         Mode::Packer { args }

@@ -87,6 +87,11 @@ pub fn load_images(
     let text = std::fs::read_to_string(file).map_err(crate::error::io_err("reading", file))?;
     let root: Value =
         serde_yaml::from_str(&text).map_err(|e| err(format!("not valid YAML: {e}")))?;
+    // Hieradata's builder flavor is the default of images that name none.
+    let default_flavor = root
+        .get("profile::application::builder::flavor")
+        .and_then(Value::as_str)
+        .unwrap_or(default_flavor);
     let map = root
         .get(HIERA_KEY)
         .unwrap_or(&root)

@@ -834,9 +834,11 @@ fn interpolate(s: &str, ctx: &Context<'_>, origin: Origin) -> std::result::Resul
             (".Vars" | ".Path", None) if origin == Origin::ExecuteCommand => {
                 format!("{{{{{inner}}}}}")
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "'{{{{{inner}}}}}' is not a template function imagebuilder supports (use --packer)"
-            )),
+            ))
+            }
         };
         out.push_str(&value);
     }
