@@ -354,6 +354,7 @@ async fn run_build(a: BuildArgs) -> Result<(), String> {
         network: a.network_name.clone(),
         use_fixed_ip: a.floating_network.is_none(),
         floating_network: a.floating_network.clone().unwrap_or_default(),
+        availability_zone: Some(a.availability_zone.clone()),
         ..Default::default()
     };
     let outcome = match (&plan.mode, backend) {

@@ -68,6 +68,8 @@ pub struct OpenStackBackendOptions {
     /// The port the VMs' SSH server is reached at (22; another one when a
     /// cloud forwards SSH, or for tests against a local sshd).
     pub ssh_port: u16,
+    /// Availability zone of the servers (`None`: Nova's default).
+    pub availability_zone: Option<String>,
 }
 
 impl Default for OpenStackBackendOptions {
@@ -84,6 +86,7 @@ impl Default for OpenStackBackendOptions {
             poll_interval: Duration::from_secs(3),
             console_lines: 50,
             ssh_port: 22,
+            availability_zone: None,
         }
     }
 }
@@ -446,11 +449,12 @@ impl ComputeBackend for OpenStackBackend {
             (None, None) => None,
         };
 
-        let request = ServerCreate::new(&spec.name, &spec.image_id, &flavor.id)
+        let mut request = ServerCreate::new(&spec.name, &spec.image_id, &flavor.id)
             .key_name(&tag)
             .security_group(&tag)
             .network(&network.id)
             .metadata(RUN_TAG_KEY, &tag);
+        request.availability_zone = self.options.availability_zone.clone();
         let server_key = ledger.intent(ResourceKind::Server, &spec.name, BACKEND_NAME, region)?;
         let created = nova
             .create_server(&request)
