@@ -142,10 +142,11 @@ async fn run(
             None => a.clone(),
         })
         .collect();
+    // In this process's directory, as the original: a JSON template's
+    // relative script paths are relative to it.
     log.say("Running Packer...");
     let mut child = tokio::process::Command::new("packer")
         .args(&args)
-        .current_dir(plan.template.parent().unwrap_or(std::path::Path::new(".")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
