@@ -333,7 +333,12 @@ impl Checker {
         };
         for key in mandatory {
             if !m.contains_key(*key) {
-                self.problem(format!("{at}.{key}"), "missing mandatory key");
+                let message = if *key == "depricated" && m.contains_key("deprecated") {
+                    "missing mandatory key (found 'deprecated': the format spells it 'depricated')"
+                } else {
+                    "missing mandatory key"
+                };
+                self.problem(format!("{at}.{key}"), message);
             }
         }
         for k in m.keys() {
