@@ -1,0 +1,346 @@
+//! `build` on the OpenStack backend: Nova and Neutron are image-pipeline's
+//! stateful wiremock fake (api-ref shaped bodies), Keystone and Glance the
+//! REAL local ones (source image lookup, the snapshot the fake's
+//! `createImage` names, which the build downloads, publishes and deletes),
+//! and the "VM" answers SSH through a real private sshd on a loopback port.
+//! A success publishes the files and leaves nothing in the fake; a failing
+//! provisioner and a server going to ERROR both fail with nothing left
+//! (keypair, security group, floating IP, server) and an empty ledger.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../crates/image-pipeline/tests/local_sshd/mod.rs"]
+mod local_sshd;
+#[path = "../../../crates/image-pipeline/tests/nova_mock/mod.rs"]
+mod nova_mock;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use cloud_test_support::{cloud_lock, session_for, unique, CloudLock, ImageCleanup};
+use image_pipeline::compute::openstack::RUN_TAG_KEY;
+use image_pipeline::{BackendKind, OpenStackBackend, OpenStackBackendOptions, ResourceLedger};
+use imagebuilder_core::build::{self, BuildOptions};
+use imagebuilder_core::config::Dirs;
+use imagebuilder_core::report::ReportPaths;
+use local_sshd::Sshd;
+use nova_mock::Fake;
+use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
+
+/// Fields drop in declaration order: Glance clean-up before the lock goes.
+struct Env {
+    images: ImageCleanup,
+    fake: Fake,
+    _sshd: Sshd,
+    root: tempfile::TempDir,
+    backend: OpenStackBackend,
+    glance: GlanceClient,
+    source: String,
+    keys: tokio::task::JoinHandle<()>,
+    _lock: CloudLock,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.keys.abort();
+    }
+}
+
+/// Copy the fake's keypairs into the sshd's `authorized_keys` (cloud-init's job).
+fn authorize_keypairs(fake: Fake, authorized_keys: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut written = String::new();
+        loop {
+            let mut text: String = fake
+                .state
+                .lock()
+                .unwrap()
+                .keypairs
+                .values()
+                .map(|k| format!("{}\n", k.trim_end()))
+                .collect();
+            for line in written.lines() {
+                if !text.contains(line) {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            if text != written {
+                std::fs::write(&authorized_keys, &text).unwrap();
+                written = text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+async fn env() -> Env {
+    let lock = cloud_lock().await;
+    let fake = Fake::start().await;
+    fake.state.lock().unwrap().fip_address = Some("127.0.0.1".into());
+    let mut sshd = Sshd::prepare();
+    sshd.start();
+    let keys = authorize_keypairs(fake.clone(), sshd.path("authorized_keys"));
+    let mut cfg = cloud_test_support::config();
+    for (service, url) in [
+        ("compute", fake.compute_url()),
+        ("network", fake.network_url()),
+    ] {
+        cfg.endpoint_overrides
+            .insert(service.into(), url::Url::parse(&url).unwrap());
+    }
+    cfg.http.retry_base_delay = Duration::from_millis(10);
+    let session = session_for(cfg).await;
+    let options = OpenStackBackendOptions {
+        poll_interval: Duration::from_millis(10),
+        delete_timeout: Duration::from_secs(20),
+        snapshot_timeout: Duration::from_secs(60),
+        ssh_port: sshd.port,
+        availability_zone: Some("bgo-default-1".into()),
+        ..Default::default()
+    };
+    let backend = OpenStackBackend::connect(session.clone(), options)
+        .await
+        .unwrap();
+    let glance = session.image(None).await.unwrap();
+    let mut images = ImageCleanup::new(&glance);
+    let source = unique("ipt-ib-src");
+    images
+        .create_active(&source, Visibility::Private, &[])
+        .await;
+    Env {
+        images,
+        fake,
+        _sshd: sshd,
+        root: tempfile::tempdir().unwrap(),
+        backend,
+        glance,
+        source,
+        keys,
+        _lock: lock,
+    }
+}
+
+impl Env {
+    /// A real Glance image with qcow2 data that the fake's `createImage` answers with.
+    async fn snapshot_image(&mut self) -> String {
+        let file = self.root.path().join("snap.qcow2");
+        let ok = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&file)
+            .arg("16M")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let image = self
+            .glance
+            .create_image(
+                &CreateImage::new(unique("ipt-ib-snap"))
+                    .disk_format("qcow2")
+                    .container_format("bare")
+                    .property(RUN_TAG_KEY, "test"),
+            )
+            .await
+            .unwrap();
+        self.images.track(image.id.clone());
+        self.glance.upload_file(&image.id, &file).await.unwrap();
+        self.fake.state.lock().unwrap().snapshot_image_id = image.id.clone();
+        image.id
+    }
+
+    /// Build options with a template of `provisioners` (JSON array text).
+    fn options(&self, name: &str, provisioners: &str) -> BuildOptions {
+        let root = self.root.path();
+        let tdir = root.join(format!("templates-{name}"));
+        std::fs::create_dir_all(&tdir).unwrap();
+        std::fs::write(
+            tdir.join("template"),
+            format!(
+                "{{\"builders\": [{{\"type\": \"openstack\", \"ssh_pty\": \"true\"}}],\n\
+                 \"post-processors\": [{{\"type\": \"manifest\", \"output\": \"{}\"}}],\n\
+                 \"provisioners\": {provisioners}}}",
+                root.join(format!("{name}-manifest.json")).display()
+            ),
+        )
+        .unwrap();
+        BuildOptions {
+            availability_zone: "nova".into(),
+            name: name.into(),
+            source_image: self.source.clone(),
+            ssh_user: "root".into(),
+            flavor: "m1.small".into(),
+            network: "node-int-net-01".into(),
+            provision_script: "/bin/true".into(),
+            download: true,
+            purge_source: false,
+            packer: false,
+            backend: BackendKind::Openstack,
+            dirs: Dirs {
+                template_dir: tdir.clone(),
+                download_dir: root.join("public_builds"),
+            },
+            extra_vars: BTreeMap::new(),
+            state_dir: root.join("state"),
+            report: Some(ReportPaths::new(&root.join("log"), name, "20250101")),
+            date: "20250101".into(),
+            cwd: tdir,
+            verbose: false,
+        }
+    }
+
+    async fn image_exists(&self, id: &str) -> bool {
+        match self.glance.get_image(id).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => panic!("reading image {id}: {e}"),
+        }
+    }
+
+    fn assert_clean(&self, plan: &build::BuildPlan) {
+        assert!(
+            self.fake.leftovers().is_empty(),
+            "left in the fake: {:?}",
+            self.fake.leftovers()
+        );
+        let ledger = ResourceLedger::open(&plan.ledger).unwrap();
+        assert!(
+            ledger.outstanding().unwrap().is_empty(),
+            "{:?}",
+            ledger.outstanding().unwrap()
+        );
+        assert!(!plan.work_dir.exists(), "work directory left");
+    }
+}
+
+fn report(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_on_openstack_publishes_and_leaves_nothing() {
+    let mut env = env().await;
+    let snap = env.snapshot_image().await;
+    let marker = env.root.path().join("provisioned");
+    let o = env.options(
+        "ibos",
+        &format!(
+            "[{{\"type\": \"shell\", \"environment_vars\": [\"WHO=imagebuilder\"], \
+              \"inline\": [\"echo hello from $WHO > {}\"]}}]",
+            marker.display()
+        ),
+    );
+    let plan = build::plan(&o).unwrap();
+    let outcome = build::apply(&plan, &env.backend, &env.glance, false).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}\nops: {:?}", env.fake.ops()));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "hello from imagebuilder\n"
+    );
+    let dl = env.root.path().join("public_builds");
+    let published = outcome.published.unwrap();
+    assert_eq!(published.image, dl.join("ibos-20250101.qcow2"));
+    assert!(dl.join("ibos-latest.qcow2").exists() && dl.join("ibos-latest.md5").exists());
+    // The temporary keypair and security group were named per build and are gone.
+    let ops = env.fake.ops();
+    for op in [
+        "keypair.create",
+        "sg.create",
+        "server.create",
+        "server.createImage",
+        "server.delete",
+        "keypair.delete",
+        "sg.delete",
+    ] {
+        assert!(ops.iter().any(|o| o.starts_with(op)), "no {op} in {ops:?}");
+    }
+    assert!(
+        !env.image_exists(&snap).await,
+        "the snapshot was not deleted from Glance"
+    );
+    // The server was created in the availability zone.
+    let bodies: Vec<serde_json::Value> = env
+        .fake
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/servers"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        bodies[0]["server"]["availability_zone"], "bgo-default-1",
+        "{}",
+        bodies[0]
+    );
+    env.assert_clean(&plan);
+    let lines = report(&env.root.path().join("log/ibos-report.jsonl"));
+    assert_eq!(
+        lines.last().unwrap(),
+        &serde_json::json!({"result": "success"})
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(outcome.manifest.unwrap()).unwrap()).unwrap();
+    assert_eq!(manifest["builds"][0]["builder_type"], "openstack");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_provisioner_and_boot_error_leave_nothing() {
+    let mut env = env().await;
+    let snap = env.snapshot_image().await;
+    let o = env.options(
+        "ibfail",
+        "[{\"type\": \"shell\", \"inline\": [\"echo failing\", \"exit 3\"]}]",
+    );
+    let plan = build::plan(&o).unwrap();
+    let err = build::apply(&plan, &env.backend, &env.glance, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("provisioner 0 (shell) failed") && err.contains("status 3"),
+        "{err}"
+    );
+    env.assert_clean(&plan);
+    assert!(
+        env.image_exists(&snap).await,
+        "no snapshot is taken of a failed build"
+    );
+    assert!(!env
+        .root
+        .path()
+        .join("public_builds/ibfail-20250101.qcow2")
+        .exists());
+    let lines = report(&env.root.path().join("log/ibfail-report.jsonl"));
+    assert_eq!(lines[0], serde_json::json!({"result_imagebuilder": "1"}));
+    assert!(lines[1]["output_imagebuilder"]
+        .as_str()
+        .unwrap()
+        .contains("failing"));
+    assert_eq!(lines[2], serde_json::json!({"result": "failed"}));
+
+    // The server goes to ERROR: the keypair and security group still go.
+    env.fake.state.lock().unwrap().boot_error = true;
+    let o = env.options("iberr", "[{\"type\": \"shell\", \"inline\": [\"true\"]}]");
+    let plan = build::plan(&o).unwrap();
+    let err = build::apply(&plan, &env.backend, &env.glance, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("iberr") || err.contains("imagebuilder-"),
+        "{err}"
+    );
+    env.assert_clean(&plan);
+    let lines = report(&env.root.path().join("log/iberr-report.jsonl"));
+    assert_eq!(
+        lines.last().unwrap(),
+        &serde_json::json!({"result": "failed"})
+    );
+}
