@@ -56,9 +56,9 @@ impl TransferObserver for NoProgress {
     fn finish(&self, _: &str, _: &str, _: bool) {}
 }
 
-/// Server-side imports (`glance-download`) in flight at once, over every
-/// region and image of a wave of uploads.
-pub const IMPORT_CONCURRENCY: usize = 4;
+/// Target regions importing (`glance-download`) at once; each region runs
+/// the imports of a wave of uploads one after the other.
+pub const IMPORT_CONCURRENCY: usize = 8;
 
 /// Property set on an image while glancesync uploads its data (removed once
 /// the upload succeeded): only images carrying it are ever cleaned up as
@@ -1011,9 +1011,10 @@ impl RegionBackend for GlanceBackend {
             .unwrap_or_default()
     }
 
-    /// Server-side copies (`glance-download`) of every group start at once
-    /// (at most [`IMPORT_CONCURRENCY`] imports in flight; no byte passes
-    /// through glancesync, the target Glances do the work); then each
+    /// Server-side copies (`glance-download`) of every group are started
+    /// without waiting for the streamed ones: each target region imports
+    /// them one after the other, the regions side by side (at most
+    /// [`IMPORT_CONCURRENCY`]; no byte passes through glancesync); then each
     /// group's streamed copies, one master image after the other, each read
     /// once for all its regions. With `transfer = auto`, a failed import is
     /// streamed instead.
@@ -1040,15 +1041,35 @@ impl RegionBackend for GlanceBackend {
                 }
             }
         }
-        let mut imports = Vec::with_capacity(server_idx.len());
+        // One import at a time per target region (a Glance on SQLite wedges
+        // its import tasks with "database is locked" when several run at
+        // once), the regions side by side.
+        // Keyed by the bare region name: two targets may reach one Glance.
+        let mut per_region: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
         for &(g, i) in &server_idx {
-            let req = &groups[g][i];
-            imports.push(async move { ((g, i), self.server_side(req).await) });
+            let region = groups[g][i].region.region.as_str();
+            match per_region.iter_mut().find(|(r, _)| *r == region) {
+                Some((_, v)) => v.push((g, i)),
+                None => per_region.push((region, vec![(g, i)])),
+            }
         }
-        let server: Vec<((usize, usize), Result<String>)> = futures::stream::iter(imports)
+        let mut lanes = Vec::with_capacity(per_region.len());
+        for (_, jobs) in per_region {
+            lanes.push(async move {
+                let mut out = Vec::with_capacity(jobs.len());
+                for (g, i) in jobs {
+                    out.push(((g, i), self.server_side(&groups[g][i]).await));
+                }
+                out
+            });
+        }
+        let server: Vec<((usize, usize), Result<String>)> = futures::stream::iter(lanes)
             .buffer_unordered(IMPORT_CONCURRENCY)
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         for ((g, i), res) in server {
             let req = &groups[g][i];
             match res {
