@@ -18,6 +18,19 @@
 #
 #   scripts/bench/glancesync-transfer.sh
 #   SIZES_MIB="128 160 192 224 320" scripts/bench/glancesync-transfer.sh
+#   ROUNDS=5 PEER=0 scripts/bench/glancesync-transfer.sh
+#
+# ROUNDS (default 1) repeats the pipe and the three glancesync runs as
+# interleaved rounds (pipe, stream to one, stream to two, server-side) and
+# reports each round's ratios and their medians: on a loaded machine, the
+# pairs measured side by side are what can be compared. PEER=0 skips the
+# (slow, about 40 s per region) OpenStack CLI peer.
+#
+# The local Glance keeps its state in SQLite and answers concurrent writers
+# with "database is locked" (HTTP 500): like the cloud tests, the benchmark
+# holds the cloud-test lock (cloud-test-support's LOCK_FILE_NAME in the
+# temporary directory) while it writes, one round at a time, so it neither
+# fails nor is measured against a test's writes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,6 +38,8 @@ LOCAL_CLOUD_DIR=${LOCAL_CLOUD_DIR:-$HOME/.cache/openstack-image-tools/local-clou
 export OS_CLIENT_CONFIG_FILE=${OS_CLIENT_CONFIG_FILE:-$LOCAL_CLOUD_DIR/clouds.yaml}
 CLOUD=${OS_TEST_CLOUD:-local}
 SIZES_MIB=${SIZES_MIB:-"128 160 192 224 320"}
+ROUNDS=${ROUNDS:-1}
+PEER=${PEER:-1}
 OSC=${OSC:-$LOCAL_CLOUD_DIR/venv/bin/openstack}
 PY=${PY:-$LOCAL_CLOUD_DIR/venv/bin/python}
 
@@ -32,6 +47,11 @@ die() { echo "glancesync-transfer bench: $*" >&2; exit 1; }
 [[ -f $OS_CLIENT_CONFIG_FILE ]] || die "$OS_CLIENT_CONFIG_FILE missing: run scripts/cloud/up.sh"
 [[ -x $OSC ]] || die "$OSC missing: run scripts/cloud/up.sh"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time missing (apt-get install time)"
+
+LOCK=${TMPDIR:-/tmp}/openstack-client-cloud-tests.lock
+exec 8>>"$LOCK"
+lock() { flock 8; }
+unlock() { flock -u 8; }
 
 RUN=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 PREFIX="gs-bench-$RUN-"
@@ -46,13 +66,14 @@ cleanup() {
     done
     rm -rf "$WORK"
 }
-trap cleanup EXIT
+trap 'lock; cleanup' EXIT
 
 echo "building glancesync (release)..." >&2
 (cd "$ROOT" && cargo build --release -q -p glancesync)
 GS=${CARGO_TARGET_DIR:-$ROOT/target}/release/glancesync
 
 # Master images.
+lock
 total=0
 i=0
 for mib in $SIZES_MIB; do
@@ -64,9 +85,14 @@ for mib in $SIZES_MIB; do
 done
 rm -f "$WORK/src.raw"
 echo "created $i master images, $total MiB in total" >&2
+unlock
 
 # Peer procedure: save to a local file, create from it (one image at a time).
 peer_rss=0
+peer_s=0
+peer3_s=0
+if [[ $PEER == 1 ]]; then
+lock
 start=$(date +%s.%N)
 n=0
 while read -r id; do
@@ -96,6 +122,8 @@ while read -r id; do
 done <"$WORK/ids"
 end=$(date +%s.%N)
 peer3_s=$(echo "$end - $start" | bc -l)
+unlock
+fi
 
 # The pipe: a ready token (in a mode-600 header file), curl GET | curl PUT.
 "$PY" - "$OS_CLIENT_CONFIG_FILE" "$CLOUD" "$WORK/token.hdr" "$WORK/endpoints" <<'PYEOF'
@@ -125,6 +153,7 @@ with open(eps, "w") as f:
 PYEOF
 R1=$(awk '$1 == "RegionOne" {print $2}' "$WORK/endpoints")
 R2=$(awk '$1 == "RegionTwo" {print $2}' "$WORK/endpoints")
+pipe_run() {
 start=$(date +%s.%N)
 n=0
 while read -r id; do
@@ -138,6 +167,11 @@ while read -r id; do
 done <"$WORK/ids"
 end=$(date +%s.%N)
 pipe_s=$(echo "$end - $start" | bc -l)
+# Delete the pipe's copies (they would count as glancesync's otherwise).
+osc --os-region-name RegionTwo image list -f value -c ID -c Name |
+    awk -v p="${PREFIX}pipe" 'index($2, p) == 1 {print $1}' |
+    while read -r id; do osc --os-region-name RegionTwo image delete "$id" >/dev/null; done
+}
 
 # glancesync: config with the admin credentials (mode 600, never on a command line).
 "$PY" - "$OS_CLIENT_CONFIG_FILE" "$CLOUD" "$PREFIX" >"$WORK/glancesync.conf" <<'PYEOF'
@@ -186,19 +220,34 @@ gs_run() {
     done
 }
 
-gs_run one "$WORK/glancesync.conf" RegionTwo
-drop_copies
-gs_run two "$WORK/glancesync.conf" RegionTwo RegionThree
-drop_copies
-gs_run server "$WORK/server.conf" RegionTwo RegionThree
-counters=$(grep -o 'transfers: .*' "$WORK/server.err" | head -1)
-glance_times=$(grep -o 'copied server-side (glance-download) by Glance in [0-9.]* s' "$WORK/server.err" |
-    awk '{print $(NF-1)}' | tr '\n' ' ')
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+r_pipe="" r_two="" r_server=""
+for round in $(seq 1 "$ROUNDS"); do
+    lock
+    pipe_run
+    gs_run one "$WORK/glancesync.conf" RegionTwo
+    drop_copies
+    gs_run two "$WORK/glancesync.conf" RegionTwo RegionThree
+    drop_copies
+    gs_run server "$WORK/server.conf" RegionTwo RegionThree
+    counters=$(grep -o 'transfers: .*' "$WORK/server.err" | head -1)
+    glance_times=$(grep -o 'copied server-side (glance-download) by Glance in [0-9.]* s' "$WORK/server.err" |
+        awk '{print $(NF-1)}' | tr '\n' ' ')
+    drop_copies
+    a=$(echo "$one_s / $pipe_s" | bc -l); b=$(echo "$two_s / $one_s" | bc -l); c=$(echo "$server_s / $two_s" | bc -l)
+    r_pipe="$r_pipe $a" r_two="$r_two $b" r_server="$r_server $c"
+    unlock
+    printf 'round %d/%d: pipe %.1f s, stream one %.1f s (%.2fx the pipe), stream two %.1f s (%.2fx one), glance-download two %.1f s (%.2fx streaming); load %s\n' \
+        "$round" "$ROUNDS" "$pipe_s" "$one_s" "$a" "$two_s" "$b" "$server_s" "$c" "$(cut -d' ' -f1-3 /proc/loadavg)"
+done
 
 printf 'images: %d, %d MiB\n' "$i" "$total"
+if [[ $PEER == 1 ]]; then
 printf 'peer RegionTwo (openstack image save + image create --file): %.1f s, peak RSS %d MiB\n' "$peer_s" "$((peer_rss / 1024))"
 printf 'peer RegionThree: %.1f s (both regions %.1f s)\n' "$peer3_s" "$(echo "$peer_s + $peer3_s" | bc -l)"
+fi
 printf 'pipe (curl GET | curl PUT, ready token) RegionTwo: %.1f s\n' "$pipe_s"
+printf 'last round:\n'
 printf 'glancesync stream, RegionTwo: %.1f s, peak RSS %d MiB: %.2fx faster than the peer, %.2fx the pipe time\n' \
     "$one_s" "$((one_rss / 1024))" "$(echo "$peer_s / $one_s" | bc -l)" "$(echo "$one_s / $pipe_s" | bc -l)"
 printf 'glancesync stream, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB: %.2fx the one-target time, %.2fx faster than the peer doing both\n' \
@@ -206,3 +255,5 @@ printf 'glancesync stream, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB: %.2
 printf 'glancesync glance-download, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB (%.2fx the streaming time)\n' \
     "$server_s" "$((server_rss / 1024))" "$(echo "$server_s / $two_s" | bc -l)"
 printf '  %s\n  Glance time per image (s): %s\n' "$counters" "$glance_times"
+printf 'medians over %d interleaved rounds: stream one / pipe %.2fx, stream two / stream one %.2fx, glance-download / stream (two targets) %.2fx\n' \
+    "$ROUNDS" "$(median <<<"$r_pipe")" "$(median <<<"$r_two")" "$(median <<<"$r_server")"
