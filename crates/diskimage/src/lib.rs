@@ -1,8 +1,15 @@
 //! diskimage-builder compatible element assembly and image building.
 //!
-//! Owns: element discovery and dependency expansion, phase ordering and the
-//! build of a root filesystem into a disk image.
-//! Must not: upload images or talk to OpenStack.
+//! Owns: element discovery and dependency expansion ([`element`]), DIB's
+//! phases and their hooks ([`phases`], [`executor`], run in a private mount
+//! and PID namespace, [`namespace`]), Debian roots with debootstrap and the
+//! `.deb` cache ([`rootfs`]), tree snapshots keyed on their inputs
+//! ([`cache`], [`phase_cache`]), the disk layout written with `sfdisk` and
+//! `mkfs.ext4 -d` ([`disk`]), GRUB through libguestfs ([`bootloader`]), the
+//! output formats and checksum files ([`output`]); [`ImageBuilder`] plans
+//! ([`ImageBuilder::plan`]) and builds ([`ImageBuilder::build`]) an image.
+//! Must not: upload images or talk to OpenStack; use kpartx, device-mapper
+//! or loop partitions.
 
 pub mod bootloader;
 pub mod builder;

@@ -6,8 +6,17 @@
 //! Each [`Session`] boots one libguestfs appliance (about 30 s under TCG) on a
 //! dedicated thread that owns the `!Send` handle; its async methods run
 //! [`Session::inspect`], [`Session::sysprep`], [`Session::shrink`] and
-//! [`Session::sparsify`] there and report [`Progress`] events on a channel.
-//! [`prepare`] chains them and writes the output with `qemu-img convert`.
+//! [`Session::sparsify`] there and report [`Progress`] events on a channel;
+//! [`Session::with_handle`] runs any other work on that thread (`local-vm`
+//! injects SSH keys with it, `diskimage` installs GRUB). [`prepare`] chains
+//! inspection, sysprep, shrink and sparsify and writes the output with
+//! `qemu-img convert`; [`inspect`] inspects on its own.
+//!
+//! Modules: [`sysprep`] (the named operations, `--operations` syntax,
+//! [`operations_text`] for `--list-operations`); shrink (ext roots on MBR,
+//! GPT, whole-disk and single-PV LVM layouts); the size rule
+//! ([`target_size_for`]); `qemu-img` helpers ([`check_input`], [`convert`],
+//! [`info`]); the KVM probe ([`probe_kvm`]).
 
 mod accel;
 mod error;

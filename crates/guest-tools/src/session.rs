@@ -350,7 +350,7 @@ impl Session {
 
     /// Shrink the root filesystem and copy the image into the smallest
     /// attached empty drive that holds it (`size` forces that virtual size,
-    /// `None` applies the original's rule). See [`crate::shrink`].
+    /// `None` applies the original's rule). See the crate's shrink module (layouts and limits).
     pub async fn shrink(&self, size: Option<u64>) -> Result<ShrinkReport> {
         self.call(move |w| {
             let _s = tracing::info_span!("shrink").entered();

@@ -2,13 +2,17 @@
 //! local QEMU), SSH and Glance: the original create_ge_images workflow.
 //!
 //! Owns: the create/test/publish pipeline ([`create`], [`test_run`],
-//! [`publish`]), its compute backends ([`compute`]), the image folder and its
-//! settings, its resource ledger and clean-up ([`ledger`], [`cleanup`]).
+//! [`publish`](mod@publish)), its compute backends ([`compute`]: Nova/Neutron, or local
+//! QEMU VMs through `local-vm`), SSH to the VMs ([`ssh`]), the image folder
+//! and its settings ([`folder`], [`settings`]), the account set-up
+//! ([`account`]), its resource ledger and clean-up ([`ledger`], [`cleanup`]),
+//! and connecting to the cloud a command names ([`Cloud`]). Each report
+//! renders its own text (`to_text`) and serialises to JSON.
 //! Must not: parse command lines; reach OpenStack other than through `openstack-client`.
 //!
 //! # Publishing
 //!
-//! [`publish`] turns a tested release candidate (`<name>_rc`) into the public
+//! [`publish`](fn@publish) turns a tested release candidate (`<name>_rc`) into the public
 //! image `<name>`, retiring the public image it replaces as
 //! `<name>_obsolete` (private) and keeping that image's `nid` and `type`;
 //! [`locate_images`] lists the caller's published images and the NIDs in use.
