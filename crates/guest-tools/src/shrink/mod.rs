@@ -22,13 +22,23 @@
 //! extents are not at its end), the partition re-ended at the virtual size
 //! picked from the used size, then PV, LV and filesystem grown to fill it.
 //! Other LVM layouts are refused with the reason.
+//!
+//! This module: the checks, the in-place cut of MBR and whole-disk layouts,
+//! the copy of GPT layouts into a smaller drive, and sparsify; `mbr`:
+//! re-ending a partition in the MBR; `lvm`: the single-PV LVM layout.
 
 use guestfs::{CopyDeviceToDeviceOptArgs, E2fsckOptArgs};
 
 use crate::error::{Error, GfsContext, Result};
+
+mod lvm;
+mod mbr;
+
 use crate::inspect::ensure_root;
 use crate::session::{ShrinkReport, Step, Worker};
 use crate::size::{human, target_size_for, MIB};
+use lvm::shrink_lvm;
+use mbr::reend_mbr_partition;
 
 /// Sectors at the end of a GPT disk for the backup header and table.
 const GPT_TAIL_SECTORS: u64 = 34;
@@ -363,284 +373,6 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
     })
 }
 
-/// CHS address of `lba` in the MBR's 3-byte encoding (255 heads, 63
-/// sectors per track; `FE FF FF` past cylinder 1023, as partitioners write).
-fn chs(lba: u64) -> [u8; 3] {
-    let cyl = lba / (255 * 63);
-    if cyl > 1023 {
-        return [0xfe, 0xff, 0xff];
-    }
-    let head = (lba / 63) % 255;
-    let sector = lba % 63 + 1;
-    [
-        head as u8,
-        (sector as u8 & 0x3f) | ((cyl >> 2) as u8 & 0xc0),
-        cyl as u8,
-    ]
-}
-
-/// Re-end MBR primary partition `num` of `disk` (starting at byte `start`)
-/// at byte `cut` (the end of the cut disk), keeping its type, bootable flag
-/// and start, then make the kernel re-read the table.
-///
-/// The entry is edited in sector 0 rather than deleted and re-added with
-/// parted: parted's change events make udev re-activate an LVM volume group
-/// on the partition while parted still tells the kernel about the change,
-/// which then fails with "in use". `before_reread` runs before each try to
-/// re-read the table (the LVM path deactivates the volume group there).
-fn reend_mbr_partition(
-    g: &guestfs::Handle,
-    disk: &str,
-    num: i32,
-    start: u64,
-    cut: u64,
-    before_reread: &dyn Fn() -> Result<()>,
-) -> Result<()> {
-    let bad = |reason: String| Error::Parse {
-        program: format!("MBR of {disk}"),
-        reason,
-    };
-    let mut mbr = g
-        .pread_device(disk, 512, 0)
-        .ctx(|| format!("read the MBR of {disk}"))?;
-    if mbr.len() != 512 || mbr[510..512] != [0x55, 0xaa] {
-        return Err(bad("no MBR signature".into()));
-    }
-    if !(1..=4).contains(&num) {
-        return Err(bad(format!("partition {num} is not a primary partition")));
-    }
-    let at = 446 + 16 * (num as usize - 1);
-    let first = u32::from_le_bytes([mbr[at + 8], mbr[at + 9], mbr[at + 10], mbr[at + 11]]);
-    let start_lba = start / 512;
-    let end_lba = (cut / 512).saturating_sub(1);
-    if u64::from(first) != start_lba || end_lba < start_lba {
-        return Err(bad(format!(
-            "partition {num} starts at sector {first}, expected {start_lba} before {end_lba}"
-        )));
-    }
-    let count = u32::try_from(end_lba - start_lba + 1)
-        .map_err(|_| bad(format!("partition {num} would exceed 2 TiB")))?;
-    mbr[at + 5..at + 8].copy_from_slice(&chs(end_lba));
-    mbr[at + 12..at + 16].copy_from_slice(&count.to_le_bytes());
-    g.pwrite_device(disk, &mbr, 0)
-        .ctx(|| format!("write the MBR of {disk}"))?;
-    let mut tries = 0;
-    loop {
-        before_reread()?;
-        match g.blockdev_rereadpt(disk) {
-            Ok(()) => break,
-            Err(e) if tries < 20 => {
-                tracing::debug!(
-                    disk,
-                    "partition table busy: {}",
-                    crate::error::guestfs_message(&e)
-                );
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            Err(e) => return Err(e).ctx(|| format!("re-read the partition table of {disk}")),
-        }
-    }
-    let end = g
-        .part_list(disk)
-        .ctx(|| format!("partitions of {disk}"))?
-        .into_iter()
-        .find(|p| p.part_num == num)
-        .map(|p| p.part_end);
-    if end != Some(end_lba * 512 + 511) {
-        return Err(bad(format!(
-            "partition {num} does not end at {} after re-ending it",
-            human(cut)
-        )));
-    }
-    Ok(())
-}
-
-/// Head room left in a shrunk logical volume above the minimal filesystem.
-const LV_MARGIN: u64 = 4 * MIB;
-
-/// Shrink an ext2/3/4 root on logical volume `root` whose volume group has a
-/// single physical volume, the last primary partition of an MBR image disk:
-/// the filesystem, the LV and the PV are shrunk to their minimum, the
-/// partition is re-ended at the new end of the disk (cut in place by the
-/// conversion) and the PV, LV and filesystem are grown back to fill it.
-fn shrink_lvm(w: &mut Worker, root: &str, size: Option<u64>) -> Result<ShrinkReport> {
-    let g = &w.g;
-    let cannot = |reason: String| Error::CannotShrink {
-        device: root.to_string(),
-        reason,
-    };
-    let fstype = g.vfs_type(root).ctx(|| format!("vfs_type {root}"))?;
-    if !matches!(fstype.as_str(), "ext2" | "ext3" | "ext4") {
-        return Err(cannot(format!(
-            "the root is an LVM logical volume with {fstype}; only ext2/3/4 on LVM can be shrunk"
-        )));
-    }
-    let canonical = g
-        .lvm_canonical_lv_name(root)
-        .ctx(|| format!("lvm_canonical_lv_name {root}"))?;
-    let vg = canonical
-        .strip_prefix("/dev/")
-        .and_then(|r| r.split('/').next())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::Parse {
-            program: "lvm_canonical_lv_name".into(),
-            reason: format!("no volume group in `{canonical}`"),
-        })?
-        .to_string();
-    let pv_uuids = g.vgpvuuids(&vg).ctx(|| format!("vgpvuuids {vg}"))?;
-    if pv_uuids.len() != 1 {
-        return Err(cannot(format!(
-            "volume group {vg} has {} physical volumes; only a single-PV volume group can be shrunk",
-            pv_uuids.len()
-        )));
-    }
-    let mut pv = None;
-    for dev in g.pvs().ctx(|| "pvs".into())? {
-        if g.pvuuid(&dev).ctx(|| format!("pvuuid {dev}"))? == pv_uuids[0] {
-            pv = Some(dev);
-        }
-    }
-    let pv = pv.ok_or_else(|| cannot(format!("the physical volume of {vg} was not found")))?;
-    let src_disk = w.devices.first().cloned().unwrap_or_default();
-    if g.is_whole_device(&pv)
-        .ctx(|| format!("is_whole_device {pv}"))?
-    {
-        return Err(cannot(format!(
-            "the physical volume {pv} is a whole disk, not a partition"
-        )));
-    }
-    let disk = g.part_to_dev(&pv).ctx(|| format!("part_to_dev {pv}"))?;
-    if disk != src_disk {
-        return Err(cannot(format!(
-            "the physical volume {pv} is on {disk}, not on the image disk {src_disk}"
-        )));
-    }
-    let parttype = g
-        .part_get_parttype(&disk)
-        .ctx(|| format!("partition table of {disk}"))?;
-    if parttype != "msdos" {
-        return Err(cannot(format!(
-            "an LVM root can only be shrunk on an MBR disk, this one is {parttype}"
-        )));
-    }
-    let mut parts = g.part_list(&disk).ctx(|| format!("partitions of {disk}"))?;
-    parts.sort_by_key(|p| p.part_start);
-    let pv_num = g
-        .part_to_partnum(&pv)
-        .ctx(|| format!("part_to_partnum {pv}"))?;
-    if parts.iter().any(|p| p.part_num > 4) {
-        return Err(cannot("MBR logical partitions are not supported".into()));
-    }
-    let pv_start = match parts.last() {
-        Some(p) if p.part_num == pv_num => p.part_start,
-        _ => {
-            return Err(cannot(format!(
-                "the physical volume {pv} is not the last partition on the disk"
-            )))
-        }
-    };
-    let extent = g
-        .vgs_full()
-        .ctx(|| "vgs".into())?
-        .into_iter()
-        .find(|v| v.vg_name == vg)
-        .map(|v| v.vg_extent_size)
-        .filter(|e| *e > 0)
-        .ok_or_else(|| cannot(format!("volume group {vg} not listed by vgs")))?;
-
-    w.report(
-        Step::Shrink,
-        format!("checking and shrinking {root} to its minimum size"),
-    );
-    let min_fs_bytes = shrink_fs_to_minimum(g, root)?;
-    let lv_bytes = (min_fs_bytes + LV_MARGIN).div_ceil(extent) * extent;
-    w.report(
-        Step::Shrink,
-        format!("shrinking {root} to {}", human(lv_bytes)),
-    );
-    g.lvresize(root, (lv_bytes / MIB) as i32)
-        .ctx(|| format!("lvresize {root}"))?;
-    // `pvs_full` reports the kernel's device names untranslated (the
-    // appliance disk may have taken `sda`), so the PV is found by its UUID.
-    let pvs = g.pvs_full().ctx(|| "pvs".into())?;
-    let names: Vec<String> = pvs.iter().map(|p| p.pv_name.clone()).collect();
-    let info = pvs
-        .into_iter()
-        .find_map(|p| {
-            lvm_uuid_eq(&p.pv_uuid.to_bytes(), &pv_uuids[0])
-                .then_some((p.pe_start, p.pv_pe_alloc_count))
-        })
-        .ok_or_else(|| {
-            cannot(format!(
-                "{pv} (UUID {}) not listed by pvs (it lists {names:?})",
-                pv_uuids[0]
-            ))
-        })?;
-    let pv_min = info.0 + info.1 as u64 * extent;
-    if let Err(e) = g.pvresize_size(&pv, pv_min as i64) {
-        return Err(cannot(format!(
-            "the free extents of {pv} are not at its end, so it cannot be shrunk to {} ({})",
-            human(pv_min),
-            crate::error::guestfs_message(&e)
-        )));
-    }
-    let used = pv_start + pv_min;
-    let src_size = w.drive_sizes.first().copied().unwrap_or(0);
-    let needed = used + MIB;
-    let target = match size {
-        Some(s) => Some(s),
-        None => target_size_for(used).map(|t| {
-            if t >= needed {
-                t
-            } else {
-                crate::size::RULE_SIZES
-                    .iter()
-                    .copied()
-                    .find(|s| *s >= needed)
-                    .unwrap_or(t)
-            }
-        }),
-    };
-    w.report(
-        Step::Shrink,
-        format!(
-            "{root} is {} at its minimum, {} used on the disk; virtual size: {}",
-            human(min_fs_bytes),
-            human(used),
-            target.map_or("unchanged".to_string(), human)
-        ),
-    );
-    let cut = target.filter(|t| *t < src_size);
-    if let Some(cut) = cut {
-        start_cut_in_place(w, root, cut, needed)?;
-        // The kernel cannot re-read the partition while device-mapper holds it.
-        let deactivate = || {
-            g.vg_activate(false, &[vg.as_str()])
-                .ctx(|| format!("deactivate {vg}"))
-        };
-        reend_mbr_partition(g, &disk, pv_num, pv_start, cut, &deactivate)?;
-        g.vg_activate(true, &[vg.as_str()])
-            .ctx(|| format!("activate {vg}"))?;
-    }
-    w.report(
-        Step::Shrink,
-        format!("growing {pv}, {root} and its filesystem to fill the partition"),
-    );
-    g.pvresize(&pv).ctx(|| format!("pvresize {pv}"))?;
-    g.lvresize_free(root, 100)
-        .ctx(|| format!("lvresize {root} to 100%FREE"))?;
-    fsck(g, root)?;
-    g.resize2fs(root).ctx(|| format!("resize2fs {root}"))?;
-    Ok(ShrinkReport {
-        device: root.to_string(),
-        min_fs_bytes,
-        target_size: cut,
-        drive_index: 0,
-        cut_at: cut,
-    })
-}
-
 /// Does appliance device `dev` live on disk `disk`?
 fn on_disk(g: &guestfs::Handle, dev: &str, disk: &str, first: bool) -> bool {
     if dev == disk {
@@ -737,37 +469,4 @@ fn start_cut_in_place(w: &Worker, root: &str, cut: u64, needed: u64) -> Result<(
         format!("cutting the disk to {} in place", human(cut)),
     );
     Ok(())
-}
-
-/// Whether an LVM UUID as `pvs_full` returns it (32 bytes, no dashes)
-/// is the one `vgpvuuids`/`pvuuid` print (with or without dashes).
-fn lvm_uuid_eq(raw: &[u8; 32], printed: &str) -> bool {
-    printed
-        .bytes()
-        .filter(|b| *b != b'-')
-        .eq(raw.iter().copied().take_while(|b| *b != 0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{chs, lvm_uuid_eq};
-
-    #[test]
-    fn lvm_uuids_match_with_or_without_dashes() {
-        let raw = *b"aBcDeF0123456789abcdef0123456789";
-        assert!(lvm_uuid_eq(&raw, "aBcDeF-0123-4567-89ab-cdef-0123-456789"));
-        assert!(lvm_uuid_eq(&raw, "aBcDeF0123456789abcdef0123456789"));
-        assert!(!lvm_uuid_eq(&raw, "aBcDeF-0123-4567-89ab-cdef-0123-456780"));
-        assert!(!lvm_uuid_eq(&raw, "aBcDeF"));
-    }
-
-    #[test]
-    fn chs_encoding() {
-        assert_eq!(chs(0), [0, 1, 0]);
-        // 2048 = 32 tracks of 63 + 32: head 32, sector 33, cylinder 0.
-        assert_eq!(chs(2048), [32, 33, 0]);
-        // Cylinder 300 = 0b1_0010_1100: high bits go into the sector byte.
-        assert_eq!(chs(300 * 255 * 63), [0, 0x41, 0x2c]);
-        assert_eq!(chs(1024 * 255 * 63), [0xfe, 0xff, 0xff]);
-    }
 }
