@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cloud_test_support::leaks::{assert_no_secret, files_under};
+
 const PASSWORD: &str = "Kn0wn-R00t%Pa55;(zq)s";
 
 /// `site-packages` of the diskimage-builder reference venv
@@ -39,24 +41,8 @@ fn dib_repo() -> PathBuf {
     );
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(walk(&p));
-        } else if p.is_file() {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn assert_clean(what: &str, text: &str) {
-    assert!(
-        !text.contains(PASSWORD),
-        "{what} shows the password:\n{text}"
-    );
+    assert_no_secret(what, text, &[PASSWORD]);
 }
 
 /// A host root (`AMPHORA_HOST_ROOT`) with or without an os-release, and a
@@ -137,7 +123,7 @@ fn run_clean(dir: &Path, os_release: bool, args: &[&str], code: i32) -> String {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stdout}{stderr}");
         assert_clean(&format!("{format} stdout of {args:?}"), &stdout);
         assert_clean(&format!("{format} stderr of {args:?}"), &stderr);
-        for file in walk(&work) {
+        for file in files_under(&work) {
             let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
             assert_clean(&file.display().to_string(), &text);
         }

@@ -9,7 +9,9 @@
 //! boot VMs; they are covered by their own VM tests, not here.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use cloud_test_support::leaks::{assert_no_secret, closed_port, files_under};
 
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -17,28 +19,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const PASSWORD: &str = "Kn0wn-Pa55%word;(zq)s";
 const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
 
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn assert_clean(what: &str, text: &str) {
-    for secret in [PASSWORD, TOKEN] {
-        assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    assert_no_secret(what, text, &[PASSWORD, TOKEN]);
 }
 
 /// Run ge-image with `args` in `dir` with only `env` (plus PATH and HOME),
@@ -67,7 +49,7 @@ async fn run_clean(dir: &Path, env: &[(&str, String)], args: &[&str]) -> String 
         assert!(!stderr.is_empty(), "-vvv printed nothing");
         assert_clean(&format!("{format} stdout of {args:?}"), &stdout);
         assert_clean(&format!("{format} stderr of {args:?}"), &stderr);
-        for file in walk(&work) {
+        for file in files_under(&work) {
             let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
             assert_clean(&file.display().to_string(), &text);
         }

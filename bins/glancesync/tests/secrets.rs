@@ -12,6 +12,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
+use cloud_test_support::leaks::{assert_no_secret, closed_port, files_under};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -20,12 +21,6 @@ const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// A 127.0.0.1 port nothing listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Run glancesync in `dir` with `config` at `-vvv` in both log formats;
@@ -59,7 +54,7 @@ async fn run_clean(dir: &Path, config: &str, args: &[&str]) -> String {
         for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
             assert_clean(&format!("{format} {what}"), text);
         }
-        for file in walk(&work) {
+        for file in files_under(&work) {
             let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
             assert_clean(&file.display().to_string(), &text);
         }
@@ -71,22 +66,7 @@ async fn run_clean(dir: &Path, config: &str, args: &[&str]) -> String {
 }
 
 fn assert_clean(what: &str, text: &str) {
-    for secret in [PASSWORD, &b64(PASSWORD), TOKEN] {
-        assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    assert_no_secret(what, text, &[PASSWORD, &b64(PASSWORD), TOKEN]);
 }
 
 fn credential(keystone: &str) -> String {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
+use cloud_test_support::leaks::{assert_files_free, assert_no_secret, closed_port, files_under};
 use lapin::options::QueueDeleteOptions;
 use packuilon_core::{Broker, Config};
 
@@ -25,35 +26,15 @@ const INPUTS: [&str; 2] = ["config.ini", "openrc"];
 
 const TRIGGER: [&str; 3] = ["trigger", "--personality", "nubes"];
 
-fn assert_clean(what: &str, text: &str) {
-    for secret in [PASSWORD, OS_PASSWORD, TOKEN] {
-        assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
-    }
-}
+const SECRETS: [&str; 3] = [PASSWORD, OS_PASSWORD, TOKEN];
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+fn assert_clean(what: &str, text: &str) {
+    assert_no_secret(what, text, &SECRETS);
 }
 
 /// Every file under `dir` but the inputs is free of the secrets.
 fn assert_files_clean(dir: &Path) {
-    for file in walk(dir) {
-        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if INPUTS.contains(&name) {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
-        assert_clean(&file.display().to_string(), &text);
-    }
+    assert_files_free(dir, &INPUTS, &SECRETS);
 }
 
 fn packuilon(cfg: &Path, format: &str) -> StdCommand {
@@ -147,11 +128,6 @@ fn setup(dir: &Path, queue: &str, port: u16, rabbit_pw: &str, extra: &str) -> Pa
     )
     .unwrap();
     cfg
-}
-
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 #[test]
@@ -286,7 +262,7 @@ async fn a_failed_build_leaks_neither_password_nor_token() {
         wait_for(&dir.path().join("cmdlines"));
         // The build is settled once its log has the exit-code line.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !walk(dir.path()).iter().any(|p| {
+        while !files_under(dir.path()).iter().any(|p| {
             p.starts_with(dir.path().join("logs"))
                 && std::fs::read_to_string(p).is_ok_and(|t| t.contains("exit code"))
         }) {

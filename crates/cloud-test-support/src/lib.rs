@@ -22,13 +22,17 @@
 //! - an image clean-up guard that deletes the images of a test when dropped,
 //!   even when the test panics ([`ImageCleanup`]);
 //! - booting a built image under QEMU TCG to its login prompt
-//!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create).
+//!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create);
+//! - looking for known secrets in a run's outputs and files ([`leaks`]), for
+//!   the binaries' secret-leak tests.
 
 // Test support fails the test that calls it by panicking, with a message
 // saying what to do: `unwrap`, `expect` and `panic!` are its error reporting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
+
+pub mod leaks;
 
 use openstack_client::glance::{CreateImage, GlanceClient, Image, Visibility};
 use openstack_client::{CloudConfig, Session};
