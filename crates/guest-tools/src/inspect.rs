@@ -2,8 +2,79 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use crate::error::{Error, GfsContext, Result};
-use crate::session::{mount_os, Application, FilesystemInfo, Inspection, Worker};
+use crate::worker::{mount_os, Worker};
+
+/// A filesystem found in the image.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FilesystemInfo {
+    /// Device inside the appliance.
+    pub device: String,
+    /// Type (`ext4`, `swap`, `vfat`, ...).
+    #[serde(rename = "type")]
+    pub fs_type: String,
+    /// UUID, when it has one.
+    pub uuid: String,
+    /// Label, when it has one.
+    pub label: String,
+    /// Where the guest mounts it, if it does.
+    pub mountpoint: Option<String>,
+}
+
+/// An installed package.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Application {
+    /// Package name.
+    pub name: String,
+    /// Version (with `-release` when the format has one).
+    pub version: String,
+    /// Epoch, 0 when none.
+    pub epoch: i32,
+    /// Architecture, when known.
+    pub arch: String,
+}
+
+/// What inspection found (the facts `virt-inspector` reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// Root device inside the appliance.
+    pub root: String,
+    /// `linux`, `windows`, ...
+    pub os_type: String,
+    /// `debian`, `ubuntu`, `centos`, ...
+    pub distro: String,
+    /// Product name (`12.x` style for Debian, from `/etc/os-release`).
+    pub product_name: String,
+    /// `major.minor`.
+    pub version: String,
+    /// Major version.
+    pub major_version: i32,
+    /// Minor version.
+    pub minor_version: i32,
+    /// `x86_64`, `aarch64`, ...
+    pub arch: String,
+    /// Hostname configured in the guest.
+    pub hostname: String,
+    /// `deb`, `rpm`, ...
+    pub package_format: String,
+    /// `apt`, `dnf`, `yum`, ...
+    pub package_management: String,
+    /// `systemd`, `upstart`, `sysvinit` or `unknown`.
+    pub init_system: String,
+    /// What kind of image the OS is in (`virt-inspector`'s `format`):
+    /// `installed` (an installed OS), `installer` (install media) or `unknown`.
+    pub format: String,
+    /// libosinfo short id, when known.
+    pub osinfo: String,
+    /// Mountpoint → device.
+    pub mountpoints: BTreeMap<String, String>,
+    /// Every filesystem of the image.
+    pub filesystems: Vec<FilesystemInfo>,
+    /// Installed packages.
+    pub applications: Vec<Application>,
+}
 
 /// Find the root, or explain precisely why there is none.
 pub(crate) fn ensure_root(w: &mut Worker) -> Result<String> {

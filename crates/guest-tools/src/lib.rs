@@ -27,16 +27,17 @@ mod session;
 mod shrink;
 mod size;
 pub mod sysprep;
+mod worker;
 
 pub use accel::{probe_kvm, Accel, PROBE_TIMEOUT};
 pub use error::{Error, Result};
 pub use image::{
     check_input, convert, create_overlay, create_qcow2, info, Compression, ImageInfo, OutputFormat,
 };
+pub use inspect::{Application, FilesystemInfo, Inspection};
 pub use prepare::{inspect, prepare, PrepareOptions, PrepareReport};
-pub use session::{
-    Application, Drive, FilesystemInfo, Inspection, Progress, ProgressSender, Session,
-    SessionOptions, ShrinkReport, Step,
-};
+pub use session::Session;
+pub use shrink::ShrinkReport;
 pub use size::{human, parse_size, target_size_for, GIB, MIB, RULE_SIZES};
 pub use sysprep::{operations_text, Operation, OperationResult, SysprepOptions, OPERATIONS};
+pub use worker::{Drive, Progress, ProgressSender, SessionOptions, Step};

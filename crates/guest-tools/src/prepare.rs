@@ -10,11 +10,12 @@ use serde::Serialize;
 use crate::accel::Accel;
 use crate::error::{Error, Result};
 use crate::image::{self, Compression, OutputFormat};
-use crate::session::{
-    Drive, Inspection, Progress, ProgressSender, Session, SessionOptions, ShrinkReport, Step,
-};
+use crate::inspect::Inspection;
+use crate::session::Session;
+use crate::shrink::ShrinkReport;
 use crate::size::RULE_SIZES;
 use crate::sysprep::{OperationResult, SysprepOptions};
+use crate::worker::{Drive, Progress, ProgressSender, SessionOptions, Step};
 
 /// Options of [`prepare`].
 #[derive(Debug, Clone, Default)]

@@ -2,10 +2,11 @@
 //! PV shrunk, the partition re-ended, then all grown back to fill it.
 
 use super::mbr::reend_mbr_partition;
+use super::ShrinkReport;
 use super::{fsck, shrink_fs_to_minimum, start_cut_in_place};
 use crate::error::{Error, GfsContext, Result};
-use crate::session::{ShrinkReport, Step, Worker};
 use crate::size::{human, target_size_for, MIB};
+use crate::worker::{Step, Worker};
 
 /// Head room left in a shrunk logical volume above the minimal filesystem.
 const LV_MARGIN: u64 = 4 * MIB;

@@ -28,6 +28,7 @@
 //! re-ending a partition in the MBR; `lvm`: the single-PV LVM layout.
 
 use guestfs::{CopyDeviceToDeviceOptArgs, E2fsckOptArgs};
+use serde::Serialize;
 
 use crate::error::{Error, GfsContext, Result};
 
@@ -35,12 +36,28 @@ mod lvm;
 mod mbr;
 
 use crate::inspect::ensure_root;
-use crate::session::{ShrinkReport, Step, Worker};
 use crate::size::{human, target_size_for, MIB};
+use crate::worker::{Step, Worker};
 use lvm::shrink_lvm;
 use mbr::reend_mbr_partition;
 
 /// Sectors at the end of a GPT disk for the backup header and table.
+/// What shrinking did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShrinkReport {
+    /// Root filesystem device that was shrunk.
+    pub device: String,
+    /// Filesystem size at its minimum, bytes.
+    pub min_fs_bytes: u64,
+    /// The virtual size picked; `None` when the disk keeps its size.
+    pub target_size: Option<u64>,
+    /// Index in [`SessionOptions::drives`] of the disk that now holds the image.
+    pub drive_index: usize,
+    /// When set, the image was shrunk in place: only the first this-many bytes
+    /// of that drive are the image (cut it there when converting).
+    pub cut_at: Option<u64>,
+}
+
 const GPT_TAIL_SECTORS: u64 = 34;
 
 fn part_dev(disk: &str, n: i32) -> String {

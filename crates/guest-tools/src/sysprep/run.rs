@@ -176,7 +176,7 @@ pub(crate) fn run_operation(
                     });
                 g.vg_activate_all(true)
                     .ctx(|| "lvm-uuids: activate VGs".into())?;
-                crate::session::mount_os(g, &mounts, false)?;
+                crate::worker::mount_os(g, &mounts, false)?;
                 r?;
                 changed.push("PV and VG UUIDs".into());
             }
@@ -370,7 +370,7 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
             .ctx(|| format!("fs-uuids: read UUID of {dev}"))?;
         changes.push((old, new));
     }
-    crate::session::mount_os(g, &mounts, false)?;
+    crate::worker::mount_os(g, &mounts, false)?;
     let mut changed = Vec::new();
     for file in [
         "/etc/fstab",
