@@ -12,7 +12,10 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use cloud_test_support::leaks::{assert_no_secret, closed_port, files_under};
+use cloud_test_support::leaks::{
+    assert_no_secret, closed_port, files_under, glance_internal_error, keystone_token,
+    keystone_unauthorized,
+};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -114,10 +117,7 @@ async fn refused_credentials_are_reported_without_the_password() {
     let keystone = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v3/auth/tokens"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
-            "error": {"code": 401, "title": "Unauthorized",
-                      "message": "The request you have made requires authentication."}
-        })))
+        .respond_with(ResponseTemplate::new(401).set_body_json(keystone_unauthorized()))
         .mount(&keystone)
         .await;
     let config = format!(
@@ -143,22 +143,15 @@ async fn glance_errors_are_reported_without_the_token() {
         .respond_with(
             ResponseTemplate::new(201)
                 .insert_header("X-Subject-Token", TOKEN)
-                .set_body_json(serde_json::json!({"token": {
-                    "expires_at": "2099-01-01T00:00:00.000000Z",
-                    "project": {"id": "p", "name": "admin"},
-                    "user": {"id": "u", "name": "admin"},
-                    "catalog": [{"type": "image", "name": "glance", "endpoints": [
-                        {"interface": "public", "region_id": "RegionOne",
-                         "region": "RegionOne", "url": format!("{uri}/image")},
-                        {"interface": "public", "region_id": "RegionTwo",
-                         "region": "RegionTwo", "url": format!("{uri}/image2")}]}]}})),
+                .set_body_json(keystone_token(&[
+                    ("RegionOne", format!("{uri}/image")),
+                    ("RegionTwo", format!("{uri}/image2")),
+                ])),
         )
         .mount(&server)
         .await;
     Mock::given(path_regex("^/image2?/.*"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({
-            "message": "internal error", "code": "500 Internal Server Error"
-        })))
+        .respond_with(ResponseTemplate::new(500).set_body_json(glance_internal_error()))
         .mount(&server)
         .await;
     let config = format!(

@@ -1,5 +1,6 @@
 //! Helpers of the secret-leak tests (`bins/*/tests/secrets.rs`): look for
-//! known secrets in outputs and in every file a run wrote.
+//! known secrets in outputs and in every file a run wrote; the bodies a
+//! mocked Keystone and Glance answer with when a run is made to fail.
 
 use std::path::{Path, PathBuf};
 
@@ -49,4 +50,32 @@ pub fn closed_port() -> u16 {
     l.local_addr()
         .unwrap_or_else(|e| panic!("local_addr: {e}"))
         .port()
+}
+
+/// Keystone's answer to refused credentials (401).
+pub fn keystone_unauthorized() -> serde_json::Value {
+    serde_json::json!({"error": {"code": 401, "title": "Unauthorized",
+        "message": "The request you have made requires authentication."}})
+}
+
+/// A Keystone v3 token body (project and user `admin`, never expiring)
+/// whose catalog offers the image service at each `(region, url)`.
+pub fn keystone_token(images: &[(&str, String)]) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(region, url)| {
+            serde_json::json!({"interface": "public", "region_id": region,
+                "region": region, "url": url})
+        })
+        .collect();
+    serde_json::json!({"token": {
+        "expires_at": "2099-01-01T00:00:00.000000Z",
+        "project": {"id": "p", "name": "admin"},
+        "user": {"id": "u", "name": "admin"},
+        "catalog": [{"type": "image", "name": "glance", "endpoints": endpoints}]}})
+}
+
+/// Glance's answer when it fails (500).
+pub fn glance_internal_error() -> serde_json::Value {
+    serde_json::json!({"message": "internal error", "code": "500 Internal Server Error"})
 }
