@@ -1,18 +1,23 @@
 //! [`LocalVm`]: one QEMU virtual machine on an overlay of a base image.
 
-use std::net::{Ipv4Addr, TcpListener};
+mod qemu;
+mod spec;
+
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use guest_tools::{Accel, ImageInfo, OutputFormat};
-use tokio::io::AsyncReadExt;
+use guest_tools::{ImageInfo, OutputFormat};
 
 use crate::error::{io, Error, Result};
-use crate::inject::{check_key, inject_key};
+use crate::inject::inject_key;
 use crate::ledger::{remove_dir, Ledger, LedgerRecord, WeakLedger};
-use crate::process::{lock, shared, SharedProc};
+use crate::process::{lock, SharedProc};
 use crate::qmp::QmpClient;
+
+use qemu::log_tail;
+use qemu::{free_port, read_banner, start_qemu, StartError};
+pub use spec::{credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection};
 
 /// The emulator started for every VM.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -30,101 +35,6 @@ const PORT_ATTEMPTS: usize = 3;
 const TAIL_LINES: usize = 30;
 /// Longest path of a unix socket (`sun_path` less the terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
-
-/// What to boot.
-#[derive(Debug, Clone)]
-pub struct BootSpec {
-    /// VM name: letters, digits, `.`, `_`, `-`; names its directory in `work_dir`.
-    pub name: String,
-    /// The image to boot; never modified (the VM writes to a qcow2 overlay).
-    pub base_image: PathBuf,
-    /// Where the VM's directory `<work_dir>/<name>` is created.
-    pub work_dir: PathBuf,
-    /// Guest memory in MiB (at least 128).
-    pub memory_mib: u32,
-    /// Virtual CPUs (at least 1).
-    pub cpus: u32,
-    /// Accelerator; `Auto` uses KVM only when a real probe boot works.
-    pub accel: Accel,
-    /// `(user, OpenSSH public key line)` written to `~user/.ssh/authorized_keys`
-    /// in the overlay before the first boot (the local stand-in for a Nova keypair).
-    pub authorized_key: Option<(String, String)>,
-    /// Where the guest's ports are reachable. `None` (the default): the
-    /// guest's port 22 is forwarded from a free port of 127.0.0.1. `Some(addr)`
-    /// (an address of 127.0.0.0/8 of this VM's own): port 22 and every port of
-    /// [`BootSpec::forward_ports`] are forwarded one to one (`addr:P` → guest
-    /// `P`, QEMU user-mode `hostfwd`), so that `ssh user@addr` and clients of
-    /// the guest's services work unchanged. Only those TCP ports reach the
-    /// guest: UDP and ICMP are not forwarded. Ports below 1024 need root (or
-    /// `net.ipv4.ip_unprivileged_port_start`).
-    pub host_addr: Option<Ipv4Addr>,
-    /// Guest TCP ports forwarded one to one besides 22 (only with `host_addr`).
-    pub forward_ports: Vec<u16>,
-    /// How [`BootSpec::authorized_key`] reaches the guest.
-    pub key_injection: KeyInjection,
-    /// Connections the guest may open to the host's loopback services
-    /// (QEMU user-mode `guestfwd`): for a tester VM reaching another local
-    /// VM. Empty by default.
-    pub guest_forwards: Vec<GuestForward>,
-}
-
-/// A guest-side address inside QEMU's user-mode network (10.0.2.0/24, never
-/// on the host) whose TCP port `port` leads to `host` on the host's loopback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestForward {
-    /// The address the guest connects to (in 10.0.2.0/24, not the gateway
-    /// 10.0.2.2, the DNS 10.0.2.3 nor the guest's own 10.0.2.15).
-    pub guest_addr: Ipv4Addr,
-    /// The TCP port the guest connects to.
-    pub port: u16,
-    /// Where the connection goes on the host (a 127.0.0.0/8 address).
-    pub host: std::net::SocketAddrV4,
-}
-
-/// How the SSH key of [`BootSpec::authorized_key`] reaches the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KeyInjection {
-    /// Written into the overlay with libguestfs before the first boot: one
-    /// appliance launch per boot (tens of seconds under TCG); any Linux guest.
-    #[default]
-    Guestfs,
-    /// Handed to the guest's systemd as the credential `tmpfiles.extra`
-    /// (SMBIOS type 11 string): `systemd-tmpfiles-setup` creates
-    /// `~user/.ssh` and appends the key to `authorized_keys` early at boot.
-    /// No appliance launch. Needs systemd 252 or later in the guest (Debian
-    /// 12, Ubuntu 23.04, Fedora 37, RHEL 10); the home is `/root` for root
-    /// and `/home/<user>` otherwise; the key stays in the guest's
-    /// `authorized_keys` as with [`KeyInjection::Guestfs`].
-    SystemdCredential,
-}
-
-/// The `tmpfiles.d` lines giving `user` the SSH `key` (see
-/// [`KeyInjection::SystemdCredential`]).
-pub fn key_tmpfiles(user: &str, key: &str) -> String {
-    let home = if user == "root" {
-        "/root".to_string()
-    } else {
-        format!("/home/{user}")
-    };
-    // Mode and owner are also applied to an existing directory and file (as
-    // sshd's StrictModes wants them); `-`: the group is left alone.
-    format!(
-        "d {home}/.ssh 0700 {user} - -\n\
-         f {home}/.ssh/authorized_keys 0600 {user} - -\n\
-         w+ {home}/.ssh/authorized_keys - - - - {}\\n\n",
-        key.trim()
-    )
-}
-
-/// The QEMU `-smbios` value carrying `tmpfiles` as the systemd credential
-/// `tmpfiles.extra` (base64: no comma to escape).
-pub fn credential_smbios(tmpfiles: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "type=11,value=io.systemd.credential.binary:tmpfiles.extra={}",
-        base64::engine::general_purpose::STANDARD.encode(tmpfiles)
-    )
-}
 
 /// How [`LocalVm::shutdown`] ended the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,179 +77,6 @@ impl Drop for DirGuard {
             let _ = remove_dir(&d);
         }
     }
-}
-
-fn check_name(name: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(Error::InvalidName {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        })
-    };
-    if name.is_empty() || name.len() > 64 {
-        return bad("must be 1 to 64 characters");
-    }
-    if name.starts_with('.') || name.starts_with('-') {
-        return bad("must not start with `.` or `-`");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return bad("only letters, digits, `.`, `_` and `-` are allowed");
-    }
-    Ok(())
-}
-
-impl BootSpec {
-    fn check(&self) -> Result<()> {
-        check_name(&self.name)?;
-        let invalid = |field, reason: String| Error::InvalidSpec {
-            name: self.name.clone(),
-            field,
-            reason,
-        };
-        if self.memory_mib < 128 {
-            return Err(invalid(
-                "memory_mib",
-                format!("{} MiB is less than 128", self.memory_mib),
-            ));
-        }
-        if self.cpus == 0 {
-            return Err(invalid("cpus", "must be at least 1".into()));
-        }
-        if let Some((user, key)) = &self.authorized_key {
-            check_key(user, key).map_err(|r| invalid("authorized_key", r))?;
-        }
-        match self.host_addr {
-            Some(addr) if !addr.is_loopback() => {
-                return Err(invalid(
-                    "host_addr",
-                    format!("{addr} is not a loopback address (127.0.0.0/8)"),
-                ))
-            }
-            None if !self.forward_ports.is_empty() => {
-                return Err(invalid(
-                    "forward_ports",
-                    "ports are forwarded one to one only with a host_addr".into(),
-                ))
-            }
-            _ => {}
-        }
-        if self.forward_ports.contains(&0) {
-            return Err(invalid(
-                "forward_ports",
-                "port 0 cannot be forwarded".into(),
-            ));
-        }
-        for g in &self.guest_forwards {
-            let o = g.guest_addr.octets();
-            if o[..3] != [10, 0, 2] || matches!(o[3], 0 | 2 | 3 | 15 | 255) {
-                return Err(invalid(
-                    "guest_forwards",
-                    format!(
-                        "{} is not a free address of the user-mode network 10.0.2.0/24",
-                        g.guest_addr
-                    ),
-                ));
-            }
-            if !g.host.ip().is_loopback() || g.port == 0 || g.host.port() == 0 {
-                return Err(invalid(
-                    "guest_forwards",
-                    format!(
-                        "{}:{} -> {}: the target must be a loopback address and ports non-zero",
-                        g.guest_addr, g.port, g.host
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Last [`TAIL_LINES`] lines of a log, control characters (terminal escapes) dropped.
-pub(crate) fn log_tail(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(16 * 1024);
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let clean: String = text
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect();
-    let lines: Vec<&str> = clean
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let from = lines.len().saturating_sub(TAIL_LINES);
-    if lines.is_empty() {
-        "<empty>".into()
-    } else {
-        lines[from..].join("\n")
-    }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
-/// Does `b` start like an SSH-2 server identification?
-pub(crate) fn is_ssh2_banner(b: &[u8]) -> bool {
-    b.starts_with(b"SSH-2.0-") || b.starts_with(b"SSH-1.99-")
-}
-
-/// Connect to the forwarded port and read the server's identification line.
-async fn read_banner(host: Ipv4Addr, port: u16) -> Option<String> {
-    let connect = tokio::net::TcpStream::connect((host, port));
-    let mut s = tokio::time::timeout(Duration::from_secs(3), connect)
-        .await
-        .ok()?
-        .ok()?;
-    let mut buf = vec![0u8; 256];
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got < buf.len() && !buf[..got].contains(&b'\n') {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        let n = tokio::time::timeout(left, s.read(&mut buf[got..]))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    is_ssh2_banner(&buf[..got]).then(|| {
-        String::from_utf8_lossy(&buf[..got])
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    })
-}
-
-/// The user-mode `-netdev` value forwarding `host:from` to guest port `to`
-/// for every `(from, to)`.
-fn netdev(host: Ipv4Addr, forwards: &[(u16, u16)], guest: &[GuestForward]) -> String {
-    let mut s = String::from("user,id=net0");
-    for (from, to) in forwards {
-        s.push_str(&format!(",hostfwd=tcp:{host}:{from}-:{to}"));
-    }
-    for g in guest {
-        s.push_str(&format!(
-            ",guestfwd=tcp:{}:{}-tcp:{}",
-            g.guest_addr, g.port, g.host
-        ));
-    }
-    s
-}
-
-/// `value` as a QEMU option value: commas are doubled.
-fn qemu_escape(value: &Path) -> String {
-    value.to_string_lossy().replace(',', ",,")
 }
 
 impl LocalVm {
@@ -715,110 +452,11 @@ impl Drop for LocalVm {
     }
 }
 
-enum StartError {
-    /// The forwarded port was taken between the probe and QEMU's bind.
-    PortTaken(String),
-    Failed {
-        what: String,
-        detail: String,
-    },
-}
-
-/// Start QEMU and wait until its QMP socket exists.
-#[allow(clippy::too_many_arguments)]
-async fn start_qemu(
-    spec: &BootSpec,
-    kvm: bool,
-    overlay: &Path,
-    serial_log: &Path,
-    qmp_socket: &Path,
-    qemu_log: &Path,
-    host: Ipv4Addr,
-    forwards: &[(u16, u16)],
-) -> std::result::Result<SharedProc, StartError> {
-    let failed = |what: &str, detail: String| StartError::Failed {
-        what: what.to_string(),
-        detail,
-    };
-    let stderr = std::fs::File::create(qemu_log)
-        .map_err(|e| failed("log file", format!("{}: {e}", qemu_log.display())))?;
-    let _ = std::fs::remove_file(qmp_socket);
-    let mut cmd = Command::new(QEMU);
-    cmd.arg("-name").arg(&spec.name);
-    if kvm {
-        cmd.args(["-accel", "kvm", "-cpu", "host"]);
-    } else {
-        cmd.args(["-accel", "tcg"]);
-    }
-    cmd.args([
-        "-machine",
-        "pc",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-m")
-    .arg(spec.memory_mib.to_string())
-    .arg("-smp")
-    .arg(spec.cpus.to_string())
-    .arg("-drive")
-    .arg(format!(
-        "file={},format=qcow2,if=virtio,discard=unmap",
-        qemu_escape(overlay)
-    ))
-    .arg("-netdev")
-    .arg(netdev(host, forwards, &spec.guest_forwards))
-    // Slot 3, the slot the default NIC has: Debian names it ens3.
-    .args(["-device", "virtio-net-pci,netdev=net0,addr=0x3"])
-    .arg("-serial")
-    .arg(format!("file:{}", qemu_escape(serial_log)))
-    .arg("-qmp")
-    .arg(format!(
-        "unix:{},server=on,wait=off",
-        qemu_escape(qmp_socket)
-    ))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(stderr);
-    if let (Some((user, key)), KeyInjection::SystemdCredential) =
-        (&spec.authorized_key, spec.key_injection)
-    {
-        cmd.arg("-smbios")
-            .arg(credential_smbios(&key_tmpfiles(user, key)));
-    }
-    tracing::debug!(?cmd, "starting qemu");
-    let child = cmd
-        .spawn()
-        .map_err(|e| failed("not started", e.to_string()))?;
-    let proc = shared(child);
-    let start = Instant::now();
-    loop {
-        let status = lock(&proc).status();
-        if let Some(st) = status {
-            let detail = log_tail(qemu_log);
-            if detail.contains("hostfwd") || detail.contains("forwarding rule") {
-                return Err(StartError::PortTaken(detail));
-            }
-            return Err(failed(&format!("exited at start ({st})"), detail));
-        }
-        if qmp_socket.exists() {
-            return Ok(proc);
-        }
-        if start.elapsed() >= START_TIMEOUT {
-            lock(&proc).kill();
-            return Err(failed(
-                &format!("created no QMP socket within {START_TIMEOUT:?}"),
-                log_tail(qemu_log),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::qemu::{is_ssh2_banner, netdev, qemu_escape};
     use super::*;
+    use guest_tools::Accel;
 
     fn spec(name: &str) -> BootSpec {
         BootSpec {
