@@ -73,8 +73,12 @@ pub(super) fn from_entry(entry: &Mapping, path: &Path) -> Result<CloudConfig> {
             continue;
         };
         if let Some(service) = key.strip_suffix("_endpoint_override") {
-            let url = Url::parse(&value)
-                .map_err(|e| cfg_err(Some(path), format!("{key}: '{value}' is not a URL: {e}")))?;
+            let url = Url::parse(&value).map_err(|e| {
+                cfg_err(
+                    Some(path),
+                    format!("{key}: not a URL (value not shown): {e}"),
+                )
+            })?;
             config
                 .endpoint_overrides
                 .insert(service.replace('_', "-"), url);
@@ -286,5 +290,5 @@ pub(super) fn normalize_auth_url(raw: &str, path: Option<&Path>) -> Result<Url> 
         s.push_str("/v3");
     }
     s.push('/');
-    Url::parse(&s).map_err(|e| cfg_err(path, format!("auth_url '{raw}' is not a URL: {e}")))
+    Url::parse(&s).map_err(|e| cfg_err(path, format!("auth_url: not a URL (value not shown): {e}")))
 }
