@@ -1,0 +1,333 @@
+//! A known password and a known token never leave `imagebuilder`: its
+//! himlarcli commands (`list`, `usage`; credentials from `-c config.ini`)
+//! and its builder commands (`bootstrap`, `build` native and `--packer`;
+//! credentials from the `OS_*` variables or `clouds.yaml`) run at the most
+//! verbose level (`--debug --verbose --verbose`, text and JSON log records)
+//! over configurations and clouds that fail in every way we can provoke
+//! cheaply (malformed `config.ini` / `clouds.yaml` around the password,
+//! Keystone down, Keystone refusing the credentials, Glance answering 500
+//! after a successful login), and neither the password nor the token
+//! appears on stdout, stderr or in any file the run wrote. `build --packer
+//! --dry-run` prints packer's command line: the password is not on it. No
+//! VM is booted: every build fails before one is asked for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use cloud_test_support::leaks::{
+    assert_no_secret, closed_port, files_under, glance_internal_error, keystone_token,
+    keystone_unauthorized,
+};
+
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PASSWORD: &str = "Kn0wn-Pa55%word;(zq)s";
+/// The password as config.ini spells it (`%` doubled for interpolation).
+const PASSWORD_INI: &str = "Kn0wn-Pa55%%word;(zq)s";
+const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
+
+fn assert_clean(what: &str, text: &str) {
+    assert_no_secret(what, text, &[PASSWORD, PASSWORD_INI, TOKEN]);
+}
+
+fn template_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/imagebuilder/templates/nrec-default")
+}
+
+/// Run imagebuilder with `args` in `dir` with only `env` (plus PATH, HOME
+/// and the builder's directories), in both log formats; it must exit as
+/// `succeed` says, and its outputs and the files it wrote (not the inputs,
+/// which live outside the run directories) must be clean. Returns the text
+/// run's stderr.
+async fn run(dir: &Path, env: &[(&str, String)], args: &[&str], succeed: bool) -> String {
+    let mut text_stderr = String::new();
+    for format in ["text", "json"] {
+        let work = dir.join(format!("run-{format}"));
+        std::fs::create_dir_all(&work).unwrap();
+        // The template's scripts are found from the working directory, as
+        // Packer does (a link: not one of the files the run wrote).
+        let scripts = work.join("scripts");
+        if !scripts.exists() {
+            std::os::unix::fs::symlink(template_dir().join("scripts"), &scripts).unwrap();
+        }
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagebuilder"))
+            .current_dir(&work)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &work)
+            .env("HIMLARCLI_ROOT", work.join("himlarcli"))
+            .env("IB_TEMPLATE_DIR", template_dir())
+            .env("IB_DOWNLOAD_DIR", work.join("dl"))
+            .env("IMAGEBUILDER_STATE_DIR", work.join("state"))
+            .env("IMAGEBUILDER_DOWNLOAD_CACHE", work.join("cache"))
+            .env("IMAGEBUILDER_LOG_DIR", work.join("log"))
+            .env("IMAGEBUILDER_REPORT", "true")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["--debug", "--verbose", "--verbose"])
+            .args(["--log-format", format])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.success(),
+            succeed,
+            "{args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        );
+        if !succeed {
+            assert!(!stderr.is_empty(), "the most verbose level printed nothing");
+        }
+        assert_clean(&format!("{format} stdout of {args:?}"), &stdout);
+        assert_clean(&format!("{format} stderr of {args:?}"), &stderr);
+        for file in files_under(&work) {
+            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+            assert_clean(&file.display().to_string(), &text);
+        }
+        if format == "text" {
+            text_stderr = stderr.into_owned();
+        }
+    }
+    text_stderr
+}
+
+fn config_ini(auth_url: &str) -> String {
+    format!(
+        "[openstack]\nauth_url={auth_url}\nusername=admin\npassword={PASSWORD_INI}\n\
+         project_name=admin\ndefault_domain=Default\nregion=RegionOne\n"
+    )
+}
+
+fn os_env(auth_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OS_AUTH_URL", auth_url.to_string()),
+        ("OS_USERNAME", "admin".into()),
+        ("OS_PASSWORD", PASSWORD.into()),
+        ("OS_PROJECT_NAME", "admin".into()),
+        ("OS_USER_DOMAIN_NAME", "Default".into()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+        ("OS_REGION_NAME", "RegionOne".into()),
+    ]
+}
+
+/// The himlarcli commands, credentials from `-c <ini>`.
+fn himlar_commands(ini: &Path) -> Vec<Vec<String>> {
+    let ini = ini.display().to_string();
+    [&["list"][..], &["usage", "--detailed"][..]]
+        .iter()
+        .map(|c| {
+            c.iter()
+                .map(|s| s.to_string())
+                .chain(["-c".to_string(), ini.clone()])
+                .collect()
+        })
+        .collect()
+}
+
+/// The builder commands that reach the cloud (bootstrap's download URL
+/// is a closed port: whichever comes first, it fails).
+fn build_commands() -> Vec<Vec<String>> {
+    let url = format!("http://127.0.0.1:{}/debian.qcow2", closed_port());
+    let build: Vec<&str> = vec![
+        "build", "-a", "nova", "-n", "debian12", "-s", "src", "-u", "debian", "-v",
+    ];
+    let mut local = build.clone();
+    local.extend(["--backend", "local"]);
+    let mut packer = build.clone();
+    packer.push("--packer");
+    let bootstrap: Vec<&str> = vec![
+        "bootstrap",
+        "-a",
+        "nova",
+        "-u",
+        &url,
+        "-n",
+        "debian12",
+        "-r",
+        "1",
+        "-d",
+        "1",
+        "-f",
+        "qcow2",
+    ];
+    [bootstrap, local, packer]
+        .into_iter()
+        .map(|c| c.into_iter().map(str::to_string).collect())
+        .collect()
+}
+
+async fn run_all(
+    dir: &Path,
+    ini: &Path,
+    env: &[(&str, String)],
+    expect_in_himlar: &str,
+) -> Vec<String> {
+    let mut stderrs = Vec::new();
+    for (i, args) in himlar_commands(ini)
+        .into_iter()
+        .chain(build_commands())
+        .enumerate()
+    {
+        let case = dir.join(format!("cmd{i}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: &[(&str, String)] = if args[0] == "list" || args[0] == "usage" {
+            &[]
+        } else {
+            env
+        };
+        let stderr = run(&case, env, &args, false).await;
+        if env.is_empty() {
+            assert!(stderr.contains(expect_in_himlar), "{args:?}: {stderr}");
+        }
+        stderrs.push(stderr);
+    }
+    stderrs
+}
+
+#[tokio::test]
+async fn malformed_config_ini_is_reported_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}/v3", closed_port());
+    let cases = [
+        // `%` not doubled: an interpolation error on the password's key.
+        format!("[openstack]\nauth_url={down}\nusername=admin\npassword={PASSWORD}\nproject_name=admin\n"),
+        // No `=`: a line that is not an option.
+        format!("[openstack]\nauth_url={down}\nusername=admin\npassword {PASSWORD_INI}\nproject_name=admin\n"),
+        // The password twice (strict).
+        format!("[openstack]\nauth_url={down}\npassword={PASSWORD_INI}\npassword={PASSWORD_INI}\n"),
+        // Before any section header.
+        format!("password={PASSWORD_INI}\n[openstack]\nauth_url={down}\n"),
+        // A broken section header on the password's line.
+        format!("[openstack {PASSWORD_INI}\nauth_url={down}\n"),
+        // The password where the URL belongs.
+        format!("[openstack]\nauth_url={PASSWORD_INI}\nusername=admin\npassword={PASSWORD_INI}\nproject_name=admin\n"),
+        // Everything but the auth URL.
+        format!("[openstack]\nusername=admin\npassword={PASSWORD_INI}\nproject_name=admin\n"),
+    ];
+    for (i, ini) in cases.iter().enumerate() {
+        let case = dir.path().join(format!("case{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let file = case.join("config.ini");
+        std::fs::write(&file, ini).unwrap();
+        for args in himlar_commands(&file) {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let stderr = run(&case.join(args[0]), &[], &args, false).await;
+            assert!(stderr.contains("config.ini"), "case {i}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_clouds_yaml_is_reported_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        format!("clouds:\n  bad:\n    auth: {PASSWORD}\n"),
+        format!("clouds:\n  bad:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      password: [{PASSWORD}\n"),
+        format!("clouds:\n  bad:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      password: {PASSWORD}\n    api_timeout: {PASSWORD}\n"),
+        format!("clouds: {PASSWORD}\n"),
+    ];
+    for (i, yaml) in cases.iter().enumerate() {
+        let case = dir.path().join(format!("case{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let file = case.join("clouds.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let env = [
+            ("OS_CLIENT_CONFIG_FILE", file.display().to_string()),
+            ("OS_CLOUD", "bad".to_string()),
+        ];
+        for (j, args) in build_commands().into_iter().enumerate() {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let stderr = run(&case.join(format!("cmd{j}")), &env, &args, false).await;
+            assert!(stderr.contains("clouds.yaml"), "case {i}: {stderr}");
+        }
+        // The himlarcli commands take OS_CLOUD too (no -c given).
+        let stderr = run(&case.join("list"), &env, &["list"], false).await;
+        assert!(stderr.contains("clouds.yaml"), "case {i}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn keystone_down_is_reported_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth_url = format!("http://127.0.0.1:{}/v3", closed_port());
+    let ini = dir.path().join("config.ini");
+    std::fs::write(&ini, config_ini(&auth_url)).unwrap();
+    let stderrs = run_all(dir.path(), &ini, &os_env(&auth_url), "127.0.0.1").await;
+    assert!(
+        stderrs.iter().all(|s| s.contains("127.0.0.1")),
+        "{stderrs:?}"
+    );
+}
+
+#[tokio::test]
+async fn refused_credentials_are_reported_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let keystone = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(keystone_unauthorized()))
+        .mount(&keystone)
+        .await;
+    let auth_url = format!("{}/v3", keystone.uri());
+    let ini = dir.path().join("config.ini");
+    std::fs::write(&ini, config_ini(&auth_url)).unwrap();
+    run_all(dir.path(), &ini, &os_env(&auth_url), "401").await;
+}
+
+#[tokio::test]
+async fn glance_errors_are_reported_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", TOKEN)
+                .set_body_json(keystone_token(&[("RegionOne", format!("{uri}/image"))])),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/image/.*"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(glance_internal_error()))
+        .mount(&server)
+        .await;
+    let auth_url = format!("{uri}/v3");
+    let ini = dir.path().join("config.ini");
+    std::fs::write(&ini, config_ini(&auth_url)).unwrap();
+    run_all(dir.path(), &ini, &os_env(&auth_url), "500").await;
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests.iter().any(|r| r
+        .headers
+        .get("x-auth-token")
+        .is_some_and(|v| v.as_bytes() == TOKEN.as_bytes())));
+}
+
+#[tokio::test]
+async fn packer_dry_run_command_line_has_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = os_env(&format!("http://127.0.0.1:{}/v3", closed_port()));
+    let mut args: Vec<String> = build_commands().pop().unwrap();
+    args.push("--dry-run".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(dir.path(), &env, &args, true).await;
+    // The dry run printed packer's argument list (checked clean above).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagebuilder"))
+        .current_dir(dir.path().join("run-text"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("IB_TEMPLATE_DIR", template_dir())
+        .env("IB_DOWNLOAD_DIR", dir.path().join("dl"))
+        .env("IMAGEBUILDER_STATE_DIR", dir.path().join("state"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(&args)
+        .output()
+        .await
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["mode"]["args"].is_array(), "{plan}");
+}
