@@ -129,14 +129,27 @@ fn openness(v: &Visibility) -> u8 {
     }
 }
 
-/// Images of the caller's project named `name`, newest first.
-async fn images_named(glance: &GlanceClient, owner: &str, name: &str) -> Result<Vec<Image>> {
+/// Images of the caller's project named `name`, newest first; among images
+/// created in the same second (Glance's resolution), `built` (the image a
+/// build just made) counts as the newest.
+async fn images_named(
+    glance: &GlanceClient,
+    owner: &str,
+    name: &str,
+    built: Option<&str>,
+) -> Result<Vec<Image>> {
     let mut images = glance
         .list_images(&ImageFilter::default().name(name).owner(owner))
         .await
         .map_err(os_err(format!("list images named {name:?}")))?;
     images.retain(|i| i.name.as_deref() == Some(name));
-    images.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let is_built = |i: &Image| Some(i.id.as_str()) == built;
+    images.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then(is_built(b).cmp(&is_built(a)))
+            .then(b.id.cmp(&a.id))
+    });
     Ok(images)
 }
 
@@ -152,11 +165,24 @@ pub async fn plan_rename(
     settings: &RenameSettings,
     now: DateTime<Utc>,
 ) -> Result<RenamePlan> {
+    plan_rename_after(glance, owner, name, settings, now, None).await
+}
+
+/// [`plan_rename`], where `built` (the image a build just made, if known)
+/// wins a tie on creation time.
+async fn plan_rename_after(
+    glance: &GlanceClient,
+    owner: &str,
+    name: &str,
+    settings: &RenameSettings,
+    now: DateTime<Utc>,
+    built: Option<&str>,
+) -> Result<RenamePlan> {
     let (new_name, old_name) = match name.strip_prefix("Next-") {
         Some(stripped) if !stripped.is_empty() => (name, stripped),
         _ => (name, name),
     };
-    let mut candidates = images_named(glance, owner, new_name).await?;
+    let mut candidates = images_named(glance, owner, new_name, built).await?;
     let mut plan = RenamePlan {
         name: name.to_string(),
         new_image: None,
@@ -174,7 +200,7 @@ pub async fn plan_rename(
     let mut old = candidates;
     if new_name != old_name {
         plan.rename_new_to = Some(old_name.to_string());
-        old = images_named(glance, owner, old_name).await?;
+        old = images_named(glance, owner, old_name, None).await?;
         old.retain(|i| i.id != new.id);
     }
     let mut best: Option<&Visibility> = None;
@@ -431,7 +457,15 @@ impl Rotator {
             .await
             .map_err(os_err(format!("get image {image_id}")))?;
         let name = image.name.unwrap_or_default();
-        let plan = plan_rename(&glance, &project, &name, &self.settings, Utc::now()).await?;
+        let plan = plan_rename_after(
+            &glance,
+            &project,
+            &name,
+            &self.settings,
+            Utc::now(),
+            Some(image_id),
+        )
+        .await?;
         if plan.new_image.as_deref() != Some(image_id) {
             tracing::warn!(image = %image_id, newest = ?plan.new_image, "a newer image of the same name exists; old images left alone");
             return Ok(plan);
