@@ -9,24 +9,13 @@
 //! the published files untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use cloud_test_support::test_image;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, session, unique, ImageCleanup};
 use md5::Digest as _;
 use openstack_client::glance::{CreateImage, Visibility};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn test_image() -> PathBuf {
-    let out = Command::new(repo().join("scripts/test-image/build.sh"))
-        .output()
-        .expect("run scripts/test-image/build.sh");
-    assert!(out.status.success(), "scripts/test-image/build.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn text(o: &Output) -> String {
     format!(

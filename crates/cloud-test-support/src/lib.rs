@@ -258,6 +258,23 @@ impl Drop for ImageCleanup {
     }
 }
 
+/// Path of the cached Debian 12 test image (`scripts/test-image/build.sh`),
+/// building it (minutes) when missing or stale. Panics when the script fails
+/// or prints something that is not a file.
+pub fn test_image() -> PathBuf {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-image/build.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "scripts/test-image/build.sh failed");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(path.is_file(), "build.sh printed {path:?}, not a file");
+    path
+}
+
 /// Boot `image` (in `format`: `qcow2`, `raw`) under QEMU TCG with its serial
 /// console in `dir/serial.log`, read-only (`snapshot=on`), until `login:`
 /// shows; returns the console text. Panics with the console's tail when

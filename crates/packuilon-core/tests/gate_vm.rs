@@ -11,8 +11,8 @@
 
 mod common;
 
+use cloud_test_support::test_image;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,14 +24,6 @@ use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
 use packuilon_core::gate::{GateBackend, GateConfig};
 use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
 use packuilon_core::{BuildState, Service};
-
-fn test_image() -> PathBuf {
-    let out = Command::new(repo().join("scripts/test-image/build.sh"))
-        .output()
-        .expect("run scripts/test-image/build.sh");
-    assert!(out.status.success(), "scripts/test-image/build.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// The test image uploaded as `name` (private), tracked for deletion.
 async fn upload(

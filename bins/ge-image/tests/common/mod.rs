@@ -12,13 +12,7 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn test_image() -> PathBuf {
-    let out = Command::new(repo().join("scripts/test-image/build.sh"))
-        .output()
-        .expect("run scripts/test-image/build.sh");
-    assert!(out.status.success(), "scripts/test-image/build.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+pub use cloud_test_support::test_image;
 
 pub struct Env {
     pub glance: GlanceClient,
