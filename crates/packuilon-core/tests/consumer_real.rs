@@ -110,6 +110,15 @@ async fn get_one(b: &Broker, queue: &str) -> Option<lapin::message::BasicGetMess
     msg
 }
 
+/// Take every message off `queue` (each acked), in the broker's order.
+async fn get_all(b: &Broker, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let mut all = Vec::new();
+    while let Some(m) = get_one(b, queue).await {
+        all.push(m);
+    }
+    all
+}
+
 fn profile(personality: &str) -> Vec<u8> {
     serde_json::json!({
         "metadata": {"template": {"branch": {"name": "prod", "type": "domain"}}},
@@ -258,12 +267,20 @@ async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
         2,
         "both kept on {failed}"
     );
-    let first = get_one(&svc.broker, &failed).await.unwrap();
-    assert_eq!(&first.delivery.data[..], b"{\"system\": ");
-    let reason = header_str(&first.delivery.properties, "x-packuilon-reason").unwrap();
+    // Three workers: the two rejections reach the failed queue in either
+    // order, so take every parked message and match each by its content.
+    let parked = get_all(&svc.broker, &failed).await;
+    assert_eq!(parked.len(), 2, "both kept on {failed}");
+    let reason_of = |data: &[u8]| -> String {
+        let msg = parked
+            .iter()
+            .find(|m| m.delivery.data == data)
+            .unwrap_or_else(|| panic!("{:?} not parked", String::from_utf8_lossy(data)));
+        header_str(&msg.delivery.properties, "x-packuilon-reason").unwrap()
+    };
+    let reason = reason_of(b"{\"system\": ");
     assert!(reason.contains("invalid JSON"), "{reason}");
-    let second = get_one(&svc.broker, &failed).await.unwrap();
-    let reason = header_str(&second.delivery.properties, "x-packuilon-reason").unwrap();
+    let reason = reason_of(&no_image);
     assert!(
         reason.contains("no source image for sl9z-x86_64"),
         "{reason}"
