@@ -36,6 +36,31 @@ struct ProjectOne {
     project: Project,
 }
 
+/// A Keystone domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Domain {
+    /// Domain id.
+    pub id: String,
+    /// Name (unique across the cloud).
+    pub name: String,
+    /// Enabled flag.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Other fields.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct DomainList {
+    domains: Vec<Domain>,
+}
+
+#[derive(Deserialize)]
+struct DomainOne {
+    domain: Domain,
+}
+
 /// A newly created application credential (the secret is only shown once).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApplicationCredential {
@@ -96,6 +121,111 @@ impl IdentityClient {
             .await?
             .json::<ProjectList>()?
             .projects)
+    }
+
+    /// Projects named `name` (exact) in the domain with id `domain_id`.
+    pub async fn list_projects_in_domain(
+        &self,
+        name: Option<&str>,
+        domain_id: &str,
+    ) -> Result<Vec<Project>> {
+        let mut url = self.url(&["projects"])?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(n) = name {
+                q.append_pair("name", n);
+            }
+            q.append_pair("domain_id", domain_id);
+        }
+        let req = Req::new("identity", None, Method::GET, url);
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<ProjectList>()?
+            .projects)
+    }
+
+    /// Create a project in the domain with id `domain_id` (admin only).
+    pub async fn create_project(&self, name: &str, domain_id: &str) -> Result<Project> {
+        let req = Req::new("identity", None, Method::POST, self.url(&["projects"])?).json(
+            &serde_json::json!({"project": {"name": name, "domain_id": domain_id, "enabled": true}}),
+        )?;
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<ProjectOne>()?
+            .project)
+    }
+
+    /// Delete a project (admin only).
+    pub async fn delete_project(&self, id: &str) -> Result<()> {
+        let url = self.url(&["projects", id])?;
+        self.session
+            .execute(Req::new("identity", None, Method::DELETE, url))
+            .await
+            .map(|_| ())
+    }
+
+    /// Domains visible to the caller, optionally filtered by exact name
+    /// (`GET /v3/domains?name=`).
+    pub async fn list_domains(&self, name: Option<&str>) -> Result<Vec<Domain>> {
+        let mut url = self.url(&["domains"])?;
+        if let Some(n) = name {
+            url.query_pairs_mut().append_pair("name", n);
+        }
+        let req = Req::new("identity", None, Method::GET, url);
+        Ok(self
+            .session
+            .execute(req)
+            .await?
+            .json::<DomainList>()?
+            .domains)
+    }
+
+    /// A domain by id.
+    pub async fn get_domain(&self, id: &str) -> Result<Domain> {
+        let req = Req::new("identity", None, Method::GET, self.url(&["domains", id])?);
+        Ok(self.session.execute(req).await?.json::<DomainOne>()?.domain)
+    }
+
+    /// A domain by name (Keystone's names are unique), else by id. The name
+    /// is tried first: `default` is both the `Default` domain's id and a
+    /// possible name.
+    pub async fn find_domain(&self, name_or_id: &str) -> Result<Domain> {
+        let mut found = self.list_domains(Some(name_or_id)).await?;
+        if let Some(d) = found.pop() {
+            return Ok(d);
+        }
+        match self.get_domain(name_or_id).await {
+            Ok(d) => Ok(d),
+            Err(e) if e.is_not_found() => Err(Error::NotFound {
+                kind: "domain",
+                name: name_or_id.to_owned(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create a domain (admin only).
+    pub async fn create_domain(&self, name: &str) -> Result<Domain> {
+        let req = Req::new("identity", None, Method::POST, self.url(&["domains"])?)
+            .json(&serde_json::json!({"domain": {"name": name, "enabled": true}}))?;
+        Ok(self.session.execute(req).await?.json::<DomainOne>()?.domain)
+    }
+
+    /// Delete a domain (admin only): Keystone deletes only disabled
+    /// domains, so it is disabled first. Its projects go with it.
+    pub async fn delete_domain(&self, id: &str) -> Result<()> {
+        let url = self.url(&["domains", id])?;
+        let req = Req::new("identity", None, Method::PATCH, url.clone())
+            .json(&serde_json::json!({"domain": {"enabled": false}}))?;
+        self.session.execute(req).await?;
+        self.session
+            .execute(Req::new("identity", None, Method::DELETE, url))
+            .await
+            .map(|_| ())
     }
 
     /// A project by id.

@@ -306,3 +306,65 @@ async fn internal_interface_and_unscoped_token() {
     let err = s.image(None).await.unwrap_err().to_string();
     assert!(err.contains("empty catalog"), "{err}");
 }
+
+/// Domains by name (`GET /v3/domains?name=`) and by id, projects of the same
+/// name told apart by their domain; everything created is deleted.
+#[tokio::test]
+async fn domains_by_name_and_projects_in_a_domain() {
+    let _serial = common::cloud_lock().await;
+    let id = common::session().await.identity();
+    let default = id.find_domain("Default").await.unwrap();
+    assert_eq!(default.id, "default");
+    assert_eq!(id.find_domain("default").await.unwrap().name, "Default");
+    let name = common::unique("dom");
+    let err = id.find_domain(&name).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+
+    let domain = id.create_domain(&name).await.unwrap();
+    let project = common::unique("prj");
+    let mine = id.create_project(&project, &domain.id).await;
+    let other = id.create_project(&project, "default").await;
+    let checks = {
+        let (id, name, project, domain) =
+            (id.clone(), name.clone(), project.clone(), domain.clone());
+        let (mine, other) = (mine.as_ref().ok().cloned(), other.as_ref().ok().cloned());
+        tokio::spawn(async move {
+            let (mine, other) = (mine.unwrap(), other.unwrap());
+            assert_eq!(id.find_domain(&name).await.unwrap().id, domain.id);
+            assert_eq!(id.find_domain(&domain.id).await.unwrap().name, name);
+            let listed = id.list_domains(Some(&name)).await.unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].id, domain.id);
+            assert_eq!(mine.domain_id.as_deref(), Some(domain.id.as_str()));
+            assert_eq!(id.list_projects(Some(&project)).await.unwrap().len(), 2);
+            let err = id.find_project(&project).await.unwrap_err();
+            assert!(
+                matches!(err, openstack_client::Error::Ambiguous { count: 2, .. }),
+                "{err}"
+            );
+            let in_domain = id
+                .list_projects_in_domain(Some(&project), &domain.id)
+                .await
+                .unwrap();
+            assert_eq!(in_domain.len(), 1);
+            assert_eq!(in_domain[0].id, mine.id);
+            let in_default = id
+                .list_projects_in_domain(Some(&project), "default")
+                .await
+                .unwrap();
+            assert_eq!(in_default.len(), 1);
+            assert_eq!(in_default[0].id, other.id);
+        })
+        .await
+    };
+    for p in [&mine, &other].into_iter().flatten() {
+        id.delete_project(&p.id).await.unwrap();
+        assert!(id.get_project(&p.id).await.unwrap_err().is_not_found());
+    }
+    id.delete_domain(&domain.id).await.unwrap();
+    assert!(id.find_domain(&name).await.unwrap_err().is_not_found());
+    if let Err(e) = checks {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
