@@ -7,16 +7,18 @@
 //! group that runs one binary at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
+use common::{broker, profile, try_ready, unique_queue};
+use lapin::options::QueueDeleteOptions;
 use packuilon_core::amqp::failed_queue;
-use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Secret, Service};
+use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Service};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../scripts/rabbitmq/{name}"))
@@ -41,19 +43,6 @@ fn run_script(name: &str) {
     );
 }
 
-fn profile(personality: &str) -> Vec<u8> {
-    serde_json::json!({
-        "metadata": {"template": {"branch": {"name": "prod", "type": "domain"}}},
-        "system": {
-            "personality": {"name": personality},
-            "archetype": {"name": "ral-tier1"},
-            "os": {"architecture": "x86_64", "distribution": {"name": "sl"}, "version": {"name": "7x"}}
-        }
-    })
-    .to_string()
-    .into_bytes()
-}
-
 fn service(dir: &Path, queue: &str) -> Service {
     // A Packer stand-in: records the build file it was given, takes a
     // moment, names an image.
@@ -76,13 +65,7 @@ fn service(dir: &Path, queue: &str) -> Service {
     std::fs::write(dir.join("images.json"), r#"{"sl7x-x86_64": "src-1"}"#).unwrap();
     std::fs::write(dir.join("openrc"), "export OS_PROJECT_ID=p\n").unwrap();
     Service {
-        broker: Broker {
-            host: "127.0.0.1".into(),
-            port: 5672,
-            user: "guest".into(),
-            password: Secret::new("guest"),
-            queue: queue.into(),
-        },
+        broker: broker(queue),
         thread_count: 3,
         runner: Runner {
             packer,
@@ -115,31 +98,13 @@ fn runs(dir: &Path) -> BTreeMap<String, usize> {
 }
 
 async fn ready(b: &Broker, queue: &str) -> Option<u32> {
-    let conn = b.connect().await.ok()?;
-    let ch = conn.create_channel().await.ok()?;
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok()?;
-    Some(q.message_count())
+    try_ready(b, queue).await.ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_nothing_and_builds_each_profile_once() {
     let dir = tempfile::tempdir().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let queue = format!("packuilon-test-restart-{}-{nanos}", std::process::id());
+    let queue = unique_queue("restart");
     let svc = service(dir.path(), &queue);
     let before = ["p1", "p2", "p3", "p1", "p4", "p5", "p2", "p6", "p7", "p8"];
     for p in before {

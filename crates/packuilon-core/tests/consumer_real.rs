@@ -2,180 +2,41 @@
 //! (`scripts/rabbitmq/up.sh`) and the real Packer (null builder).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
+use common::{
+    broker, broker_on, delete_queues, get_all, get_one, profile, try_ready, unique_queue,
+    wait_ready,
+};
 use packuilon_core::amqp::{failed_queue, header_str, header_u32};
-use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Secret, Service};
+use packuilon_core::{shutdown_signal, Broker, Service};
 
-fn broker(queue: &str) -> Broker {
-    broker_on(queue, 5672)
-}
+/// The image id the null-builder template reports.
+const IMAGE_ID: &str = "5e7c0d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6";
 
-fn broker_on(queue: &str, port: u16) -> Broker {
-    Broker {
-        host: "127.0.0.1".into(),
-        port,
-        user: "guest".into(),
-        password: Secret::new("guest"),
-        queue: queue.into(),
-    }
-}
-
-fn unique_queue(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("packuilon-test-{tag}-{}-{nanos}", std::process::id())
-}
-
-async fn connect(b: &Broker) -> lapin::Connection {
-    b.connect()
-        .await
-        .expect("RabbitMQ is not reachable on 127.0.0.1:5672: run scripts/rabbitmq/up.sh")
-}
-
-/// Messages ready in the queue (not counting unacknowledged ones).
+/// Messages ready in the service's queue (not counting unacknowledged ones).
 async fn ready_count(b: &Broker) -> u32 {
     ready_count_of(b, &b.queue).await
 }
 
-/// Messages ready in `queue`.
+/// Messages ready in `queue`, which must exist.
 async fn ready_count_of(b: &Broker, queue: &str) -> u32 {
-    try_ready_count_of(b, queue)
+    try_ready(b, queue)
         .await
         .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
 }
 
-/// Messages ready in `queue`, or the broker's refusal (e.g. no such queue yet).
-async fn try_ready_count_of(b: &Broker, queue: &str) -> Result<u32, lapin::Error> {
-    let conn = connect(b).await;
-    let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(q.message_count())
-}
-
-async fn delete_queue(b: &Broker) {
-    let conn = connect(b).await;
-    let ch = conn.create_channel().await.unwrap();
-    for q in [b.queue.clone(), failed_queue(&b.queue)] {
-        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await
-            .unwrap();
-    }
-}
-
-/// Wait (two minutes at most, a liveness bound) until `queue` holds `want`
-/// ready messages.
-async fn wait_ready(b: &Broker, queue: &str, want: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        // The service declares the failed queue when it connects.
-        let n = try_ready_count_of(b, queue).await.unwrap_or(0);
-        if n == want || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Take one message off `queue` (acked).
-async fn get_one(b: &Broker, queue: &str) -> Option<lapin::message::BasicGetMessage> {
-    let conn = connect(b).await;
-    let ch = conn.create_channel().await.unwrap();
-    let msg = ch
-        .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
-        .await
-        .unwrap();
-    if let Some(m) = &msg {
-        m.delivery
-            .acker
-            .ack(lapin::options::BasicAckOptions::default())
-            .await
-            .unwrap();
-    }
-    msg
-}
-
-/// Take every message off `queue` (each acked), in the broker's order.
-async fn get_all(b: &Broker, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
-    let mut all = Vec::new();
-    while let Some(m) = get_one(b, queue).await {
-        all.push(m);
-    }
-    all
-}
-
-fn profile(personality: &str) -> Vec<u8> {
-    serde_json::json!({
-        "metadata": {"template": {"branch": {"name": "prod", "type": "domain"}}},
-        "system": {
-            "personality": {"name": personality},
-            "archetype": {"name": "ral-tier1"},
-            "os": {"architecture": "x86_64", "distribution": {"name": "sl"}, "version": {"name": "7x"}}
-        }
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// A service in `dir` whose only template is a null-builder Packer template.
+/// [`common::service`] with three workers, two attempts per request and
+/// `packer` as Packer.
 fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
-    std::fs::write(
-        dir.join("null.json"),
-        r#"{"builders": [{"type": "null", "communicator": "none"}],
-            "provisioners": [{"type": "shell-local", "inline": ["echo built $NAME from $IMAGE", "echo '--> openstack: An image was created: 5e7c0d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6'"]}]}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("template-map.json"),
-        r#"{"DEFAULT": ["null.json"]}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("source-images.json"),
-        r#"{"sl7x-x86_64": "0b5e7c6a-6a43-4f3e-9a0e-1d2f3c4b5a69"}"#,
-    )
-    .unwrap();
-    let auth = dir.join("openrc");
-    std::fs::write(
-        &auth,
-        "export OS_PROJECT_ID=p\nexport CHECKPOINT_DISABLE=1\n",
-    )
-    .unwrap();
-    Service {
-        broker: broker(queue),
-        thread_count: 3,
-        runner: Runner {
-            packer,
-            build_file_dir: dir.join("build"),
-            log_dir: dir.join("logs"),
-            auth: AuthEnv::load(&auth).unwrap(),
-        },
-        template_map: dir.join("template-map.json"),
-        images_config: dir.join("source-images.json"),
-        max_backoff: Duration::from_secs(2),
-        max_attempts: 2,
-        retry_delay: Duration::ZERO,
-        record: std::sync::Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
-        rotator: None,
-        notifier: Default::default(),
-        gate: None,
-        rotate_old_images: false,
-    }
+    let mut svc = common::service(dir, queue, IMAGE_ID);
+    svc.thread_count = 3;
+    svc.max_attempts = 2;
+    svc.runner.packer = packer;
+    svc
 }
 
 /// Logs in `dir/logs` whose build finished, waiting up to two minutes for
@@ -230,7 +91,7 @@ async fn three_profiles_give_three_real_packer_builds_all_acked() {
     running.await.unwrap().unwrap();
     // The consumer is gone: an unacknowledged message would be ready again.
     assert_eq!(ready_count(&svc.broker).await, 0, "a message was not acked");
-    delete_queue(&svc.broker).await;
+    delete_queues(&svc.broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +151,7 @@ async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(built, vec!["epsilon-sl7x-x86_64.null.json".to_string()]);
-    delete_queue(&svc.broker).await;
+    delete_queues(&svc.broker).await;
 }
 
 /// A TCP forwarder to RabbitMQ whose open connections can be cut, to make
@@ -364,7 +225,7 @@ async fn the_consumer_reconnects_after_the_connection_drops() {
     trigger.trigger();
     running.await.unwrap().unwrap();
     assert_eq!(ready_count(&direct).await, 0);
-    delete_queue(&direct).await;
+    delete_queues(&direct).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,7 +270,7 @@ async fn builds_of_the_same_name_never_overlap() {
         "two builds of one name ran at once"
     );
     assert_eq!(ready_count(&svc.broker).await, 0);
-    delete_queue(&svc.broker).await;
+    delete_queues(&svc.broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +335,7 @@ async fn a_failing_build_is_retried_then_kept_on_the_failed_queue() {
     // The existing queue was never redeclared with other arguments: a plain
     // durable declaration still matches it.
     assert_eq!(ready_count(&svc.broker).await, 0);
-    delete_queue(&svc.broker).await;
+    delete_queues(&svc.broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,7 +387,7 @@ async fn duplicate_messages_build_once_even_after_a_restart() {
         ready_count_of(&again.broker, &failed_queue(&queue)).await,
         0
     );
-    delete_queue(&again.broker).await;
+    delete_queues(&again.broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,5 +454,5 @@ async fn an_image_failing_the_test_gate_is_a_failed_build_and_one_passing_it_is_
         record["bad-sl7x-x86_64"].state,
         packuilon_core::BuildState::Failed
     );
-    delete_queue(&svc.broker).await;
+    delete_queues(&svc.broker).await;
 }

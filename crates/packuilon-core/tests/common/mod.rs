@@ -30,9 +30,15 @@ pub fn unique_queue(tag: &str) -> String {
 
 /// The local broker, queue `queue`.
 pub fn broker(queue: &str) -> Broker {
+    broker_on(queue, 5672)
+}
+
+/// The broker on 127.0.0.1:`port` (the local one, or a proxy to it), queue
+/// `queue`.
+pub fn broker_on(queue: &str, port: u16) -> Broker {
     Broker {
         host: "127.0.0.1".into(),
-        port: 5672,
+        port,
         user: "guest".into(),
         password: Secret::new("guest"),
         queue: queue.into(),
@@ -48,20 +54,48 @@ async fn channel(b: &Broker) -> (lapin::Connection, lapin::Channel) {
     (conn, ch)
 }
 
+/// Messages ready in `queue` on the open channel `ch` (not counting
+/// unacknowledged ones), or the broker's refusal (no such queue yet).
+async fn count(ch: &lapin::Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(q.message_count())
+}
+
 /// Messages ready in `queue` (0 while it does not exist).
 pub async fn ready(b: &Broker, queue: &str) -> u32 {
     let (_conn, ch) = channel(b).await;
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .map_or(0, |q| q.message_count())
+    count(&ch, queue).await.unwrap_or(0)
+}
+
+/// Messages ready in `queue`, or why they cannot be counted (the broker is
+/// down, the queue does not exist yet).
+pub async fn try_ready(b: &Broker, queue: &str) -> Result<u32, String> {
+    let conn = b.connect().await.map_err(|e| e.to_string())?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    count(&ch, queue).await.map_err(|e| e.to_string())
+}
+
+/// Wait (two minutes at most, a liveness bound) until `queue` holds `want`
+/// ready messages; returns the last count (0 while the queue does not exist).
+pub async fn wait_ready(b: &Broker, queue: &str, want: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = try_ready(b, queue).await.unwrap_or(0);
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Take one message off `queue` (acked).
@@ -79,6 +113,15 @@ pub async fn get_one(b: &Broker, queue: &str) -> Option<lapin::message::BasicGet
             .unwrap();
     }
     msg
+}
+
+/// Take every message off `queue` (each acked), in the broker's order.
+pub async fn get_all(b: &Broker, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let mut all = Vec::new();
+    while let Some(m) = get_one(b, queue).await {
+        all.push(m);
+    }
+    all
 }
 
 /// Delete the queue and its failed queue.
@@ -105,15 +148,17 @@ pub fn profile(personality: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A service in `dir` whose one template (Packer's null builder) reports
-/// that it created the Glance image `image_id`, as the OpenStack builder
-/// does; one attempt per request, no gate, no rotation.
+/// A service in `dir` whose one template (Packer's null builder) prints
+/// `built <build name> from <source image>` and reports that it created the
+/// Glance image `image_id`, as the OpenStack builder does; one worker, one
+/// attempt per request, no gate, no rotation.
 pub fn service(dir: &Path, queue: &str, image_id: &str) -> Service {
     std::fs::write(
         dir.join("null.json"),
         serde_json::json!({
             "builders": [{"type": "null", "communicator": "none"}],
             "provisioners": [{"type": "shell-local", "inline": [
+                "echo built $NAME from $IMAGE",
                 format!("echo '--> openstack: An image was created: {image_id}'")
             ]}]
         })
