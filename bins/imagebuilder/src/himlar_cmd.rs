@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use gold_images::cloud::DomainChoice;
 use gold_images::fetch::Builder;
 use gold_images::output::{Format, Printer};
 use gold_images::update::{ApplyOptions, EntryOutcome};
@@ -55,6 +56,9 @@ impl cli_common::Failure for CliError {
 
 type Res<T = ()> = Result<T, CliError>;
 
+/// himlarcli's default `--domain`.
+const DEFAULT_DOMAIN: &str = "Dataporten";
+
 /// Options every action has (himlarcli's generic parser, plus `--region`).
 #[derive(Debug, Clone, Args)]
 pub struct Common {
@@ -67,9 +71,9 @@ pub struct Common {
     /// Output format
     #[arg(long, default_value = "text", value_parser = ["text", "table", "json", "csv"])]
     format: String,
-    /// OpenStack domain project names are looked up in
-    #[arg(long, default_value = "Dataporten")]
-    domain: String,
+    /// Keystone domain (name or id) project names are looked up in [default: Dataporten, or any domain when that one has no such project]
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
     /// Region (default: config.ini's `region`, OS_REGION_NAME, the cloud's first)
     #[arg(long)]
     region: Option<String>,
@@ -304,7 +308,22 @@ async fn connect(common: &Common) -> Res<Cloud> {
     })?;
     Ok(Cloud::connect(session, None)
         .await?
-        .with_domain(Some(common.domain.clone())))
+        .with_domain(Some(domain_choice(common))))
+}
+
+/// himlarcli's `--domain`: as given (strict), else `Dataporten` (a
+/// preference: clouds without that domain still find their projects).
+fn domain_choice(common: &Common) -> DomainChoice {
+    match &common.domain {
+        Some(name) => DomainChoice {
+            name: name.clone(),
+            strict: true,
+        },
+        None => DomainChoice {
+            name: DEFAULT_DOMAIN.into(),
+            strict: false,
+        },
+    }
 }
 
 fn printer(common: &Common) -> Res<Printer<std::io::Stdout>> {

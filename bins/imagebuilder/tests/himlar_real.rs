@@ -5,180 +5,14 @@
 //! gunicorn's, with the user agent `imagebuilder/<version> pid/<pid>`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+mod himlar_support;
 
-use md5::Digest;
+use std::path::Path;
+
+use himlar_support::{
+    config_ini, delete_tagged, glance_requests, render, run, unique_type, writes, Builder,
+};
 use openstack_client::glance::{GlanceClient, ImageFilter, ImageStatus};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The builder: files served over HTTP on 127.0.0.1.
-#[derive(Clone, Default)]
-struct Builder {
-    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    url: String,
-}
-
-impl Builder {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let b = Builder {
-            url: format!("http://{}/", listener.local_addr().unwrap()),
-            ..Default::default()
-        };
-        let files = b.files.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let files = files.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head).to_string();
-                    let p = text
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or("/")
-                        .trim_start_matches('/')
-                        .to_owned();
-                    let body = files.lock().unwrap().get(&p).cloned();
-                    let (status, body) = match body {
-                        Some(b) => ("200 OK", b),
-                        None => ("404 Not Found", Vec::new()),
-                    };
-                    let h = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(h.as_bytes()).await;
-                    let _ = sock.write_all(&body).await;
-                    let _ = sock.shutdown().await;
-                });
-            }
-        });
-        b
-    }
-
-    fn publish(&self, short: &str, data: &[u8]) -> String {
-        let md5 = hex::encode(md5::Md5::digest(data));
-        let mut f = self.files.lock().unwrap();
-        f.insert(format!("{short}-latest.raw"), data.to_vec());
-        f.insert(
-            format!("{short}-latest.md5"),
-            format!("{md5}  {short}.qcow2\n").into_bytes(),
-        );
-        md5
-    }
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/gold-images/cloud")
-}
-
-/// `fixtures/gold-images/cloud/<name>.tmpl` into `dir/config/images/<name>`.
-fn render(name: &str, dir: &Path, url: &str, ty: &str) {
-    let text = std::fs::read_to_string(fixtures().join(format!("{name}.tmpl"))).unwrap();
-    let images = dir.join("config/images");
-    std::fs::create_dir_all(&images).unwrap();
-    std::fs::write(
-        images.join(name),
-        text.replace("@URL@", url).replace("@TYPE@", ty),
-    )
-    .unwrap();
-}
-
-/// himlarcli's config.ini for the local cloud's admin.
-fn config_ini(dir: &Path) -> PathBuf {
-    let p = dir.join("config.ini");
-    std::fs::write(
-        &p,
-        "[openstack]\nauth_url=http://127.0.0.1:5000/v3\nusername=admin\npassword=secret\nproject_name=admin\ndefault_domain=Default\nregion=RegionOne\n\n[log]\npath=./\n",
-    )
-    .unwrap();
-    p
-}
-
-/// `imagebuilder ARGS` in `dir` (so `config/images/` is found there), with
-/// no OpenStack variables; returns (status, stdout, stderr, pid).
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
-    // Inside the test's runtime the builder server must keep running while
-    // this thread waits for the child.
-    if tokio::runtime::Handle::try_current().is_ok() {
-        tokio::task::block_in_place(|| run_blocking(dir, args, env))
-    } else {
-        run_blocking(dir, args, env)
-    }
-}
-
-fn run_blocking(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("imagebuilder"));
-    cmd.current_dir(dir)
-        .args(args)
-        .env("HIMLARCLI_ROOT", dir.join("nowhere"));
-    for k in ["OS_CLOUD", "OS_AUTH_URL", "OS_REGION_NAME"] {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        pid,
-    )
-}
-
-/// Glance RegionOne's access-log lines of the run with `pid`.
-fn glance_requests(pid: u32) -> Vec<String> {
-    let log = cloud_test_support::local_cloud_dir().join("logs/glance-r1-access.log");
-    let marker = format!("imagebuilder/{} pid/{pid}\"", env!("CARGO_PKG_VERSION"));
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&marker))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn writes(lines: &[String]) -> Vec<&String> {
-    lines
-        .iter()
-        .filter(|l| {
-            ["\"POST ", "\"PUT ", "\"PATCH ", "\"DELETE "]
-                .iter()
-                .any(|m| l.contains(m))
-        })
-        .collect()
-}
-
-async fn delete_tagged(glance: &GlanceClient, tag: &str) {
-    for status in [
-        ImageStatus::Active,
-        ImageStatus::Deactivated,
-        ImageStatus::Queued,
-    ] {
-        let f = ImageFilter::default().tag(tag).status(status);
-        for i in glance.list_images(&f).await.unwrap_or_default() {
-            let _ = glance.delete_image(&i.id).await;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn update_with_config_ini_then_dry_runs_send_no_write() {
@@ -419,4 +253,145 @@ fn himlarcli_short_options_win() {
     let (code, _, err, _) = run(dir.path(), &["grant", "-t", "gold"], &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("-p <PROJECT>"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_update_runs_the_sets_in_order_for_real() {
+    let _lock = cloud_test_support::cloud_lock().await;
+    let glance = cloud_test_support::session()
+        .await
+        .image(None)
+        .await
+        .unwrap();
+    let (t1, t2) = (unique_type(), unique_type());
+    let outcome = tokio::spawn(schedule_scenario(t1.clone(), t2.clone(), glance.clone())).await;
+    delete_tagged(&glance, &t1).await;
+    delete_tagged(&glance, &t2).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// The active image tagged `[ty, short]`: (id, checksum, name).
+async fn active(glance: &GlanceClient, ty: &str, short: &str) -> Vec<(String, String, String)> {
+    glance
+        .list_images(
+            &ImageFilter::default()
+                .tag(ty)
+                .tag(short)
+                .status(ImageStatus::Active),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| {
+            (
+                i.id,
+                i.checksum.unwrap_or_default(),
+                i.name.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn schedule_scenario(t1: String, t2: String, glance: GlanceClient) {
+    let builder = Builder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ini = config_ini(d);
+    let ini = ini.to_str().unwrap();
+    let images = d.join("config/images");
+    for (ty, file) in [(&t1, "first.yaml"), (&t2, "second.yaml")] {
+        render("schedule.yaml", d, &builder.url, ty);
+        std::fs::rename(images.join("schedule.yaml"), images.join(file)).unwrap();
+    }
+    let alpha: Vec<u8> = (0..20_000).map(|_| rand::random::<u8>()).collect();
+    let beta: Vec<u8> = (0..20_000).map(|_| rand::random::<u8>()).collect();
+    let alpha_md5 = builder.publish("alpha", &alpha);
+    let beta_md5 = builder.publish("beta", &beta);
+
+    // The schedule, a missing set in the middle: the others still run, the
+    // run fails naming it.
+    let sets = [
+        "--set",
+        "first.yaml:0",
+        "--set",
+        "missing.yaml:0",
+        "--set",
+        "second.yaml",
+    ];
+    let mut args = vec!["image-update", "-c", ini, "--force"];
+    args.extend(sets);
+    let (code, out, err, _) = run(d, &args, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("imagebuilder: missing.yaml: could not find image config file missing.yaml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("imagebuilder: 1 of 3 image sets failed"),
+        "{err}"
+    );
+    let created: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(": created image "))
+        .collect();
+    assert_eq!(created.len(), 4, "{out}");
+    for ty in [&t1, &t2] {
+        for (short, md5) in [("alpha", &alpha_md5), ("beta", &beta_md5)] {
+            let a = active(&glance, ty, short).await;
+            assert_eq!(a.len(), 1, "{ty} {short}");
+            assert_eq!(&a[0].1, md5);
+        }
+    }
+    let first_alpha = active(&glance, &t1, "alpha").await.remove(0).0;
+
+    // Unchanged builds, dry run then real: no write request at all.
+    for extra in [Some("--dry-run"), None] {
+        let mut args = vec!["image-update", "-c", ini, "--force"];
+        args.extend(["--set", "first.yaml:0", "--set", "second.yaml"]);
+        args.extend(extra);
+        let (code, out, err, pid) = run(d, &args, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        let reqs = glance_requests(pid);
+        assert!(!reqs.is_empty());
+        assert!(writes(&reqs).is_empty(), "{extra:?}: {reqs:#?}");
+        if extra.is_none() {
+            assert_eq!(
+                out.matches(": no new image needed: checksum match found")
+                    .count(),
+                4,
+                "{out}"
+            );
+        }
+    }
+
+    // A new alpha build: rotated in both sets, in the schedule's order.
+    let alpha2_md5 = builder.publish("alpha", &alpha[..15_000]);
+    let mut args = vec!["image-update", "-c", ini, "--force", "--pause-scale", "0"];
+    args.extend(["--set", "first.yaml", "--set", "second.yaml"]);
+    let (code, out, err, _) = run(d, &args, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rotated: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("alpha: created image "))
+        .collect();
+    assert_eq!(rotated.len(), 2, "{out}");
+    assert!(
+        rotated[0].contains(&format!("{first_alpha} renamed and deactivated")),
+        "{out}"
+    );
+    for ty in [&t1, &t2] {
+        let a = active(&glance, ty, "alpha").await;
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].1, alpha2_md5);
+        let b = active(&glance, ty, "beta").await;
+        assert_eq!(b[0].1, beta_md5);
+    }
+    let old = glance.get_image(&first_alpha).await.unwrap();
+    assert_eq!(old.status, ImageStatus::Deactivated);
+    assert_eq!(
+        old.name.as_deref(),
+        Some(format!("Outdated (Alpha {t1})").as_str())
+    );
 }

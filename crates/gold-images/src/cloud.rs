@@ -2,7 +2,7 @@
 //! images by tag, projects by name.
 
 use openstack_client::glance::{GlanceClient, Image, ImageFilter, ImageStatus, Visibility};
-use openstack_client::identity::{IdentityClient, Project};
+use openstack_client::identity::{Domain, IdentityClient, Project};
 use openstack_client::nova::{ComputeClient, ServerFilter};
 use openstack_client::Session;
 
@@ -18,8 +18,19 @@ pub struct Cloud {
     pub glance: GlanceClient,
     /// Keystone.
     pub identity: IdentityClient,
-    /// The domain project names are looked up in first (`--domain`).
-    pub domain: Option<String>,
+    /// The domain project names are looked up in (`--domain`).
+    pub domain: Option<DomainChoice>,
+}
+
+/// The domain project names are looked up in (himlarcli's `--domain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainChoice {
+    /// Domain name (or id).
+    pub name: String,
+    /// Given by the user: a missing domain, or a project name found only
+    /// in other domains, is an error. Otherwise (the default domain) the
+    /// look-up falls back to the project of that name in any domain.
+    pub strict: bool,
 }
 
 impl Cloud {
@@ -39,8 +50,8 @@ impl Cloud {
         })
     }
 
-    /// Set the domain project names are preferred in.
-    pub fn with_domain(mut self, domain: Option<String>) -> Self {
+    /// Set the domain project names are looked up in.
+    pub fn with_domain(mut self, domain: Option<DomainChoice>) -> Self {
         self.domain = domain;
         self
     }
@@ -98,49 +109,93 @@ impl Cloud {
         Ok(images.pop())
     }
 
-    /// A project by name (or id): `None` when there is none. Several
-    /// projects of that name: the one in `--domain` (by id or by name,
-    /// case-insensitive), else an error listing them.
+    /// A project by id or name: `None` when there is none.
+    ///
+    /// By name, as himlarcli's `--domain` (a domain **name**, or an id):
+    /// the project of that name in the domain (found with `GET
+    /// /v3/domains?name=`). When the domain is only the default (not
+    /// [`DomainChoice::strict`]) and does not exist or has no such project,
+    /// the one project of that name in any domain is used; several are an
+    /// error listing their domains. A strict domain that does not exist, or
+    /// holds no such project while others do, is an error.
     pub async fn project(&self, name: &str) -> Result<Option<Project>> {
-        match self.identity.find_project(name).await {
-            Ok(p) => Ok(Some(p)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(openstack_client::Error::Ambiguous { .. }) => {
-                let all = self
-                    .identity
-                    .list_projects(Some(name))
-                    .await
-                    .map_err(os(format!("listing projects named {name}")))?;
-                let in_domain: Vec<&Project> = all
-                    .iter()
-                    .filter(|p| {
-                        self.domain.as_deref().is_some_and(|d| {
-                            p.domain_id
-                                .as_deref()
-                                .is_some_and(|id| id.eq_ignore_ascii_case(d))
-                                || p.extra
-                                    .get("domain_name")
-                                    .and_then(|v| v.as_str())
-                                    .is_some_and(|n| n.eq_ignore_ascii_case(d))
-                        })
-                    })
-                    .collect();
-                match in_domain.as_slice() {
-                    [one] => Ok(Some((*one).clone())),
-                    _ => Err(Error::Refused(format!(
-                        "several projects are named {name} (domains {}); give --domain",
-                        all.iter()
-                            .map(|p| p.domain_id.clone().unwrap_or_default())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))),
-                }
+        match self.identity.get_project(name).await {
+            Ok(p) => return Ok(Some(p)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(Error::OpenStack {
+                    context: format!("looking up project {name}"),
+                    source: Box::new(e),
+                })
             }
+        }
+        let all = self
+            .identity
+            .list_projects(Some(name))
+            .await
+            .map_err(os(format!("listing projects named {name}")))?;
+        if let Some(choice) = &self.domain {
+            match self.find_domain(&choice.name).await? {
+                Some(domain) => {
+                    let inside: Vec<&Project> = all
+                        .iter()
+                        .filter(|p| p.domain_id.as_deref() == Some(domain.id.as_str()))
+                        .collect();
+                    if let [one] = inside.as_slice() {
+                        return Ok(Some((*one).clone()));
+                    }
+                    if choice.strict && !all.is_empty() {
+                        return Err(Error::Refused(format!(
+                            "no project named {name} in domain {} (found in domains {})",
+                            choice.name,
+                            self.domain_names(&all).await
+                        )));
+                    }
+                }
+                None if choice.strict => {
+                    return Err(Error::Refused(format!(
+                        "--domain {}: no such Keystone domain",
+                        choice.name
+                    )))
+                }
+                None => {}
+            }
+        }
+        match all.len() {
+            0 => Ok(None),
+            1 => Ok(all.into_iter().next()),
+            _ => Err(Error::Refused(format!(
+                "several projects are named {name} (domains {}); give --domain",
+                self.domain_names(&all).await
+            ))),
+        }
+    }
+
+    /// The domain named (or with id) `name`; `None` when there is none.
+    pub async fn find_domain(&self, name: &str) -> Result<Option<Domain>> {
+        match self.identity.find_domain(name).await {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(Error::OpenStack {
-                context: format!("looking up project {name}"),
+                context: format!("looking up domain {name}"),
                 source: Box::new(e),
             }),
         }
+    }
+
+    /// `Default, Other` for the projects' domains (ids when a name cannot
+    /// be read).
+    async fn domain_names(&self, projects: &[Project]) -> String {
+        let mut names = Vec::new();
+        for p in projects {
+            let id = p.domain_id.clone().unwrap_or_default();
+            let name = match self.identity.get_domain(&id).await {
+                Ok(d) => d.name,
+                Err(_) => id,
+            };
+            names.push(name);
+        }
+        names.join(", ")
     }
 
     /// A project's name by id; `None` when it no longer exists.

@@ -1,0 +1,288 @@
+//! Helpers of the himlarcli-command tests (`himlar_*.rs`): the builder
+//! HTTP server, image set rendering, config.ini, running `imagebuilder`,
+//! Glance's access log, clean-up by tag, Keystone projects and a mocked Nova.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use md5::Digest;
+use openstack_client::glance::{GlanceClient, ImageFilter, ImagePatch, ImageStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The builder: files served over HTTP on 127.0.0.1.
+#[derive(Clone, Default)]
+pub struct Builder {
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub url: String,
+}
+
+impl Builder {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = Builder {
+            url: format!("http://{}/", listener.local_addr().unwrap()),
+            ..Default::default()
+        };
+        let files = b.files.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let files = files.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).to_string();
+                    let p = text
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .trim_start_matches('/')
+                        .to_owned();
+                    let body = files.lock().unwrap().get(&p).cloned();
+                    let (status, body) = match body {
+                        Some(b) => ("200 OK", b),
+                        None => ("404 Not Found", Vec::new()),
+                    };
+                    let h = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(h.as_bytes()).await;
+                    let _ = sock.write_all(&body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        b
+    }
+
+    pub fn publish(&self, short: &str, data: &[u8]) -> String {
+        let md5 = hex::encode(md5::Md5::digest(data));
+        let mut f = self.files.lock().unwrap();
+        f.insert(format!("{short}-latest.raw"), data.to_vec());
+        f.insert(
+            format!("{short}-latest.md5"),
+            format!("{md5}  {short}.qcow2\n").into_bytes(),
+        );
+        md5
+    }
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/gold-images/cloud")
+}
+
+/// `fixtures/gold-images/cloud/<name>.tmpl` into `dir/config/images/<name>`.
+pub fn render(name: &str, dir: &Path, url: &str, ty: &str) {
+    let text = std::fs::read_to_string(fixtures().join(format!("{name}.tmpl"))).unwrap();
+    let images = dir.join("config/images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(
+        images.join(name),
+        text.replace("@URL@", url).replace("@TYPE@", ty),
+    )
+    .unwrap();
+}
+
+/// himlarcli's config.ini for the local cloud's admin.
+pub fn config_ini(dir: &Path) -> PathBuf {
+    let p = dir.join("config.ini");
+    std::fs::write(
+        &p,
+        "[openstack]\nauth_url=http://127.0.0.1:5000/v3\nusername=admin\npassword=secret\nproject_name=admin\ndefault_domain=Default\nregion=RegionOne\n\n[log]\npath=./\n",
+    )
+    .unwrap();
+    p
+}
+
+/// `imagebuilder ARGS` in `dir` (so `config/images/` is found there), with
+/// no OpenStack variables; returns (status, stdout, stderr, pid).
+pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
+    // Inside the test's runtime the builder server must keep running while
+    // this thread waits for the child.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(|| run_blocking(dir, args, env))
+    } else {
+        run_blocking(dir, args, env)
+    }
+}
+
+pub fn run_blocking(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("imagebuilder"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("HIMLARCLI_ROOT", dir.join("nowhere"));
+    for k in ["OS_CLOUD", "OS_AUTH_URL", "OS_REGION_NAME"] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        pid,
+    )
+}
+
+/// Glance RegionOne's access-log lines of the run with `pid`.
+pub fn glance_requests(pid: u32) -> Vec<String> {
+    let log = cloud_test_support::local_cloud_dir().join("logs/glance-r1-access.log");
+    let marker = format!("imagebuilder/{} pid/{pid}\"", env!("CARGO_PKG_VERSION"));
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn writes(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|l| {
+            ["\"POST ", "\"PUT ", "\"PATCH ", "\"DELETE "]
+                .iter()
+                .any(|m| l.contains(m))
+        })
+        .collect()
+}
+
+pub async fn delete_tagged(glance: &GlanceClient, tag: &str) {
+    for status in [
+        ImageStatus::Active,
+        ImageStatus::Deactivated,
+        ImageStatus::Queued,
+    ] {
+        let f = ImageFilter::default().tag(tag).status(status);
+        for i in glance.list_images(&f).await.unwrap_or_default() {
+            if i.protected {
+                let patch = ImagePatch::for_image(&i).protected(false);
+                let _ = glance.update_image(&i.id, &patch).await;
+            }
+            if let Err(e) = glance.delete_image(&i.id).await {
+                eprintln!("clean-up: cannot delete image {}: {e}", i.id);
+            }
+        }
+    }
+}
+
+/// A type tag unique to the run (`gt<hex>`).
+pub fn unique_type() -> String {
+    format!("gt{:08x}", rand::random::<u32>())
+}
+
+/// The local cloud's clouds.yaml with Nova (`compute`) pointed at `url`
+/// (openstacksdk's `compute_endpoint_override`), written into `dir`; use
+/// it with `OS_CLIENT_CONFIG_FILE` and `OS_CLOUD`.
+pub fn clouds_yaml_with_compute(dir: &Path, url: &str) -> PathBuf {
+    let cloud = cloud_test_support::cloud_name();
+    let text = std::fs::read_to_string(cloud_test_support::clouds_yaml()).unwrap();
+    let marker = format!("\n  {cloud}:\n");
+    assert!(text.contains(&marker), "cloud {cloud} in clouds.yaml");
+    let text = text.replacen(
+        &marker,
+        &format!("{marker}    compute_endpoint_override: {url}\n"),
+        1,
+    );
+    let p = dir.join("clouds.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A Nova answering its version document at `/v2.1/` (microversion 2.90).
+pub async fn nova() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    let nova = wiremock::MockServer::start().await;
+    let uri = nova.uri();
+    wiremock::Mock::given(method("GET"))
+        .and(path("/v2.1/"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"version": {
+                "id": "v2.1", "status": "CURRENT", "version": "2.90", "min_version": "2.1",
+                "updated": "2013-07-23T11:33:21Z",
+                "links": [{"href": format!("{uri}/v2.1/"), "rel": "self"}]
+            }}),
+        ))
+        .mount(&nova)
+        .await;
+    nova
+}
+
+/// Nova's `GET /servers/detail?image=<image>&all_tenants=1` answers
+/// `servers` (api-ref shaped) from now on.
+pub async fn mock_servers(nova: &wiremock::MockServer, image: &str, servers: &[&str]) {
+    use wiremock::matchers::{method, path, query_param};
+    let list: Vec<serde_json::Value> = servers
+        .iter()
+        .map(|id| {
+            serde_json::json!({
+                "id": id, "name": format!("vm-{id}"), "status": "ACTIVE",
+                "tenant_id": "6f70656e737461636b20342065766572", "user_id": "admin",
+                "image": {"id": image, "links": []},
+                "flavor": {"vcpus": 1, "ram": 512, "disk": 1, "ephemeral": 0, "swap": 0, "original_name": "m1.tiny", "extra_specs": {}},
+                "addresses": {}, "metadata": {}, "key_name": null,
+                "OS-EXT-STS:task_state": null, "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:power_state": 1,
+                "created": "2026-11-01T00:00:00Z", "updated": "2026-11-01T00:00:01Z", "hostId": "", "progress": 0
+            })
+        })
+        .collect();
+    wiremock::Mock::given(method("GET"))
+        .and(path("/v2.1/servers/detail"))
+        .and(query_param("image", image))
+        .and(query_param("all_tenants", "1"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "servers": list })),
+        )
+        .mount(nova)
+        .await;
+}
+
+/// An active (or, with `deactivate`, deactivated) raw image with a few
+/// bytes of data, `visibility` and `tags`; returns its id.
+pub async fn image(
+    glance: &GlanceClient,
+    name: &str,
+    visibility: openstack_client::glance::Visibility,
+    tags: &[&str],
+    protected: bool,
+    deactivate: bool,
+) -> String {
+    let mut req = openstack_client::glance::CreateImage::new(name)
+        .disk_format("raw")
+        .container_format("bare")
+        .visibility(visibility)
+        .protected(protected);
+    for t in tags {
+        req = req.tag(*t);
+    }
+    let image = glance.create_image(&req).await.unwrap();
+    let data = format!("data of {name}").into_bytes();
+    let len = data.len() as u64;
+    glance
+        .upload(&image.id, std::io::Cursor::new(data), Some(len))
+        .await
+        .unwrap();
+    if deactivate {
+        glance.deactivate_image(&image.id).await.unwrap();
+    }
+    image.id
+}
