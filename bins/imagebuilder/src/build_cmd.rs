@@ -1,6 +1,9 @@
 //! The weekly builder's commands: `bootstrap`, `build` and `build-all`
-//! (NREC imagebuilder and its build-all wrapper), wired to
-//! `imagebuilder-core`.
+//! (NREC imagebuilder and its build-all wrapper), and `gc` (what SIGKILLed
+//! builds left), wired to `imagebuilder-core`.
+//!
+//! SIGINT/SIGTERM stop `build` gracefully (clean-up, `-x`, report, exit
+//! 1); `build-all` passes them on to the running child and builds no more.
 //!
 //! The original's `-v` (verbose) is a short option of each command here
 //! (it copies the build log to standard error); `--verbose`, `--debug`
@@ -33,6 +36,8 @@ pub enum BuildCommand {
     Build(BuildArgs),
     /// Build every standard (-S) or vGPU (-G) image, or the named ones (-i): the build-all wrapper
     BuildAll(BuildAllArgs),
+    /// Release what killed builds left (VMs, keypairs, security groups, files, -x source images)
+    Gc(GcArgs),
 }
 
 /// Which cloud (the original used the `OS_*` variables only).
@@ -251,13 +256,30 @@ pub struct BuildAllArgs {
     backend: Backend,
 }
 
+/// `imagebuilder gc`.
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    /// Only the builds of this image name (default: every ledger of the state directory)
+    #[arg(short = 'n', long)]
+    name: Option<String>,
+    /// State directory (ledgers, local VM directories)
+    #[arg(long, env = "IMAGEBUILDER_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Print the ledgers with outstanding records and release nothing
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    cloud: CloudArgs,
+}
+
 impl BuildCommand {
-    /// Run the command.
-    pub async fn run(self) -> Result<(), String> {
+    /// Run the command; `shutdown` tells a build a signal asked it to stop.
+    pub async fn run(self, shutdown: cli_common::Shutdown) -> Result<(), String> {
         match self {
             BuildCommand::Bootstrap(a) => run_bootstrap(a).await,
-            BuildCommand::Build(a) => run_build(a).await,
-            BuildCommand::BuildAll(a) => run_build_all(a).await,
+            BuildCommand::Build(a) => run_build(a, shutdown).await,
+            BuildCommand::BuildAll(a) => run_build_all(a, shutdown).await,
+            BuildCommand::Gc(a) => run_gc(a).await,
         }
     }
 }
@@ -304,7 +326,7 @@ fn state_dir(given: Option<PathBuf>) -> PathBuf {
     })
 }
 
-async fn run_build(a: BuildArgs) -> Result<(), String> {
+async fn run_build(a: BuildArgs, shutdown: cli_common::Shutdown) -> Result<(), String> {
     let cwd = std::env::current_dir().map_err(err)?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let dirs = config::resolve_dirs(
@@ -349,13 +371,15 @@ async fn run_build(a: BuildArgs) -> Result<(), String> {
     }
     let (session, region) = a.cloud.connect().await?;
     let glance = session.image(region.as_deref()).await.map_err(err)?;
-    let os_options = || OpenStackBackendOptions {
-        region: region.clone(),
-        network: a.network_name.clone(),
-        use_fixed_ip: a.floating_network.is_none(),
-        floating_network: a.floating_network.clone().unwrap_or_default(),
-        availability_zone: Some(a.availability_zone.clone()),
-        ..Default::default()
+    let os_options = || {
+        build::openstack_options(OpenStackBackendOptions {
+            region: region.clone(),
+            network: a.network_name.clone(),
+            use_fixed_ip: a.floating_network.is_none(),
+            floating_network: a.floating_network.clone().unwrap_or_default(),
+            availability_zone: Some(a.availability_zone.clone()),
+            ..Default::default()
+        })
     };
     let outcome = match (&plan.mode, backend) {
         (Mode::Packer { .. }, _) => {
@@ -366,13 +390,13 @@ async fn run_build(a: BuildArgs) -> Result<(), String> {
         }
         (Mode::Native(_), BackendKind::Local) => {
             let b = LocalBackend::new(glance.clone(), LocalBackendOptions::new(state.join("vms")));
-            build::apply(&plan, &b, &glance, a.echo).await
+            build::apply_until(&plan, &b, &glance, a.echo, shutdown.graceful()).await
         }
         (Mode::Native(_), BackendKind::Openstack) => {
             let b = OpenStackBackend::connect(session.clone(), os_options())
                 .await
                 .map_err(err)?;
-            build::apply(&plan, &b, &glance, a.echo).await
+            build::apply_until(&plan, &b, &glance, a.echo, shutdown.graceful()).await
         }
     }
     .map_err(err)?;
@@ -380,7 +404,49 @@ async fn run_build(a: BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_build_all(a: BuildAllArgs) -> Result<(), String> {
+async fn run_gc(a: GcArgs) -> Result<(), String> {
+    let state = state_dir(a.state_dir.clone());
+    let ledgers = build::ledgers(&state, a.name.as_deref()).map_err(err)?;
+    let mut busy = Vec::new();
+    for l in &ledgers {
+        let ledger = image_pipeline::ResourceLedger::open(l).map_err(err)?;
+        if !ledger.is_empty().map_err(err)? {
+            busy.push(l.clone());
+        }
+    }
+    if a.dry_run || busy.is_empty() {
+        for l in &busy {
+            println!("{}", l.display());
+        }
+        return Ok(());
+    }
+    let (session, region) = a.cloud.connect().await?;
+    let glance = session.image(region.as_deref()).await.map_err(err)?;
+    let outcome = if build::needs_openstack(&busy).map_err(err)? {
+        let options = build::openstack_options(OpenStackBackendOptions {
+            region: region.clone(),
+            ..Default::default()
+        });
+        let b = OpenStackBackend::connect(session.clone(), options)
+            .await
+            .map_err(err)?;
+        build::gc(&busy, &b, &glance).await
+    } else {
+        let b = LocalBackend::new(glance.clone(), LocalBackendOptions::new(state.join("vms")));
+        build::gc(&busy, &b, &glance).await
+    }
+    .map_err(err)?;
+    for r in &outcome.released {
+        println!("released {r}");
+    }
+    if outcome.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not released: {}", outcome.failed.join("; ")))
+    }
+}
+
+async fn run_build_all(a: BuildAllArgs, shutdown: cli_common::Shutdown) -> Result<(), String> {
     let images = build_all::load_images(&a.image_list, &a.flavor, &a.network).map_err(err)?;
     if a.list {
         for e in &images {
@@ -419,19 +485,41 @@ async fn run_build_all(a: BuildAllArgs) -> Result<(), String> {
         "--log-dir".to_string(),
         a.log_dir.display().to_string(),
     ];
+    // The first signal stops the running job (the child gets SIGTERM and
+    // cleans up) and no other job starts.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let graceful = shutdown.graceful();
+    tokio::spawn(async move {
+        graceful.await;
+        let _ = stop_tx.send(true);
+    });
     let mut failed = Vec::new();
     for job in &plan.jobs {
         eprintln!("imagebuilder: building {}", job.name);
-        let ok = build_all::run_job(
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let end = build_all::run_job(
             Path::new(&me),
             job,
             &extra,
             plan.timeout_secs.map(Duration::from_secs),
+            stop,
         )
         .await
         .map_err(err)?;
-        if !ok {
-            failed.push(job.name.clone());
+        match end {
+            build_all::JobEnd::Succeeded => {}
+            build_all::JobEnd::Failed => failed.push(job.name.clone()),
+            build_all::JobEnd::Interrupted => {
+                failed.push(job.name.clone());
+                return Err(format!(
+                    "interrupted by a signal during {}; failed builds: {}",
+                    job.name,
+                    failed.join(", ")
+                ));
+            }
         }
     }
     if failed.is_empty() {

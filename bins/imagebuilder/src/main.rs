@@ -74,10 +74,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let spec = cli_common::MainSpec::new("imagebuilder", log);
-    cli_common::run_main(spec, |_shutdown| async move {
+    cli_common::run_main(spec, |shutdown| async move {
         match command {
             Command::Himlar(c) => c.run().await,
-            Command::Build(c) => c.run().await.map_err(himlar_cmd::CliError::Config),
+            Command::Build(c) => c.run(shutdown).await.map_err(himlar_cmd::CliError::Config),
         }
     })
 }

@@ -3,7 +3,9 @@
 //! REAL local ones (source image lookup, the snapshot the fake's
 //! `createImage` names, which the build downloads, publishes and deletes),
 //! and the "VM" answers SSH through a real private sshd on a loopback port.
-//! A success publishes the files and leaves nothing in the fake; a failing
+//! A success publishes the files and leaves nothing in the fake; the
+//! server, its temporary keypair and security group are all named
+//! `imagebuilder-<uuid hex>` (the build id), as the original's; a failing
 //! provisioner and a server going to ERROR both fail with nothing left
 //! (keypair, security group, floating IP, server) and an empty ledger.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -92,14 +94,14 @@ async fn env() -> Env {
     }
     cfg.http.retry_base_delay = Duration::from_millis(10);
     let session = session_for(cfg).await;
-    let options = OpenStackBackendOptions {
+    let options = build::openstack_options(OpenStackBackendOptions {
         poll_interval: Duration::from_millis(10),
         delete_timeout: Duration::from_secs(20),
         snapshot_timeout: Duration::from_secs(60),
         ssh_port: sshd.port,
         availability_zone: Some("bgo-default-1".into()),
         ..Default::default()
-    };
+    });
     let backend = OpenStackBackend::connect(session.clone(), options)
         .await
         .unwrap();
@@ -263,21 +265,57 @@ async fn build_on_openstack_publishes_and_leaves_nothing() {
         "the snapshot was not deleted from Glance"
     );
     // The server was created in the availability zone.
-    let bodies: Vec<serde_json::Value> = env
-        .fake
-        .server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/servers"))
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect();
+    let posted = |suffix: &'static str| {
+        let fake = env.fake.clone();
+        async move {
+            fake.server
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with(suffix))
+                .map(|r| serde_json::from_slice(&r.body).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        }
+    };
+    let bodies = posted("/servers").await;
     assert_eq!(bodies.len(), 1);
     assert_eq!(
         bodies[0]["server"]["availability_zone"], "bgo-default-1",
         "{}",
         bodies[0]
+    );
+    // The original's names: imagebuilder-<uuid hex>, the build id, for the
+    // server, its keypair and its security group (and the ledger's records).
+    let id = &plan.build_id;
+    let hex = id.strip_prefix("imagebuilder-").unwrap();
+    assert!(
+        hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(bodies[0]["server"]["name"], id.as_str());
+    assert_eq!(bodies[0]["server"]["key_name"], id.as_str());
+    assert_eq!(
+        bodies[0]["server"]["security_groups"],
+        serde_json::json!([{ "name": id }]),
+        "{}",
+        bodies[0]
+    );
+    assert_eq!(
+        bodies[0]["server"]["metadata"][RUN_TAG_KEY],
+        id.as_str(),
+        "{}",
+        bodies[0]
+    );
+    let keypairs = posted("/os-keypairs").await;
+    assert_eq!(keypairs.len(), 1);
+    assert_eq!(keypairs[0]["keypair"]["name"], id.as_str());
+    let groups = posted("/security-groups").await;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["security_group"]["name"], id.as_str());
+    assert!(
+        ops.contains(&format!("keypair.delete {id}")),
+        "the keypair is deleted by its name: {ops:?}"
     );
     env.assert_clean(&plan);
     let lines = report(&env.root.path().join("log/ibos-report.jsonl"));

@@ -7,17 +7,27 @@
 //! (VM, keypair, security group, snapshot, files) is in the build's
 //! ledger before it exists and is released whatever happens.
 //!
+//! The temporary keypair and security group are named as the original's,
+//! `imagebuilder-<uuid hex>` (the build id, also the VM's name): the
+//! OpenStack backend is made with [`openstack_options`].
+//!
+//! A SIGINT/SIGTERM (the `stop` future of [`apply_until`]) stops the build
+//! where it is; the clean-up, the `-x` purge and the report follow as after
+//! any failure. A SIGKILLed build leaves its ledger: the next build of that
+//! name, or `imagebuilder gc` ([`gc`]), releases what it lists.
+//!
 //! Decide, then act: [`plan`] computes a [`BuildPlan`] with no I/O but
 //! reading the template; [`apply`] runs it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use image_pipeline::cleanup::release_all;
 use image_pipeline::{
-    AccessProfile, BackendKind, ChangedKeyPolicy, ComputeBackend, KnownHosts, ResourceKind,
-    ResourceLedger, SshKey, SshTarget, VmSpec, WaitPolicy,
+    AccessProfile, BackendKind, ChangedKeyPolicy, ComputeBackend, KnownHosts,
+    OpenStackBackendOptions, ResourceKind, ResourceLedger, SshKey, SshTarget, VmSpec, WaitPolicy,
 };
 use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
 use serde::Serialize;
@@ -28,6 +38,20 @@ use crate::output::{self, Published};
 use crate::provision::{self, BuildLog, Connection};
 use crate::report::{self, ReportPaths};
 use crate::template::{Resolved, Template};
+
+/// Prefix of the build id: the VM, the temporary keypair and security
+/// group are `imagebuilder-<uuid hex>`, as the original's.
+pub const NAME_PREFIX: &str = "imagebuilder";
+
+/// `options` with the OpenStack backend naming its temporary keypair and
+/// security group after the build (`imagebuilder-<uuid hex>`, the VM's
+/// name) instead of ge-image's `ge-image-<vm>-<run id>`.
+pub fn openstack_options(options: OpenStackBackendOptions) -> OpenStackBackendOptions {
+    OpenStackBackendOptions {
+        name_prefix: Some(NAME_PREFIX.to_string()),
+        ..options
+    }
+}
 
 /// The variables the original passes to `packer build`, in its order.
 pub const ORIGINAL_VARIABLES: &[&str] = &[
@@ -178,7 +202,7 @@ pub fn plan(o: &BuildOptions) -> Result<BuildPlan> {
         )));
     }
     let template_file = o.dirs.template_dir.join("template");
-    let build_id = format!("imagebuilder-{}", uuid::Uuid::new_v4().simple());
+    let build_id = format!("{NAME_PREFIX}-{}", uuid::Uuid::new_v4().simple());
     let work_dir = o.state_dir.join("work").join(&build_id);
     let mut variables = BTreeMap::new();
     for (k, v) in [
@@ -273,7 +297,19 @@ pub async fn apply<B: ComputeBackend>(
     glance: &GlanceClient,
     verbose: bool,
 ) -> Result<BuildOutcome> {
-    std::fs::create_dir_all(&plan.work_dir).map_err(io_err("creating", &plan.work_dir))?;
+    apply_until(plan, backend, glance, verbose, std::future::pending()).await
+}
+
+/// [`apply`], stopped where it is when `stop` resolves (SIGINT/SIGTERM):
+/// the build fails with [`Error::Interrupted`] after the same clean-up,
+/// `-x` purge and report as any failed build.
+pub async fn apply_until<B: ComputeBackend>(
+    plan: &BuildPlan,
+    backend: &B,
+    glance: &GlanceClient,
+    verbose: bool,
+    stop: impl Future<Output = ()>,
+) -> Result<BuildOutcome> {
     if let Some(d) = plan.ledger.parent() {
         std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
     }
@@ -284,7 +320,12 @@ pub async fn apply<B: ComputeBackend>(
             }
             r.log.clone()
         }
-        None => plan.work_dir.join("build.log"),
+        None => {
+            if let Some(d) = plan.work_dir.parent() {
+                std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+            }
+            plan.work_dir.with_extension("log")
+        }
     };
     let log = BuildLog::create(&log_path, verbose)?;
     let ledger = ResourceLedger::open(&plan.ledger)?;
@@ -300,7 +341,48 @@ pub async fn apply<B: ComputeBackend>(
             )));
         }
     }
-    let result = run(plan, backend, glance, &ledger, &log).await;
+    // The work directory holds the build's private key: in the ledger
+    // before it exists, so a killed build's copy goes with the rest.
+    let work_key = ledger.intent(
+        ResourceKind::File,
+        &plan.work_dir.display().to_string(),
+        "local-file",
+        None,
+    )?;
+    std::fs::create_dir_all(&plan.work_dir).map_err(io_err("creating", &plan.work_dir))?;
+    ledger.created(work_key, &plan.work_dir.display().to_string())?;
+    // With -x the source image goes whatever happens, killed build included:
+    // it is in the ledger (released last: it is its oldest record).
+    let mut purge_error = None;
+    if plan.purge_source {
+        match glance.find_image(&plan.source_image).await {
+            Ok(img) => {
+                let k = ledger.intent(
+                    ResourceKind::Image,
+                    &plan.source_image,
+                    image_pipeline::cleanup::GLANCE,
+                    glance.region(),
+                )?;
+                ledger.created(k, &img.id)?;
+            }
+            Err(e) => {
+                purge_error = Some(os_err(format!(
+                    "finding source image {} (option -x)",
+                    plan.source_image
+                ))(e));
+            }
+        }
+    }
+    let result = tokio::select! {
+        r = run(plan, backend, glance, &ledger, &log) => r,
+        () = stop => {
+            log.say("Interrupted: stopping the build and cleaning up...");
+            Err(Error::Interrupted)
+        }
+    };
+    if plan.purge_source && purge_error.is_none() {
+        log.say(&format!("Removing source image {}", plan.source_image));
+    }
     let cleanup = release_all(backend, glance, &ledger).await;
     let mut result = match (result, cleanup) {
         (Ok(o), Ok(c)) if c.is_complete() => Ok(o),
@@ -318,23 +400,10 @@ pub async fn apply<B: ComputeBackend>(
         ))),
         (Err(e), Err(c)) => Err(Error::Config(format!("{e}; clean-up failed: {c}"))),
     };
-    if plan.purge_source {
-        log.say(&format!("Removing source image {}", plan.source_image));
-        let purged = match glance.find_image(&plan.source_image).await {
-            Ok(img) => glance
-                .delete_image(&img.id)
-                .await
-                .map_err(os_err(format!("deleting source image {}", img.id))),
-            Err(e) => Err(os_err(format!(
-                "finding source image {}",
-                plan.source_image
-            ))(e)),
-        };
-        if let Err(e) = purged {
-            log.say("Failed to delete source image");
-            if result.is_ok() {
-                result = Err(e);
-            }
+    if let Some(e) = purge_error {
+        log.say("Failed to delete source image");
+        if result.is_ok() {
+            result = Err(e);
         }
     }
     match &result {
@@ -345,9 +414,81 @@ pub async fn apply<B: ComputeBackend>(
         let code = if result.is_ok() { 0 } else { 1 };
         report::write_start(&r.report, code, &log.text())?;
         report::append_result(&r.report, result.is_ok())?;
+    } else {
+        let _ = std::fs::remove_file(&log_path);
     }
-    let _ = std::fs::remove_dir_all(&plan.work_dir);
     result
+}
+
+/// What `imagebuilder gc` released or could not release.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcOutcome {
+    /// `<ledger file>: <kind> <id or name>` of each released resource.
+    pub released: Vec<String>,
+    /// The same with the error, for each resource still there.
+    pub failed: Vec<String>,
+}
+
+/// The ledgers under `state_dir` (`<name>.ledger.jsonl`), of image `name`
+/// only when given.
+pub fn ledgers(state_dir: &Path, name: Option<&str>) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(state_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err("reading", state_dir)(e)),
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().to_string();
+        let Some(image) = file.strip_suffix(".ledger.jsonl") else {
+            continue;
+        };
+        if name.is_none_or(|n| n == image) {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Release every outstanding record of `ledgers` (what SIGKILLed builds
+/// left: VMs, keypairs, security groups, snapshots, work directories,
+/// half-written files, `-x` source images).
+pub async fn gc<B: ComputeBackend>(
+    ledgers: &[PathBuf],
+    backend: &B,
+    glance: &GlanceClient,
+) -> Result<GcOutcome> {
+    let mut out = GcOutcome::default();
+    for path in ledgers {
+        let ledger = ResourceLedger::open(path)?;
+        if ledger.is_empty()? {
+            continue;
+        }
+        let r = release_all(backend, glance, &ledger).await?;
+        let file = path.display();
+        out.released
+            .extend(r.released.iter().map(|x| format!("{file}: {x}")));
+        out.failed
+            .extend(r.failed.iter().map(|x| format!("{file}: {x}")));
+    }
+    Ok(out)
+}
+
+/// Whether a ledger lists records of the OpenStack backend (`gc` then
+/// needs it; the local backend's records need no cloud but Glance).
+pub fn needs_openstack(ledgers: &[PathBuf]) -> Result<bool> {
+    for path in ledgers {
+        let ledger = ResourceLedger::open(path)?;
+        if ledger
+            .outstanding()?
+            .iter()
+            .any(|r| r.backend == image_pipeline::compute::openstack::BACKEND_NAME)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn run<B: ComputeBackend>(

@@ -8,6 +8,7 @@
 //! failure appends `{"result":"failed"}` to the image's report.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -311,53 +312,259 @@ pub fn plan(
     Ok(BuildAllPlan { jobs, timeout_secs })
 }
 
+/// How a build-all job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Bootstrap and build succeeded.
+    Succeeded,
+    /// Bootstrap or build failed, or the time limit stopped them.
+    Failed,
+    /// A signal (the `stop` future) stopped it: build no more.
+    Interrupted,
+}
+
+/// How long a child stopped with SIGTERM gets to clean up (the build
+/// deletes its VM, keypair and security group) before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(600);
+
+/// Why a child stopped running.
+enum Exit {
+    Status(std::process::ExitStatus),
+    TimedOut,
+    Interrupted(Option<std::process::ExitStatus>),
+}
+
+impl Exit {
+    fn success(&self) -> bool {
+        matches!(self, Exit::Status(s) if s.success())
+    }
+
+    /// The exit code as the build script saw it (`timeout`'s 124; 128 +
+    /// signal for a killed child).
+    fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt as _;
+        let of = |s: &std::process::ExitStatus| {
+            s.code()
+                .or_else(|| s.signal().map(|n| 128 + n))
+                .unwrap_or(1)
+        };
+        match self {
+            Exit::Status(s) => of(s),
+            Exit::TimedOut => 124,
+            Exit::Interrupted(s) => s.as_ref().map(of).unwrap_or(130),
+        }
+    }
+}
+
+/// Wait for `child` until `deadline` or `stop`; then SIGTERM it and give it
+/// [`STOP_GRACE`] to finish before SIGKILL.
+async fn wait_child(
+    child: &mut tokio::process::Child,
+    deadline: Option<tokio::time::Instant>,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Exit> {
+    let timed_out = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let timed_out = tokio::select! {
+        r = child.wait() => {
+            return r
+                .map(Exit::Status)
+                .map_err(|e| Error::Config(format!("waiting for a child: {e}")));
+        }
+        () = timed_out => true,
+        () = stop.as_mut() => false,
+    };
+    if let Some(pid) = child.id() {
+        tracing::warn!(pid, timed_out, "stopping the child with SIGTERM");
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            tracing::warn!("the child did not stop in time: SIGKILL");
+            let _ = child.kill().await;
+            None
+        }
+    };
+    Ok(if timed_out {
+        Exit::TimedOut
+    } else {
+        Exit::Interrupted(status)
+    })
+}
+
+/// Copy a child's output to our standard error as it comes, and keep it.
+fn drain<R>(reader: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut kept = Vec::new();
+        let Some(mut r) = reader else {
+            return kept;
+        };
+        let mut buf = vec![0u8; 8192];
+        let mut err = tokio::io::stderr();
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let _ = err.write_all(&buf[..n]).await;
+            kept.extend_from_slice(&buf[..n]);
+        }
+        kept
+    })
+}
+
+/// The report's modification time and length (to see whether the build
+/// wrote it).
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Whether the report was rewritten since `before` and ends with a
+/// `result` line (the build wrote its three lines).
+fn finished_since(path: &Path, before: Option<(std::time::SystemTime, u64)>) -> bool {
+    let now = stamp(path);
+    if now.is_none() || now == before {
+        return false;
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.lines().last().map(str::to_string))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .is_some_and(|v| v.get("result").is_some())
+}
+
 /// Run one job with `program` (this binary): bootstrap, then build with
 /// its output as `-s` (and `extra`, the build's own options), under the
-/// time limit. Returns whether it succeeded;
-/// on failure `{"result":"failed"}` is appended to the report.
+/// time limit; `stop` (SIGINT/SIGTERM) ends it early. A child past the
+/// limit or stopped gets SIGTERM (the build then cleans up and reports) and
+/// [`STOP_GRACE`] before SIGKILL.
+///
+/// The report always ends with the original's lines: a failed bootstrap
+/// (which the original's `bootstrap | xargs build` reported as exit code 0
+/// with an empty log) writes `{"result_imagebuilder":"<its exit code>"}`,
+/// `{"output_imagebuilder":"<its standard error>"}` (also the plain log
+/// `<name>-build-YYYYMMDD.log`) and `{"result":"failed"}`; a build that
+/// did not write its own report gets the same from its exit code and log.
 pub async fn run_job(
     program: &Path,
     job: &Job,
     extra: &[String],
     timeout: Option<Duration>,
-) -> Result<bool> {
-    let work = async {
-        let out = tokio::process::Command::new(program)
-            .args(&job.bootstrap)
-            .envs(&job.env)
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(crate::error::io_err("running", program))?;
-        if !out.status.success() {
-            tracing::warn!(image = %job.name, "bootstrap failed");
-            return Ok(false);
-        }
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let status = tokio::process::Command::new(program)
-            .args(&job.build)
-            .args(["-s", &id])
-            .args(extra)
-            .envs(&job.env)
-            .kill_on_drop(true)
-            .status()
-            .await
-            .map_err(crate::error::io_err("running", program))?;
-        Ok::<bool, Error>(status.success())
-    };
-    let ok = match timeout {
-        Some(t) => match tokio::time::timeout(t, work).await {
-            Ok(r) => r?,
-            Err(_) => {
-                tracing::warn!(image = %job.name, "timed out");
-                false
+    stop: impl Future<Output = ()>,
+) -> Result<JobEnd> {
+    tokio::pin!(stop);
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let date = chrono::Local::now().format("%Y%m%d").to_string();
+    let log_dir = job.report.parent().unwrap_or(Path::new("."));
+    let paths = report::ReportPaths::new(log_dir, &job.name, &date);
+    let before = stamp(&job.report);
+    let log_before = stamp(&paths.log);
+    let spawn_err = crate::error::io_err("running", program);
+
+    let mut child = tokio::process::Command::new(program)
+        .args(&job.bootstrap)
+        .envs(&job.env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    let stdout = tokio::spawn({
+        let out = child.stdout.take();
+        async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut kept = Vec::new();
+            if let Some(mut o) = out {
+                let _ = o.read_to_end(&mut kept).await;
             }
-        },
-        None => work.await?,
-    };
-    if !ok {
-        report::append_result(&job.report, false)?;
+            kept
+        }
+    });
+    let stderr = drain(child.stderr.take());
+    let exit = wait_child(&mut child, deadline, &mut stop).await?;
+    let id = String::from_utf8_lossy(&stdout.await.unwrap_or_default())
+        .trim()
+        .to_string();
+    let mut boot_log = String::from_utf8_lossy(&stderr.await.unwrap_or_default()).to_string();
+    if !exit.success() || id.is_empty() {
+        let why = match &exit {
+            Exit::TimedOut => "timed out".to_string(),
+            Exit::Interrupted(_) => "interrupted by a signal".to_string(),
+            Exit::Status(s) if s.success() => "printed no image id".to_string(),
+            Exit::Status(_) => format!("failed (exit code {})", exit.code()),
+        };
+        tracing::warn!(image = %job.name, "bootstrap {why}");
+        boot_log.push_str(&format!(
+            "imagebuilder build-all: bootstrap of {} {why}\n",
+            job.name
+        ));
+        let code = if exit.success() { 1 } else { exit.code() };
+        write_failed(&paths, &job.report, code, &boot_log)?;
+        return Ok(match exit {
+            Exit::Interrupted(_) => JobEnd::Interrupted,
+            _ => JobEnd::Failed,
+        });
     }
-    Ok(ok)
+
+    let mut child = tokio::process::Command::new(program)
+        .args(&job.build)
+        .args(["-s", &id])
+        .args(extra)
+        .envs(&job.env)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(crate::error::io_err("running", program))?;
+    let exit = wait_child(&mut child, deadline, &mut stop).await?;
+    if !exit.success() {
+        tracing::warn!(image = %job.name, code = exit.code(), "build failed");
+    }
+    if !exit.success() && !finished_since(&job.report, before) {
+        // The build died before writing its report: the original's lines
+        // from what it left.
+        let log = if stamp(&paths.log) != log_before {
+            std::fs::read_to_string(&paths.log).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut log = log;
+        log.push_str(&format!(
+            "imagebuilder build-all: build of {} ended without its report (exit code {})\n",
+            job.name,
+            exit.code()
+        ));
+        write_failed(&paths, &job.report, exit.code(), &log)?;
+    }
+    Ok(match exit {
+        Exit::Status(s) if s.success() => JobEnd::Succeeded,
+        Exit::Interrupted(_) => JobEnd::Interrupted,
+        _ => JobEnd::Failed,
+    })
+}
+
+/// The report of a job that failed without one: the plain log, then the
+/// original's three lines.
+fn write_failed(
+    paths: &report::ReportPaths,
+    report_file: &Path,
+    code: i32,
+    log: &str,
+) -> Result<()> {
+    if let Some(d) = paths.log.parent() {
+        std::fs::create_dir_all(d).map_err(crate::error::io_err("creating", d))?;
+    }
+    std::fs::write(&paths.log, log).map_err(crate::error::io_err("writing", &paths.log))?;
+    report::write_start(report_file, code, log)?;
+    report::append_result(report_file, false)
 }

@@ -90,6 +90,9 @@ pub enum Error {
         /// Extra detail (log tail).
         detail: String,
     },
+    /// A SIGINT/SIGTERM stopped the build (its clean-up ran).
+    #[error("interrupted by a signal")]
+    Interrupted,
     /// An image spec file (build-all) is unusable.
     #[error("{file}: {message}")]
     ImageSpec {

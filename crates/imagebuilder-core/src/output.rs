@@ -38,6 +38,7 @@ pub async fn compress(src: &Path, dest: &Path) -> Result<()> {
         .args(["convert", "-O", "qcow2", "-c"])
         .arg(src)
         .arg(dest)
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(io_err("running qemu-img for", dest))?;

@@ -3,7 +3,8 @@
 //!
 //! Packer's good habits: every build gets a temporary keypair and a
 //! temporary security group named `ge-image-<vm name>-<run id>` (the run id
-//! is 8 random hex digits), a floating IP is allocated only when none is
+//! is 8 random hex digits; with [`OpenStackBackendOptions::name_prefix`]
+//! the VM's own `<prefix>-…` name), a floating IP is allocated only when none is
 //! given and released only when it was allocated here, and every resource
 //! is written to the run's [`ResourceLedger`] before the call that creates
 //! it (intent, then id), so that [`ComputeBackend::release`] can remove it
@@ -70,6 +71,11 @@ pub struct OpenStackBackendOptions {
     pub ssh_port: u16,
     /// Availability zone of the servers (`None`: Nova's default).
     pub availability_zone: Option<String>,
+    /// Name the temporary keypair and security group (the run tag) after
+    /// the VM itself, whose name must then start with `<prefix>-` and be
+    /// unique per run (NREC imagebuilder's `imagebuilder-<uuid hex>`).
+    /// `None`: `ge-image-<vm name>-<run id>`.
+    pub name_prefix: Option<String>,
 }
 
 impl Default for OpenStackBackendOptions {
@@ -87,6 +93,7 @@ impl Default for OpenStackBackendOptions {
             console_lines: 50,
             ssh_port: 22,
             availability_zone: None,
+            name_prefix: None,
         }
     }
 }
@@ -167,6 +174,20 @@ fn run_id() -> Result<String> {
         .fill(&mut bytes)
         .map_err(|_| Error::CloudSetup("the system random generator failed".into()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The run tag of VM `vm`: `ge-image-<vm>-<run id>`, or with a name
+/// prefix the VM's own name, refused unless it is `<prefix>-<something>`.
+fn run_tag(prefix: Option<&str>, vm: &str) -> Result<String> {
+    match prefix {
+        None => Ok(format!("ge-image-{vm}-{}", run_id()?)),
+        Some(p) => match vm.strip_prefix(p).and_then(|r| r.strip_prefix('-')) {
+            Some(rest) if !rest.is_empty() => Ok(vm.to_string()),
+            _ => Err(Error::CloudSetup(format!(
+                "VM name '{vm}' does not start with '{p}-' (option name_prefix)"
+            ))),
+        },
+    }
 }
 
 /// The ingress rules of a temporary security group.
@@ -402,7 +423,7 @@ impl ComputeBackend for OpenStackBackend {
             ),
             _ => None,
         };
-        let tag = format!("ge-image-{}-{}", spec.name, run_id()?);
+        let tag = run_tag(self.options.name_prefix.as_deref(), &spec.name)?;
 
         let keypair_key = ledger.intent(ResourceKind::Keypair, &tag, BACKEND_NAME, region)?;
         nova.create_keypair(&tag, &spec.public_key)
@@ -412,7 +433,14 @@ impl ComputeBackend for OpenStackBackend {
 
         let sg_key = ledger.intent(ResourceKind::SecurityGroup, &tag, BACKEND_NAME, region)?;
         let group = neutron
-            .create_security_group(&tag, &format!("ge-image: temporary group of {}", spec.name))
+            .create_security_group(
+                &tag,
+                &format!(
+                    "{}: temporary group of {}",
+                    self.options.name_prefix.as_deref().unwrap_or("ge-image"),
+                    spec.name
+                ),
+            )
             .await
             .map_err(os_err("creating security group", &tag))?;
         ledger.created(sg_key, &group.id)?;
@@ -651,5 +679,31 @@ impl ComputeBackend for OpenStackBackend {
             return Ok(false);
         }
         self.release_record(record).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_tag;
+
+    #[test]
+    fn run_tags_are_per_run_or_the_prefixed_vm_name() {
+        let t = run_tag(None, "vm1").unwrap();
+        assert!(t.starts_with("ge-image-vm1-"), "{t}");
+        assert_eq!(t.len(), "ge-image-vm1-".len() + 8);
+        assert_ne!(run_tag(None, "vm1").unwrap(), t);
+        assert_eq!(
+            run_tag(Some("imagebuilder"), "imagebuilder-0af3").unwrap(),
+            "imagebuilder-0af3"
+        );
+        for bad in [
+            "imagebuilder",
+            "imagebuilder-",
+            "other-0af3",
+            "imagebuilderx-1",
+        ] {
+            let e = run_tag(Some("imagebuilder"), bad).unwrap_err().to_string();
+            assert!(e.contains("name_prefix"), "{bad}: {e}");
+        }
     }
 }
