@@ -17,7 +17,7 @@
 //! Unlike the original, which silently skipped an entry missing a
 //! mandatory key, a file with problems is refused as a whole with one line
 //! per problem naming the file and the key (a wrong YAML type, a missing
-//! key, an unknown visibility or digest).
+//! key, an unknown visibility, digest, disk or container format).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,25 @@ const KNOWN_KEYS: [&str; 16] = [
 
 /// Digest algorithms `checksum` may name.
 pub const DIGESTS: [&str; 5] = ["md5", "sha224", "sha256", "sha384", "sha512"];
+
+/// Disk formats Glance knows (its `disk_formats` option can only narrow
+/// them): anything else would be refused at image creation, after the
+/// download.
+pub const DISK_FORMATS: [&str; 11] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+];
+
+/// Container formats Glance knows (`container_formats`).
+pub const CONTAINER_FORMATS: [&str; 8] = [
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
 
 /// What the set is loaded for: which keys are mandatory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +437,21 @@ impl Checker {
         let container_format = self
             .string(m, "container_format", &at)
             .unwrap_or_else(|| "bare".into());
+        for (key, value, known) in [
+            ("disk_format", &disk_format, &DISK_FORMATS[..]),
+            (
+                "container_format",
+                &container_format,
+                &CONTAINER_FORMATS[..],
+            ),
+        ] {
+            if !known.contains(&value.as_str()) {
+                self.problem(
+                    format!("{at}.{key}"),
+                    format!("unknown {key} '{value}' (one of {})", known.join(", ")),
+                );
+            }
+        }
         let owner = self.string(m, "owner", &at);
         let mut properties = BTreeMap::new();
         match m.get("properties") {

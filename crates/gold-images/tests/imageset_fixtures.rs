@@ -1,6 +1,7 @@
 //! Data-driven: every `fixtures/gold-images/bad/*.yaml` is refused with
 //! exactly the problems of its `.expected` (one line each, `{file}` standing
-//! for the path); every `fixtures/gold-images/sets/*.yaml` loads into the
+//! for the path; `retire-*.yaml` loaded as a retire set, the others as an
+//! update set); every `fixtures/gold-images/sets/*.yaml` loads into the
 //! entries of its `.expected.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,7 +27,16 @@ fn bad_sets_report_every_problem_with_file_and_key() {
         let expected = std::fs::read_to_string(path.with_extension("expected"))
             .unwrap()
             .replace("{file}", &path.display().to_string());
-        let err = ImageSet::load(&path, SetKind::Update).unwrap_err();
+        let retire = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("retire-"));
+        let kind = if retire {
+            SetKind::Retire
+        } else {
+            SetKind::Update
+        };
+        let err = ImageSet::load(&path, kind).unwrap_err();
         assert!(
             matches!(err, Error::Invalid { .. }),
             "{}: {err:?}",
