@@ -10,6 +10,7 @@
 mod common;
 
 use common::{data, render, BuilderServer};
+use gold_images::cloud::DomainChoice;
 use gold_images::fetch::Builder;
 use gold_images::output::{Format, Printer};
 use gold_images::update::{apply_update, plan_update, ApplyOptions, EntryAction, EntryOutcome};
@@ -464,4 +465,116 @@ async fn usage_counts_instances_and_purge_respects_them_and_the_limit() {
         cloud.glance.get_image(&ids[2]).await.unwrap().status,
         ImageStatus::Deactivated
     );
+}
+
+/// `--domain`: a default (not strict) domain is preferred when it holds the
+/// project and skipped when it does not (or does not exist); a strict one
+/// is required. Projects and the domain are made for the test and deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn projects_by_name_in_a_domain_given_by_name() {
+    let _lock = cloud_test_support::cloud_lock().await;
+    let base = cloud().await;
+    let id = base.identity.clone();
+    let dom_name = cloud_test_support::unique("gidom");
+    let domain = id.create_domain(&dom_name).await.unwrap();
+    let twin = cloud_test_support::unique("gitwin");
+    let solo = cloud_test_support::unique("gisolo");
+    let mut made = Vec::new();
+    for (name, d) in [
+        (&twin, "default"),
+        (&twin, domain.id.as_str()),
+        (&solo, "default"),
+    ] {
+        if let Ok(p) = id.create_project(name, d).await {
+            made.push(p.id);
+        }
+    }
+    let checks = {
+        let (base, dom_name, domain_id) = (base.clone(), dom_name.clone(), domain.id.clone());
+        let (twin, solo, made) = (twin.clone(), solo.clone(), made.clone());
+        tokio::spawn(async move {
+            assert_eq!(made.len(), 3);
+            let with = |name: &str, strict: bool| {
+                base.clone().with_domain(Some(DomainChoice {
+                    name: name.to_owned(),
+                    strict,
+                }))
+            };
+            // Preferred domain holds the twin: that one, by name or by id.
+            for d in [dom_name.as_str(), domain_id.as_str()] {
+                let p = with(d, false).project(&twin).await.unwrap().unwrap();
+                assert_eq!(p.id, made[1], "{d}");
+            }
+            assert_eq!(
+                with("Default", true)
+                    .project(&twin)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id,
+                made[0]
+            );
+            // Preferred domain without the project: the only one elsewhere.
+            let p = with(&dom_name, false)
+                .project(&solo)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(p.id, made[2]);
+            // Absent preferred domain: unique names still resolve, twins do not.
+            let absent = with("Dataporten-absent", false);
+            assert_eq!(absent.project(&solo).await.unwrap().unwrap().id, made[2]);
+            let err = absent.project(&twin).await.unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("several projects are named {twin}"))
+                    && err.contains("Default")
+                    && err.contains(&dom_name),
+                "{err}"
+            );
+            // Strict: the domain must exist and hold the project.
+            let err = with(&dom_name, true)
+                .project(&solo)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "no project named {solo} in domain {dom_name} (found in domains Default)"
+                )),
+                "{err}"
+            );
+            let err = with("Dataporten-absent", true)
+                .project(&solo)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--domain Dataporten-absent: no such Keystone domain"),
+                "{err}"
+            );
+            // Ids need no domain; unknown names are None.
+            assert_eq!(
+                with(&dom_name, true)
+                    .project(&made[0])
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .name,
+                twin
+            );
+            assert!(with(&dom_name, false)
+                .project("no-such-gi-project")
+                .await
+                .unwrap()
+                .is_none());
+        })
+        .await
+    };
+    for p in &made {
+        id.delete_project(p).await.unwrap();
+    }
+    id.delete_domain(&domain.id).await.unwrap();
+    if let Err(e) = checks {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
