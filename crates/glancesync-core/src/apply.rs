@@ -68,6 +68,9 @@ pub struct Applier<'a> {
     master: &'a IndexMap<String, Image>,
     log: &'a SyncLog,
     uploaded: HashMap<String, String>,
+    /// MB of the images actually copied so far (the summary counts only
+    /// these, not the ones that failed).
+    uploaded_mb: f64,
     report: SyncReport,
 }
 
@@ -88,8 +91,9 @@ impl<'a> Applier<'a> {
             master,
             log,
             uploaded: HashMap::new(),
+            uploaded_mb: 0.0,
             report: SyncReport {
-                total_mb: plan.pending_mb,
+                total_mb: 0,
                 was_synchronised: plan.synchronised,
                 ..SyncReport::default()
             },
@@ -156,6 +160,11 @@ impl<'a> Applier<'a> {
         self.log
             .info(&format!("{}: Image uploaded.", self.plan.region));
         if let Some(a) = self.plan.actions.get(i) {
+            if let Action::Upload { size, .. } = a {
+                #[allow(clippy::cast_precision_loss)]
+                let mb = *size as f64 / 1024.0 / 1024.0;
+                self.uploaded_mb += mb;
+            }
             record(&mut self.report, a);
         }
     }
@@ -210,9 +219,13 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Log the summary line, flush the backend and return the report.
-    pub async fn finish(self) -> Result<SyncReport> {
-        self.log.info(&self.plan.summary_line(false));
+    /// Log the summary line (counting only the images actually copied),
+    /// flush the backend and return the report.
+    pub async fn finish(mut self) -> Result<SyncReport> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let mb = self.uploaded_mb as u64;
+        self.report.total_mb = mb;
+        self.log.info(&self.plan.uploaded_summary_line(mb));
         self.backend.flush(&self.region).await?;
         Ok(self.report)
     }

@@ -523,6 +523,17 @@ impl RegionPlan {
         }
     }
 
+    /// The last line of a region's real sync, `uploaded_mb` being the MB of
+    /// the images actually copied (a failed upload does not count).
+    pub fn uploaded_summary_line(&self, uploaded_mb: u64) -> String {
+        let r = &self.region;
+        if self.synchronised {
+            format!("{r}: Region is synchronized.")
+        } else {
+            format!("{r}:   Total uploaded to region: {uploaded_mb} (MB) ")
+        }
+    }
+
     /// Names of the images the plan uploads, in order.
     pub fn uploads(&self) -> Vec<&str> {
         self.actions

@@ -147,3 +147,129 @@ async fn runner_prints_the_originals_lines() {
     files.sort();
     assert_eq!(files, vec!["backup_Burgos.csv", "backup_Valladolid.csv"]);
 }
+
+/// A CSV backend whose uploads of one image fail.
+struct FailOne {
+    inner: CsvBackend,
+    fail: &'static str,
+}
+
+#[async_trait::async_trait]
+impl glancesync_core::RegionBackend for FailOne {
+    async fn regions(
+        &self,
+        t: &glancesync_core::TargetConfig,
+    ) -> glancesync_core::Result<Vec<String>> {
+        self.inner.regions(t).await
+    }
+    async fn tenant_id(
+        &self,
+        t: &glancesync_core::TargetConfig,
+    ) -> glancesync_core::Result<String> {
+        self.inner.tenant_id(t).await
+    }
+    async fn list_images(
+        &self,
+        r: &glancesync_core::RegionRef,
+        t: &glancesync_core::TargetConfig,
+    ) -> glancesync_core::Result<Vec<Image>> {
+        self.inner.list_images(r, t).await
+    }
+    async fn upload_image(
+        &self,
+        req: glancesync_core::UploadRequest<'_>,
+    ) -> glancesync_core::Result<String> {
+        if req.image.name == self.fail {
+            return Err(glancesync_core::Error::Backend {
+                region: req.region.full_name(),
+                operation: "upload".into(),
+                message: "injected failure".into(),
+            });
+        }
+        self.inner.upload_image(req).await
+    }
+    async fn update_metadata(
+        &self,
+        r: &glancesync_core::RegionRef,
+        t: &glancesync_core::TargetConfig,
+        image: &Image,
+    ) -> glancesync_core::Result<()> {
+        self.inner.update_metadata(r, t, image).await
+    }
+    async fn delete_image(
+        &self,
+        r: &glancesync_core::RegionRef,
+        t: &glancesync_core::TargetConfig,
+        id: &str,
+    ) -> glancesync_core::Result<()> {
+        self.inner.delete_image(r, t, id).await
+    }
+    async fn flush(&self, r: &glancesync_core::RegionRef) -> glancesync_core::Result<()> {
+        self.inner.flush(r).await
+    }
+}
+
+#[tokio::test]
+async fn total_uploaded_counts_only_the_images_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mib = 1024 * 1024;
+    std::fs::write(
+        state.join("backup_Valladolid.csv"),
+        format!(
+            "Valladolid,small,001,active,{},cs_a,tenant1id,True,{{}}\n\
+             Valladolid,medium,002,active,{},cs_b,tenant1id,True,{{}}\n\
+             Valladolid,large,003,active,{},cs_c,tenant1id,True,{{}}\n",
+            10 * mib,
+            20 * mib + 512 * 1024,
+            40 * mib
+        ),
+    )
+    .unwrap();
+    std::fs::write(state.join("backup_Burgos.csv"), "").unwrap();
+    let cfg = GlanceSyncConfig::load(
+        &ConfigSource::Text {
+            name: "config".into(),
+            text: "[main]\nmaster_region = Valladolid\n[master]\n\
+                   credential = user,cGFzcw==,http://127.0.0.1:5000/v3,tenant1\n"
+                .into(),
+        },
+        &LoadOptions {
+            overrides: vec![],
+            require_credentials: false,
+        },
+        &|_: &str| None,
+    )
+    .unwrap();
+    let backend = FailOne {
+        inner: CsvBackend::open(&state, false).unwrap(),
+        fail: "large",
+    };
+    let gs = GlanceSync::new(Arc::new(cfg), Arc::new(backend))
+        .await
+        .unwrap();
+    assert_eq!(gs.plan_region("Burgos").await.unwrap().pending_mb, 70);
+    let runs = [RegionRun {
+        region: "Burgos".into(),
+        log: SyncLog::capturing(),
+    }];
+    let results = gs.sync_regions(&runs, false, 1, &|_| {}).await;
+    assert!(results[0].is_err(), "the failed image fails the region");
+    let lines = runs[0].log.lines();
+    // 10 + 20.5 MB copied; the 40 MB image that failed does not count.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "Burgos:   Total uploaded to region: 30 (MB) "),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| *l == "Burgos: Image uploaded.")
+            .count(),
+        2,
+        "{lines:?}"
+    );
+}
