@@ -10,6 +10,12 @@
 //! `OS_*` variables. Image sets: `-i FILE` as given, else under
 //! `--image-dir`, `./config/images/`, `$HIMLARCLI_ROOT/config/images/`
 //! (`HIMLARCLI_ROOT` defaults to `/opt/himlarcli`).
+//!
+//! Project names (`-p`, an image's `owner`) are looked up in `--domain`, a
+//! Keystone domain name (or id) as in himlarcli. Given, it is required;
+//! left at its default `Dataporten`, it is only preferred, so clouds
+//! without that domain still find their projects (a name found in several
+//! other domains is an error asking for `--domain`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;

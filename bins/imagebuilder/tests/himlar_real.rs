@@ -22,7 +22,7 @@ async fn update_with_config_ini_then_dry_runs_send_no_write() {
         .image(None)
         .await
         .unwrap();
-    let ty = format!("gt{:08x}", rand::random::<u32>());
+    let ty = unique_type();
     let outcome = tokio::spawn(scenario(ty.clone(), glance.clone())).await;
     delete_tagged(&glance, &ty).await;
     if let Err(e) = outcome {
