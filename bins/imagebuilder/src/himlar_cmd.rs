@@ -12,10 +12,11 @@
 //! (`HIMLARCLI_ROOT` defaults to `/opt/himlarcli`).
 //!
 //! Project names (`-p`, an image's `owner`) are looked up in `--domain`, a
-//! Keystone domain name (or id) as in himlarcli. Given, it is required;
-//! left at its default `Dataporten`, it is only preferred, so clouds
-//! without that domain still find their projects (a name found in several
-//! other domains is an error asking for `--domain`).
+//! Keystone domain name (or id) as in himlarcli. A domain that exists
+//! binds (a name found only elsewhere is an error naming those domains);
+//! only when the default `Dataporten` does not exist at all do clouds
+//! without it find a project by its unique name (several are an error
+//! asking for `--domain`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -317,8 +318,8 @@ async fn connect(common: &Common) -> Res<Cloud> {
         .with_domain(Some(domain_choice(common))))
 }
 
-/// himlarcli's `--domain`: as given (strict), else `Dataporten` (a
-/// preference: clouds without that domain still find their projects).
+/// himlarcli's `--domain`: as given (strict), else `Dataporten` (binding
+/// when it exists; clouds without that domain still find unique names).
 fn domain_choice(common: &Common) -> DomainChoice {
     match &common.domain {
         Some(name) => DomainChoice {

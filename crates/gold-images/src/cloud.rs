@@ -113,11 +113,12 @@ impl Cloud {
     ///
     /// By name, as himlarcli's `--domain` (a domain **name**, or an id):
     /// the project of that name in the domain (found with `GET
-    /// /v3/domains?name=`). When the domain is only the default (not
-    /// [`DomainChoice::strict`]) and does not exist or has no such project,
-    /// the one project of that name in any domain is used; several are an
-    /// error listing their domains. A strict domain that does not exist, or
-    /// holds no such project while others do, is an error.
+    /// /v3/domains?name=`). A domain that exists binds: a name found only
+    /// in other domains is an error naming them. Only when the domain is
+    /// the default (not [`DomainChoice::strict`]) and does not exist at all
+    /// is the one project of that name in any domain used (several are an
+    /// error listing their domains); a strict domain that does not exist
+    /// is an error.
     pub async fn project(&self, name: &str) -> Result<Option<Project>> {
         match self.identity.get_project(name).await {
             Ok(p) => return Ok(Some(p)),
@@ -144,7 +145,10 @@ impl Cloud {
                     if let [one] = inside.as_slice() {
                         return Ok(Some((*one).clone()));
                     }
-                    if choice.strict && !all.is_empty() {
+                    // An existing domain binds, given or default (himlarcli
+                    // answers "Unknown project" there): a grant must never
+                    // land on a same-named project of another domain.
+                    if !all.is_empty() {
                         return Err(Error::Refused(format!(
                             "no project named {name} in domain {} (found in domains {})",
                             choice.name,

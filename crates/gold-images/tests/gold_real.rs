@@ -467,9 +467,9 @@ async fn usage_counts_instances_and_purge_respects_them_and_the_limit() {
     );
 }
 
-/// `--domain`: a default (not strict) domain is preferred when it holds the
-/// project and skipped when it does not (or does not exist); a strict one
-/// is required. Projects and the domain are made for the test and deleted.
+/// `--domain`: an existing domain (default or given) binds; only an absent
+/// default domain falls back to a unique name elsewhere; an absent given
+/// domain is an error. Projects and the domain are made for the test and deleted.
 #[tokio::test(flavor = "multi_thread")]
 async fn projects_by_name_in_a_domain_given_by_name() {
     let _lock = cloud_test_support::cloud_lock().await;
@@ -514,13 +514,19 @@ async fn projects_by_name_in_a_domain_given_by_name() {
                     .id,
                 made[0]
             );
-            // Preferred domain without the project: the only one elsewhere.
-            let p = with(&dom_name, false)
+            // An existing default domain without the project binds too
+            // (himlarcli: "Unknown project"): never the one elsewhere.
+            let err = with(&dom_name, false)
                 .project(&solo)
                 .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(p.id, made[2]);
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "no project named {solo} in domain {dom_name} (found in domains Default)"
+                )),
+                "{err}"
+            );
             // Absent preferred domain: unique names still resolve, twins do not.
             let absent = with("Dataporten-absent", false);
             assert_eq!(absent.project(&solo).await.unwrap().unwrap().id, made[2]);
