@@ -191,7 +191,7 @@ impl Session {
         };
         if retryable && *attempt < self.inner.config.http.max_retries {
             let delay = self.retry_delay(*attempt, headers.as_ref());
-            tracing::warn!(parent: span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
+            tracing::debug!(parent: span, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
             *attempt += 1;
             return Ok(());
@@ -214,8 +214,22 @@ impl Session {
             let state = self.state_for(req).await?;
             let span = Self::span(req, attempt);
             let rb = self.builder(req, state.as_deref())?;
-            match send(rb, span, Instant::now()).await {
-                Ok(done) => return Ok(done),
+            match send(rb, span.clone(), Instant::now()).await {
+                Ok(done) => {
+                    if attempt > 0 {
+                        // The retries themselves are debug-level (a request
+                        // that finally fails prints only its error); one
+                        // that recovered is worth one warning.
+                        tracing::warn!(
+                            parent: &span,
+                            retries = attempt,
+                            "{} {} succeeded after {attempt} retries",
+                            req.method,
+                            req.url.path()
+                        );
+                    }
+                    return Ok(done);
+                }
                 Err((failure, span)) => {
                     self.after_failure(
                         req,
