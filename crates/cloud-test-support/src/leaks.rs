@@ -1,6 +1,7 @@
 //! Helpers of the secret-leak tests (`bins/*/tests/secrets.rs`): look for
-//! known secrets in outputs and in every file a run wrote; the bodies a
-//! mocked Keystone and Glance answer with when a run is made to fail.
+//! known secrets in outputs, in every file a run wrote and on the command
+//! lines of a process and its descendants (`/proc`); the bodies a mocked
+//! Keystone and Glance answer with when a run is made to fail.
 
 use std::path::{Path, PathBuf};
 
@@ -61,18 +62,103 @@ pub fn keystone_unauthorized() -> serde_json::Value {
 /// A Keystone v3 token body (project and user `admin`, never expiring)
 /// whose catalog offers the image service at each `(region, url)`.
 pub fn keystone_token(images: &[(&str, String)]) -> serde_json::Value {
-    let endpoints: Vec<serde_json::Value> = images
+    let services: Vec<(&str, &str, String)> = images
         .iter()
-        .map(|(region, url)| {
-            serde_json::json!({"interface": "public", "region_id": region,
-                "region": region, "url": url})
-        })
+        .map(|(region, url)| ("image", *region, url.clone()))
+        .collect();
+    keystone_token_services(&services)
+}
+
+/// [`keystone_token`] with any services: the catalog offers each
+/// `(type, region, url)` (endpoints of one type grouped under one service).
+pub fn keystone_token_services(services: &[(&str, &str, String)]) -> serde_json::Value {
+    let mut catalog: Vec<(&str, Vec<serde_json::Value>)> = Vec::new();
+    for (kind, region, url) in services {
+        let endpoint = serde_json::json!({"interface": "public", "region_id": region,
+            "region": region, "url": url});
+        match catalog.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, endpoints)) => endpoints.push(endpoint),
+            None => catalog.push((kind, vec![endpoint])),
+        }
+    }
+    let catalog: Vec<serde_json::Value> = catalog
+        .into_iter()
+        .map(|(kind, endpoints)| serde_json::json!({"type": kind, "name": kind, "endpoints": endpoints}))
         .collect();
     serde_json::json!({"token": {
         "expires_at": "2099-01-01T00:00:00.000000Z",
         "project": {"id": "p", "name": "admin"},
         "user": {"id": "u", "name": "admin"},
-        "catalog": [{"type": "image", "name": "glance", "endpoints": endpoints}]}})
+        "catalog": catalog}})
+}
+
+/// The command line of process `pid`, its arguments joined by spaces;
+/// `None` once the process is gone.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        String::from_utf8_lossy(&raw)
+            .trim_end_matches('\0')
+            .replace('\0', " "),
+    )
+}
+
+/// The environment of process `pid` (`NAME=value` entries); empty once
+/// the process is gone.
+pub fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|e| !e.is_empty())
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The parent of process `pid` (`PPid` of `/proc/<pid>/status`).
+pub fn parent(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every live process descending from `pid` (children, grandchildren, …).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| Some((p, parent(p)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (child, _) in all.iter().filter(|(_, pp)| *pp == p) {
+            out.push(*child);
+            frontier.push(*child);
+        }
+    }
+    out
+}
+
+/// [`assert_no_secret`] over the command lines of `pid` and of every
+/// process descending from it; returns the command lines seen (`pid`'s
+/// first), for the caller to check that the child it meant was there.
+pub fn assert_cmdlines_free(pid: u32, secrets: &[&str]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for p in std::iter::once(pid).chain(descendants(pid)) {
+        if let Some(line) = cmdline(p) {
+            assert_no_secret(&format!("command line of process {p}"), &line, secrets);
+            seen.push(line);
+        }
+    }
+    seen
 }
 
 /// Glance's answer when it fails (500).
