@@ -120,6 +120,10 @@ struct CreateArgs {
     /// Upload the snapshot as it is (no sysprep, shrink or sparsify).
     #[arg(long)]
     no_prepare: bool,
+    /// Stop once `<name>_rc` is uploaded and verified: no test step (run
+    /// `ge-image test NAME` later; earlier candidates are kept).
+    #[arg(long)]
+    no_test: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -332,6 +336,7 @@ fn overrides(
     a: &RunArgs,
     base: Option<String>,
     no_prepare: bool,
+    no_test: bool,
 ) -> image_pipeline::settings::Overrides {
     use image_pipeline::{BackendKind, OnError};
     image_pipeline::settings::Overrides {
@@ -350,6 +355,7 @@ fn overrides(
         keep_on_failure: a.keep_on_failure,
         folder_root: a.folder_root.clone(),
         no_prepare,
+        no_test,
     }
 }
 
@@ -437,6 +443,11 @@ async fn drive<B: image_pipeline::ComputeBackend>(
     };
     let name = folder.name();
     match cmd {
+        ImageCmd::Create if !settings.test_only && !settings.run_test => {
+            let r = p.create_untested(&settings.base).await?;
+            print!("{}", r.to_text(name));
+            Ok(())
+        }
         ImageCmd::Create if !settings.test_only => {
             let r = p.create(&settings.base).await?;
             print!("{}", r.to_text(name));
@@ -471,7 +482,7 @@ fn test_passed(success: bool, name: &str) -> Result<()> {
 }
 
 async fn gc(a: GcArgs) -> Result<()> {
-    let o = overrides(&a.run, None, false);
+    let o = overrides(&a.run, None, false, false);
     let names: Vec<String> = match &a.name {
         Some(n) => vec![n.clone()],
         None => {
@@ -606,11 +617,11 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Locate(a)) => locate(a).await,
         Some(Command::Publish(a)) => publish(a).await,
         Some(Command::Create(a)) => {
-            let o = overrides(&a.run, a.base.clone(), a.no_prepare);
+            let o = overrides(&a.run, a.base.clone(), a.no_prepare, a.no_test);
             image_cmd(ImageCmd::Create, &a.name, &a.run, o, cli.log.verbose > 0).await
         }
         Some(Command::Test(a)) => {
-            let o = overrides(&a.run, None, false);
+            let o = overrides(&a.run, None, false, false);
             image_cmd(ImageCmd::Test, &a.name, &a.run, o, cli.log.verbose > 0).await
         }
         Some(Command::Gc(a)) => gc(a).await,

@@ -60,17 +60,40 @@ impl CreateReport {
     /// result, the earlier `<name>_rc` images deleted, and on success the new
     /// image and how to publish it.
     pub fn to_text(&self, name: &str) -> String {
-        let mut s = self.test.result_text(name);
+        let test = &self.test;
+        let mut s = test.result_text(name);
         for old in &self.replaced {
             s.push_str(&format!("Deleted the earlier {name}_rc {old}\n"));
         }
-        if self.test.success {
+        if test.success {
             s.push_str(&format!("{name}_rc: {}\n", self.rc_image_id));
-            s.push_str(&self.test.publish_hint());
+            s.push_str(&test.publish_hint());
         }
         s
     }
 }
+
+/// What `create --no-test` produced: a verified, untested `<name>_rc`.
+#[derive(Debug)]
+pub struct UntestedReport {
+    /// Id of the new `<name>_rc`.
+    pub rc_image_id: String,
+}
+
+impl UntestedReport {
+    /// The new image and how to test, then publish it.
+    pub fn to_text(&self, name: &str) -> String {
+        format!(
+            "{name}_rc: {id}\nNot tested (--no-test): test it with `ge-image test {name}`, \
+             then publish it with `ge-image publish {id}`\n",
+            id = self.rc_image_id
+        )
+    }
+}
+
+/// The candidate's id, the test's outcome (`None`: not tested) and the
+/// earlier candidates deleted.
+type CreateOutcome = (String, Option<TestOutcome>, Vec<String>);
 
 /// The run's SSH key and known_hosts (in the folder's `.ge-image/`).
 #[derive(Debug, Clone)]
@@ -162,13 +185,12 @@ fn file_hash(path: &Path, algo: &str) -> Result<String> {
     })
 }
 
-/// Upload `file` as private image `name` (qcow2, bare), recorded in the
-/// ledger before creation; the Glance hash is compared with the file's.
-pub async fn upload_private(
+/// Create the private image record `name` (qcow2, bare, no data yet),
+/// recorded in the ledger before creation.
+pub async fn create_private(
     glance: &GlanceClient,
     ledger: &ResourceLedger,
     name: &str,
-    file: &Path,
 ) -> Result<String> {
     let key = ledger.intent(ResourceKind::Image, name, GLANCE, glance.region())?;
     let request = CreateImage::new(name)
@@ -180,37 +202,58 @@ pub async fn upload_private(
         .await
         .map_err(Error::glance("creating", name))?;
     ledger.created(key, &image.id)?;
-    glance
-        .upload_file(&image.id, file)
-        .await
-        .map_err(Error::glance("uploading", &image.id))?;
+    Ok(image.id)
+}
+
+/// Upload `file` as the data of image `id` (named `name`), streamed; the
+/// file's hash is computed meanwhile and compared with Glance's.
+#[tracing::instrument(skip_all, fields(id, name))]
+pub async fn upload_verified(
+    glance: &GlanceClient,
+    id: &str,
+    name: &str,
+    file: &Path,
+) -> Result<()> {
+    let hash = |algo: &'static str| {
+        let owned = file.to_path_buf();
+        async move {
+            tokio::task::spawn_blocking(move || file_hash(&owned, algo))
+                .await
+                .map_err(|e| Error::Pipeline(format!("hashing {}: {e}", file.display())))?
+        }
+    };
+    // Glance's default algorithm, hashed while the data goes up.
+    let upload = async {
+        glance
+            .upload_file(id, file)
+            .await
+            .map_err(Error::glance("uploading", id))
+    };
+    let ((), guessed) = tokio::try_join!(upload, hash("sha512"))?;
     let stored = glance
-        .get_image(&image.id)
+        .get_image(id)
         .await
-        .map_err(Error::glance("reading", &image.id))?;
+        .map_err(Error::glance("reading", id))?;
     let algo = stored
         .os_hash_algo
         .clone()
         .unwrap_or_else(|| "sha512".into());
-    let local = {
-        let owned = file.to_path_buf();
-        let algo = algo.clone();
-        tokio::task::spawn_blocking(move || file_hash(&owned, &algo))
-            .await
-            .map_err(|e| Error::Pipeline(format!("hashing {}: {e}", file.display())))??
+    let local = if algo == "sha512" {
+        guessed
+    } else {
+        hash(if algo == "sha256" { "sha256" } else { "sha512" }).await?
     };
     match &stored.os_hash_value {
         Some(remote) if *remote == local => {}
         other => {
             return Err(Error::Pipeline(format!(
-                "image {} ({name}): Glance reports {algo} {} but the uploaded file has {local}",
-                image.id,
+                "image {id} ({name}): Glance reports {algo} {} but the uploaded file has {local}",
                 other.as_deref().unwrap_or("<none>")
             )))
         }
     }
-    tracing::info!(id = %image.id, name, "uploaded and verified");
-    Ok(image.id)
+    tracing::info!(id, name, "uploaded and verified");
+    Ok(())
 }
 
 /// Release the ledger record of a local file after removing the file.
@@ -264,14 +307,36 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
     /// Run the whole create step on base OS `os`, then the test step.
     #[tracing::instrument(skip_all, fields(image = %self.folder.name(), base = os))]
     pub async fn create(&self, os: &str) -> Result<CreateReport> {
+        let (rc_image_id, test, replaced) = self.create_run(os, true).await?;
+        let test = test.ok_or_else(|| Error::Pipeline("the test step did not run".into()))?;
+        Ok(CreateReport {
+            rc_image_id,
+            test,
+            replaced,
+        })
+    }
+
+    /// `create --no-test`: the create step only; `<name>_rc` is uploaded,
+    /// verified and handed over untested (earlier candidates are kept).
+    #[tracing::instrument(skip_all, fields(image = %self.folder.name(), base = os))]
+    pub async fn create_untested(&self, os: &str) -> Result<UntestedReport> {
+        let (rc_image_id, _, _) = self.create_run(os, false).await?;
+        Ok(UntestedReport { rc_image_id })
+    }
+
+    async fn create_run(&self, os: &str, test: bool) -> Result<CreateOutcome> {
         let folder = self.folder;
         folder.require(&folder.create_script())?;
-        folder.require(&folder.test_script())?;
+        if test {
+            folder.require(&folder.test_script())?;
+        }
         let base = self.settings.base_for(os)?.clone();
         let ledger = folder.open_ledger_for_run()?;
         let base_id = find_base(self.glance, os, &base).await?;
         let key = RunKey::generate(folder)?;
-        let result = self.create_inner(os, &base, &base_id, &key, &ledger).await;
+        let result = self
+            .create_inner(os, &base, &base_id, &key, &ledger, test)
+            .await;
         match result {
             Ok(report) => Ok(report),
             Err(e) => Err(self.after_failure(e, &ledger).await),
@@ -314,7 +379,8 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
         base_id: &str,
         key: &RunKey,
         ledger: &ResourceLedger,
-    ) -> Result<CreateReport> {
+        run_test: bool,
+    ) -> Result<CreateOutcome> {
         let folder = self.folder;
         let name = folder.name();
         let local = self.backend.name() == "local";
@@ -388,74 +454,123 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
                 log,
             });
         }
-        eprintln!("ge-image: create.sh done; powering off and snapshotting");
+        eprintln!("ge-image: create.sh done; powering off");
         self.backend
             .power_off(&vm, Duration::from_secs(180))
             .await?;
         let work = folder.work_dir()?;
-        let snapshot = work.join(format!("{name}-snapshot.qcow2"));
-        let snapshot = self
-            .backend
-            .snapshot_to_file(&vm, &snapshot, ledger)
-            .await?;
-        self.backend.delete(vm, ledger).await?;
+        // Prepare reads the stopped VM's own disk when the backend has it as
+        // a local file (no snapshot copy); otherwise the snapshot first.
+        let in_place = if self.settings.prepare {
+            self.backend.local_disk(&vm)
+        } else {
+            None
+        };
+        let upload_file = match in_place {
+            Some(disk) => {
+                let prepared = self.prepare_disk(&disk, &work, ledger).await?;
+                self.backend.delete(vm, ledger).await?;
+                prepared
+            }
+            None => {
+                eprintln!("ge-image: snapshotting {name}");
+                let snapshot = work.join(format!("{name}-snapshot.qcow2"));
+                let snapshot = self
+                    .backend
+                    .snapshot_to_file(&vm, &snapshot, ledger)
+                    .await?;
+                self.backend.delete(vm, ledger).await?;
+                if self.settings.prepare {
+                    let prepared = self.prepare_disk(&snapshot, &work, ledger).await?;
+                    drop_file(ledger, &snapshot)?;
+                    prepared
+                } else {
+                    snapshot
+                }
+            }
+        };
         state.vm = None;
         folder.save_state(&state)?;
 
-        let upload_file = if self.settings.prepare {
-            let prepared = work.join(format!("{name}-prepared.qcow2"));
-            let k = ledger.intent(
-                ResourceKind::File,
-                &prepared.display().to_string(),
-                "local-file",
-                None,
-            )?;
-            eprintln!("ge-image: preparing the snapshot (sysprep, shrink, sparsify)");
-            let opts = guest_tools::PrepareOptions {
-                shrink: true,
-                ..Default::default()
-            };
-            let report = guest_tools::prepare(&snapshot, &prepared, opts, None)
-                .await
-                .map_err(|source| Error::GuestTools {
-                    action: "preparing",
-                    path: snapshot.clone(),
-                    source: Box::new(source),
-                })?;
-            ledger.created(k, &prepared.display().to_string())?;
-            tracing::info!(seconds = report.seconds, "prepared");
-            drop_file(ledger, &snapshot)?;
-            prepared
-        } else {
-            snapshot
-        };
         let rc_name = format!("{name}_rc");
         eprintln!("ge-image: uploading {rc_name}");
-        let rc_id = upload_private(self.glance, ledger, &rc_name, &upload_file).await?;
-        drop_file(ledger, &upload_file)?;
+        let rc_id = create_private(self.glance, ledger, &rc_name).await?;
         state.rc_image_id = Some(rc_id.clone());
         state.login_user = Some(base.user.clone());
         folder.save_state(&state)?;
-
-        let test = run_test_step(self, &rc_id, &base.user, key, ledger).await?;
+        let upload = upload_verified(self.glance, &rc_id, &rc_name, &upload_file);
+        let test = if !run_test {
+            upload.await?;
+            None
+        } else if self.backend.boots_local_files() {
+            // The test VM boots from the file being uploaded (the same bytes,
+            // hash-checked against Glance's) while the upload runs.
+            let test = run_test_step(self, &rc_id, Some(&upload_file), &base.user, key, ledger);
+            let ((), test) = tokio::try_join!(upload, test)?;
+            Some(test)
+        } else {
+            upload.await?;
+            drop_file(ledger, &upload_file)?;
+            Some(run_test_step(self, &rc_id, None, &base.user, key, ledger).await?)
+        };
+        // A kept test VM still runs on the file: `gc` removes both.
+        if test.as_ref().is_none_or(|t| t.kept_vm.is_none()) {
+            drop_file(ledger, &upload_file)?;
+        }
         let mut replaced = Vec::new();
-        if test.success {
-            replaced = self.delete_older_candidates(&rc_name, &rc_id).await?;
-            // The tested candidate is handed to the operator.
-            for r in ledger.outstanding()? {
-                if r.kind == ResourceKind::Image && r.id.as_deref() == Some(rc_id.as_str()) {
-                    ledger.released(r.key)?;
+        match &test {
+            Some(t) if !t.success => {
+                if !self.settings.keep_on_failure {
+                    // This run made the candidate: it goes with the failed test.
+                    release_all(self.backend, self.glance, ledger).await?;
                 }
             }
-        } else if !self.settings.keep_on_failure {
-            // This run made the candidate: it goes with the failed test.
-            release_all(self.backend, self.glance, ledger).await?;
+            passed_or_untested => {
+                if passed_or_untested.is_some() {
+                    replaced = self.delete_older_candidates(&rc_name, &rc_id).await?;
+                }
+                // The candidate is handed to the operator.
+                for r in ledger.outstanding()? {
+                    if r.kind == ResourceKind::Image && r.id.as_deref() == Some(rc_id.as_str()) {
+                        ledger.released(r.key)?;
+                    }
+                }
+            }
         }
-        Ok(CreateReport {
-            rc_image_id: rc_id,
-            test,
-            replaced,
-        })
+        Ok((rc_id, test, replaced))
+    }
+
+    /// `prepare` `disk` (sysprep, shrink, sparsify in one appliance; `disk`
+    /// itself is not modified) into `<work>/<name>-prepared.qcow2`, recorded
+    /// in the ledger first.
+    async fn prepare_disk(
+        &self,
+        disk: &Path,
+        work: &Path,
+        ledger: &ResourceLedger,
+    ) -> Result<PathBuf> {
+        let prepared = work.join(format!("{}-prepared.qcow2", self.folder.name()));
+        let k = ledger.intent(
+            ResourceKind::File,
+            &prepared.display().to_string(),
+            "local-file",
+            None,
+        )?;
+        eprintln!("ge-image: preparing the disk (sysprep, shrink, sparsify)");
+        let opts = guest_tools::PrepareOptions {
+            shrink: true,
+            ..Default::default()
+        };
+        let report = guest_tools::prepare(disk, &prepared, opts, None)
+            .await
+            .map_err(|source| Error::GuestTools {
+                action: "preparing",
+                path: disk.to_path_buf(),
+                source: Box::new(source),
+            })?;
+        ledger.created(k, &prepared.display().to_string())?;
+        tracing::info!(seconds = report.seconds, "prepared");
+        Ok(prepared)
     }
 
     /// Delete the caller's other images named `rc_name` (the original

@@ -62,7 +62,7 @@ pub use compute::openstack::{OpenStackBackend, OpenStackBackendOptions, OpenStac
 pub use compute::{
     AccessProfile, BackendKind, ComputeBackend, OnError, VmAddress, VmHandle, VmSpec,
 };
-pub use create::{CreateReport, Pipeline};
+pub use create::{CreateReport, Pipeline, UntestedReport};
 pub use error::{Error, Result, RollbackOutcome};
 pub use folder::{FolderState, ImageFolder};
 pub use ledger::{LedgerKey, ResourceKind, ResourceLedger, ResourceRecord, LEDGER_FILE};

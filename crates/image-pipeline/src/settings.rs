@@ -35,6 +35,7 @@ create_timeout_secs = 3600
 boot_timeout_secs = 900
 ssh_attempts = 25
 prepare = true
+run_test = true
 tester_base = "debian7"
 tester_flavor = "m1.tiny"
 local_memory_mib = 1024
@@ -116,6 +117,10 @@ pub struct Settings {
     pub ssh_attempts: u32,
     /// Prepare the snapshot (sysprep, shrink, sparsify) before uploading.
     pub prepare: bool,
+    /// `ge-image create` runs the test step at its end (`--no-test`: it
+    /// stops at the verified upload, see `Pipeline::create_untested`).
+    #[serde(default = "yes")]
+    pub run_test: bool,
     /// Base of the tester VM of `TEST_USING_VM`.
     pub tester_base: String,
     /// Flavor of the tester VM of `TEST_USING_VM` (the original's `m1.tiny`).
@@ -130,6 +135,10 @@ pub struct Settings {
     pub folder_root: Option<PathBuf>,
     /// The bases by OS name.
     pub bases: BTreeMap<String, Base>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_tester_flavor() -> String {
@@ -155,6 +164,8 @@ pub struct Overrides {
     pub folder_root: Option<PathBuf>,
     /// `--no-prepare`.
     pub no_prepare: bool,
+    /// `--no-test`.
+    pub no_test: bool,
 }
 
 /// The original's variables and their settings.
@@ -261,6 +272,9 @@ impl Settings {
         }
         if overrides.no_prepare {
             b = set(b, "prepare", "false".into())?;
+        }
+        if overrides.no_test {
+            b = set(b, "run_test", "false".into())?;
         }
         let settings: Settings = b
             .build()

@@ -346,10 +346,14 @@ pub fn ssh_command(key: &RunKey, addr: &VmAddress, user: &str) -> String {
     )
 }
 
-/// The test step on image `rc_id` whose login user is `user`.
+/// The test step on image `rc_id` whose login user is `user`; the VM boots
+/// from `local_image` when given (the candidate's own file, on a backend
+/// that [boots local files](ComputeBackend::boots_local_files)), else from
+/// the Glance image.
 pub async fn run_test_step<B: ComputeBackend>(
     p: &Pipeline<'_, B>,
     rc_id: &str,
+    local_image: Option<&Path>,
     user: &str,
     key: &RunKey,
     ledger: &ResourceLedger,
@@ -367,8 +371,19 @@ pub async fn run_test_step<B: ComputeBackend>(
         access: AccessProfile::AllOpen,
         tcp_ports: Vec::new(),
     };
-    eprintln!("ge-image: booting {name} from {rc_id}");
-    let vm = p.backend.boot(&spec, ledger).await?;
+    let vm = match local_image {
+        Some(file) => {
+            eprintln!(
+                "ge-image: booting {name} from {} (the data of {rc_id})",
+                file.display()
+            );
+            p.backend.boot_from_file(&spec, file, ledger).await?
+        }
+        None => {
+            eprintln!("ge-image: booting {name} from {rc_id}");
+            p.backend.boot(&spec, ledger).await?
+        }
+    };
     let mut state = folder.load_state()?;
     state.vm = Some(vm.id().to_string());
     folder.save_state(&state)?;
@@ -542,7 +557,7 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
         };
         let ledger = folder.open_ledger_for_run()?;
         let key = RunKey::generate(folder)?;
-        match run_test_step(self, &rc_id, &user, &key, &ledger).await {
+        match run_test_step(self, &rc_id, None, &user, &key, &ledger).await {
             Ok(o) => Ok(o),
             Err(e) => Err(self.after_failure(e, &ledger).await),
         }
@@ -588,6 +603,14 @@ mod tests {
             report.to_text("web"),
             "Success. UUID: abc\nDeleted the earlier web_rc old1\nweb_rc: abc\n\
              To publish it: ge-image publish abc\n"
+        );
+        let untested = crate::create::UntestedReport {
+            rc_image_id: "abc".into(),
+        };
+        assert_eq!(
+            untested.to_text("web"),
+            "web_rc: abc\nNot tested (--no-test): test it with `ge-image test web`, \
+             then publish it with `ge-image publish abc`\n"
         );
     }
 

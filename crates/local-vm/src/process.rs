@@ -68,9 +68,12 @@ impl Proc {
     }
 
     /// SIGKILL if still running, then reap. Returns the exit status when known.
+    /// Logged at debug level only: killing a VM whose disk is thrown away is
+    /// the normal end of [`crate::LocalVm::delete`]; the callers for which it
+    /// means a graceful stop failed ([`crate::LocalVm::shutdown`]) warn themselves.
     pub(crate) fn kill(&mut self) -> Option<ExitStatus> {
         if self.status().is_none() {
-            tracing::warn!(pid = self.pid(), "killing qemu");
+            tracing::debug!(pid = self.pid(), "stopping qemu (SIGKILL)");
             let _ = self.child.kill();
             if let Ok(st) = self.child.wait() {
                 self.status = Some(st);

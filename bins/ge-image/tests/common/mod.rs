@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cloud_test_support::{cloud_name, clouds_yaml, session, unique, ImageCleanup};
+use cloud_test_support::{
+    cloud_lock, cloud_name, clouds_yaml, session, unique, CloudLock, ImageCleanup,
+};
 use openstack_client::glance::{CreateImage, GlanceClient, ImageFilter, Visibility};
 
 pub fn repo() -> PathBuf {
@@ -19,11 +21,16 @@ pub struct Env {
     pub images: ImageCleanup,
     pub root: tempfile::TempDir,
     pub settings: PathBuf,
+    /// The cross-process lock on the shared local cloud, held for the whole
+    /// test (declared last: dropped after the images were deleted).
+    _lock: CloudLock,
 }
 
 /// The test image uploaded as a uniquely named base `testdeb`, a folder
-/// root and a settings file using them.
+/// root and a settings file using them; holds the cloud-test lock
+/// (these tests create and delete images in the shared local Glance).
 pub async fn setup() -> Env {
+    let lock = cloud_lock().await;
     let glance = session().await.image(None).await.unwrap();
     let mut images = ImageCleanup::new(&glance);
     let base_name = unique("ipt-gebase");
@@ -56,6 +63,7 @@ pub async fn setup() -> Env {
         images,
         root,
         settings,
+        _lock: lock,
     }
 }
 

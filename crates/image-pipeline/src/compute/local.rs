@@ -215,43 +215,27 @@ impl LocalBackend {
         self.cached(&image, ledger).await
     }
 
-    /// Boot `spec` with `guest_forwards` (empty but for a tester VM).
+    /// Boot `spec` with `guest_forwards` (empty but for a tester VM), on an
+    /// overlay of `file` when given (no Glance read), else of the Glance
+    /// image `spec.image_id`.
     #[tracing::instrument(skip_all, fields(vm = %spec.name))]
     async fn boot_with(
         &self,
         spec: &VmSpec,
         ledger: &ResourceLedger,
         guest_forwards: Vec<local_vm::GuestForward>,
+        file: Option<&Path>,
     ) -> Result<LocalVmHandle> {
-        let image = self
-            .glance
-            .get_image(&spec.image_id)
-            .await
-            .map_err(Error::glance("reading", &spec.image_id))?;
         std::fs::create_dir_all(&self.options.work_dir)
             .map_err(io_err("creating", &self.options.work_dir))?;
         let work_dir = std::fs::canonicalize(&self.options.work_dir)
             .map_err(io_err("resolving", &self.options.work_dir))?;
-        // Release candidates are booted once: downloaded beside the VM, not cached.
-        let transient = image.name.as_deref().is_some_and(is_candidate);
-        let (base, transient) = if transient {
-            let path = work_dir.join(format!("{}.image.qcow2", spec.name));
-            let k = ledger.intent(
-                ResourceKind::File,
-                &path.display().to_string(),
-                "local-file",
-                None,
-            )?;
-            self.glance
-                .download_to_file(&image.id, &path)
-                .await
-                .map_err(Error::glance("downloading", &image.id))?;
-            ledger.created(k, &path.display().to_string())?;
-            (path.clone(), Some((path, k)))
-        } else {
-            (self.cached(&image, ledger).await?, None)
+        let (base, transient) = match file {
+            Some(f) => (f.to_path_buf(), None),
+            None => self.glance_source(spec, &work_dir, ledger).await?,
         };
         let ports = forwarded_ports(spec);
+
         let addr = allocate_address(&spec.name, &ports)?;
         let dir = work_dir.join(&spec.name);
         let id = dir.display().to_string();
@@ -279,6 +263,40 @@ impl LocalBackend {
             id,
             key,
             transient,
+        })
+    }
+
+    /// The Glance image `spec.image_id` as a local file: a release candidate
+    /// is downloaded beside the VM (booted once, removed with it: returned
+    /// with its ledger key), any other image comes from the base cache.
+    async fn glance_source(
+        &self,
+        spec: &VmSpec,
+        work_dir: &Path,
+        ledger: &ResourceLedger,
+    ) -> Result<(PathBuf, Option<(PathBuf, LedgerKey)>)> {
+        let image = self
+            .glance
+            .get_image(&spec.image_id)
+            .await
+            .map_err(Error::glance("reading", &spec.image_id))?;
+        // Release candidates are booted once: downloaded beside the VM, not cached.
+        Ok(if image.name.as_deref().is_some_and(is_candidate) {
+            let path = work_dir.join(format!("{}.image.qcow2", spec.name));
+            let k = ledger.intent(
+                ResourceKind::File,
+                &path.display().to_string(),
+                "local-file",
+                None,
+            )?;
+            self.glance
+                .download_to_file(&image.id, &path)
+                .await
+                .map_err(Error::glance("downloading", &image.id))?;
+            ledger.created(k, &path.display().to_string())?;
+            (path.clone(), Some((path, k)))
+        } else {
+            (self.cached(&image, ledger).await?, None)
         })
     }
 
@@ -331,7 +349,7 @@ impl ComputeBackend for LocalBackend {
     }
 
     async fn boot(&self, spec: &VmSpec, ledger: &ResourceLedger) -> Result<LocalVmHandle> {
-        self.boot_with(spec, ledger, Vec::new()).await
+        self.boot_with(spec, ledger, Vec::new(), None).await
     }
 
     /// The tester VM reaches the tested one at [`PEER_GUEST_ADDR`] inside its
@@ -359,7 +377,7 @@ impl ComputeBackend for LocalBackend {
                 host: std::net::SocketAddrV4::new(host, port),
             })
             .collect();
-        let vm = self.boot_with(spec, ledger, forwards).await?;
+        let vm = self.boot_with(spec, ledger, forwards, None).await?;
         Ok((vm, IpAddr::V4(PEER_GUEST_ADDR)))
     }
 
@@ -404,6 +422,24 @@ impl ComputeBackend for LocalBackend {
             .map_err(local_err(vm.vm.name(), "snapshot"))?;
         ledger.created(key, &dest.display().to_string())?;
         Ok(dest.to_path_buf())
+    }
+
+    /// The VM's qcow2 overlay (on the cached base): read in place once QEMU stopped.
+    fn local_disk(&self, vm: &LocalVmHandle) -> Option<PathBuf> {
+        Some(vm.vm.overlay().to_path_buf())
+    }
+
+    fn boots_local_files(&self) -> bool {
+        true
+    }
+
+    async fn boot_from_file(
+        &self,
+        spec: &VmSpec,
+        image: &Path,
+        ledger: &ResourceLedger,
+    ) -> Result<LocalVmHandle> {
+        self.boot_with(spec, ledger, Vec::new(), Some(image)).await
     }
 
     async fn console_log(&self, vm: &LocalVmHandle) -> Result<String> {

@@ -145,6 +145,41 @@ pub trait ComputeBackend: Send + Sync {
         ledger: &ResourceLedger,
     ) -> Result<PathBuf>;
 
+    /// The stopped VM's disk as a local file that can be read in place until
+    /// the VM is deleted (its qcow2 overlay on the local backend), so that
+    /// `prepare` reads it without a snapshot copy first. `None` (the
+    /// default): the disk is only reachable through
+    /// [`ComputeBackend::snapshot_to_file`].
+    fn local_disk(&self, vm: &Self::Vm) -> Option<PathBuf> {
+        let _ = vm;
+        None
+    }
+
+    /// Whether [`ComputeBackend::boot_from_file`] boots local image files
+    /// (the default: no, VMs boot Glance images only).
+    fn boots_local_files(&self) -> bool {
+        false
+    }
+
+    /// Boot `spec` from the local image file `image` instead of downloading
+    /// the Glance image `spec.image_id`: the candidate just written, byte for
+    /// byte what is being uploaded as `spec.image_id` (its hash is checked
+    /// against Glance's). `image` must stay until the VM is deleted. The
+    /// default refuses: see [`ComputeBackend::boots_local_files`].
+    async fn boot_from_file(
+        &self,
+        spec: &VmSpec,
+        image: &Path,
+        ledger: &ResourceLedger,
+    ) -> Result<Self::Vm> {
+        let _ = (spec, ledger);
+        Err(crate::error::Error::Pipeline(format!(
+            "the {} backend cannot boot the local file {}",
+            self.name(),
+            image.display()
+        )))
+    }
+
     /// The last lines of the VM's console, for error messages.
     async fn console_log(&self, vm: &Self::Vm) -> Result<String>;
 

@@ -447,6 +447,9 @@ impl Drop for LocalVm {
     fn drop(&mut self) {
         let mut proc = lock(&self.proc);
         if !proc.is_detached() {
+            if !self.deleted && proc.status().is_none() {
+                tracing::warn!(vm = %self.name, pid = self.pid, "VM handle dropped while QEMU runs: killing it");
+            }
             proc.kill();
         }
     }
