@@ -3,7 +3,9 @@
 //! builds left), wired to `imagebuilder-core`.
 //!
 //! SIGINT/SIGTERM stop `build` gracefully (clean-up, `-x`, report, exit
-//! 1); `build-all` passes them on to the running child and builds no more.
+//! status 1) and `bootstrap` (a half-made Glance image deleted, the
+//! download kept to resume); `build-all` passes them on to the running
+//! child and builds no more.
 //!
 //! The original's `-v` (verbose) is a short option of each command here
 //! (it copies the build log to standard error); `--verbose`, `--debug`
@@ -276,7 +278,7 @@ impl BuildCommand {
     /// Run the command; `shutdown` tells a build a signal asked it to stop.
     pub async fn run(self, shutdown: cli_common::Shutdown) -> Result<(), String> {
         match self {
-            BuildCommand::Bootstrap(a) => run_bootstrap(a).await,
+            BuildCommand::Bootstrap(a) => run_bootstrap(a, shutdown).await,
             BuildCommand::Build(a) => run_build(a, shutdown).await,
             BuildCommand::BuildAll(a) => run_build_all(a, shutdown).await,
             BuildCommand::Gc(a) => run_gc(a).await,
@@ -288,7 +290,7 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-async fn run_bootstrap(a: BootstrapArgs) -> Result<(), String> {
+async fn run_bootstrap(a: BootstrapArgs, shutdown: cli_common::Shutdown) -> Result<(), String> {
     let cache = a
         .download_cache
         .clone()
@@ -311,7 +313,9 @@ async fn run_bootstrap(a: BootstrapArgs) -> Result<(), String> {
     tracing::debug!(az = %a.availability_zone, echo = a.echo, "bootstrap");
     let (session, region) = a.cloud.connect().await?;
     let glance = session.image(region.as_deref()).await.map_err(err)?;
-    let id = bootstrap::run(&plan, &glance).await.map_err(err)?;
+    let id = bootstrap::run_until(&plan, &glance, shutdown.graceful())
+        .await
+        .map_err(err)?;
     // Only the id, without a newline: the original's output is piped into `build -s`.
     print!("{id}");
     Ok(())

@@ -279,6 +279,38 @@ pub async fn fetch_text(url: &str) -> Result<String> {
 /// Returns the new image's id. The download is removed once uploaded; a
 /// failed upload deletes the half-made image.
 pub async fn run(plan: &BootstrapPlan, glance: &GlanceClient) -> Result<String> {
+    run_until(plan, glance, std::future::pending()).await
+}
+
+/// [`run`], stopped when `stop` resolves (SIGINT/SIGTERM) with
+/// [`Error::Interrupted`]: the download is kept for the next run to resume,
+/// a half-made Glance image is deleted.
+pub async fn run_until(
+    plan: &BootstrapPlan,
+    glance: &GlanceClient,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<String> {
+    tokio::pin!(stop);
+    let mut image_id = None;
+    let r = tokio::select! {
+        r = run_inner(plan, glance, &mut image_id) => r,
+        () = &mut stop => Err(Error::Interrupted),
+    };
+    if r.is_err() {
+        if let Some(id) = image_id {
+            if let Err(d) = glance.delete_image(&id).await {
+                tracing::warn!(image = %id, error = %d, "could not delete the failed upload");
+            }
+        }
+    }
+    r
+}
+
+async fn run_inner(
+    plan: &BootstrapPlan,
+    glance: &GlanceClient,
+    image_id: &mut Option<String>,
+) -> Result<String> {
     tracing::info!(url = %plan.url, "Downloading image...");
     download(&plan.url, &plan.download_path).await?;
     let path = plan.download_path.clone();
@@ -313,6 +345,7 @@ pub async fn run(plan: &BootstrapPlan, glance: &GlanceClient) -> Result<String> 
         .create_image(&req)
         .await
         .map_err(os_err(format!("creating image '{}'", plan.name)))?;
+    *image_id = Some(image.id.clone());
     let uploaded = async {
         glance
             .upload_file(&image.id, &plan.download_path)
@@ -332,12 +365,7 @@ pub async fn run(plan: &BootstrapPlan, glance: &GlanceClient) -> Result<String> 
         Ok(())
     }
     .await;
-    if let Err(e) = uploaded {
-        if let Err(d) = glance.delete_image(&image.id).await {
-            tracing::warn!(image = %image.id, error = %d, "could not delete the failed upload");
-        }
-        return Err(e);
-    }
+    uploaded?;
     let _ = std::fs::remove_file(&plan.download_path);
     tracing::info!(id = %image.id, "Successfully uploaded");
     Ok(image.id)

@@ -12,8 +12,11 @@
 //! OpenStack backend is made with [`openstack_options`].
 //!
 //! A SIGINT/SIGTERM (the `stop` future of [`apply_until`]) stops the build
-//! where it is; the clean-up, the `-x` purge and the report follow as after
-//! any failure. A SIGKILLed build leaves its ledger: the next build of that
+//! at the next safe point: the waits (VM ready, SSH), the provisioners,
+//! compression and upload are abandoned at once; a VM boot, power-off or
+//! snapshot (libguestfs and QEMU work that must not be torn off) finish
+//! first. The clean-up, the `-x` purge and the report follow as after any
+//! failure. A SIGKILLed build leaves its ledger: the next build of that
 //! name, or `imagebuilder gc` ([`gc`]), releases what it lists.
 //!
 //! Decide, then act: [`plan`] computes a [`BuildPlan`] with no I/O but
@@ -300,38 +303,25 @@ pub async fn apply<B: ComputeBackend>(
     apply_until(plan, backend, glance, verbose, std::future::pending()).await
 }
 
-/// [`apply`], stopped where it is when `stop` resolves (SIGINT/SIGTERM):
-/// the build fails with [`Error::Interrupted`] after the same clean-up,
-/// `-x` purge and report as any failed build.
+/// [`apply`], stopped at the next safe point when `stop` resolves
+/// (SIGINT/SIGTERM): the build fails with [`Error::Interrupted`] after the
+/// same clean-up, `-x` purge and report as any failed build.
 pub async fn apply_until<B: ComputeBackend>(
     plan: &BuildPlan,
     backend: &B,
     glance: &GlanceClient,
     verbose: bool,
-    stop: impl Future<Output = ()>,
+    stop: impl Future<Output = ()> + Send,
 ) -> Result<BuildOutcome> {
+    let mut stop = Stop::new(stop);
     if let Some(d) = plan.ledger.parent() {
         std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
     }
-    let log_path = match &plan.report {
-        Some(r) => {
-            if let Some(d) = r.log.parent() {
-                std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
-            }
-            r.log.clone()
-        }
-        None => {
-            if let Some(d) = plan.work_dir.parent() {
-                std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
-            }
-            plan.work_dir.with_extension("log")
-        }
-    };
-    let log = BuildLog::create(&log_path, verbose)?;
     let ledger = ResourceLedger::open(&plan.ledger)?;
     // A killed earlier build of this name left records: release them first.
+    let mut released_leftovers = Vec::new();
     if !ledger.is_empty()? {
-        log.say("Releasing what an interrupted earlier build left behind...");
+        tracing::info!("releasing what an interrupted earlier build left behind");
         let r = release_all(backend, glance, &ledger).await?;
         if !r.is_complete() {
             return Err(Error::Config(format!(
@@ -340,9 +330,11 @@ pub async fn apply_until<B: ComputeBackend>(
                 plan.ledger.display()
             )));
         }
+        released_leftovers = r.released;
     }
-    // The work directory holds the build's private key: in the ledger
-    // before it exists, so a killed build's copy goes with the rest.
+    // The work directory holds the build's private key (and the log when
+    // there is no report): in the ledger before it exists, so a killed
+    // build's copy goes with the rest.
     let work_key = ledger.intent(
         ResourceKind::File,
         &plan.work_dir.display().to_string(),
@@ -351,6 +343,22 @@ pub async fn apply_until<B: ComputeBackend>(
     )?;
     std::fs::create_dir_all(&plan.work_dir).map_err(io_err("creating", &plan.work_dir))?;
     ledger.created(work_key, &plan.work_dir.display().to_string())?;
+    let log_path = match &plan.report {
+        Some(r) => {
+            if let Some(d) = r.log.parent() {
+                std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+            }
+            r.log.clone()
+        }
+        None => plan.work_dir.join("build.log"),
+    };
+    let log = BuildLog::create(&log_path, verbose)?;
+    if !released_leftovers.is_empty() {
+        log.say(&format!(
+            "Released what an interrupted earlier build left behind: {}",
+            released_leftovers.join(", ")
+        ));
+    }
     // With -x the source image goes whatever happens, killed build included:
     // it is in the ledger (released last: it is its oldest record).
     let mut purge_error = None;
@@ -373,13 +381,10 @@ pub async fn apply_until<B: ComputeBackend>(
             }
         }
     }
-    let result = tokio::select! {
-        r = run(plan, backend, glance, &ledger, &log) => r,
-        () = stop => {
-            log.say("Interrupted: stopping the build and cleaning up...");
-            Err(Error::Interrupted)
-        }
-    };
+    let result = run(plan, backend, glance, &ledger, &log, &mut stop).await;
+    if stop.fired {
+        log.say("Interrupted: stopping the build and cleaning up...");
+    }
     if plan.purge_source && purge_error.is_none() {
         log.say(&format!("Removing source image {}", plan.source_image));
     }
@@ -414,8 +419,6 @@ pub async fn apply_until<B: ComputeBackend>(
         let code = if result.is_ok() { 0 } else { 1 };
         report::write_start(&r.report, code, &log.text())?;
         report::append_result(&r.report, result.is_ok())?;
-    } else {
-        let _ = std::fs::remove_file(&log_path);
     }
     result
 }
@@ -491,12 +494,54 @@ pub fn needs_openstack(ledgers: &[PathBuf]) -> Result<bool> {
     Ok(false)
 }
 
+/// The stop signal of a build, looked at between steps ([`Stop::check`])
+/// and raced against the steps that may be abandoned ([`Stop::race`]).
+struct Stop<'a> {
+    signal: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    fired: bool,
+}
+
+impl<'a> Stop<'a> {
+    fn new(signal: impl Future<Output = ()> + Send + 'a) -> Self {
+        Stop {
+            signal: Box::pin(signal),
+            fired: false,
+        }
+    }
+
+    /// `Err(Interrupted)` once the signal came.
+    fn check(&mut self) -> Result<()> {
+        use futures::FutureExt as _;
+        if !self.fired && (&mut self.signal).now_or_never().is_some() {
+            self.fired = true;
+        }
+        if self.fired {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `work`, abandoned (dropped) when the signal comes first.
+    async fn race<T>(&mut self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.check()?;
+        tokio::select! {
+            r = work => r,
+            () = &mut self.signal => {
+                self.fired = true;
+                Err(Error::Interrupted)
+            }
+        }
+    }
+}
+
 async fn run<B: ComputeBackend>(
     plan: &BuildPlan,
     backend: &B,
     glance: &GlanceClient,
     ledger: &ResourceLedger,
     log: &BuildLog,
+    stop: &mut Stop<'_>,
 ) -> Result<BuildOutcome> {
     let resolved = match &plan.mode {
         Mode::Native(r) => r,
@@ -535,9 +580,21 @@ async fn run<B: ComputeBackend>(
         source.id,
         backend.name()
     ));
+    stop.check()?;
+    // Not abandoned half-way (libguestfs injects the key, QEMU starts): a
+    // stop is seen once it is done.
     let vm = backend.boot(&spec, ledger).await?;
-    let outcome =
-        provision_and_snapshot(plan, resolved, backend, &vm, ledger, log, key, known_hosts).await;
+    let outcome = provision_and_snapshot(
+        plan,
+        resolved,
+        backend,
+        &vm,
+        ledger,
+        log,
+        (key, known_hosts),
+        stop,
+    )
+    .await;
     let snapshot = match outcome {
         Ok(s) => s,
         Err(e) => {
@@ -564,7 +621,7 @@ async fn run<B: ComputeBackend>(
                 None,
             )?;
             log.say(&format!("Compressing the image into {}", d.image.display()));
-            output::compress(&snapshot, &part).await?;
+            stop.race(output::compress(&snapshot, &part)).await?;
             std::fs::rename(&part, &d.image).map_err(io_err("renaming", &part))?;
             ledger.released(k)?;
             let published = output::finish(&d.dir, &plan.name, &d.image)?;
@@ -591,10 +648,13 @@ async fn run<B: ComputeBackend>(
                 .await
                 .map_err(os_err(format!("creating image '{}'", plan.name)))?;
             ledger.created(k, &image.id)?;
-            glance
-                .upload_file(&image.id, &snapshot)
-                .await
-                .map_err(os_err(format!("uploading image {}", image.id)))?;
+            stop.race(async {
+                glance
+                    .upload_file(&image.id, &snapshot)
+                    .await
+                    .map_err(os_err(format!("uploading image {}", image.id)))
+            })
+            .await?;
             // The artifact is the operator's now.
             ledger.released(k)?;
             log.say(&format!("An image was created: {}", image.id));
@@ -624,11 +684,13 @@ async fn provision_and_snapshot<B: ComputeBackend>(
     vm: &B::Vm,
     ledger: &ResourceLedger,
     log: &BuildLog,
-    key: SshKey,
-    known_hosts: KnownHosts,
+    (key, known_hosts): (SshKey, KnownHosts),
+    stop: &mut Stop<'_>,
 ) -> Result<PathBuf> {
     let local = backend.name() == "local";
-    let addr = backend.wait_ready(vm, Duration::from_secs(900)).await?;
+    let addr = stop
+        .race(async { Ok(backend.wait_ready(vm, Duration::from_secs(900)).await?) })
+        .await?;
     known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
     log.say(&format!(
         "Waiting for SSH to become available on {}...",
@@ -646,20 +708,24 @@ async fn provision_and_snapshot<B: ComputeBackend>(
         interval: Duration::from_secs(if local { 5 } else { 10 }),
     };
     let mut conn = Connection::new(target, known_hosts, policy);
-    conn.session().await?;
+    stop.race(async { conn.session().await.map(|_| ()) })
+        .await?;
     log.say("Connected to SSH!");
-    let steps = provision::run_steps(
-        &resolved.steps,
-        &mut conn,
-        resolved.ssh_pty,
-        &plan.work_dir,
-        log,
-    )
-    .await;
+    let steps = stop
+        .race(provision::run_steps(
+            &resolved.steps,
+            &mut conn,
+            resolved.ssh_pty,
+            &plan.work_dir,
+            log,
+        ))
+        .await;
     conn.close().await;
     steps?;
     log.say("Stopping server...");
+    // Power-off and snapshot run to their end; a stop is seen between them.
     backend.power_off(vm, Duration::from_secs(300)).await?;
+    stop.check()?;
     log.say("Creating the image...");
     let snapshot = plan.work_dir.join(format!("{}.snapshot.qcow2", plan.name));
     Ok(backend.snapshot_to_file(vm, &snapshot, ledger).await?)
