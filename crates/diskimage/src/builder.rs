@@ -20,9 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use guest_tools::Accel;
-
-use crate::cache::{Cache, KeyChain};
+use crate::cache::{Cache, KeyChain, TreeEvictionPolicy};
 use crate::cmd::io;
 use crate::disk::{self, DiskLayout, DiskPlan};
 use crate::error::{Error, Result};
@@ -70,8 +68,6 @@ pub struct ImageBuilder {
     pub packages: Vec<String>,
     /// `DIB_GRUB_TIMEOUT` (default 5).
     pub grub_timeout: String,
-    /// Accelerator of the libguestfs appliance.
-    pub accel: Accel,
     /// Where build logs go (default: the build's temporary directory).
     pub log_dir: Option<PathBuf>,
     /// The build log itself (`--logfile`): every hook's and tool's output
@@ -187,7 +183,6 @@ impl ImageBuilder {
                 .filter(|s| !s.is_empty()),
             packages: Vec::new(),
             grub_timeout: std::env::var("DIB_GRUB_TIMEOUT").unwrap_or_else(|_| "5".into()),
-            accel: Accel::Tcg,
             log_dir: None,
             log_file: None,
             trace: 0,
@@ -330,6 +325,8 @@ impl ImageBuilder {
         let t0 = Instant::now();
         let summary = self.plan()?;
         let cache = Cache::open(&self.cache_dir)?;
+        let keep: Vec<String> = summary.stages.iter().map(|s| s.key.clone()).collect();
+        let _trees = cache.use_trees(TreeEvictionPolicy::from_env()?, &keep)?;
         let (work, _tmpfs) = self.work_dir(&cache)?;
         let root = work.path().join("root");
         // Dropped before `work`: nothing stays mounted under the tree.
@@ -414,9 +411,12 @@ impl ImageBuilder {
             };
             let plan = disk::plan(&summary.layout, size, &disk::random_uuid()?)?;
             let raw = work.path().join("disk.raw");
+            if summary.bootloader {
+                crate::bootloader::prepare_tree(&root, &plan, work.path(), &log)?;
+            }
             disk::create(&plan, &root, &raw)?;
             if summary.bootloader {
-                crate::bootloader::install_grub(&raw, &plan, self.accel).await?;
+                crate::bootloader::write_boot_code(&raw, &plan, &root)?;
             }
             (Some(raw), Some(plan))
         } else {
@@ -508,6 +508,7 @@ impl ImageBuilder {
             return Ok(());
         }
         let debs = cache.debs_dir(s.distro.name(), &s.rootfs.release, &s.rootfs.arch)?;
+        let _debs_lock = cache.debs_lock(s.distro.name(), &s.rootfs.release, &s.rootfs.arch)?;
         let mut chroot = Chroot::enter(root)?;
         rootfs::block_services(root)?;
         // The kernel's postinst must not try to install a bootloader here.
@@ -532,7 +533,11 @@ impl ImageBuilder {
         // archive it would empty the cache; the tree's own archive
         // directory stayed empty under the bind, and apt's binary caches
         // are removed below.
+        let deferred = rootfs::defer_initramfs(root)?;
         let r = rootfs::apt_install(&mut chroot, &debs, Some(&lists), packages, log);
+        if deferred {
+            rootfs::undefer_initramfs(root)?;
+        }
         for (p, _) in &speed {
             std::fs::remove_file(p).map_err(io(p))?;
         }

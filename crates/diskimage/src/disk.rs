@@ -2,8 +2,8 @@
 //! with `sfdisk` (MBR or GPT with a BIOS boot partition), the root
 //! filesystem made by `mkfs.ext4 -d` straight from the root tree at the
 //! partition's offset (`-E offset=`), fstab written into the tree first,
-//! and GRUB installed through one libguestfs appliance. No loop partitions,
-//! no kpartx, no device-mapper.
+//! and GRUB written into the file by [`crate::bootloader`]. No loop
+//! partitions, no kpartx, no device-mapper, no appliance.
 //!
 //! The layout is diskimage-builder's block-device YAML subset
 //! ([`DiskLayout::from_yaml`]): `local_loop`, `partitioning` (`mbr`/`gpt`,

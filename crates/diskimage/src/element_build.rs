@@ -16,15 +16,15 @@
 //! `bootloader` element's `finalise.d/50-bootloader` (which runs
 //! `grub-install` on a loop device) is replaced by installing its GRUB
 //! packages in the tree (unless `DIB_SKIP_GRUB_PACKAGE_INSTALL=True`), the
-//! serial-console `/etc/default/grub`, and `grub-install` through
-//! libguestfs. Hooks that call `sudo` get a pass-through shim (we are root).
+//! serial-console `/etc/default/grub`, and GRUB written into the image file
+//! without a block device ([`crate::bootloader`]). Hooks that call `sudo` get a pass-through shim (we are root).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::builder::{dpkg_arch, BuildReport, ImageBuilder, StageReport};
-use crate::cache::Cache;
+use crate::cache::{Cache, TreeEvictionPolicy};
 use crate::cmd::io;
 use crate::disk::{self, DiskLayout};
 use crate::element::{expand_image_elements, ImageElementOptions};
@@ -196,6 +196,8 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let stages = phase_keys("element-build", &elements, &key_vars)?;
+    let keep: Vec<String> = stages.iter().map(|s| s.key.clone()).collect();
+    let _trees = cache.use_trees(TreeEvictionPolicy::from_env()?, &keep)?;
 
     let (work, _tmpfs) = b.work_dir(&cache)?;
     let root = work.path().join("root");
@@ -293,9 +295,12 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         };
         let p = disk::plan(&layout, size, &disk::random_uuid()?)?;
         let raw = work.path().join("disk.raw");
+        if vm && bootloader {
+            crate::bootloader::prepare_tree(&root, &p, work.path(), &log)?;
+        }
         disk::create(&p, &root, &raw)?;
         if vm && bootloader {
-            crate::bootloader::install_grub(&raw, &p, b.accel).await?;
+            crate::bootloader::write_boot_code(&raw, &p, &root)?;
         }
         disk_plan = Some(p);
         disk_path = Some(raw);
@@ -362,6 +367,7 @@ fn prepare_grub(
             .cloned()
             .unwrap_or_else(|| "bookworm".into());
         let debs = cache.debs_dir("debian", &release, arch)?;
+        let _debs_lock = cache.debs_lock("debian", &release, arch)?;
         let mut chroot = Chroot::enter(root)?;
         rootfs::block_services(root)?;
         let r = rootfs::apt_install(

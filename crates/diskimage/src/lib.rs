@@ -5,7 +5,7 @@
 //! and PID namespace, [`namespace`]), Debian roots with debootstrap and the
 //! `.deb` cache ([`rootfs`]), tree snapshots keyed on their inputs
 //! ([`cache`], [`phase_cache`]), the disk layout written with `sfdisk` and
-//! `mkfs.ext4 -d` ([`disk`]), GRUB through libguestfs ([`bootloader`]), the
+//! `mkfs.ext4 -d` ([`disk`]), GRUB for BIOS without a block device ([`bootloader`]), the
 //! output formats and checksum files ([`output`]); [`ImageBuilder`] plans
 //! ([`ImageBuilder::plan`]) and builds ([`ImageBuilder::build`]) an image.
 //! Must not: upload images or talk to OpenStack; use kpartx, device-mapper

@@ -233,6 +233,7 @@ pub fn bootstrap(spec: &RootfsSpec, cache: &Cache, dest: &Path, log: &Path) -> R
         return Ok(true);
     }
     let debs = cache.debs_dir(spec.distro.name(), &spec.release, &spec.arch)?;
+    let _debs_lock = cache.debs_lock(spec.distro.name(), &spec.release, &spec.arch)?;
     std::fs::create_dir_all(dest).map_err(io(dest))?;
     let mut cmd = Command::new("debootstrap");
     cmd.arg(format!("--variant={}", spec.variant))
@@ -313,6 +314,21 @@ impl Chroot {
         Ok(())
     }
 
+    /// Bind-mount the host file `src` over the file `at` inside the root
+    /// until drop (the tree's own file is untouched underneath).
+    pub fn bind_file(&mut self, src: &Path, at: &str) -> Result<()> {
+        let target = self.root.join(at.trim_start_matches('/'));
+        if !target.is_file() {
+            return Err(Error::Io {
+                path: target,
+                source: std::io::Error::other("no such file to bind over"),
+            });
+        }
+        run(self.ns.command("mount").arg("--bind").arg(src).arg(&target))?;
+        self.mounted.push(target);
+        Ok(())
+    }
+
     /// The namespace the mounts live in.
     pub fn namespace(&self) -> &Arc<MountNamespace> {
         &self.ns
@@ -368,6 +384,64 @@ pub fn block_services(root: &Path) -> Result<()> {
     set_mode(&p, 0o755)
 }
 
+/// A wrapper put first on the chroot's `PATH` while packages install: the
+/// kernel's postinst hook (`update-initramfs -c`, from a maintainer script)
+/// defers to initramfs-tools' trigger instead of building an initramfs that
+/// the trigger rebuilds minutes later, once more packages are configured;
+/// when the trigger runs, every kernel without an initramfs gets one (an
+/// update of the existing ones otherwise). The initramfs in the image is
+/// the one the trigger would have built: once instead of twice.
+const DEFERRED_INITRAMFS: &str = r#"#!/bin/sh
+# diskimage build: one initramfs per kernel, built when initramfs-tools'
+# trigger runs (removed from the tree after the package installs).
+real=/usr/sbin/update-initramfs
+case " $* " in
+  *" -c "*)
+    if [ -n "$DPKG_MAINTSCRIPT_PACKAGE" ] && dpkg-trigger --no-await update-initramfs; then
+      echo "update-initramfs: deferring creation (trigger activated)"
+      exit 0
+    fi ;;
+  *" -u "*)
+    if [ -z "$DPKG_MAINTSCRIPT_PACKAGE" ]; then
+      made=
+      for v in $(linux-version list 2>/dev/null); do
+        [ -e "/boot/initrd.img-$v" ] && continue
+        "$real" -c -k "$v" || exit $?
+        made=1
+      done
+      [ -n "$made" ] && exit 0
+    fi ;;
+esac
+exec "$real" "$@"
+"#;
+
+const DEFERRED_INITRAMFS_PATH: &str = "usr/local/sbin/update-initramfs";
+
+/// Put the deferring `update-initramfs` wrapper in the tree (see
+/// [`DEFERRED_INITRAMFS`]); `false` when the tree already has a file there
+/// (left alone).
+pub fn defer_initramfs(root: &Path) -> Result<bool> {
+    let p = root.join(DEFERRED_INITRAMFS_PATH);
+    if std::fs::symlink_metadata(&p).is_ok() {
+        return Ok(false);
+    }
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(io(d))?;
+    }
+    std::fs::write(&p, DEFERRED_INITRAMFS).map_err(io(&p))?;
+    set_mode(&p, 0o755)?;
+    Ok(true)
+}
+
+/// Remove the wrapper [`defer_initramfs`] put in the tree.
+pub fn undefer_initramfs(root: &Path) -> Result<()> {
+    let p = root.join(DEFERRED_INITRAMFS_PATH);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Undo [`block_services`].
 pub fn unblock_services(root: &Path) -> Result<()> {
     let p = root.join("usr/sbin/policy-rc.d");
@@ -402,7 +476,18 @@ pub fn apt_install(
         chroot.bind(l, "/var/lib/apt/lists")?;
     }
     run_logged(&mut chroot.command(&["apt-get", "-q", "update"]), log)?;
-    let mut args = vec!["apt-get", "-q", "-y", "--no-install-recommends", "install"];
+    // apt runs dpkg with its own PATH (`DPkg::Path`, no /usr/local):
+    // the chroot's, so a build-time wrapper there (see
+    // [`defer_initramfs`]) is found by maintainer scripts.
+    let mut args = vec![
+        "apt-get",
+        "-q",
+        "-y",
+        "-o",
+        "DPkg::Path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--no-install-recommends",
+        "install",
+    ];
     args.extend(packages.iter().map(String::as_str));
     run_logged(&mut chroot.command(&args), log)?;
     Ok(())
