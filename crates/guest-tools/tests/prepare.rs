@@ -11,7 +11,7 @@ use guest_tools::{Accel, Compression, OutputFormat, PrepareOptions, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_shrinks_and_the_result_boots() {
-    let image = common::test_image();
+    let image = cloud_test_support::test_image();
     let dir = tempfile::tempdir().unwrap();
     let input = common::overlay(&image, dir.path(), "input.qcow2");
     let input_before = std::fs::read(&input).unwrap();

@@ -15,7 +15,7 @@ fn names(list: &[&'static str]) -> BTreeSet<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_sysprep_and_sparsify_in_one_session() {
-    let image = common::test_image();
+    let image = cloud_test_support::test_image();
     let dir = tempfile::tempdir().unwrap();
     let disk = common::overlay(&image, dir.path(), "work.qcow2");
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();

@@ -2,27 +2,14 @@
 //! (`scripts/test-image/build.sh`). Each test boots once; they take minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cloud_test_support::test_image;
 use local_vm::{
     Accel, BootSpec, Error, KeyInjection, Ledger, LocalVm, OutputFormat, ShutdownOutcome,
 };
-
-/// Path of the cached Debian 12 test image, building it (minutes) when missing or stale.
-fn test_image() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-image/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/test-image/build.sh");
-    assert!(out.status.success(), "scripts/test-image/build.sh failed");
-    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(path.is_file(), "build.sh printed {path:?}, not a file");
-    path
-}
 
 fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();

@@ -6,23 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Path of the cached Debian 12 test image, building it (minutes) when missing or stale.
-pub fn test_image() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-image/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/test-image/build.sh");
-    assert!(out.status.success(), "scripts/test-image/build.sh failed");
-    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(
-        path.is_file(),
-        "build.sh printed {path:?}, which is not a file"
-    );
-    path
-}
-
 /// A TCG session on writable drives given as (path, format), in order.
 pub async fn open_tcg(
     drives: &[(&Path, &str)],
