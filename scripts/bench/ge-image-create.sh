@@ -25,6 +25,8 @@
 # Needs: packer, libguestfs-tools, qemu, the local cloud (scripts/setup.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
 die() { echo "ge-image-create bench: $*" >&2; exit 1; }
 for t in packer virt-sysprep virt-resize virt-sparsify virt-customize guestfish qemu-img dpkg-deb; do
     command -v "$t" >/dev/null || die "$t missing"
@@ -105,24 +107,7 @@ PACKER_LOG=0 packer build -color=false "$WORK/packer.json" >"$WORK/packer.log" 2
 t1=$(now)
 img="$WORK/packer-out/tmp_image"
 virt-sysprep -q -a "$img" >"$WORK/sysprep.log" 2>&1 || { cat "$WORK/sysprep.log"; die "virt-sysprep failed"; }
-fs_bytes=$(guestfish -a "$img" 2>"$WORK/shrink.log" <<'GF' | awk -F': ' '/^Block count/ {c=$2} /^Block size/ {s=$2} END {print c*s}'
-run
-e2fsck-f /dev/sda1
-resize2fs-M /dev/sda1
-tune2fs-l /dev/sda1
-GF
-)
-mib=$((fs_bytes / 1048576))
-if   [ "$mib" -lt 1000 ];  then target=1024M
-elif [ "$mib" -lt 5000 ];  then target=5G
-elif [ "$mib" -lt 10000 ]; then target=10G
-else target=""; fi
-if [ -n "$target" ]; then
-    qemu-img create -q -f qcow2 -o preallocation=metadata "$WORK/newdisk.qcow2" "$target"
-    virt-resize -q --shrink /dev/sda1 "$img" "$WORK/newdisk.qcow2" >"$WORK/resize.log" 2>&1 \
-        || { cat "$WORK/resize.log"; die "virt-resize failed"; }
-    mv "$WORK/newdisk.qcow2" "$img"
-fi
+peer_shrink "$img" "$WORK"
 virt-sparsify -q --check-tmpdir=continue "$img" "$WORK/peer.qcow2" >"$WORK/sparsify.log" 2>&1 \
     || { cat "$WORK/sparsify.log"; die "virt-sparsify failed"; }
 osc image create --disk-format qcow2 --container-format bare --private \

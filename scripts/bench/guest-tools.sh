@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
 die() { echo "guest-tools bench: $*" >&2; exit 1; }
 for t in virt-sysprep virt-resize virt-sparsify guestfish qemu-img; do
     command -v "$t" >/dev/null || die "$t missing (apt-get install libguestfs-tools qemu-utils)"
@@ -33,24 +35,7 @@ cp --sparse=always "$IMAGE" "$WORK/tmp_image"
 t0=$(now)
 virt-sysprep -q -a "$WORK/tmp_image" >"$WORK/sysprep.log" 2>&1 || { cat "$WORK/sysprep.log"; die "virt-sysprep failed"; }
 t1=$(now)
-fs_bytes=$(guestfish -a "$WORK/tmp_image" 2>"$WORK/shrink.log" <<'GF' | awk -F': ' '/^Block count/ {c=$2} /^Block size/ {s=$2} END {print c*s}'
-run
-e2fsck-f /dev/sda1
-resize2fs-M /dev/sda1
-tune2fs-l /dev/sda1
-GF
-)
-mib=$((fs_bytes / 1048576))
-if   [ "$mib" -lt 1000 ];  then target=1024M
-elif [ "$mib" -lt 5000 ];  then target=5G
-elif [ "$mib" -lt 10000 ]; then target=10G
-else target=""; fi
-if [ -n "$target" ]; then
-    qemu-img create -q -f qcow2 -o preallocation=metadata "$WORK/newdisk.qcow2" "$target"
-    virt-resize -q --shrink /dev/sda1 "$WORK/tmp_image" "$WORK/newdisk.qcow2" >"$WORK/resize.log" 2>&1 \
-        || { cat "$WORK/resize.log"; die "virt-resize failed"; }
-    mv "$WORK/newdisk.qcow2" "$WORK/tmp_image"
-fi
+peer_shrink "$WORK/tmp_image" "$WORK"
 t2=$(now)
 virt-sparsify -q --check-tmpdir=continue "$WORK/tmp_image" "$WORK/peer.qcow2" >"$WORK/sparsify.log" 2>&1 \
     || { cat "$WORK/sparsify.log"; die "virt-sparsify failed"; }
@@ -63,7 +48,7 @@ t4=$(now)
 t5=$(now)
 read -r ge_alloc ge_virt < <(size_of "$WORK/ge.qcow2")
 
-python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$peer_alloc" "$peer_virt" "$ge_alloc" "$ge_virt" "$mib" <<'PY'
+python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$peer_alloc" "$peer_virt" "$ge_alloc" "$ge_virt" "$PEER_FS_MIB" <<'PY'
 import sys
 t0, t1, t2, t3, t4, t5 = map(float, sys.argv[1:7])
 pa, pv, ga, gv, mib = map(int, sys.argv[7:12])
