@@ -1,4 +1,4 @@
-//! `build` on the OpenStack backend: Nova and Neutron are image-pipeline's
+//! `build` on the OpenStack backend: Nova and Neutron are cloud-test-support's
 //! stateful wiremock fake (api-ref shaped bodies), Keystone and Glance the
 //! REAL local ones (source image lookup, the snapshot the fake's
 //! `createImage` names, which the build downloads, publishes and deletes),
@@ -10,24 +10,19 @@
 //! (keypair, security group, floating IP, server) and an empty ledger.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../../crates/image-pipeline/tests/local_sshd/mod.rs"]
-mod local_sshd;
-#[path = "../../../crates/image-pipeline/tests/nova_mock/mod.rs"]
-mod nova_mock;
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cloud_test_support::{cloud_lock, session_for, unique, CloudLock, ImageCleanup};
+use cloud_test_support::nova_mock::Fake;
+use cloud_test_support::sshd::Sshd;
+use cloud_test_support::{cloud_lock, unique, CloudLock, ImageCleanup};
 use image_pipeline::compute::openstack::RUN_TAG_KEY;
 use image_pipeline::{BackendKind, OpenStackBackend, OpenStackBackendOptions, ResourceLedger};
 use imagebuilder_core::build::{self, BuildOptions};
 use imagebuilder_core::config::Dirs;
 use imagebuilder_core::report::ReportPaths;
-use local_sshd::Sshd;
-use nova_mock::Fake;
 use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
 
 /// Fields drop in declaration order: Glance clean-up before the lock goes.
@@ -49,51 +44,14 @@ impl Drop for Env {
     }
 }
 
-/// Copy the fake's keypairs into the sshd's `authorized_keys` (cloud-init's job).
-fn authorize_keypairs(fake: Fake, authorized_keys: PathBuf) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut written = String::new();
-        loop {
-            let mut text: String = fake
-                .state
-                .lock()
-                .unwrap()
-                .keypairs
-                .values()
-                .map(|k| format!("{}\n", k.trim_end()))
-                .collect();
-            for line in written.lines() {
-                if !text.contains(line) {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
-            if text != written {
-                std::fs::write(&authorized_keys, &text).unwrap();
-                written = text;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-}
-
 async fn env() -> Env {
     let lock = cloud_lock().await;
     let fake = Fake::start().await;
     fake.state.lock().unwrap().fip_address = Some("127.0.0.1".into());
     let mut sshd = Sshd::prepare();
     sshd.start();
-    let keys = authorize_keypairs(fake.clone(), sshd.path("authorized_keys"));
-    let mut cfg = cloud_test_support::config();
-    for (service, url) in [
-        ("compute", fake.compute_url()),
-        ("network", fake.network_url()),
-    ] {
-        cfg.endpoint_overrides
-            .insert(service.into(), url::Url::parse(&url).unwrap());
-    }
-    cfg.http.retry_base_delay = Duration::from_millis(10);
-    let session = session_for(cfg).await;
+    let keys = fake.authorize_keypairs(sshd.path("authorized_keys"));
+    let session = fake.session().await;
     let options = build::openstack_options(OpenStackBackendOptions {
         poll_interval: Duration::from_millis(10),
         delete_timeout: Duration::from_secs(20),

@@ -1,24 +1,20 @@
 //! `build --packer`, the original's way, with the real packer 1.6.6: the
 //! temporary security group (TCP 22, IPv4 and IPv6) and keypair are made in
-//! image-pipeline's wiremock Nova/Neutron (api-ref shaped bodies; Keystone
+//! cloud-test-support's wiremock Nova/Neutron (api-ref shaped bodies; Keystone
 //! is the real local one), `packer build -color=false --var …` runs a
 //! template (the `null` builder stands in for `openstack`, which needs a
 //! real Nova), the artifact comes from the manifest, and the temporary
 //! resources are gone afterwards, also when packer fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../../crates/image-pipeline/tests/nova_mock/mod.rs"]
-mod nova_mock;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cloud_test_support::session_for;
+use cloud_test_support::nova_mock::{self, Fake};
 use image_pipeline::{BackendKind, OpenStackBackend, OpenStackBackendOptions, ResourceLedger};
 use imagebuilder_core::build::{self, BuildOptions};
 use imagebuilder_core::config::Dirs;
 use imagebuilder_core::report::ReportPaths;
-use nova_mock::Fake;
 
 fn template(root: &std::path::Path, command: &str) -> String {
     let vars: Vec<String> = build::ORIGINAL_VARIABLES
@@ -40,16 +36,7 @@ async fn packer_mode_runs_packer_with_the_originals_variables_and_cleans_up() {
     // Packer must not phone home.
     std::env::set_var("CHECKPOINT_DISABLE", "1");
     let fake = Fake::start().await;
-    let mut cfg = cloud_test_support::config();
-    for (service, url) in [
-        ("compute", fake.compute_url()),
-        ("network", fake.network_url()),
-    ] {
-        cfg.endpoint_overrides
-            .insert(service.into(), url::Url::parse(&url).unwrap());
-    }
-    cfg.http.retry_base_delay = Duration::from_millis(10);
-    let session = session_for(cfg).await;
+    let session = fake.session().await;
     let backend = OpenStackBackend::connect(
         session.clone(),
         OpenStackBackendOptions {

@@ -24,7 +24,10 @@
 //! - booting a built image under QEMU TCG to its login prompt
 //!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create);
 //! - looking for known secrets in a run's outputs and files ([`leaks`]), for
-//!   the binaries' secret-leak tests.
+//!   the binaries' secret-leak tests;
+//! - a stateful fake Nova + Neutron on wiremock ([`nova_mock`]) and a
+//!   private local sshd ([`sshd`]) playing its servers, for the tests of the
+//!   OpenStack compute backend and of what runs on it.
 
 // Test support fails the test that calls it by panicking, with a message
 // saying what to do: `unwrap`, `expect` and `panic!` are its error reporting.
@@ -33,6 +36,8 @@
 use std::path::PathBuf;
 
 pub mod leaks;
+pub mod nova_mock;
+pub mod sshd;
 
 use openstack_client::glance::{CreateImage, GlanceClient, Image, Visibility};
 use openstack_client::{CloudConfig, Session};

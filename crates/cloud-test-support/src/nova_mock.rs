@@ -8,11 +8,19 @@
 //!
 //! Operations are named `<resource>.<verb>` (`keypair.create`,
 //! `server.stop`, `fip.update`, ...); [`Fake::ops`] lists those performed.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//!
+//! Tests against the real local Keystone and Glance reach the fake through
+//! [`Fake::session`] (the local cloud with its `compute` and `network`
+//! endpoints overridden to the fake); tests that SSH to a "server" set
+//! [`State::fip_address`] to `127.0.0.1` and copy the keypairs into a local
+//! sshd's `authorized_keys` with [`Fake::authorize_keypairs`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use openstack_client::{CloudConfig, Session};
 use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -114,6 +122,63 @@ impl Fake {
     /// Neutron's endpoint URL.
     pub fn network_url(&self) -> String {
         format!("{}/network", self.uri())
+    }
+
+    /// The local cloud's configuration ([`crate::config`]) with its
+    /// `compute` and `network` endpoints overridden to this fake and short
+    /// retry delays: Keystone and Glance stay the real local ones.
+    pub fn cloud_config(&self) -> CloudConfig {
+        let mut cfg = crate::config();
+        for (service, url) in [
+            ("compute", self.compute_url()),
+            ("network", self.network_url()),
+        ] {
+            cfg.endpoint_overrides
+                .insert(service.into(), url::Url::parse(&url).unwrap());
+        }
+        cfg.http.retry_base_delay = Duration::from_millis(10);
+        cfg
+    }
+
+    /// An authenticated session on [`Fake::cloud_config`]: the real local
+    /// Keystone and Glance, this fake's Nova and Neutron.
+    ///
+    /// # Panics
+    /// As [`crate::session_for`].
+    pub async fn session(&self) -> Session {
+        crate::session_for(self.cloud_config()).await
+    }
+
+    /// Copy every keypair of the fake into `authorized_keys` (of a local
+    /// sshd, see [`crate::sshd`]) as long as the returned task runs, as
+    /// cloud-init puts a server's key in place. Keys of deleted keypairs
+    /// stay (harmless, like a reused VM). Abort the task when done.
+    pub fn authorize_keypairs(&self, authorized_keys: PathBuf) -> tokio::task::JoinHandle<()> {
+        let fake = self.clone();
+        tokio::spawn(async move {
+            let mut written = String::new();
+            loop {
+                let mut text: String = fake
+                    .state
+                    .lock()
+                    .unwrap()
+                    .keypairs
+                    .values()
+                    .map(|k| format!("{}\n", k.trim_end()))
+                    .collect();
+                for line in written.lines() {
+                    if !text.contains(line) {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+                if text != written {
+                    std::fs::write(&authorized_keys, &text).unwrap();
+                    written = text;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
     }
 
     /// Make every call of `op` answer `status`.

@@ -1,13 +1,12 @@
 //! A private OpenSSH server for tests: `/usr/sbin/sshd` on a free loopback
 //! port with its own host key, config and authorized_keys in a temporary
 //! directory, logging in as the current user (root here). Killed on drop.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The "VM" of the tests that SSH to a server of the fake Nova
+//! ([`crate::nova_mock`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-use image_pipeline::ssh::{KnownHosts, SshKey, SshSession, SshTarget};
 
 /// A private sshd; killed on drop.
 pub struct Sshd {
@@ -18,6 +17,7 @@ pub struct Sshd {
     child: Option<Child>,
 }
 
+/// A loopback TCP port free at the time of the call.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -26,6 +26,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Generate a key without passphrase at `path` (and `path.pub`), replacing
+/// any there, with `ssh-keygen` and its type arguments `args` (`["-t",
+/// "ed25519"]`).
 pub fn keygen(args: &[&str], path: &Path) {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
@@ -68,6 +71,7 @@ impl Sshd {
         }
     }
 
+    /// Start it (its log in `sshd.log`), and wait until it listens.
     pub fn start(&mut self) {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
@@ -89,12 +93,14 @@ impl Sshd {
         panic!("sshd did not listen on {}: {}", self.port, self.log());
     }
 
+    /// [`Sshd::prepare`], then [`Sshd::start`].
     pub fn started() -> Self {
         let mut s = Self::prepare();
         s.start();
         s
     }
 
+    /// Kill it (if running) and wait for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -102,10 +108,12 @@ impl Sshd {
         }
     }
 
+    /// What it has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// Append the public key line `public_line` to its authorized_keys.
     pub fn authorize(&self, public_line: &str) {
         let path = self.dir.path().join("authorized_keys");
         let mut text = std::fs::read_to_string(&path).unwrap();
@@ -114,39 +122,19 @@ impl Sshd {
         std::fs::write(path, text).unwrap();
     }
 
+    /// Its host public key line.
     pub fn host_public_key(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap()
     }
 
+    /// Replace its host key (seen by the clients that connect after a restart).
     pub fn new_host_key(&self) {
         keygen(&["-t", "ed25519"], &self.dir.path().join("host_key"));
     }
 
+    /// The file `name` in its directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-
-    pub fn known_hosts(&self) -> KnownHosts {
-        KnownHosts::new(self.path("pipeline_known_hosts"))
-    }
-
-    /// A target for root with a freshly generated, authorised ed25519 key.
-    pub fn target(&self) -> SshTarget {
-        let (key, public) = SshKey::generate_ed25519("ssh-real-test").unwrap();
-        self.authorize(&public);
-        SshTarget {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: "root".into(),
-            key,
-        }
-    }
-
-    pub async fn session(&self) -> SshSession {
-        match SshSession::connect(&self.target(), &self.known_hosts()).await {
-            Ok(s) => s,
-            Err(e) => panic!("connect: {e}\nsshd log:\n{}", self.log()),
-        }
     }
 }
 

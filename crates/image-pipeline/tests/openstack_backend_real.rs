@@ -1,5 +1,5 @@
 //! The OpenStack compute backend against a stateful fake Nova + Neutron on
-//! wiremock (`nova_mock`, bodies shaped like the api-ref samples) and the
+//! wiremock (`cloud_test_support::nova_mock`, bodies shaped like the api-ref samples) and the
 //! REAL local Keystone and Glance (`scripts/cloud/up.sh`).
 //!
 //! How the session reaches both: the real `clouds.yaml` cloud, with
@@ -15,18 +15,16 @@
 //! data in SQLite) and runs in the nextest `cloud` group (binary `*_real`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod nova_mock;
-
 use std::path::Path;
 use std::time::Duration;
 
-use cloud_test_support::{cloud_lock, session_for, unique, CloudLock, ImageCleanup};
+use cloud_test_support::nova_mock::{self, Fake};
+use cloud_test_support::{cloud_lock, unique, CloudLock, ImageCleanup};
 use image_pipeline::compute::openstack::RUN_TAG_KEY;
 use image_pipeline::{
     AccessProfile, ComputeBackend, OpenStackBackend, OpenStackBackendOptions, OpenStackVm,
     ResourceKind, ResourceLedger, SshKey, VmHandle, VmSpec, LEDGER_FILE,
 };
-use nova_mock::Fake;
 use openstack_client::glance::{CreateImage, GlanceClient};
 use serde_json::{json, Value};
 
@@ -46,16 +44,7 @@ struct Env {
 async fn env_with(tweak: impl FnOnce(&Fake, &mut OpenStackBackendOptions)) -> Env {
     let lock = cloud_lock().await;
     let fake = Fake::start().await;
-    let mut cfg = cloud_test_support::config();
-    for (service, url) in [
-        ("compute", fake.compute_url()),
-        ("network", fake.network_url()),
-    ] {
-        cfg.endpoint_overrides
-            .insert(service.into(), url::Url::parse(&url).unwrap());
-    }
-    cfg.http.retry_base_delay = Duration::from_millis(10);
-    let session = session_for(cfg).await;
+    let session = fake.session().await;
     let mut options = OpenStackBackendOptions {
         poll_interval: Duration::from_millis(10),
         delete_timeout: Duration::from_secs(20),

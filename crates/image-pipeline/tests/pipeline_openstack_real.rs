@@ -1,9 +1,9 @@
 //! The whole `ge-image create` → test pipeline over the OpenStack backend:
-//! Nova and Neutron are the stateful wiremock fake (`nova_mock`, bodies
+//! Nova and Neutron are the stateful wiremock fake (`cloud_test_support::nova_mock`, bodies
 //! shaped like the api-ref samples), Keystone and Glance are the REAL local
 //! ones (base image lookup, the snapshot the fake's `createImage` names,
 //! the `<name>_rc` upload), and the "VMs" answer SSH through a REAL private
-//! sshd on a loopback port (`local_sshd`).
+//! sshd on a loopback port (`cloud_test_support::sshd`).
 //!
 //! How the pieces meet: the fake allocates floating IPs at `127.0.0.1`, the
 //! backend's `ssh_port` is the sshd's port, and a background task copies
@@ -20,21 +20,18 @@
 //! (server, keypair, security group, floating IP), whatever happened.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod local_sshd;
-mod nova_mock;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cloud_test_support::{cloud_lock, session_for, unique, CloudLock, ImageCleanup};
+use cloud_test_support::nova_mock::Fake;
+use cloud_test_support::sshd::Sshd;
+use cloud_test_support::{cloud_lock, unique, CloudLock, ImageCleanup};
 use image_pipeline::compute::openstack::RUN_TAG_KEY;
 use image_pipeline::{
     ImageFolder, OpenStackBackend, OpenStackBackendOptions, Overrides, Pipeline, ResourceLedger,
     Settings,
 };
-use local_sshd::Sshd;
-use nova_mock::Fake;
 use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
 
 /// Fields drop in declaration order: Glance clean-up runs before the cloud
@@ -60,36 +57,6 @@ impl Drop for Env {
     }
 }
 
-/// Copy every keypair of the fake into `authorized_keys`, as cloud-init
-/// would put the server's key in place.
-fn authorize_keypairs(fake: Fake, authorized_keys: PathBuf) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut written = String::new();
-        loop {
-            let mut text: String = fake
-                .state
-                .lock()
-                .unwrap()
-                .keypairs
-                .values()
-                .map(|k| format!("{}\n", k.trim_end()))
-                .collect();
-            // Keys of deleted keypairs stay (harmless, like a reused VM).
-            for line in written.lines() {
-                if !text.contains(line) {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
-            if text != written {
-                std::fs::write(&authorized_keys, &text).unwrap();
-                written = text;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-}
-
 async fn env() -> Env {
     let lock = cloud_lock().await;
     let fake = Fake::start().await;
@@ -100,17 +67,8 @@ async fn env() -> Env {
         home.path().display()
     ));
     sshd.start();
-    let keys = authorize_keypairs(fake.clone(), sshd.path("authorized_keys"));
-    let mut cfg = cloud_test_support::config();
-    for (service, url) in [
-        ("compute", fake.compute_url()),
-        ("network", fake.network_url()),
-    ] {
-        cfg.endpoint_overrides
-            .insert(service.into(), url::Url::parse(&url).unwrap());
-    }
-    cfg.http.retry_base_delay = Duration::from_millis(10);
-    let session = session_for(cfg).await;
+    let keys = fake.authorize_keypairs(sshd.path("authorized_keys"));
+    let session = fake.session().await;
     let options = OpenStackBackendOptions {
         poll_interval: Duration::from_millis(10),
         delete_timeout: Duration::from_secs(20),

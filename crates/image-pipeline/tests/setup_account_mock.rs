@@ -1,19 +1,17 @@
 //! `setup-account` against a stateful fake Nova + Neutron + Keystone on
-//! wiremock (`nova_mock`): the first run creates the groups, their rules,
+//! wiremock (`cloud_test_support::nova_mock`): the first run creates the groups, their rules,
 //! the keypair (private key saved 0400) and a floating IP; the second run
 //! plans nothing; partial setups are completed, not duplicated.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod nova_mock;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use cloud_test_support::nova_mock::{self, Fake};
 use image_pipeline::account::{
     apply_setup_account, plan_setup_account, setup_account, AccountOptions, KeypairAction,
 };
 use image_pipeline::SshKey;
-use nova_mock::Fake;
 use openstack_client::{CloudConfig, Session};
 use serde_json::json;
 

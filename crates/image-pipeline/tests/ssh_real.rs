@@ -4,19 +4,51 @@
 //! (root here).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod local_sshd;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 use std::time::Duration;
 
-use local_sshd::{free_port, keygen, Sshd};
+use cloud_test_support::sshd::{free_port, keygen, Sshd};
 
 use image_pipeline::ssh::{
     wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, SshKey, SshSession, SshTarget,
     UploadSource, WaitPolicy,
 };
 use image_pipeline::Error;
+
+/// The image-pipeline side of the test sshd.
+trait SshdTargets {
+    /// The pipeline's known_hosts file beside the sshd's.
+    fn known_hosts(&self) -> KnownHosts;
+    /// A target for root with a freshly generated, authorised ed25519 key.
+    fn target(&self) -> SshTarget;
+    /// A session on [`SshdTargets::target`].
+    async fn session(&self) -> SshSession;
+}
+
+impl SshdTargets for Sshd {
+    fn known_hosts(&self) -> KnownHosts {
+        KnownHosts::new(self.path("pipeline_known_hosts"))
+    }
+
+    fn target(&self) -> SshTarget {
+        let (key, public) = SshKey::generate_ed25519("ssh-real-test").unwrap();
+        self.authorize(&public);
+        SshTarget {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: "root".into(),
+            key,
+        }
+    }
+
+    async fn session(&self) -> SshSession {
+        match SshSession::connect(&self.target(), &self.known_hosts()).await {
+            Ok(s) => s,
+            Err(e) => panic!("connect: {e}\nsshd log:\n{}", self.log()),
+        }
+    }
+}
 
 fn same_key(a: &str, b: &str) -> bool {
     let fields = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");

@@ -1,28 +1,24 @@
 //! The compute-backend test gate on the OpenStack backend: a stateful fake
-//! Nova + Neutron on wiremock (image-pipeline's `nova_mock`, bodies shaped
+//! Nova + Neutron on wiremock (`cloud_test_support::nova_mock`, bodies shaped
 //! like the api-ref samples) beside the REAL local Keystone and Glance
 //! (the session's `compute`/`network` endpoints point at the fake), real
 //! RabbitMQ and Packer (null builder). The passing case logs in to a real
-//! local sshd (image-pipeline's `local_sshd`) at the fake's floating IP
+//! local sshd (`cloud_test_support::sshd`) at the fake's floating IP
 //! 127.0.0.1 (the backend's `ssh_port` is the sshd's), the keypairs the gate
 //! registers in the fake Nova copied into its `authorized_keys` as
 //! cloud-init would; the failing cases never get that far.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "../../image-pipeline/tests/local_sshd/mod.rs"]
-mod local_sshd;
-#[path = "../../image-pipeline/tests/nova_mock/mod.rs"]
-mod nova_mock;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use cloud_test_support::nova_mock::Fake;
+use cloud_test_support::sshd::Sshd;
 use common::*;
-use local_sshd::Sshd;
-use nova_mock::Fake;
 use openstack_client::glance::Visibility;
 use openstack_client::Session;
 use packuilon_core::amqp::failed_queue;
@@ -30,20 +26,6 @@ use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
 use packuilon_core::gate::{GateBackend, GateConfig, GateImage, ImageGate};
 use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
 use packuilon_core::BuildState;
-
-/// A session on the local cloud whose Nova and Neutron are `fake`.
-async fn session_with(fake: &Fake) -> Session {
-    let mut cfg = cloud_test_support::config();
-    for (service, url) in [
-        ("compute", fake.compute_url()),
-        ("network", fake.network_url()),
-    ] {
-        cfg.endpoint_overrides
-            .insert(service.into(), url.parse().unwrap());
-    }
-    cfg.http.retry_base_delay = Duration::from_millis(10);
-    cloud_test_support::session_for(cfg).await
-}
 
 fn gate(session: &Session, state_dir: &Path, log_dir: &Path) -> ComputeGate {
     let config = GateConfig {
@@ -69,29 +51,6 @@ fn gate(session: &Session, state_dir: &Path, log_dir: &Path) -> ComputeGate {
     ComputeGate::new(session.clone(), settings)
 }
 
-/// Copy every keypair of the fake into `authorized_keys`, as cloud-init
-/// would put the server's key in place.
-fn authorize_keypairs(fake: Fake, authorized_keys: PathBuf) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut written = String::new();
-        loop {
-            let text: String = fake
-                .state
-                .lock()
-                .unwrap()
-                .keypairs
-                .values()
-                .map(|k| format!("{}\n", k.trim_end()))
-                .collect();
-            if !text.is_empty() && text != written {
-                std::fs::write(&authorized_keys, &text).unwrap();
-                written = text;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-}
-
 fn outstanding(state_dir: &Path, build: &str) -> usize {
     image_pipeline::ResourceLedger::open(state_dir.join("gate").join(build).join("ledger.jsonl"))
         .unwrap()
@@ -109,7 +68,7 @@ async fn an_image_whose_server_goes_to_error_is_broken_and_nothing_is_left() {
     let _lock = cloud_test_support::cloud_lock().await;
     let fake = Fake::start().await;
     fake.state.lock().unwrap().boot_error = true;
-    let session = session_with(&fake).await;
+    let session = fake.session().await;
     let glance = session.image(Some("RegionOne")).await.unwrap();
     let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
     let name = format!("{} AQ", cloud_test_support::unique("pk-gate-os"));
@@ -187,7 +146,7 @@ async fn a_gate_that_cannot_run_is_an_error_and_releases_what_it_made() {
     let _lock = cloud_test_support::cloud_lock().await;
     let fake = Fake::start().await;
     fake.fail("server.create", 403);
-    let session = session_with(&fake).await;
+    let session = fake.session().await;
     let glance = session.image(Some("RegionOne")).await.unwrap();
     let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
     let image = cleanup
@@ -233,8 +192,8 @@ async fn an_image_accepting_the_login_passes_and_the_old_one_is_rotated() {
     let fake = Fake::start().await;
     fake.state.lock().unwrap().fip_address = Some("127.0.0.1".into());
     let sshd = Sshd::started();
-    let keys = authorize_keypairs(fake.clone(), sshd.path("authorized_keys"));
-    let session = session_with(&fake).await;
+    let keys = fake.authorize_keypairs(sshd.path("authorized_keys"));
+    let session = fake.session().await;
     let glance = session.image(Some("RegionOne")).await.unwrap();
     let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
     let name = format!("{} AQ", cloud_test_support::unique("pk-gate-os"));
