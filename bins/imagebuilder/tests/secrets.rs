@@ -8,15 +8,19 @@
 //! Keystone down, Keystone refusing the credentials, Glance answering 500
 //! after a successful login), and neither the password nor the token
 //! appears on stdout, stderr or in any file the run wrote. `build --packer
-//! --dry-run` prints packer's command line: the password is not on it. No
-//! VM is booted: every build fails before one is asked for.
+//! --dry-run` prints packer's command line: the password is not on it.
+//! `build --packer` runs a fake `packer` (on `PATH`, waiting until the test
+//! has looked): neither secret is on the command line of imagebuilder or of
+//! any process under it; the password reaches packer only through its
+//! environment (`OS_PASSWORD`), the token not at all. No VM is booted:
+//! every build fails before one is asked for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
 use cloud_test_support::leaks::{
-    assert_no_secret, closed_port, files_under, glance_internal_error, keystone_token,
-    keystone_unauthorized,
+    assert_cmdlines_free, assert_no_secret, closed_port, environ, files_under,
+    glance_internal_error, keystone_token, keystone_token_services, keystone_unauthorized, parent,
 };
 
 use wiremock::matchers::{method, path, path_regex};
@@ -330,4 +334,131 @@ async fn packer_dry_run_command_line_has_no_password() {
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(plan["mode"]["args"].is_array(), "{plan}");
+}
+
+/// `build --packer` starts `packer`: a fake one on `PATH` that says it
+/// started, then waits to be released. While it waits, the command lines of
+/// imagebuilder and of every process under it (packer and what packer
+/// started) hold neither the password nor the token; the password reaches
+/// packer only through its environment (`OS_PASSWORD`, inherited, as the
+/// original passed it), the token not at all. Keystone is a wiremock
+/// answering the known token; Nova and Neutron are image-pipeline's fake
+/// (the temporary security group and keypair are made, then removed once
+/// packer failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packer_child_sees_the_password_in_its_environment_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = cloud_test_support::nova_mock::Fake::start().await;
+    let keystone = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", TOKEN)
+                .set_body_json(keystone_token_services(&[
+                    ("compute", "RegionOne", fake.compute_url()),
+                    ("network", "RegionOne", fake.network_url()),
+                    ("image", "RegionOne", format!("{}/image", fake.uri())),
+                ])),
+        )
+        .mount(&keystone)
+        .await;
+
+    // The fake packer: `started-<pid>` says it runs, `release-<pid>` ends it.
+    let signals = dir.path().join("signals");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&signals).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let packer = bin.join("packer");
+    std::fs::write(
+        &packer,
+        format!(
+            "#!/bin/sh\nd={d}\necho \"fake packer: $*\"\n: > $d/started-$$.tmp && mv $d/started-$$.tmp $d/started-$$\n\
+             i=0; while [ ! -e $d/release-$$ ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n\
+             echo 'fake packer: build failed'\nexit 1\n",
+            d = signals.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&packer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let watcher = {
+        let signals = signals.clone();
+        std::thread::spawn(move || watch_packers(&signals))
+    };
+    let mut env = os_env(&format!("{}/v3", keystone.uri()));
+    env.push((
+        "PATH",
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    ));
+    let mut args: Vec<String> = build_commands().pop().unwrap();
+    args.extend(["-N".to_string(), "node-int-net-01".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stderr = run(&dir.path().join("packer"), &env, &args, false).await;
+    std::fs::write(signals.join("done"), "").unwrap();
+    let rounds = watcher.join().unwrap();
+    assert!(stderr.contains("packer build"), "{stderr}");
+    assert_eq!(rounds, 2, "packer ran once per log format");
+    let ops = fake.ops();
+    assert!(
+        ops.iter().any(|o| o.starts_with("keypair.create")),
+        "{ops:?}"
+    );
+    assert!(fake.leftovers().is_empty(), "{:?}", fake.leftovers());
+}
+
+/// For each fake packer that says it started (until `done` appears): check
+/// the command lines of its parent imagebuilder and of everything under it,
+/// and where the password went; then release it. Answers how many ran.
+fn watch_packers(signals: &Path) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let started: Vec<u32> = std::fs::read_dir(signals)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("started-")?
+                    .parse()
+                    .ok()
+            })
+            .filter(|p| !seen.contains(p))
+            .collect();
+        for pid in started {
+            seen.insert(pid);
+            let imagebuilder = parent(pid).unwrap();
+            let lines = assert_cmdlines_free(imagebuilder, &[PASSWORD, PASSWORD_INI, TOKEN]);
+            assert!(lines[0].contains("imagebuilder"), "{lines:?}");
+            assert!(
+                lines.iter().any(|l| l.contains("packer build")),
+                "packer's command line not seen: {lines:?}"
+            );
+            let environ = environ(pid);
+            assert!(
+                environ
+                    .iter()
+                    .any(|e| *e == format!("OS_PASSWORD={PASSWORD}")),
+                "the password reaches packer through OS_PASSWORD"
+            );
+            assert!(
+                environ.iter().all(|e| !e.contains(TOKEN)),
+                "the token is not in packer's environment"
+            );
+            std::fs::write(signals.join(format!("release-{pid}")), "").unwrap();
+        }
+        if signals.join("done").exists() {
+            return seen.len();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "imagebuilder never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
