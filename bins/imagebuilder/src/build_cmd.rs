@@ -420,7 +420,10 @@ async fn run_gc(a: GcArgs) -> Result<(), String> {
     }
     if a.dry_run || busy.is_empty() {
         for l in &busy {
-            println!("{}", l.display());
+            match build::BuildLock::try_acquire(l).map_err(err)? {
+                Some(_) => println!("{}", l.display()),
+                None => println!("{}\t(build running)", l.display()),
+            }
         }
         return Ok(());
     }
@@ -442,6 +445,12 @@ async fn run_gc(a: GcArgs) -> Result<(), String> {
     .map_err(err)?;
     for r in &outcome.released {
         println!("released {r}");
+    }
+    for l in &outcome.running {
+        eprintln!(
+            "imagebuilder: {} left alone: its build is still running",
+            l.display()
+        );
     }
     if outcome.failed.is_empty() {
         Ok(())

@@ -5,7 +5,8 @@
 //!   QEMU, no ledger record, no work directory (it holds the private key),
 //!   no VM directory, nothing half-written in the download directory.
 //! - SIGKILL while a provisioner runs (`-x`): QEMU, the ledger records and
-//!   the work directory are left, as expected of a killed process;
+//!   the work directory are left, as expected of a killed process (while
+//!   it ran, `gc` and a second build of that name left it alone);
 //!   `imagebuilder gc --dry-run` names the ledger and releases nothing;
 //!   `imagebuilder gc -n NAME` releases all of it, the `-x` source image in
 //!   Glance included.
@@ -106,6 +107,23 @@ async fn stopped_and_killed_builds_leave_nothing_after_cleanup_or_gc() {
         std::fs::read_to_string(&plain_log)
             .is_ok_and(|l| l.contains("Provisioning with shell script"))
     });
+    // gc leaves a running build alone, and so does a second build.
+    let out = ib(&root, &["gc", "-n", name]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("its build is still running"),
+        "{}",
+        text(&out)
+    );
+    let out = build(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is already running"),
+        "{}",
+        text(&out)
+    );
+    assert!(!qemus_in(&root).is_empty(), "the running build lost its VM");
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), None, "{}", text(&out));

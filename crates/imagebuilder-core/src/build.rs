@@ -314,9 +314,7 @@ pub async fn apply_until<B: ComputeBackend>(
     stop: impl Future<Output = ()> + Send,
 ) -> Result<BuildOutcome> {
     let mut stop = Stop::new(stop);
-    if let Some(d) = plan.ledger.parent() {
-        std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
-    }
+    let _running = BuildLock::acquire(&plan.ledger, &plan.name)?;
     let ledger = ResourceLedger::open(&plan.ledger)?;
     // A killed earlier build of this name left records: release them first.
     let mut released_leftovers = Vec::new();
@@ -423,6 +421,51 @@ pub async fn apply_until<B: ComputeBackend>(
     result
 }
 
+/// The exclusive lock a running build holds on `<ledger>.lock` (released
+/// when the process ends, killed or not): a second build of the same name
+/// and `gc` leave a running build's resources alone.
+#[derive(Debug)]
+pub struct BuildLock {
+    _file: std::fs::File,
+}
+
+impl BuildLock {
+    /// The lock file of `ledger`.
+    pub fn path(ledger: &Path) -> PathBuf {
+        PathBuf::from(format!("{}.lock", ledger.display()))
+    }
+
+    /// Take the lock of `ledger` (`None` when a running build holds it).
+    pub fn try_acquire(ledger: &Path) -> Result<Option<BuildLock>> {
+        if let Some(d) = ledger.parent() {
+            std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
+        }
+        let path = Self::path(ledger);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(BuildLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &path)(e)),
+        }
+    }
+
+    /// Take the lock of `ledger` for a build of `name`, refusing when
+    /// another build of that name runs.
+    pub fn acquire(ledger: &Path, name: &str) -> Result<BuildLock> {
+        Self::try_acquire(ledger)?.ok_or_else(|| {
+            Error::Config(format!(
+                "a build of '{name}' is already running (it holds {})",
+                Self::path(ledger).display()
+            ))
+        })
+    }
+}
+
 /// What `imagebuilder gc` released or could not release.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcOutcome {
@@ -430,6 +473,8 @@ pub struct GcOutcome {
     pub released: Vec<String>,
     /// The same with the error, for each resource still there.
     pub failed: Vec<String>,
+    /// Ledgers of builds still running, left alone.
+    pub running: Vec<PathBuf>,
 }
 
 /// The ledgers under `state_dir` (`<name>.ledger.jsonl`), of image `name`
@@ -456,7 +501,8 @@ pub fn ledgers(state_dir: &Path, name: Option<&str>) -> Result<Vec<PathBuf>> {
 
 /// Release every outstanding record of `ledgers` (what SIGKILLed builds
 /// left: VMs, keypairs, security groups, snapshots, work directories,
-/// half-written files, `-x` source images).
+/// half-written files, `-x` source images); the ledger of a build still
+/// running (holding its [`BuildLock`]) is left alone.
 pub async fn gc<B: ComputeBackend>(
     ledgers: &[PathBuf],
     backend: &B,
@@ -464,6 +510,10 @@ pub async fn gc<B: ComputeBackend>(
 ) -> Result<GcOutcome> {
     let mut out = GcOutcome::default();
     for path in ledgers {
+        let Some(_lock) = BuildLock::try_acquire(path)? else {
+            out.running.push(path.clone());
+            continue;
+        };
         let ledger = ResourceLedger::open(path)?;
         if ledger.is_empty()? {
             continue;
@@ -771,4 +821,35 @@ pub fn manifest_artifact(path: &Path) -> Result<String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| Error::Config(format!("{}: no builds[0].artifact_id", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_build_holds_its_lock_until_it_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let ledger = d.path().join("state/deb.ledger.jsonl");
+        let held = BuildLock::acquire(&ledger, "deb").unwrap();
+        assert!(BuildLock::try_acquire(&ledger).unwrap().is_none());
+        let e = BuildLock::acquire(&ledger, "deb").unwrap_err().to_string();
+        assert!(e.contains("a build of 'deb' is already running"), "{e}");
+        drop(held);
+        assert!(BuildLock::try_acquire(&ledger).unwrap().is_some());
+        // The lock file is not a ledger.
+        assert_eq!(
+            ledgers(&d.path().join("state"), None).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+        std::fs::write(&ledger, "").unwrap();
+        assert_eq!(
+            ledgers(&d.path().join("state"), None).unwrap(),
+            vec![ledger.clone()]
+        );
+        assert_eq!(
+            ledgers(&d.path().join("state"), Some("other")).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+    }
 }

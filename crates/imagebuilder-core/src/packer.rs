@@ -31,6 +31,7 @@ pub async fn apply(
     let Mode::Packer { args } = &plan.mode else {
         return Err(Error::Config("not a --packer plan".into()));
     };
+    let _running = crate::build::BuildLock::acquire(&plan.ledger, &plan.name)?;
     std::fs::create_dir_all(&plan.work_dir).map_err(io_err("creating", &plan.work_dir))?;
     let log_path = plan
         .report
