@@ -2,7 +2,9 @@
 //! its checksum file served by an HTTP server of the test on 127.0.0.1:
 //! a verified upload (stdout is only the id, the image private with the
 //! `hw_*` properties), a bad checksum (nothing uploaded, exit 1), a file
-//! too small, and a download resumed from a partial file (Range request).
+//! too small, and a download resumed from a partial file (Range request);
+//! SIGINT during the download: exit 1, nothing printed or uploaded, the
+//! partial file kept for the next run to resume.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -330,4 +332,91 @@ async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
     );
     assert_eq!(img.property("hw_disk_bus"), None);
     assert_eq!(img.property("hw_rng_model"), Some("virtio"));
+}
+
+/// A server that sends the headers of a 64 MiB file, then 64 KiB every
+/// 100 ms, forever (a download that is still running when the test stops it).
+fn serve_slowly() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let head =
+                    "HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\nConnection: close\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![0u8; 65536];
+                while stream.write_all(&chunk).is_ok() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_stops_on_sigint_and_keeps_the_download_to_resume() {
+    let glance = session().await.image(None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache: PathBuf = dir.path().join("cache");
+    let port = serve_slowly();
+    let name = unique("ipt-ib-boot-int");
+    let child = Command::new(env!("CARGO_BIN_EXE_imagebuilder"))
+        .args(["bootstrap", "-a", "default-1", "-u"])
+        .arg(format!("http://127.0.0.1:{port}/slow.qcow2"))
+        .args(["-n", &name, "-r", "512", "-d", "1", "-f", "qcow2"])
+        .args(["--os-cloud", &cloud_name()])
+        .arg("--download-cache")
+        .arg(&cache)
+        .env("OS_CLIENT_CONFIG_FILE", clouds_yaml())
+        .env_remove("OS_REGION_NAME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the download has started writing.
+    let part = || {
+        std::fs::read_dir(&cache)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                    .map(|e| e.metadata().unwrap().len())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while part() == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(300),
+            "the download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted by a signal"),
+        "{}",
+        text(&out)
+    );
+    assert!(part() > 0, "the partial download is kept to resume");
+    assert!(ids_named(&glance, &name).await.is_empty());
 }
