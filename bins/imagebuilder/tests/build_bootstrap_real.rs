@@ -367,6 +367,8 @@ fn serve_slowly() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_stops_on_sigint_and_keeps_the_download_to_resume() {
+    // Holds the shared-cloud lock: were the signal missed, it would upload.
+    let _lock = cloud_lock().await;
     let glance = session().await.image(None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache: PathBuf = dir.path().join("cache");
