@@ -22,7 +22,8 @@
 //! - an image clean-up guard that deletes the images of a test when dropped,
 //!   even when the test panics ([`ImageCleanup`]);
 //! - booting a built image under QEMU TCG to its login prompt
-//!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create);
+//!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create),
+//!   and finding the QEMU processes a test left ([`qemus_in`]);
 //! - looking for known secrets in a run's outputs and files ([`leaks`]), for
 //!   the binaries' secret-leak tests;
 //! - a stateful fake Nova + Neutron on wiremock ([`nova_mock`]) and a
@@ -278,6 +279,22 @@ pub fn test_image() -> PathBuf {
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert!(path.is_file(), "build.sh printed {path:?}, not a file");
     path
+}
+
+/// The command lines (NULs as spaces) of the running QEMU processes that
+/// mention `dir`: what a test's VMs left behind.
+pub fn qemus_in(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains("qemu-system") && c.contains(&needle) {
+                found.push(c);
+            }
+        }
+    }
+    found
 }
 
 /// Boot `image` (in `format`: `qcow2`, `raw`) under QEMU TCG with its serial

@@ -90,28 +90,14 @@ fn gated_service(
     svc
 }
 
-/// QEMU processes whose command line mentions `dir`.
-fn qemus_in(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            if c.contains("qemu-system") && c.contains(&needle) {
-                found.push(c);
-            }
-        }
-    }
-    found
-}
-
 /// Nothing of the gate's run is left in `dir`: no VM, no ledger record,
 /// no copy of the image.
 fn nothing_left(dir: &Path, build: &str) {
     let folder = dir.join("state/gate").join(build);
     let ledger = image_pipeline::ResourceLedger::open(folder.join("ledger.jsonl")).unwrap();
     assert!(ledger.outstanding().unwrap().is_empty(), "ledger not empty");
-    assert!(qemus_in(dir).is_empty(), "QEMU left: {:?}", qemus_in(dir));
+    let qemus = cloud_test_support::qemus_in(dir);
+    assert!(qemus.is_empty(), "QEMU left: {qemus:?}");
     let work = folder.join(".ge-image");
     assert!(!work.join("cache").exists(), "image copy left");
     let vms: Vec<_> = std::fs::read_dir(work.join("vms"))
