@@ -120,6 +120,15 @@ enum Backend {
     Local,
 }
 
+/// How the local backend hands the build VM its SSH key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyInjection {
+    /// libguestfs writes authorized_keys into the disk (any Linux image; one appliance launch)
+    Guestfs,
+    /// systemd's tmpfiles.extra credential (no appliance launch; systemd 252 or later in the image)
+    SystemdCredential,
+}
+
 /// `imagebuilder build`.
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
@@ -164,6 +173,14 @@ pub struct BuildArgs {
         env = "IMAGEBUILDER_BACKEND"
     )]
     backend: Backend,
+    /// Local backend: how the build VM gets its SSH key
+    #[arg(
+        long,
+        value_enum,
+        default_value = "guestfs",
+        env = "IMAGEBUILDER_KEY_INJECTION"
+    )]
+    key_injection: KeyInjection,
     /// Extra template variable (repeatable); wins over the built-in ones
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
@@ -393,7 +410,11 @@ async fn run_build(a: BuildArgs, shutdown: cli_common::Shutdown) -> Result<(), S
             imagebuilder_core::packer::apply(&plan, &session, &b, a.echo).await
         }
         (Mode::Native(_), BackendKind::Local) => {
-            let b = LocalBackend::new(glance.clone(), LocalBackendOptions::new(state.join("vms")));
+            let key = match a.key_injection {
+                KeyInjection::Guestfs => build::LocalKey::Guestfs,
+                KeyInjection::SystemdCredential => build::LocalKey::SystemdCredential,
+            };
+            let b = LocalBackend::new(glance.clone(), build::local_options(state.join("vms"), key));
             build::apply_until(&plan, &b, &glance, a.echo, shutdown.graceful()).await
         }
         (Mode::Native(_), BackendKind::Openstack) => {

@@ -56,6 +56,29 @@ pub fn openstack_options(options: OpenStackBackendOptions) -> OpenStackBackendOp
     }
 }
 
+/// How the local backend hands the build VM its SSH key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalKey {
+    /// libguestfs writes `authorized_keys` into the disk: any Linux image,
+    /// one appliance launch per build.
+    #[default]
+    Guestfs,
+    /// systemd's `tmpfiles.extra` credential over SMBIOS: no appliance
+    /// launch; the image needs systemd 252 or later (Debian 12, RHEL 10).
+    SystemdCredential,
+}
+
+/// The local backend's options for a build: VM directories under
+/// `work_dir`, the key handed over as `key` says.
+pub fn local_options(work_dir: PathBuf, key: LocalKey) -> image_pipeline::LocalBackendOptions {
+    let mut o = image_pipeline::LocalBackendOptions::new(work_dir);
+    o.key_injection = match key {
+        LocalKey::Guestfs => local_vm::KeyInjection::Guestfs,
+        LocalKey::SystemdCredential => local_vm::KeyInjection::SystemdCredential,
+    };
+    o
+}
+
 /// The variables the original passes to `packer build`, in its order.
 pub const ORIGINAL_VARIABLES: &[&str] = &[
     "image_name",

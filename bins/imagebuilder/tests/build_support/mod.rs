@@ -23,8 +23,8 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// `imagebuilder ARGS` with the test's cloud, directories under `root`
-/// and reporting on.
+/// `imagebuilder ARGS` with the test's cloud, directories under `root`,
+/// reporting on and the key as a systemd credential.
 pub fn ib(root: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imagebuilder"));
     c.args(args)
@@ -37,7 +37,10 @@ pub fn ib(root: &Path, args: &[&str]) -> Command {
         .env("IMAGEBUILDER_LOG_DIR", root.join("log"))
         .env("IMAGEBUILDER_STATE_DIR", root.join("state"))
         .env("IMAGEBUILDER_DOWNLOAD_CACHE", root.join("downloads"))
-        .env("LIBGUESTFS_BACKEND", "direct");
+        .env("LIBGUESTFS_BACKEND", "direct")
+        // The Debian test image takes the key as a systemd credential: no
+        // libguestfs launch per boot (build_local_vm covers the default).
+        .env("IMAGEBUILDER_KEY_INJECTION", "systemd-credential");
     c
 }
 
