@@ -50,9 +50,6 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A libguestfs operation failed.
-    #[error("libguestfs: {0}")]
-    Guest(#[from] guest_tools::Error),
     /// A bad builder option (names the option, as the CLI spells it).
     #[error("{option}: {reason}")]
     Option {

@@ -1,6 +1,6 @@
 //! Real image builds: debootstrap (bookworm minbase, cached under
 //! `~/.cache/openstack-image-tools/diskimage`, or `$DISKIMAGE_TEST_CACHE`),
-//! sfdisk + mkfs.ext4, GRUB through libguestfs, qemu-img outputs, and the
+//! sfdisk + mkfs.ext4, GRUB written into the file (no appliance), qemu-img outputs, and the
 //! result booted under QEMU TCG to a login prompt on the serial console.
 //! Needs root (debootstrap, chroot). Minutes each; the `vm` nextest group.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -174,6 +174,24 @@ async fn mbr_image_boots_and_outputs_are_what_was_asked() {
         debugfs(&raw, off, "cat /etc/fstab"),
         "LABEL=cloudimg-rootfs / ext4 defaults 0 1\n"
     );
+    // GRUB as grub-bios-setup leaves it: boot.img in sector 0 pointing at
+    // core.img in sector 1, whose block list points at sector 2; grub.cfg
+    // from the guest's grub-mkconfig, root by label as diskimage-builder.
+    let head = {
+        use std::io::Read;
+        let mut b = vec![0u8; 1024];
+        std::fs::File::open(&raw)
+            .unwrap()
+            .read_exact(&mut b)
+            .unwrap();
+        b
+    };
+    assert_eq!(&head[0x5c..0x64], &1u64.to_le_bytes());
+    assert_eq!(&head[510..512], &[0x55, 0xaa]);
+    assert_eq!(&head[512 + 500..512 + 508], &2u64.to_le_bytes());
+    let cfg = debugfs(&raw, off, "cat /boot/grub/grub.cfg");
+    assert!(cfg.contains("root=LABEL=cloudimg-rootfs ro"), "{cfg}");
+    assert!(cfg.contains("console=ttyS0,115200"), "{cfg}");
 
     let info = |p: &Path| -> serde_json::Value {
         serde_json::from_str(&sh(Command::new("qemu-img")
