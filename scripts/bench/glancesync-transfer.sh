@@ -26,32 +26,50 @@
 # pairs measured side by side are what can be compared. PEER=0 skips the
 # (slow, about 40 s per region) OpenStack CLI peer.
 #
-# The local Glance keeps its state in SQLite and answers concurrent writers
-# with "database is locked" (HTTP 500): like the cloud tests, the benchmark
-# holds the cloud-test lock (cloud-test-support's LOCK_FILE_NAME in the
-# temporary directory) while it writes, one round at a time, so it neither
-# fails nor is measured against a test's writes.
+# MAX_CONCURRENT_IMPORTS (default: glancesync's default) sets the
+# glance-download runs' `max_concurrent_imports` (imports at once per region).
+#
+# On the shared local cloud, the benchmark holds the cloud-test lock
+# (cloud-test-support's LOCK_FILE_NAME in the temporary directory) while it
+# writes, one round at a time, so it is not measured against a test's writes.
+# A private cloud (scripts/cloud/up.sh with LOCAL_CLOUD_DIR, CLOUD_HOST and
+# CLOUD_VENV; then the same LOCAL_CLOUD_DIR here) needs no lock:
+#
+#   LOCAL_CLOUD_DIR=/tmp/bench-cloud CLOUD_HOST=127.0.95.1 \
+#     CLOUD_VENV=~/.cache/openstack-image-tools/local-cloud/venv scripts/cloud/up.sh
+#   LOCAL_CLOUD_DIR=/tmp/bench-cloud scripts/bench/glancesync-transfer.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOCAL_CLOUD_DIR=${LOCAL_CLOUD_DIR:-$HOME/.cache/openstack-image-tools/local-cloud}
+SHARED_CLOUD_DIR=$HOME/.cache/openstack-image-tools/local-cloud
+LOCAL_CLOUD_DIR=${LOCAL_CLOUD_DIR:-$SHARED_CLOUD_DIR}
+if [[ $LOCAL_CLOUD_DIR != "$SHARED_CLOUD_DIR" ]]; then
+    # A private cloud: its own clouds.yaml, whatever the caller's shell says.
+    export OS_CLIENT_CONFIG_FILE=$LOCAL_CLOUD_DIR/clouds.yaml
+fi
 export OS_CLIENT_CONFIG_FILE=${OS_CLIENT_CONFIG_FILE:-$LOCAL_CLOUD_DIR/clouds.yaml}
+MAX_CONCURRENT_IMPORTS=${MAX_CONCURRENT_IMPORTS:-}
 CLOUD=${OS_TEST_CLOUD:-local}
 SIZES_MIB=${SIZES_MIB:-"128 160 192 224 320"}
 ROUNDS=${ROUNDS:-1}
 PEER=${PEER:-1}
-OSC=${OSC:-$LOCAL_CLOUD_DIR/venv/bin/openstack}
-PY=${PY:-$LOCAL_CLOUD_DIR/venv/bin/python}
+OSC=${OSC:-$SHARED_CLOUD_DIR/venv/bin/openstack}
+PY=${PY:-$SHARED_CLOUD_DIR/venv/bin/python}
 
 die() { echo "glancesync-transfer bench: $*" >&2; exit 1; }
 [[ -f $OS_CLIENT_CONFIG_FILE ]] || die "$OS_CLIENT_CONFIG_FILE missing: run scripts/cloud/up.sh"
 [[ -x $OSC ]] || die "$OSC missing: run scripts/cloud/up.sh"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time missing (apt-get install time)"
 
-LOCK=${TMPDIR:-/tmp}/openstack-client-cloud-tests.lock
-exec 8>>"$LOCK"
-lock() { flock 8; }
-unlock() { flock -u 8; }
+if [[ $LOCAL_CLOUD_DIR == "$SHARED_CLOUD_DIR" ]]; then
+    LOCK=${TMPDIR:-/tmp}/openstack-client-cloud-tests.lock
+    exec 8>>"$LOCK"
+    lock() { flock 8; }
+    unlock() { flock -u 8; }
+else
+    lock() { :; }
+    unlock() { :; }
+fi
 
 RUN=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 PREFIX="gs-bench-$RUN-"
@@ -190,7 +208,9 @@ metadata_condition = image.name.startswith('{prefix}img')
 """)
 PYEOF
 chmod 600 "$WORK/glancesync.conf"
-sed 's/^use_keystone_v3 = True$/use_keystone_v3 = True\ntransfer = glance-download/' "$WORK/glancesync.conf" >"$WORK/server.conf"
+extra=""
+[[ -n $MAX_CONCURRENT_IMPORTS ]] && extra="\\nmax_concurrent_imports = $MAX_CONCURRENT_IMPORTS"
+sed "s/^use_keystone_v3 = True\$/use_keystone_v3 = True\\ntransfer = glance-download$extra/" "$WORK/glancesync.conf" >"$WORK/server.conf"
 sed -i 's/^use_keystone_v3 = True$/use_keystone_v3 = True\ntransfer = stream/' "$WORK/glancesync.conf"
 chmod 600 "$WORK/server.conf"
 
@@ -225,6 +245,7 @@ r_pipe="" r_two="" r_server=""
 for round in $(seq 1 "$ROUNDS"); do
     lock
     pipe_run
+    [[ $round == 1 ]] && first_pipe_s=$pipe_s
     gs_run one "$WORK/glancesync.conf" RegionTwo
     drop_copies
     gs_run two "$WORK/glancesync.conf" RegionTwo RegionThree
@@ -245,6 +266,8 @@ printf 'images: %d, %d MiB\n' "$i" "$total"
 if [[ $PEER == 1 ]]; then
 printf 'peer RegionTwo (openstack image save + image create --file): %.1f s, peak RSS %d MiB\n' "$peer_s" "$((peer_rss / 1024))"
 printf 'peer RegionThree: %.1f s (both regions %.1f s)\n' "$peer3_s" "$(echo "$peer_s + $peer3_s" | bc -l)"
+printf 'peer RegionTwo against the pipe of the round measured right after it: %.2fx the pipe time\n' \
+    "$(echo "$peer_s / $first_pipe_s" | bc -l)"
 fi
 printf 'pipe (curl GET | curl PUT, ready token) RegionTwo: %.1f s\n' "$pipe_s"
 printf 'last round:\n'

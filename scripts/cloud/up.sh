@@ -36,6 +36,9 @@
 #   GLANCE_R1_ENDPOINT GLANCE_R2_ENDPOINT GLANCE_R3_ENDPOINT
 #                     image endpoint URL put in the catalog for that region
 #                     [http://CLOUD_HOST:port]; a test may put a proxy there
+#   GLANCE_STAGING    where the Glance regions stage imported data (a
+#                     directory per region under it) [a directory in /dev/shm
+#                     when it is a writable tmpfs, else each region's data/]
 #   KS_TOKEN_EXPIRATION  token lifetime in seconds [3600]
 #   RESTART_CHANGED   1: restart a running server whose config changed [0]
 #   READY_TIMEOUT     seconds to wait for each service [60]
@@ -262,14 +265,39 @@ sys.argv = sys.argv[:1]
 
 from keystone.wsgi.api import application  # noqa: E402,F401
 EOF
-write_if_changed "$WSGI/glance_wsgi.py" >/dev/null <<'EOF'
+glance_shim_changed=$(write_if_changed "$WSGI/glance_wsgi.py" <<'EOF'
 """Glance API WSGI entry point for gunicorn (written by scripts/cloud/up.sh)."""
+import faulthandler
+import signal
 import sys
 
+import sqlalchemy.event
+from sqlalchemy.engine import Engine
+
 sys.argv = sys.argv[:1]
+# `kill -USR2 <worker pid>` writes every thread's stack to the log (to see
+# where a stuck import task waits).
+faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+
+# Concurrent writers on SQLite: oslo.db opens every transaction with a plain
+# (deferred) BEGIN, so a transaction that reads and then writes fails at once
+# with "database is locked" (SQLITE_BUSY_SNAPSHOT in WAL mode, whatever the
+# busy timeout) when another writer committed in between. Glance's import
+# tasks do exactly that, and a failure in the thread that starts a task
+# leaves it "processing" forever. BEGIN IMMEDIATE takes the write lock up
+# front, so transactions queue on the busy timeout (?timeout= in
+# [database] connection) instead of failing.
+@sqlalchemy.event.listens_for(Engine, "before_cursor_execute", retval=True)
+def _sqlite_begin_immediate(conn, cursor, statement, parameters, context, executemany):
+    if statement == "BEGIN" and conn.dialect.name == "sqlite":
+        statement = "BEGIN IMMEDIATE"
+    return statement, parameters
+
 
 from glance.wsgi.api import application  # noqa: E402,F401
 EOF
+)
 
 # ---------------------------------------------------------------- configs
 config_changed=()
@@ -309,9 +337,30 @@ if [ ! -f "$paste_src" ]; then
 fi
 if [ -z "$paste_src" ] || [ ! -f "$paste_src" ]; then die "glance-api-paste.ini not found in $VENV"; fi
 
+# Staging: glance-download and web-download write the whole image there,
+# then read it back into the store. On tmpfs that round trip costs no disk
+# I/O (measured: two regions importing five images, 1 GiB, side by side went
+# from 1.33x to 0.72x the streaming time); it holds only the images being
+# imported at the time. One directory per state directory, so private clouds
+# never share it.
+if [ -z "${GLANCE_STAGING:-}" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+    GLANCE_STAGING=/dev/shm/openstack-image-tools-staging-$(printf '%s' "$LOCAL_CLOUD_DIR" | sha256sum | cut -c1-12)
+  else
+    GLANCE_STAGING=
+  fi
+fi
+
+# The hosts Glance's import filter lets web-download and glance-download
+# reach: the loopback names, and a private cloud's own address.
+ALLOWED_HOSTS=127.0.0.1,localhost
+if [ "$HOST" != 127.0.0.1 ]; then ALLOWED_HOSTS=$ALLOWED_HOSTS,$HOST; fi
+
 glance_conf() {
-  local name=$1 region=$2 port=$3 G=$ETC/$1 D=$DATA/$1
-  mkdir -p "$G" "$D/images" "$D/images2" "$D/staging" "$D/tasks" "$D/locks"
+  local name=$1 region=$2 port=$3 G=$ETC/$1 D=$DATA/$1 staging
+  staging=${GLANCE_STAGING:+$GLANCE_STAGING/$1}
+  staging=${staging:-$D/staging}
+  mkdir -p "$G" "$D/images" "$D/images2" "$staging" "$D/tasks" "$D/locks"
   write_if_changed "$G/glance-api-paste.ini" <"$paste_src"
   write_if_changed "$G/glance-api.conf" <<EOF
 # Written by scripts/cloud/up.sh; regenerated on every run.
@@ -321,8 +370,13 @@ public_endpoint = http://$HOST:$port
 enabled_backends = file1:file, file2:file
 enabled_import_methods = [glance-direct,web-download,copy-image,glance-download]
 
+# A busy timeout of 60 s (pysqlite's timeout=; its default is 5 s) and no
+# fsync per commit: concurrent imports queue on the write lock (see the
+# BEGIN IMMEDIATE note in glance_wsgi.py) instead of failing, and hold it
+# briefly. The database is in WAL mode (set below, stored in the file).
 [database]
-connection = sqlite:///$D/glance.db
+connection = sqlite:///$D/glance.db?timeout=60
+sqlite_synchronous = false
 
 [glance_store]
 default_backend = file1
@@ -335,7 +389,7 @@ filesystem_store_datadir = $D/images
 filesystem_store_datadir = $D/images2
 
 [os_glance_staging_store]
-filesystem_store_datadir = $D/staging
+filesystem_store_datadir = $staging
 
 [os_glance_tasks_store]
 filesystem_store_datadir = $D/tasks
@@ -345,9 +399,10 @@ lock_path = $D/locks
 
 # web-download: tests serve images from a local HTTP server on an ephemeral
 # port. Glance refuses loopback addresses unless the host is whitelisted, so
-# allow exactly the loopback names and any port (nothing else is reachable).
+# allow exactly the loopback names (and CLOUD_HOST, which glance-download
+# pulls from) and any port (nothing else is reachable).
 [import_filtering_opts]
-allowed_hosts = [127.0.0.1,localhost]
+allowed_hosts = [$ALLOWED_HOSTS]
 allowed_ports = []
 
 [paste_deploy]
@@ -366,9 +421,9 @@ project_domain_name = Default
 region_name = $region
 EOF
 }
-if [ -n "$(glance_conf glance-r1 RegionOne "$GLANCE_R1_PORT")" ]; then config_changed+=(glance-r1); fi
-if [ -n "$(glance_conf glance-r2 RegionTwo "$GLANCE_R2_PORT")" ]; then config_changed+=(glance-r2); fi
-if [ "$REGION_COUNT" = 3 ] && [ -n "$(glance_conf glance-r3 RegionThree "$GLANCE_R3_PORT")" ]; then config_changed+=(glance-r3); fi
+if [ -n "$(glance_conf glance-r1 RegionOne "$GLANCE_R1_PORT")" ] || [ -n "$glance_shim_changed" ]; then config_changed+=(glance-r1); fi
+if [ -n "$(glance_conf glance-r2 RegionTwo "$GLANCE_R2_PORT")" ] || [ -n "$glance_shim_changed" ]; then config_changed+=(glance-r2); fi
+if [ "$REGION_COUNT" = 3 ] && { [ -n "$(glance_conf glance-r3 RegionThree "$GLANCE_R3_PORT")" ] || [ -n "$glance_shim_changed" ]; }; then config_changed+=(glance-r3); fi
 
 # ------------------------------------------------------- one-time setup
 ks_manage() { "$VENV/bin/keystone-manage" --config-file "$K/keystone.conf" "$@"; }

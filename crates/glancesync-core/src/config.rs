@@ -75,7 +75,15 @@ pub struct TargetConfig {
     pub project_domain_name: String,
     /// How image data reaches this target's regions (extension; default `auto`).
     pub transfer: Transfer,
+    /// Server-side imports (`glance-download`) run at once in one region of
+    /// this target (extension `max_concurrent_imports`; default
+    /// [`DEFAULT_CONCURRENT_IMPORTS`]).
+    pub max_concurrent_imports: usize,
 }
+
+/// Default of `max_concurrent_imports`: four imports per region, so that a
+/// target Glance stages the next images while it imports the previous one.
+pub const DEFAULT_CONCURRENT_IMPORTS: usize = 4;
 
 /// How image data reaches a target region (`transfer = auto | stream | glance-download`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -128,6 +136,7 @@ impl TargetConfig {
             user_domain_name: "Default".into(),
             project_domain_name: "Default".into(),
             transfer: Transfer::Auto,
+            max_concurrent_imports: DEFAULT_CONCURRENT_IMPORTS,
         }
     }
 
@@ -566,6 +575,19 @@ fn read_target(ini: &Ini, section: &str, require_credentials: bool) -> Result<Ta
             )
         })?;
     }
+    t.max_concurrent_imports = match ini.get_int(section, "max_concurrent_imports")? {
+        None => DEFAULT_CONCURRENT_IMPORTS,
+        Some(n) if (1..=64).contains(&n) => usize::try_from(n).unwrap_or(1),
+        Some(_) => {
+            return Err(ini
+                .option_error(
+                    section,
+                    "max_concurrent_imports",
+                    "must be a whole number from 1 to 64",
+                )
+                .into())
+        }
+    };
     Ok(t)
 }
 
@@ -782,5 +804,35 @@ mod tests {
         );
         let c = load(FIXTURE, &[], &no_env).unwrap();
         assert_eq!(c.master().transfer, Transfer::Auto);
+    }
+
+    #[test]
+    fn max_concurrent_imports_per_target() {
+        let c = load(
+            &format!("{FIXTURE}max_concurrent_imports = 4\n"),
+            &["master.max_concurrent_imports=1"],
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.master().max_concurrent_imports, 1);
+        assert_eq!(c.target("other").unwrap().max_concurrent_imports, 4);
+        let c = load(FIXTURE, &[], &no_env).unwrap();
+        assert_eq!(
+            c.master().max_concurrent_imports,
+            DEFAULT_CONCURRENT_IMPORTS
+        );
+        for bad in ["0", "65", "two"] {
+            let e = load(
+                &format!("{FIXTURE}max_concurrent_imports = {bad}\n"),
+                &[],
+                &no_env,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("[other] max_concurrent_imports") && e.contains("test.conf:15"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

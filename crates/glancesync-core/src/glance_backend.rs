@@ -57,7 +57,7 @@ impl TransferObserver for NoProgress {
 }
 
 /// Target regions importing (`glance-download`) at once; each region runs
-/// the imports of a wave of uploads one after the other.
+/// at most its target's `max_concurrent_imports` imports of a wave at once.
 pub const IMPORT_CONCURRENCY: usize = 8;
 
 /// Property set on an image while glancesync uploads its data (removed once
@@ -168,7 +168,8 @@ pub struct GlanceBackend {
     observer: Arc<dyn TransferObserver>,
     sessions: tokio::sync::Mutex<HashMap<String, Session>>,
     clients: tokio::sync::Mutex<HashMap<RegionRef, GlanceClient>>,
-    in_flight: Mutex<HashMap<String, InFlight>>,
+    /// Uploads in progress, by (region, image name).
+    in_flight: Mutex<HashMap<(String, String), InFlight>>,
     /// Whether each region's Glance offers `glance-download`.
     offers_download: tokio::sync::Mutex<HashMap<RegionRef, bool>>,
     counters: Arc<Counters>,
@@ -377,25 +378,24 @@ impl GlanceBackend {
                 .await
                 .map_err(|e| cloud_err(&full, &format!("glance-download import of {name}"), e))?;
             verify_stored(&full, name, &id, req.master, &stored)?;
-            let mut done = req.image.clone();
-            done.id = id.clone();
-            RegionBackend::update_metadata(self, req.region, req.target, &done).await?;
+            // One request: the plan's metadata, the marker removed and the
+            // protection, computed from the record the import wait returned.
+            let mut patch = Self::metadata_patch(&full, &stored, req.image);
             if prepared.protected {
-                let current = client
-                    .get_image(&id)
-                    .await
-                    .map_err(|e| cloud_err(&full, "read back the image", e))?;
+                patch = patch.protected(true);
+            }
+            if !patch.is_empty() {
                 client
-                    .update_image(&id, &ImagePatch::for_image(&current).protected(true))
+                    .update_image(&id, &patch)
                     .await
-                    .map_err(|e| cloud_err(&full, "protect the image", e))?;
+                    .map_err(|e| cloud_err(&full, &format!("finish image {name} ({id})"), e))?;
             }
             Ok(())
         }
         .instrument(tracing::info_span!("server_side_copy", region = %full, image = %name))
         .await;
         if let Ok(mut m) = self.in_flight.lock() {
-            m.remove(&full);
+            m.remove(&(full.clone(), name.clone()));
         }
         match outcome {
             Ok(()) => {
@@ -486,12 +486,12 @@ impl GlanceBackend {
     /// When the creation request was still in flight (id unknown), images of
     /// that name still `queued`/`saving` and owned by the tenant are deleted.
     pub async fn abort_in_flight(&self) {
-        let pending: Vec<(String, InFlight)> = self
+        let pending: Vec<((String, String), InFlight)> = self
             .in_flight
             .lock()
             .map(|mut m| m.drain().collect())
             .unwrap_or_default();
-        for (region, f) in pending {
+        for ((region, _), f) in pending {
             match &f.id {
                 Some(id) => match delete_incomplete(&f.client, id).await {
                     Ok(()) => tracing::warn!(
@@ -554,7 +554,7 @@ impl GlanceBackend {
         );
         if let Ok(mut m) = self.in_flight.lock() {
             m.insert(
-                full.clone(),
+                (full.clone(), req.image.name.clone()),
                 InFlight {
                     client: client.clone(),
                     name: req.image.name.clone(),
@@ -567,7 +567,7 @@ impl GlanceBackend {
             Ok(c) => c,
             Err(e) => {
                 if let Ok(mut m) = self.in_flight.lock() {
-                    m.remove(&full);
+                    m.remove(&(full.clone(), req.image.name.clone()));
                 }
                 return Err(backend_err(
                     &full,
@@ -577,7 +577,7 @@ impl GlanceBackend {
             }
         };
         if let Ok(mut m) = self.in_flight.lock() {
-            if let Some(f) = m.get_mut(&full) {
+            if let Some(f) = m.get_mut(&(full.clone(), req.image.name.clone())) {
                 f.id = Some(created.id.clone());
             }
         }
@@ -608,7 +608,7 @@ impl GlanceBackend {
             Err(e) => Err(e),
         };
         if let Ok(mut m) = self.in_flight.lock() {
-            m.remove(&full);
+            m.remove(&(full.clone(), req.image.name.clone()));
         }
         match outcome {
             Ok(()) => {
@@ -776,6 +776,44 @@ impl GlanceBackend {
             return None;
         }
         Some(s)
+    }
+
+    /// The patch that gives `current` the name, visibility and user
+    /// properties of `image` (and removes the transfer marker).
+    fn metadata_patch(
+        full: &str,
+        current: &openstack_client::glance::Image,
+        image: &Image,
+    ) -> ImagePatch {
+        let mut patch = ImagePatch::for_image(current);
+        if current.name.as_deref() != Some(image.name.as_str()) {
+            patch = patch.name(image.name.clone());
+        }
+        let want_vis = if image.is_public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        };
+        if (current.visibility == Visibility::Public) != image.is_public {
+            patch = patch.visibility(want_vis);
+        }
+        for (k, v) in &current.properties {
+            if is_user_property(k) && !image.user_properties.contains_key(k) && !v.is_null() {
+                patch = patch.remove_property(k);
+            }
+        }
+        for (k, v) in &image.user_properties {
+            let Some(s) = Self::property_value(full, &image.name, k, v) else {
+                continue;
+            };
+            if current.property(k) != Some(s.as_str()) {
+                patch = patch.set_property(k, s);
+            }
+        }
+        if current.properties.contains_key(TRANSFER_MARKER) {
+            patch = patch.remove_property(TRANSFER_MARKER);
+        }
+        patch
     }
 
     async fn remove_incomplete(
@@ -1013,8 +1051,9 @@ impl RegionBackend for GlanceBackend {
 
     /// Server-side copies (`glance-download`) of every group are started
     /// without waiting for the streamed ones: each target region imports
-    /// them one after the other, the regions side by side (at most
-    /// [`IMPORT_CONCURRENCY`]; no byte passes through glancesync); then each
+    /// at most `max_concurrent_imports` of them at once, the regions side by
+    /// side (at most [`IMPORT_CONCURRENCY`]; no byte passes through
+    /// glancesync); then each
     /// group's streamed copies, one master image after the other, each read
     /// once for all its regions. With `transfer = auto`, a failed import is
     /// streamed instead.
@@ -1041,26 +1080,32 @@ impl RegionBackend for GlanceBackend {
                 }
             }
         }
-        // One import at a time per target region (a Glance on SQLite wedges
-        // its import tasks with "database is locked" when several run at
-        // once), the regions side by side.
-        // Keyed by the bare region name: two targets may reach one Glance.
-        let mut per_region: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
+        // Per target region, at most `max_concurrent_imports` imports at
+        // once (a Glance must take concurrent writers for more than one: the
+        // local cloud's SQLite needs WAL and a busy timeout); the regions
+        // side by side. Keyed by the bare region name: two targets may reach
+        // one Glance (the smaller setting wins).
+        let mut per_region: Vec<(&str, usize, Vec<(usize, usize)>)> = Vec::new();
         for &(g, i) in &server_idx {
-            let region = groups[g][i].region.region.as_str();
-            match per_region.iter_mut().find(|(r, _)| *r == region) {
-                Some((_, v)) => v.push((g, i)),
-                None => per_region.push((region, vec![(g, i)])),
+            let req = &groups[g][i];
+            let region = req.region.region.as_str();
+            let n = req.target.max_concurrent_imports.max(1);
+            match per_region.iter_mut().find(|(r, _, _)| *r == region) {
+                Some((_, m, v)) => {
+                    *m = (*m).min(n);
+                    v.push((g, i));
+                }
+                None => per_region.push((region, n, vec![(g, i)])),
             }
         }
         let mut lanes = Vec::with_capacity(per_region.len());
-        for (_, jobs) in per_region {
+        for (_, n, jobs) in per_region {
             lanes.push(async move {
-                let mut out = Vec::with_capacity(jobs.len());
-                for (g, i) in jobs {
-                    out.push(((g, i), self.server_side(&groups[g][i]).await));
-                }
-                out
+                futures::stream::iter(jobs)
+                    .map(|(g, i)| async move { ((g, i), self.server_side(&groups[g][i]).await) })
+                    .buffer_unordered(n)
+                    .collect::<Vec<_>>()
+                    .await
             });
         }
         let server: Vec<((usize, usize), Result<String>)> = futures::stream::iter(lanes)
@@ -1125,34 +1170,7 @@ impl RegionBackend for GlanceBackend {
             .get_image(&image.id)
             .await
             .map_err(|e| cloud_err(&full, &format!("get image {}", image.id), e))?;
-        let mut patch = ImagePatch::for_image(&current);
-        if current.name.as_deref() != Some(image.name.as_str()) {
-            patch = patch.name(image.name.clone());
-        }
-        let want_vis = if image.is_public {
-            Visibility::Public
-        } else {
-            Visibility::Private
-        };
-        if (current.visibility == Visibility::Public) != image.is_public {
-            patch = patch.visibility(want_vis);
-        }
-        for (k, v) in &current.properties {
-            if is_user_property(k) && !image.user_properties.contains_key(k) && !v.is_null() {
-                patch = patch.remove_property(k);
-            }
-        }
-        for (k, v) in &image.user_properties {
-            let Some(s) = Self::property_value(&full, &image.name, k, v) else {
-                continue;
-            };
-            if current.property(k) != Some(s.as_str()) {
-                patch = patch.set_property(k, s);
-            }
-        }
-        if current.properties.contains_key(TRANSFER_MARKER) {
-            patch = patch.remove_property(TRANSFER_MARKER);
-        }
+        let patch = Self::metadata_patch(&full, &current, image);
         if patch.is_empty() {
             return Ok(());
         }
