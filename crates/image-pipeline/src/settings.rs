@@ -339,6 +339,14 @@ mod tests {
             e.contains("unknown base 'windows'") && e.contains("debian12"),
             "{e}"
         );
+        assert!(s.prepare && s.run_test);
+        let o = Overrides {
+            no_prepare: true,
+            no_test: true,
+            ..Default::default()
+        };
+        let s = Settings::load_from(&o, &[], Path::new("/nonexistent")).unwrap();
+        assert!(!s.prepare && !s.run_test);
     }
 
     #[test]
