@@ -224,6 +224,46 @@ fn backend_err(region: &str, operation: &str, e: impl std::fmt::Display) -> Erro
 /// Longest wait for a server-side import.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Longest wait for a server-side import to start: Glance marks the image
+/// `importing` as soon as its task runs. A task that never runs (a Glance
+/// on SQLite without `BEGIN IMMEDIATE` loses one when a commit collides in
+/// the thread that starts it) would otherwise be waited for
+/// [`IMPORT_TIMEOUT`].
+const IMPORT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Wait until the import of image `id` started (the image left `queued`, or
+/// Glance recorded a failure for [`GlanceClient::wait_for_import`] to
+/// report). Returns a message when it did not start within `timeout`.
+async fn wait_import_started(
+    client: &GlanceClient,
+    id: &str,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match client.get_image(id).await {
+            Ok(img)
+                if img.status != ImageStatus::Queued
+                    || img
+                        .property("os_glance_failed_import")
+                        .is_some_and(|f| !f.is_empty()) =>
+            {
+                return Ok(())
+            }
+            Ok(_) => {}
+            // Let the import wait report what is wrong with the image.
+            Err(_) => return Ok(()),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the import of image {id} did not start within {} s (the target Glance lost its task)",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Attempts [`delete_incomplete`] makes before it gives up.
 const CLEANUP_ATTEMPTS: u32 = 5;
 
@@ -373,6 +413,9 @@ impl GlanceBackend {
                 )
                 .await
                 .map_err(|e| cloud_err(&full, &format!("glance-download import of {name}"), e))?;
+            wait_import_started(&client, &id, IMPORT_START_TIMEOUT)
+                .await
+                .map_err(|m| backend_err(&full, &format!("glance-download import of {name}"), m))?;
             let stored = client
                 .wait_for_import(&id, IMPORT_TIMEOUT)
                 .await
@@ -1287,6 +1330,37 @@ mod tests {
         let err = delete_incomplete(&client, "broken").await.unwrap_err();
         assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
         server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn an_import_that_never_starts_is_given_up() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, ResponseTemplate};
+        let (server, client) = mocked_glance().await;
+        let image = |id: &str, status: &str| {
+            serde_json::json!({"id": id, "status": status, "visibility": "private",
+                "os_glance_import_task": "t", "os_glance_importing_to_stores": "file1"})
+        };
+        Mock::given(method("GET"))
+            .and(path("/image/v2/images/lost"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(image("lost", "queued")))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/image/v2/images/busy"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(image("busy", "importing")))
+            .mount(&server)
+            .await;
+        let err = wait_import_started(&client, "lost", Duration::from_millis(600))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("lost") && err.contains("did not start"),
+            "{err}"
+        );
+        wait_import_started(&client, "busy", Duration::from_millis(600))
+            .await
+            .unwrap();
     }
 
     fn target(section: &str) -> TargetConfig {
