@@ -277,6 +277,7 @@ impl ComputeGate {
         let outcome = image_pipeline::test_run::run_test_step(
             &pipeline,
             &image.id,
+            None,
             &self.settings.login_user,
             &key,
             &ledger,
