@@ -6,7 +6,9 @@
 # ("gunicorn: master [os-real-NAME]"). They get SIGTERM; a master still alive
 # after STOP_TIMEOUT seconds (default 10) is killed together with its own
 # process group (up.sh starts each server with setsid, so the group holds
-# exactly that master and its workers). Data is kept. Safe to run twice.
+# exactly that master and its workers). Data is kept; stopping the whole
+# cloud removes its tmpfs staging directory (up.sh's default GLANCE_STAGING,
+# only images being imported). Safe to run twice.
 #
 #   down.sh                 stop every server of the cloud
 #   down.sh glance-r2 ...   stop only these (keystone, glance-r1, glance-r2, glance-r3)
@@ -16,7 +18,9 @@ LOCAL_CLOUD_DIR=${LOCAL_CLOUD_DIR:-$HOME/.cache/openstack-image-tools/local-clou
 STOP_TIMEOUT=${STOP_TIMEOUT:-10}
 RUN=$LOCAL_CLOUD_DIR/run
 NAMES=(glance-r3 glance-r2 glance-r1 keystone)
+ALL=1
 if [ "$#" -gt 0 ]; then
+  ALL=0
   for name in "$@"; do
     case " ${NAMES[*]} " in *" $name "*) ;; *)
       printf 'cloud-down: error: unknown server %s (one of: %s)\n' "$name" "${NAMES[*]}" >&2
@@ -28,6 +32,12 @@ if [ "$#" -gt 0 ]; then
 fi
 
 log() { printf 'cloud-down: %s\n' "$*" >&2; }
+
+# The staging directory up.sh puts on /dev/shm for this state directory.
+STAGING=/dev/shm/openstack-image-tools-staging-$(printf '%s' "$LOCAL_CLOUD_DIR" | sha256sum | cut -c1-12)
+drop_staging() {
+  if [ "$ALL" = 1 ] && [ -d "$STAGING" ]; then rm -rf "$STAGING"; fi
+}
 
 case "$STOP_TIMEOUT" in '' | *[!0-9]*)
   log "error: STOP_TIMEOUT must be a whole number of seconds, got '$STOP_TIMEOUT'"
@@ -78,6 +88,7 @@ done
 
 if [ "${#stopping[@]}" -eq 0 ]; then
   log "nothing to stop"
+  drop_staging
   exit 0
 fi
 
@@ -105,3 +116,4 @@ for name in "${!stopping[@]}"; do
     rm -f "$RUN/$name.pid"
   fi
 done
+drop_staging
