@@ -92,12 +92,31 @@ pub fn render(name: &str, dir: &Path, url: &str, ty: &str) {
     .unwrap();
 }
 
-/// himlarcli's config.ini for the local cloud's admin.
+/// himlarcli's config.ini for the local cloud's admin, from the generated
+/// `clouds.yaml` (URL, user, password and project are never literals here).
 pub fn config_ini(dir: &Path) -> PathBuf {
+    use openstack_client::config::{Credentials, Scope};
+    let c = cloud_test_support::config();
+    let Credentials::Password { user, password } = &c.credentials else {
+        panic!("the local cloud's clouds.yaml should use a password");
+    };
+    let Scope::Project {
+        name: Some(project),
+        ..
+    } = &c.scope
+    else {
+        panic!("the local cloud's clouds.yaml should scope to a project by name");
+    };
+    let region = c.regions.first().map_or("RegionOne", String::as_str);
     let p = dir.join("config.ini");
     std::fs::write(
         &p,
-        "[openstack]\nauth_url=http://127.0.0.1:5000/v3\nusername=admin\npassword=secret\nproject_name=admin\ndefault_domain=Default\nregion=RegionOne\n\n[log]\npath=./\n",
+        format!(
+            "[openstack]\nauth_url={}\nusername={}\npassword={}\nproject_name={project}\ndefault_domain=Default\nregion={region}\n\n[log]\npath=./\n",
+            c.auth_url,
+            user.name.as_deref().unwrap_or("admin"),
+            password.expose(),
+        ),
     )
     .unwrap();
     p
