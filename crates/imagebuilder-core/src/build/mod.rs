@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use image_pipeline::cleanup::release_all;
@@ -41,6 +41,14 @@ use crate::output::{self, Published};
 use crate::provision::{self, BuildLog, Connection};
 use crate::report::{self, ReportPaths};
 use crate::template::{Resolved, Template};
+
+mod ledger;
+mod manifest;
+mod stop;
+
+pub use ledger::{gc, ledgers, needs_openstack, BuildLock, GcOutcome};
+pub use manifest::{manifest_artifact, write_manifest};
+use stop::Stop;
 
 /// Prefix of the build id: the VM, the temporary keypair and security
 /// group are `imagebuilder-<uuid hex>`, as the original's.
@@ -444,170 +452,6 @@ pub async fn apply_until<B: ComputeBackend>(
     result
 }
 
-/// The exclusive lock a running build holds on `<ledger>.lock` (released
-/// when the process ends, killed or not): a second build of the same name
-/// and `gc` leave a running build's resources alone.
-#[derive(Debug)]
-pub struct BuildLock {
-    _file: std::fs::File,
-}
-
-impl BuildLock {
-    /// The lock file of `ledger`.
-    pub fn path(ledger: &Path) -> PathBuf {
-        PathBuf::from(format!("{}.lock", ledger.display()))
-    }
-
-    /// Take the lock of `ledger` (`None` when a running build holds it).
-    pub fn try_acquire(ledger: &Path) -> Result<Option<BuildLock>> {
-        if let Some(d) = ledger.parent() {
-            std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
-        }
-        let path = Self::path(ledger);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(BuildLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &path)(e)),
-        }
-    }
-
-    /// Take the lock of `ledger` for a build of `name`, refusing when
-    /// another build of that name runs.
-    pub fn acquire(ledger: &Path, name: &str) -> Result<BuildLock> {
-        Self::try_acquire(ledger)?.ok_or_else(|| {
-            Error::Config(format!(
-                "a build of '{name}' is already running (it holds {})",
-                Self::path(ledger).display()
-            ))
-        })
-    }
-}
-
-/// What `imagebuilder gc` released or could not release.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct GcOutcome {
-    /// `<ledger file>: <kind> <id or name>` of each released resource.
-    pub released: Vec<String>,
-    /// The same with the error, for each resource still there.
-    pub failed: Vec<String>,
-    /// Ledgers of builds still running, left alone.
-    pub running: Vec<PathBuf>,
-}
-
-/// The ledgers under `state_dir` (`<name>.ledger.jsonl`), of image `name`
-/// only when given.
-pub fn ledgers(state_dir: &Path, name: Option<&str>) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(state_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_err("reading", state_dir)(e)),
-    };
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().to_string();
-        let Some(image) = file.strip_suffix(".ledger.jsonl") else {
-            continue;
-        };
-        if name.is_none_or(|n| n == image) {
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Release every outstanding record of `ledgers` (what SIGKILLed builds
-/// left: VMs, keypairs, security groups, snapshots, work directories,
-/// half-written files, `-x` source images); the ledger of a build still
-/// running (holding its [`BuildLock`]) is left alone.
-pub async fn gc<B: ComputeBackend>(
-    ledgers: &[PathBuf],
-    backend: &B,
-    glance: &GlanceClient,
-) -> Result<GcOutcome> {
-    let mut out = GcOutcome::default();
-    for path in ledgers {
-        let Some(_lock) = BuildLock::try_acquire(path)? else {
-            out.running.push(path.clone());
-            continue;
-        };
-        let ledger = ResourceLedger::open(path)?;
-        if ledger.is_empty()? {
-            continue;
-        }
-        let r = release_all(backend, glance, &ledger).await?;
-        let file = path.display();
-        out.released
-            .extend(r.released.iter().map(|x| format!("{file}: {x}")));
-        out.failed
-            .extend(r.failed.iter().map(|x| format!("{file}: {x}")));
-    }
-    Ok(out)
-}
-
-/// Whether a ledger lists records of the OpenStack backend (`gc` then
-/// needs it; the local backend's records need no cloud but Glance).
-pub fn needs_openstack(ledgers: &[PathBuf]) -> Result<bool> {
-    for path in ledgers {
-        let ledger = ResourceLedger::open(path)?;
-        if ledger
-            .outstanding()?
-            .iter()
-            .any(|r| r.backend == image_pipeline::compute::openstack::BACKEND_NAME)
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// The stop signal of a build, looked at between steps ([`Stop::check`])
-/// and raced against the steps that may be abandoned ([`Stop::race`]).
-struct Stop<'a> {
-    signal: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
-    fired: bool,
-}
-
-impl<'a> Stop<'a> {
-    fn new(signal: impl Future<Output = ()> + Send + 'a) -> Self {
-        Stop {
-            signal: Box::pin(signal),
-            fired: false,
-        }
-    }
-
-    /// `Err(Interrupted)` once the signal came.
-    fn check(&mut self) -> Result<()> {
-        use futures::FutureExt as _;
-        if !self.fired && (&mut self.signal).now_or_never().is_some() {
-            self.fired = true;
-        }
-        if self.fired {
-            Err(Error::Interrupted)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// `work`, abandoned (dropped) when the signal comes first.
-    async fn race<T>(&mut self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        self.check()?;
-        tokio::select! {
-            r = work => r,
-            () = &mut self.signal => {
-                self.fired = true;
-                Err(Error::Interrupted)
-            }
-        }
-    }
-}
-
 async fn run<B: ComputeBackend>(
     plan: &BuildPlan,
     backend: &B,
@@ -802,77 +646,4 @@ async fn provision_and_snapshot<B: ComputeBackend>(
     log.say("Creating the image...");
     let snapshot = plan.work_dir.join(format!("{}.snapshot.qcow2", plan.name));
     Ok(backend.snapshot_to_file(vm, &snapshot, ledger).await?)
-}
-
-/// Write the manifest as Packer's `manifest` post-processor does.
-pub fn write_manifest(
-    path: &Path,
-    r: &Resolved,
-    artifact_id: &str,
-    published: Option<&Published>,
-) -> Result<()> {
-    let run_uuid = uuid::Uuid::new_v4().to_string();
-    let files = published.map(|p| {
-        let size = std::fs::metadata(&p.image).map(|m| m.len()).unwrap_or(0);
-        serde_json::json!([{ "name": p.image.display().to_string(), "size": size }])
-    });
-    let manifest = serde_json::json!({
-        "builds": [{
-            "name": r.builder_name,
-            "builder_type": r.builder_type,
-            "build_time": chrono::Utc::now().timestamp(),
-            "files": files,
-            "artifact_id": artifact_id,
-            "packer_run_uuid": run_uuid,
-            "custom_data": null,
-        }],
-        "last_run_uuid": run_uuid,
-    });
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
-    }
-    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-    std::fs::write(path, text).map_err(io_err("writing manifest", path))
-}
-
-/// `builds[0].artifact_id` of a Packer manifest.
-pub fn manifest_artifact(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(io_err("reading manifest", path))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: not a Packer manifest: {e}", path.display())))?;
-    v["builds"][0]["artifact_id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| Error::Config(format!("{}: no builds[0].artifact_id", path.display())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_running_build_holds_its_lock_until_it_ends() {
-        let d = tempfile::tempdir().unwrap();
-        let ledger = d.path().join("state/deb.ledger.jsonl");
-        let held = BuildLock::acquire(&ledger, "deb").unwrap();
-        assert!(BuildLock::try_acquire(&ledger).unwrap().is_none());
-        let e = BuildLock::acquire(&ledger, "deb").unwrap_err().to_string();
-        assert!(e.contains("a build of 'deb' is already running"), "{e}");
-        drop(held);
-        assert!(BuildLock::try_acquire(&ledger).unwrap().is_some());
-        // The lock file is not a ledger.
-        assert_eq!(
-            ledgers(&d.path().join("state"), None).unwrap(),
-            Vec::<PathBuf>::new()
-        );
-        std::fs::write(&ledger, "").unwrap();
-        assert_eq!(
-            ledgers(&d.path().join("state"), None).unwrap(),
-            vec![ledger.clone()]
-        );
-        assert_eq!(
-            ledgers(&d.path().join("state"), Some("other")).unwrap(),
-            Vec::<PathBuf>::new()
-        );
-    }
 }
