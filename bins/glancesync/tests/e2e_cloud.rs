@@ -25,6 +25,8 @@ use openstack_client::{CloudConfig, Session};
 
 mod common;
 
+use common::{create_image, glancesync, named};
+
 const MIB: usize = 1024 * 1024;
 
 struct Cloud {
@@ -55,12 +57,8 @@ async fn connect() -> Cloud {
     }
 }
 
-fn run_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
-
 fn data(size: usize, seed: u8) -> Vec<u8> {
-    let mut v: Vec<u8> = (0..size).map(|_| rand::random::<u8>()).collect();
+    let mut v = common::random_data(size);
     v[0] = seed;
     v
 }
@@ -69,62 +67,14 @@ fn md5_hex(d: &[u8]) -> String {
     hex::encode(Md5::digest(d))
 }
 
-async fn create(
-    g: &GlanceClient,
-    name: &str,
-    d: &[u8],
-    public: bool,
-    props: &[(&str, &str)],
-) -> Image {
-    let mut req = CreateImage::new(name)
-        .disk_format("raw")
-        .container_format("bare")
-        .visibility(if public {
-            Visibility::Public
-        } else {
-            Visibility::Private
-        });
-    for (k, v) in props {
-        req = req.property(*k, *v);
-    }
-    let img = g.create_image(&req).await.unwrap();
-    g.upload(
-        &img.id,
-        std::io::Cursor::new(d.to_vec()),
-        Some(d.len() as u64),
-    )
-    .await
-    .unwrap();
-    g.get_image(&img.id).await.unwrap()
-}
-
-async fn by_name(g: &GlanceClient, name: &str) -> Vec<Image> {
-    g.list_images(&ImageFilter::default().name(name))
-        .await
-        .unwrap()
-}
-
 async fn one(g: &GlanceClient, name: &str) -> Image {
-    let mut v = by_name(g, name).await;
+    let mut v = named(g, name).await;
     assert_eq!(v.len(), 1, "exactly one image named {name}: {v:?}");
     v.remove(0)
 }
 
 async fn cleanup(c: &Cloud, prefix: &str) {
-    for region in ["RegionOne", "RegionTwo"] {
-        for s in [&c.admin, &c.demo] {
-            let g = s.image(Some(region)).await.unwrap();
-            for img in g
-                .list_images(&ImageFilter::default())
-                .await
-                .unwrap_or_default()
-            {
-                if img.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
-                    let _ = g.delete_image(&img.id).await;
-                }
-            }
-        }
-    }
+    common::delete_prefixed(&[&c.admin, &c.demo], &["RegionOne", "RegionTwo"], prefix).await;
 }
 
 /// The glancesync.conf for the local cloud (credential form, base64 passwords,
@@ -143,25 +93,10 @@ fn write_config(dir: &Path, c: &Cloud, master_extra: &str, demo_condition: &str)
     p
 }
 
-fn glancesync(cwd: &Path) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("glancesync"));
-    c.current_dir(cwd)
-        .env_remove("GLANCESYNC_CONFIG")
-        .env_remove("RUST_LOG");
-    c
-}
-
+/// Run `cmd`, which must succeed: (stdout, stderr, pid).
 fn run(cmd: &mut Command) -> (String, String, u32) {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(out.status.success(), "glancesync failed: {stderr}");
+    let (code, stdout, stderr, pid) = common::output_with_pid(cmd);
+    assert_eq!(code, 0, "glancesync failed: {stderr}");
     (stdout, stderr, pid)
 }
 
@@ -260,19 +195,13 @@ where
         &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 {
-    let prefix = format!("gs-e2e-{}-", run_id());
+    let prefix = common::image_prefix("gs-e2e");
     let rt = tokio::runtime::Runtime::new().unwrap();
     // These tests write to the shared local cloud: one such test at a time,
     // across test processes (nextest) and threads (cargo test) alike.
     let _lock = rt.block_on(cloud_lock());
     let c = rt.block_on(connect());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(body(&c, &prefix))
-    }));
-    rt.block_on(cleanup(&c, &prefix));
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+    common::run_then_clean_up(&rt, body(&c, &prefix), cleanup(&c, &prefix));
 }
 
 #[test]
@@ -296,8 +225,8 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
     let old_data = data(MIB / 2, 8);
     let priv_data = data(MIB / 4, 9);
 
-    let kernel = create(r1, &n("pub-kernel"), &kernel_data, true, &[]).await;
-    create(
+    let kernel = create_image(r1, &n("pub-kernel"), &kernel_data, true, &[]).await;
+    create_image(
         r1,
         &n("pub-ami"),
         &ami_data,
@@ -305,7 +234,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         &[("kernel_id", &kernel.id)],
     )
     .await;
-    create(
+    create_image(
         r1,
         &n("pub-meta"),
         &meta_data,
@@ -313,15 +242,16 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         &[("type", "good"), ("nid", "2")],
     )
     .await;
-    create(r1, &n("pub-repl"), &repl_m, true, &[]).await;
-    create(r1, &n("pub-ren"), &ren_m, true, &[]).await;
-    create(r1, &n("pub-dont"), &dont_m, true, &[]).await;
-    let master_a = create(r1, &n("pub-a"), &a_data, true, &[("type", "base")]).await;
-    create(r1, &n("pub-old_obsolete"), &old_data, false, &[]).await;
-    let master_priv = create(r1, &n("priv-d"), &priv_data, false, &[("purpose", "demo")]).await;
+    create_image(r1, &n("pub-repl"), &repl_m, true, &[]).await;
+    create_image(r1, &n("pub-ren"), &ren_m, true, &[]).await;
+    create_image(r1, &n("pub-dont"), &dont_m, true, &[]).await;
+    let master_a = create_image(r1, &n("pub-a"), &a_data, true, &[("type", "base")]).await;
+    create_image(r1, &n("pub-old_obsolete"), &old_data, false, &[]).await;
+    let master_priv =
+        create_image(r1, &n("priv-d"), &priv_data, false, &[("purpose", "demo")]).await;
 
     let stale_kernel = "00000000-0000-4000-8000-000000000000";
-    let r2_ami = create(
+    let r2_ami = create_image(
         r2,
         &n("pub-ami"),
         &ami_data,
@@ -329,7 +259,7 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         &[("kernel_id", stale_kernel)],
     )
     .await;
-    let r2_meta = create(
+    let r2_meta = create_image(
         r2,
         &n("pub-meta"),
         &meta_data,
@@ -337,10 +267,10 @@ async fn sync_scenario(c: &Cloud, prefix: &str) {
         &[("type", "bad"), ("extra", "x")],
     )
     .await;
-    let r2_repl = create(r2, &n("pub-repl"), &repl_r, true, &[]).await;
-    let r2_ren = create(r2, &n("pub-ren"), &ren_r, true, &[]).await;
-    let r2_dont = create(r2, &n("pub-dont"), &dont_r, true, &[]).await;
-    let r2_old = create(r2, &n("pub-old"), &old_data, true, &[]).await;
+    let r2_repl = create_image(r2, &n("pub-repl"), &repl_r, true, &[]).await;
+    let r2_ren = create_image(r2, &n("pub-ren"), &ren_r, true, &[]).await;
+    let r2_dont = create_image(r2, &n("pub-dont"), &dont_r, true, &[]).await;
+    let r2_old = create_image(r2, &n("pub-old"), &old_data, true, &[]).await;
 
     let master_extra = format!(
         "metadata_condition = image.name.startswith('{prefix}pub-')\nreplace = {}\nrename = {}\ndontupdate = {}\n",
@@ -541,7 +471,7 @@ async fn interrupt_during_upload(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // glancesync's own image being created carries the transfer marker.
-        let seen = by_name(r2, name).await;
+        let seen = named(r2, name).await;
         if seen.iter().any(|i| {
             matches!(i.status, ImageStatus::Queued | ImageStatus::Saving)
                 && i.properties.contains_key("glancesync_transfer")
@@ -572,7 +502,7 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
     let (r1, r2) = (&c.r1, &c.r2);
     let name = format!("{prefix}big");
     let big = data(256 * MIB, 1);
-    let master = create(r1, &name, &big, true, &[]).await;
+    let master = create_image(r1, &name, &big, true, &[]).await;
     drop(big);
     let config = write_config(
         tmp.path(),
@@ -599,14 +529,14 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
     assert_eq!(code, 130, "{err}");
     assert!(err.contains("deleted the incomplete image"), "{err}");
     assert!(
-        mine(by_name(r2, &name).await).is_empty(),
+        mine(named(r2, &name).await).is_empty(),
         "an incomplete image was left behind"
     );
 
     // SIGKILL during the transfer (no chance to clean up), then a rerun converges.
     let (code, _) = interrupt_during_upload(tmp.path(), cfg, r2, &name, 9).await;
     assert_ne!(code, 0);
-    let left = by_name(r2, &name).await;
+    let left = named(r2, &name).await;
     eprintln!(
         "after SIGKILL: {:?}",
         left.iter()
@@ -614,7 +544,7 @@ async fn interrupted_scenario(c: &Cloud, prefix: &str) {
             .collect::<Vec<_>>()
     );
     let (_, err, _) = run(glancesync(tmp.path()).args(["--config-file", cfg, "RegionTwo"]));
-    let images = mine(by_name(r2, &name).await);
+    let images = mine(named(r2, &name).await);
     assert_eq!(
         images.len(),
         1,
@@ -651,8 +581,8 @@ async fn images_dir_scenario(c: &Cloud, prefix: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (r1, r2) = (&c.r1, &c.r2);
     let d = data(MIB, 3);
-    let master = create(r1, &format!("{prefix}local"), &d, true, &[]).await;
-    let missing = create(r1, &format!("{prefix}nofile"), &data(MIB + 7, 4), true, &[]).await;
+    let master = create_image(r1, &format!("{prefix}local"), &d, true, &[]).await;
+    let missing = create_image(r1, &format!("{prefix}nofile"), &data(MIB + 7, 4), true, &[]).await;
     let dir = tmp.path().join("images");
     std::fs::create_dir(&dir).unwrap();
     // The original's recipe: data pre-downloaded as <images_dir>/<master uuid>.
@@ -696,5 +626,5 @@ async fn images_dir_scenario(c: &Cloud, prefix: &str) {
         "{err}"
     );
     assert!(err.contains(&missing.id), "{err}");
-    assert!(by_name(r2, &format!("{prefix}nofile")).await.is_empty());
+    assert!(named(r2, &format!("{prefix}nofile")).await.is_empty());
 }

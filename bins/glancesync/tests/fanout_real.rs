@@ -7,16 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cloud_test_support::{cloud_lock, config, local_cloud_dir, session_for};
-use openstack_client::glance::{
-    CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
-};
+use openstack_client::glance::{GlanceClient, Image, ImageStatus};
 use openstack_client::Session;
 
 mod common;
+
+use common::{named, random_data};
 
 const MIB: usize = 1024 * 1024;
 const TARGETS: [&str; 2] = ["RegionTwo", "RegionThree"];
@@ -26,49 +25,13 @@ struct Cloud {
     r1: GlanceClient,
 }
 
-fn data(size: usize) -> Vec<u8> {
-    (0..size).map(|_| rand::random::<u8>()).collect()
-}
-
 async fn create(g: &GlanceClient, name: &str, d: &[u8]) -> Image {
-    let img = g
-        .create_image(
-            &CreateImage::new(name)
-                .disk_format("raw")
-                .container_format("bare")
-                .visibility(Visibility::Public),
-        )
-        .await
-        .unwrap();
-    g.upload(
-        &img.id,
-        std::io::Cursor::new(d.to_vec()),
-        Some(d.len() as u64),
-    )
-    .await
-    .unwrap();
-    g.get_image(&img.id).await.unwrap()
-}
-
-async fn named(g: &GlanceClient, name: &str) -> Vec<Image> {
-    g.list_images(&ImageFilter::default().name(name))
-        .await
-        .unwrap()
+    common::create_image(g, name, d, true, &[]).await
 }
 
 async fn cleanup(c: &Cloud, prefix: &str) {
-    for region in ["RegionOne", "RegionTwo", "RegionThree"] {
-        let g = c.admin.image(Some(region)).await.unwrap();
-        for img in g
-            .list_images(&ImageFilter::default())
-            .await
-            .unwrap_or_default()
-        {
-            if img.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
-                let _ = g.delete_image(&img.id).await;
-            }
-        }
-    }
+    let regions = ["RegionOne", "RegionTwo", "RegionThree"];
+    common::delete_prefixed(&[&c.admin], &regions, prefix).await;
 }
 
 /// glancesync.conf: master = the admin of the local cloud (credential from
@@ -85,22 +48,8 @@ fn write_config(dir: &Path, prefix: &str) -> PathBuf {
 
 /// Run glancesync; (exit status, stderr, pid).
 fn run(cwd: &Path, args: &[&str]) -> (i32, String, u32) {
-    let child = Command::new(assert_cmd::cargo::cargo_bin("glancesync"))
-        .current_dir(cwd)
-        .env_remove("GLANCESYNC_CONFIG")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stderr).unwrap(),
-        pid,
-    )
+    let (code, _, err, pid) = common::output_with_pid(common::glancesync(cwd).args(args));
+    (code, err, pid)
 }
 
 /// Downloads of image `id` from the master that process `pid` made
@@ -135,7 +84,7 @@ where
         &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 {
-    let prefix = format!("gs-fan-{:08x}-", rand::random::<u32>());
+    let prefix = common::image_prefix("gs-fan");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _lock = rt.block_on(cloud_lock());
     let c = rt.block_on(async {
@@ -143,13 +92,7 @@ where
         let r1 = admin.image(Some("RegionOne")).await.unwrap();
         Cloud { admin, r1 }
     });
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(body(&c, &prefix))
-    }));
-    rt.block_on(cleanup(&c, &prefix));
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+    common::run_then_clean_up(&rt, body(&c, &prefix), cleanup(&c, &prefix));
 }
 
 #[test]
@@ -158,8 +101,8 @@ fn one_master_read_streams_to_two_regions() {
 }
 
 async fn two_regions(c: &Cloud, prefix: &str) {
-    let big = create(&c.r1, &format!("{prefix}big"), &data(24 * MIB)).await;
-    let small = create(&c.r1, &format!("{prefix}small"), &data(3 * MIB + 17)).await;
+    let big = create(&c.r1, &format!("{prefix}big"), &random_data(24 * MIB)).await;
+    let small = create(&c.r1, &format!("{prefix}small"), &random_data(3 * MIB + 17)).await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), prefix);
     let (code, err, pid) = run(
@@ -210,7 +153,7 @@ fn a_target_failing_mid_stream_stops_only_itself() {
 
 async fn failing_target(c: &Cloud, prefix: &str) {
     let name = format!("{prefix}large");
-    let master = create(&c.r1, &name, &data(192 * MIB)).await;
+    let master = create(&c.r1, &name, &random_data(192 * MIB)).await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), prefix);
     let r3 = c.admin.image(Some("RegionThree")).await.unwrap();

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use cloud_test_support::{cloud_lock, config, local_cloud_dir, session_for};
@@ -14,12 +13,12 @@ use glancesync_core::{
     ConfigSource, GlanceBackend, GlanceSyncConfig, LoadOptions, NoProgress, RegionBackend,
     RegionRef, UploadRequest,
 };
-use openstack_client::glance::{
-    CreateImage, GlanceClient, Image, ImageFilter, ImageStatus, Visibility,
-};
+use openstack_client::glance::{GlanceClient, Image, ImageStatus, Visibility};
 use openstack_client::Session;
 
 mod common;
+
+use common::named;
 
 fn config_text(prefix: &str, transfer: &str) -> String {
     format!(
@@ -29,66 +28,20 @@ fn config_text(prefix: &str, transfer: &str) -> String {
 }
 
 async fn create(g: &GlanceClient, name: &str, len: usize) -> Image {
-    let img = g
-        .create_image(
-            &CreateImage::new(name)
-                .disk_format("raw")
-                .container_format("bare")
-                .visibility(Visibility::Public)
-                .property("purpose", "server-side"),
-        )
-        .await
-        .unwrap();
-    let d: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
-    g.upload(&img.id, std::io::Cursor::new(d), Some(len as u64))
-        .await
-        .unwrap();
-    g.get_image(&img.id).await.unwrap()
-}
-
-async fn named(g: &GlanceClient, name: &str) -> Vec<Image> {
-    g.list_images(&ImageFilter::default().name(name))
-        .await
-        .unwrap()
+    let props = [("purpose", "server-side")];
+    common::create_image(g, name, &common::random_data(len), true, &props).await
 }
 
 async fn cleanup(admin: &Session, prefix: &str) {
-    for region in ["RegionOne", "RegionTwo", "RegionThree"] {
-        let g = admin.image(Some(region)).await.unwrap();
-        for img in g
-            .list_images(&ImageFilter::default())
-            .await
-            .unwrap_or_default()
-        {
-            if img.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
-                let _ = g.delete_image(&img.id).await;
-            }
-        }
-    }
+    let regions = ["RegionOne", "RegionTwo", "RegionThree"];
+    common::delete_prefixed(&[admin], &regions, prefix).await;
 }
 
 fn run(cwd: &Path, cfg: &Path) -> (i32, String, u32) {
-    let child = Command::new(assert_cmd::cargo::cargo_bin("glancesync"))
-        .current_dir(cwd)
-        .env_remove("GLANCESYNC_CONFIG")
-        .env_remove("RUST_LOG")
-        .args([
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "RegionTwo",
-            "RegionThree",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stderr).unwrap(),
-        pid,
-    )
+    let cfg = cfg.to_str().unwrap();
+    let args = ["--config-file", cfg, "RegionTwo", "RegionThree"];
+    let (code, _, err, pid) = common::output_with_pid(common::glancesync(cwd).args(args));
+    (code, err, pid)
 }
 
 /// Requests to the master's image data made by glancesync process `pid`.
@@ -108,17 +61,11 @@ where
         &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 {
-    let prefix = format!("gs-gd-{:08x}-", rand::random::<u32>());
+    let prefix = common::image_prefix("gs-gd");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _lock = rt.block_on(cloud_lock());
     let admin = rt.block_on(session_for(config()));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(body(&admin, &prefix))
-    }));
-    rt.block_on(cleanup(&admin, &prefix));
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+    common::run_then_clean_up(&rt, body(&admin, &prefix), cleanup(&admin, &prefix));
 }
 
 #[test]

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openstack_client::{CloudConfig, Credentials, Scope};
+use openstack_client::glance::{CreateImage, GlanceClient, Image, ImageFilter, Visibility};
+use openstack_client::{CloudConfig, Credentials, Scope, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -240,4 +241,114 @@ pub fn lines_of_pid(text: &str, pid: u32) -> Vec<String> {
         .filter(|l| l.ends_with(&marker))
         .map(str::to_string)
         .collect()
+}
+
+/// `glancesync` (the binary under test) run in `cwd`, without the caller's
+/// `GLANCESYNC_CONFIG` and `RUST_LOG`.
+pub fn glancesync(cwd: &Path) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("glancesync"));
+    c.current_dir(cwd)
+        .env_remove("GLANCESYNC_CONFIG")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// Run `cmd` with its stdout and stderr captured: (exit code, -1 when a
+/// signal ended it; stdout; stderr; its pid, which Glance's access logs
+/// record in the user agent).
+pub fn output_with_pid(cmd: &mut Command) -> (i32, String, String, u32) {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        pid,
+    )
+}
+
+/// `size` random bytes.
+pub fn random_data(size: usize) -> Vec<u8> {
+    (0..size).map(|_| rand::random::<u8>()).collect()
+}
+
+/// A raw/bare image `name` in `g`, public or private, with the properties
+/// `props`, holding `data`; as Glance shows it after the upload.
+pub async fn create_image(
+    g: &GlanceClient,
+    name: &str,
+    data: &[u8],
+    public: bool,
+    props: &[(&str, &str)],
+) -> Image {
+    let mut req = CreateImage::new(name)
+        .disk_format("raw")
+        .container_format("bare")
+        .visibility(if public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        });
+    for (k, v) in props {
+        req = req.property(*k, *v);
+    }
+    let img = g.create_image(&req).await.unwrap();
+    g.upload(
+        &img.id,
+        std::io::Cursor::new(data.to_vec()),
+        Some(data.len() as u64),
+    )
+    .await
+    .unwrap();
+    g.get_image(&img.id).await.unwrap()
+}
+
+/// The images of `g` named `name`.
+pub async fn named(g: &GlanceClient, name: &str) -> Vec<Image> {
+    g.list_images(&ImageFilter::default().name(name))
+        .await
+        .unwrap()
+}
+
+/// Delete every image whose name starts with `prefix` that each of
+/// `sessions` sees in each of `regions` (a clean-up: failures are ignored).
+pub async fn delete_prefixed(sessions: &[&Session], regions: &[&str], prefix: &str) {
+    for region in regions {
+        for s in sessions {
+            let g = s.image(Some(region)).await.unwrap();
+            for img in g
+                .list_images(&ImageFilter::default())
+                .await
+                .unwrap_or_default()
+            {
+                if img.name.as_deref().is_some_and(|n| n.starts_with(prefix)) {
+                    let _ = g.delete_image(&img.id).await;
+                }
+            }
+        }
+    }
+}
+
+/// A fresh name prefix for the images of one test: `<tag>-<8 hex digits>-`.
+pub fn image_prefix(tag: &str) -> String {
+    format!("{tag}-{:08x}-", rand::random::<u32>())
+}
+
+/// Run `body` on `rt`, then `cleanup`, even when `body` panicked; its panic
+/// is raised again once the clean-up is done.
+pub fn run_then_clean_up(
+    rt: &tokio::runtime::Runtime,
+    body: impl std::future::Future<Output = ()>,
+    cleanup: impl std::future::Future<Output = ()>,
+) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(body)));
+    rt.block_on(cleanup);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
 }
