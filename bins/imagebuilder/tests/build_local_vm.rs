@@ -26,20 +26,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// QEMU processes whose command line mentions `dir`.
-fn qemus_in(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            if c.contains("qemu-system") && c.contains(&needle) {
-                found.push(c);
-            }
-        }
-    }
-    found
-}
+use cloud_test_support::qemus_in;
 
 const TEMPLATE: &str = r#"{
   "variables": { "manifest_out": null, "greeting": "hello" },

@@ -57,20 +57,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// QEMU processes whose command line mentions `dir`.
-pub fn qemus_in(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            if c.contains("qemu-system") && c.contains(&needle) {
-                found.push(c);
-            }
-        }
-    }
-    found
-}
+pub use cloud_test_support::qemus_in;
 
 /// Names of the entries of `dir` (none when it does not exist).
 pub fn entries(dir: &Path) -> Vec<String> {
