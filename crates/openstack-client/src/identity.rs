@@ -108,19 +108,51 @@ impl IdentityClient {
         Ok(url)
     }
 
+    /// `GET` of `segments` with the query pairs whose value is given,
+    /// decoded as `T`.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, Option<&str>)],
+    ) -> Result<T> {
+        let mut url = self.url(segments)?;
+        if query.iter().any(|(_, v)| v.is_some()) {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                if let Some(v) = v {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        self.session
+            .execute(Req::new("identity", None, Method::GET, url))
+            .await?
+            .json::<T>()
+    }
+
+    /// `POST` of the JSON `body` to `segments`, decoded as `T`.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        let req = Req::new("identity", None, Method::POST, self.url(segments)?).json(body)?;
+        self.session.execute(req).await?.json::<T>()
+    }
+
+    /// `DELETE` of `segments`.
+    async fn delete(&self, segments: &[&str]) -> Result<()> {
+        let url = self.url(segments)?;
+        self.session
+            .execute(Req::new("identity", None, Method::DELETE, url))
+            .await
+            .map(|_| ())
+    }
+
     /// Projects visible to the caller, optionally filtered by exact name.
     pub async fn list_projects(&self, name: Option<&str>) -> Result<Vec<Project>> {
-        let mut url = self.url(&["projects"])?;
-        if let Some(n) = name {
-            url.query_pairs_mut().append_pair("name", n);
-        }
-        let req = Req::new("identity", None, Method::GET, url);
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<ProjectList>()?
-            .projects)
+        let list: ProjectList = self.get(&["projects"], &[("name", name)]).await?;
+        Ok(list.projects)
     }
 
     /// Projects named `name` (exact) in the domain with id `domain_id`.
@@ -129,65 +161,35 @@ impl IdentityClient {
         name: Option<&str>,
         domain_id: &str,
     ) -> Result<Vec<Project>> {
-        let mut url = self.url(&["projects"])?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(n) = name {
-                q.append_pair("name", n);
-            }
-            q.append_pair("domain_id", domain_id);
-        }
-        let req = Req::new("identity", None, Method::GET, url);
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<ProjectList>()?
-            .projects)
+        let query = [("name", name), ("domain_id", Some(domain_id))];
+        let list: ProjectList = self.get(&["projects"], &query).await?;
+        Ok(list.projects)
     }
 
     /// Create a project in the domain with id `domain_id` (admin only).
     pub async fn create_project(&self, name: &str, domain_id: &str) -> Result<Project> {
-        let req = Req::new("identity", None, Method::POST, self.url(&["projects"])?).json(
-            &serde_json::json!({"project": {"name": name, "domain_id": domain_id, "enabled": true}}),
-        )?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<ProjectOne>()?
-            .project)
+        let body =
+            serde_json::json!({"project": {"name": name, "domain_id": domain_id, "enabled": true}});
+        let one: ProjectOne = self.post(&["projects"], &body).await?;
+        Ok(one.project)
     }
 
     /// Delete a project (admin only).
     pub async fn delete_project(&self, id: &str) -> Result<()> {
-        let url = self.url(&["projects", id])?;
-        self.session
-            .execute(Req::new("identity", None, Method::DELETE, url))
-            .await
-            .map(|_| ())
+        self.delete(&["projects", id]).await
     }
 
     /// Domains visible to the caller, optionally filtered by exact name
     /// (`GET /v3/domains?name=`).
     pub async fn list_domains(&self, name: Option<&str>) -> Result<Vec<Domain>> {
-        let mut url = self.url(&["domains"])?;
-        if let Some(n) = name {
-            url.query_pairs_mut().append_pair("name", n);
-        }
-        let req = Req::new("identity", None, Method::GET, url);
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<DomainList>()?
-            .domains)
+        let list: DomainList = self.get(&["domains"], &[("name", name)]).await?;
+        Ok(list.domains)
     }
 
     /// A domain by id.
     pub async fn get_domain(&self, id: &str) -> Result<Domain> {
-        let req = Req::new("identity", None, Method::GET, self.url(&["domains", id])?);
-        Ok(self.session.execute(req).await?.json::<DomainOne>()?.domain)
+        let one: DomainOne = self.get(&["domains", id], &[]).await?;
+        Ok(one.domain)
     }
 
     /// A domain by name (Keystone's names are unique), else by id. The name
@@ -210,33 +212,25 @@ impl IdentityClient {
 
     /// Create a domain (admin only).
     pub async fn create_domain(&self, name: &str) -> Result<Domain> {
-        let req = Req::new("identity", None, Method::POST, self.url(&["domains"])?)
-            .json(&serde_json::json!({"domain": {"name": name, "enabled": true}}))?;
-        Ok(self.session.execute(req).await?.json::<DomainOne>()?.domain)
+        let body = serde_json::json!({"domain": {"name": name, "enabled": true}});
+        let one: DomainOne = self.post(&["domains"], &body).await?;
+        Ok(one.domain)
     }
 
     /// Delete a domain (admin only): Keystone deletes only disabled
     /// domains, so it is disabled first. Its projects go with it.
     pub async fn delete_domain(&self, id: &str) -> Result<()> {
         let url = self.url(&["domains", id])?;
-        let req = Req::new("identity", None, Method::PATCH, url.clone())
+        let req = Req::new("identity", None, Method::PATCH, url)
             .json(&serde_json::json!({"domain": {"enabled": false}}))?;
         self.session.execute(req).await?;
-        self.session
-            .execute(Req::new("identity", None, Method::DELETE, url))
-            .await
-            .map(|_| ())
+        self.delete(&["domains", id]).await
     }
 
     /// A project by id.
     pub async fn get_project(&self, id: &str) -> Result<Project> {
-        let req = Req::new("identity", None, Method::GET, self.url(&["projects", id])?);
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<ProjectOne>()?
-            .project)
+        let one: ProjectOne = self.get(&["projects", id], &[]).await?;
+        Ok(one.project)
     }
 
     /// A project by id, or else by exact name.
@@ -267,24 +261,17 @@ impl IdentityClient {
         user_id: &str,
         name: &str,
     ) -> Result<ApplicationCredential> {
-        let url = self.url(&["users", user_id, "application_credentials"])?;
-        let req = Req::new("identity", None, Method::POST, url)
-            .json(&serde_json::json!({"application_credential": {"name": name}}))?;
-        Ok(self
-            .session
-            .execute(req)
-            .await?
-            .json::<AppCredOne>()?
-            .application_credential)
+        let body = serde_json::json!({"application_credential": {"name": name}});
+        let one: AppCredOne = self
+            .post(&["users", user_id, "application_credentials"], &body)
+            .await?;
+        Ok(one.application_credential)
     }
 
     /// Delete an application credential.
     pub async fn delete_application_credential(&self, user_id: &str, id: &str) -> Result<()> {
-        let url = self.url(&["users", user_id, "application_credentials", id])?;
-        self.session
-            .execute(Req::new("identity", None, Method::DELETE, url))
+        self.delete(&["users", user_id, "application_credentials", id])
             .await
-            .map(|_| ())
     }
 
     /// Revoke a token (`DELETE /v3/auth/tokens`).
