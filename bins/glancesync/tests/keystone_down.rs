@@ -8,11 +8,11 @@
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
-use cloud_test_support::leaks::closed_port;
+use cloud_test_support::leaks::{assert_one_line_keystone_error, unreachable_keystone};
 
 /// Run glancesync (no `-v`, no `RUST_LOG`) with a master whose Keystone is
-/// `auth_url` and `args`; answer its exit status and stderr.
-fn run(dir: &std::path::Path, auth_url: &str, args: &[&str]) -> (Option<i32>, String) {
+/// `auth_url` and `args`.
+fn run(dir: &std::path::Path, auth_url: &str, args: &[&str]) -> std::process::Output {
     let cfg = dir.join("glancesync.conf");
     let password = base64::engine::general_purpose::STANDARD.encode("unused-password");
     std::fs::write(
@@ -22,7 +22,7 @@ fn run(dir: &std::path::Path, auth_url: &str, args: &[&str]) -> (Option<i32>, St
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_glancesync"))
+    Command::new(env!("CARGO_BIN_EXE_glancesync"))
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -32,26 +32,15 @@ fn run(dir: &std::path::Path, auth_url: &str, args: &[&str]) -> (Option<i32>, St
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .unwrap()
 }
 
 #[test]
 fn keystone_unreachable_is_exactly_one_line_at_default_verbosity() {
     let dir = tempfile::tempdir().unwrap();
-    let auth_url = format!("http://127.0.0.1:{}/v3", closed_port());
+    let auth_url = unreachable_keystone();
     for args in [&["RegionTwo"][..], &["--show-status", "RegionTwo"][..]] {
-        let (code, stderr) = run(dir.path(), &auth_url, args);
-        assert_eq!(code, Some(1), "{args:?}: {stderr}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{args:?}: one line on stderr:\n{stderr}");
-        assert!(
-            lines[0].starts_with("glancesync: ")
-                && lines[0].contains(&format!("{auth_url}/auth/tokens")),
-            "{args:?}: the error names the URL: {stderr}"
-        );
+        let out = run(dir.path(), &auth_url, args);
+        assert_one_line_keystone_error(&out, "glancesync", &auth_url, &format!("{args:?}"));
     }
 }

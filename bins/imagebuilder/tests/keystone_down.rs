@@ -10,13 +10,13 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use cloud_test_support::leaks::closed_port;
+use cloud_test_support::leaks::{assert_one_line_keystone_error, os_env, unreachable_keystone};
 
 #[test]
 fn keystone_unreachable_is_exactly_one_line_at_default_verbosity() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let auth_url = format!("http://127.0.0.1:{}/v3", closed_port());
+    let auth_url = unreachable_keystone();
     let ini = d.join("config.ini");
     std::fs::write(
         &ini,
@@ -45,25 +45,11 @@ fn keystone_unreachable_is_exactly_one_line_at_default_verbosity() {
             .env("IB_TEMPLATE_DIR", &templates)
             .env("IB_DOWNLOAD_DIR", d.join("dl"))
             .env("IMAGEBUILDER_STATE_DIR", d.join("state"))
-            .env("OS_AUTH_URL", &auth_url)
-            .env("OS_USERNAME", "admin")
-            .env("OS_PASSWORD", "unused-password")
-            .env("OS_PROJECT_NAME", "admin")
-            .env("OS_USER_DOMAIN_NAME", "Default")
-            .env("OS_PROJECT_DOMAIN_NAME", "Default")
-            .env("OS_REGION_NAME", "RegionOne")
+            .envs(os_env(&auth_url))
             .args(args)
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{args:?}: one line on stderr:\n{stderr}");
-        assert!(
-            lines[0].starts_with("imagebuilder: ")
-                && lines[0].contains(&format!("{auth_url}/auth/tokens")),
-            "{args:?}: the error names the URL: {stderr}"
-        );
+        assert_one_line_keystone_error(&out, "imagebuilder", &auth_url, &format!("{args:?}"));
     }
 }

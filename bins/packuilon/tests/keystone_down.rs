@@ -9,13 +9,15 @@
 
 use std::process::{Command, Stdio};
 
-use cloud_test_support::leaks::closed_port;
+use cloud_test_support::leaks::{
+    assert_one_line_keystone_error, closed_port, unreachable_keystone,
+};
 
 #[test]
 fn keystone_unreachable_is_exactly_one_line_at_default_verbosity() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let auth_url = format!("http://127.0.0.1:{}/v3", closed_port());
+    let auth_url = unreachable_keystone();
     std::fs::write(
         d.join("openrc"),
         format!(
@@ -53,13 +55,5 @@ fn keystone_unreachable_is_exactly_one_line_at_default_verbosity() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr:\n{stderr}");
-    assert!(
-        lines[0].starts_with("packuilon: ")
-            && lines[0].contains(&format!("{auth_url}/auth/tokens")),
-        "the error names the URL: {stderr}"
-    );
+    assert_one_line_keystone_error(&out, "packuilon", &auth_url, "rename-old-images");
 }

@@ -53,6 +53,49 @@ pub fn closed_port() -> u16 {
         .port()
 }
 
+/// A Keystone URL (`http://127.0.0.1:<closed port>/v3`) nothing answers on.
+pub fn unreachable_keystone() -> String {
+    format!("http://127.0.0.1:{}/v3", closed_port())
+}
+
+/// The `OS_*` variables of an admin login on `auth_url` (password
+/// `unused-password`), for runs that must fail at Keystone.
+pub fn os_env(auth_url: &str) -> Vec<(&'static str, String)> {
+    [
+        ("OS_AUTH_URL", auth_url),
+        ("OS_USERNAME", "admin"),
+        ("OS_PASSWORD", "unused-password"),
+        ("OS_PROJECT_NAME", "admin"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
+}
+
+/// Asserts the contract of a run whose Keystone at `auth_url` is
+/// unreachable, at the default verbosity: exit status 1 and exactly one
+/// line on stderr, `<program>: ...` naming `<auth_url>/auth/tokens`.
+/// `what` labels the run in failure messages.
+pub fn assert_one_line_keystone_error(
+    out: &std::process::Output,
+    program: &str,
+    auth_url: &str,
+    what: &str,
+) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one line on stderr:\n{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{program}: "))
+            && lines[0].contains(&format!("{auth_url}/auth/tokens")),
+        "{what}: the error names the URL: {stderr}"
+    );
+}
+
 /// Keystone's answer to refused credentials (401).
 pub fn keystone_unauthorized() -> serde_json::Value {
     serde_json::json!({"error": {"code": 401, "title": "Unauthorized",
