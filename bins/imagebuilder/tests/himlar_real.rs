@@ -10,24 +10,17 @@ mod himlar_support;
 use std::path::Path;
 
 use himlar_support::{
-    config_ini, delete_tagged, glance_requests, render, run, unique_type, writes, Builder,
+    config_ini, glance_requests, render, run, unique_type, with_tagged_cleanup, writes, Builder,
 };
 use openstack_client::glance::{GlanceClient, ImageFilter, ImageStatus};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn update_with_config_ini_then_dry_runs_send_no_write() {
-    let _lock = cloud_test_support::cloud_lock().await;
-    let glance = cloud_test_support::session()
-        .await
-        .image(None)
-        .await
-        .unwrap();
     let ty = unique_type();
-    let outcome = tokio::spawn(scenario(ty.clone(), glance.clone())).await;
-    delete_tagged(&glance, &ty).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_tagged_cleanup(std::slice::from_ref(&ty), |glance| {
+        scenario(ty.clone(), glance)
+    })
+    .await;
 }
 
 async fn scenario(ty: String, glance: GlanceClient) {
@@ -257,19 +250,11 @@ fn himlarcli_short_options_win() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn image_update_runs_the_sets_in_order_for_real() {
-    let _lock = cloud_test_support::cloud_lock().await;
-    let glance = cloud_test_support::session()
-        .await
-        .image(None)
-        .await
-        .unwrap();
     let (t1, t2) = (unique_type(), unique_type());
-    let outcome = tokio::spawn(schedule_scenario(t1.clone(), t2.clone(), glance.clone())).await;
-    delete_tagged(&glance, &t1).await;
-    delete_tagged(&glance, &t2).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_tagged_cleanup(&[t1.clone(), t2.clone()], |glance| {
+        schedule_scenario(t1, t2, glance)
+    })
+    .await;
 }
 
 /// The active image tagged `[ty, short]`: (id, checksum, name).

@@ -9,26 +9,18 @@ mod himlar_support;
 use std::path::Path;
 
 use himlar_support::{
-    clouds_yaml_with_compute, delete_tagged, glance_requests, image, mock_servers, nova, run,
-    unique_type, writes,
+    clouds_yaml_with_compute, glance_requests, image, mock_servers, nova, run, unique_type,
+    with_tagged_cleanup, writes,
 };
 use openstack_client::glance::{GlanceClient, ImageStatus, Visibility};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_counts_and_purge_keeps_used_images_and_honours_the_limit() {
-    let _lock = cloud_test_support::cloud_lock().await;
-    let glance = cloud_test_support::session()
-        .await
-        .image(None)
-        .await
-        .unwrap();
     let ty = unique_type();
-    let outcome = tokio::spawn(scenario(ty.clone(), glance.clone())).await;
-    delete_tagged(&glance, &ty).await;
-    delete_tagged(&glance, &format!("{ty}x")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_tagged_cleanup(&[ty.clone(), format!("{ty}x")], |glance| {
+        scenario(ty, glance)
+    })
+    .await;
 }
 
 /// The `servers/detail` requests Nova received, as their query strings.

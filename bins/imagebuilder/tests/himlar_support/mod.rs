@@ -92,6 +92,29 @@ pub fn render(name: &str, dir: &Path, url: &str, ty: &str) {
     .unwrap();
 }
 
+/// Runs `scenario` with a Glance client of the shared cloud, under the
+/// cloud-test lock, then deletes every image tagged with one of `tags`
+/// whatever happened, and re-raises the scenario's panic.
+pub async fn with_tagged_cleanup<F, Fut>(tags: &[String], scenario: F)
+where
+    F: FnOnce(GlanceClient) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let _lock = cloud_test_support::cloud_lock().await;
+    let glance = cloud_test_support::session()
+        .await
+        .image(None)
+        .await
+        .unwrap();
+    let outcome = tokio::spawn(scenario(glance.clone())).await;
+    for tag in tags {
+        delete_tagged(&glance, tag).await;
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// himlarcli's config.ini for the local cloud's admin, from the generated
 /// `clouds.yaml` (URL, user, password and project are never literals here).
 pub fn config_ini(dir: &Path) -> PathBuf {
