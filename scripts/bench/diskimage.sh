@@ -19,6 +19,9 @@
 #   ROUNDS=3 scripts/bench/diskimage.sh   # three interleaved rounds, medians
 #   CASES=cold scripts/bench/diskimage.sh # only some cases (warm/change need
 #                                         # the cases before them in the list)
+#   DISKIMAGE_BACKGROUND_SNAPSHOTS=0 ONLY=ours scripts/bench/diskimage.sh
+#                                         # ours with the tree snapshots packed
+#                                         # in the foreground (for comparison)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -45,6 +48,7 @@ export DIB_DISTRIBUTION_MIRROR
 WORK=$(mktemp -d /var/tmp/diskimage-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
+echo "load at start: $(uptime)" >&2
 echo "building the disk-image-create example (debug; the work is in child processes)..." >&2
 (cd "$ROOT" && cargo build -q -p diskimage --example disk-image-create)
 OURS=$CARGO_TARGET_DIR/debug/examples/disk-image-create

@@ -183,6 +183,38 @@ fn option_checks_exit_1() {
         ));
 }
 
+/// Bad element inputs fail as disk-image-create does (exit 1) with a
+/// message naming the element: one nobody provides, and a dependency
+/// cycle among `DIB_LOCAL_ELEMENTS_PATH`'s elements.
+#[test]
+fn unknown_element_and_dependency_cycle_exit_1_naming_the_element() {
+    bin()
+        .args(["-i", "debian-minimal", "--print-elements"])
+        .env("DIB_REPO_PATH", dib_repo())
+        .env("DIB_LOCAL_ELEMENTS", "no-such-element")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no-such-element"));
+    let local = tempfile::tempdir().unwrap();
+    for (name, dep) in [("cycle-a", "cycle-b"), ("cycle-b", "cycle-a")] {
+        let d = local.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("element-deps"), format!("{dep}\n")).unwrap();
+    }
+    let out = bin()
+        .args(["-i", "debian-minimal", "--print-elements"])
+        .env("DIB_REPO_PATH", dib_repo())
+        .env("DIB_LOCAL_ELEMENTS_PATH", local.path())
+        .env("DIB_LOCAL_ELEMENTS", "cycle-a")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cycle-a") || err.contains("cycle-b"), "{err}");
+    assert!(err.to_lowercase().contains("cycl"), "{err}");
+}
+
 #[test]
 fn missing_diskimage_builder_exits_1() {
     bin()

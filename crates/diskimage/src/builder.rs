@@ -327,7 +327,13 @@ impl ImageBuilder {
         let cache = Cache::open(&self.cache_dir)?;
         let keep: Vec<String> = summary.stages.iter().map(|s| s.key.clone()).collect();
         let _trees = cache.use_trees(TreeEvictionPolicy::from_env()?, &keep)?;
-        let (work, _tmpfs) = self.work_dir(&cache)?;
+        let (work, tmpfs) = self.work_dir(&cache)?;
+        // Snapshots compress in the background from a copy on the tmpfs;
+        // dropped (completing what is pending) before `work` and the tmpfs.
+        let mut snaps = crate::snapshot::Snapshots::new(
+            &cache,
+            tmpfs.as_ref().map(|_| work.path().join("snapshots")),
+        )?;
         let root = work.path().join("root");
         // Dropped before `work`: nothing stays mounted under the tree.
         let _sweep = crate::element_build::MountSweep(root.clone());
@@ -390,10 +396,10 @@ impl ImageBuilder {
             // packing and unpacking a snapshot of the whole tree. A stage
             // that installed nothing shares the previous snapshot.
             let unchanged = stage.name == "extra-packages" && summary.extra_packages.is_empty();
-            if unchanged && i > 0 && cache.has_tree(&summary.stages[i - 1].key) {
-                cache.link_tree(&summary.stages[i - 1].key, &stage.key)?;
+            if unchanged && i > 0 && snaps.has(&summary.stages[i - 1].key) {
+                snaps.link(&summary.stages[i - 1].key, &stage.key)?;
             } else if stage.name != "configure" {
-                cache.store_tree(&stage.key, &root)?;
+                snaps.store(&stage.key, &root)?;
             }
             reports.push(StageReport {
                 name: stage.name.clone(),
@@ -424,6 +430,7 @@ impl ImageBuilder {
         };
         let disk_seconds = td.elapsed().as_secs_f64();
         let outputs = self.write_image_outputs(disk_path.as_deref(), &root)?;
+        snaps.finish()?;
         Ok(BuildReport {
             debootstrap_ran,
             stages: reports,

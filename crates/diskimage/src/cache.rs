@@ -31,6 +31,14 @@ use sha2::{Digest, Sha256};
 use crate::cmd::{io, run};
 use crate::error::{Error, Result};
 
+/// tar's flags for a root tree snapshot: numeric owners, xattrs, ACLs.
+pub(crate) const TAR_FLAGS: &[&str] = &[
+    "--numeric-owner",
+    "--xattrs",
+    "--xattrs-include=*",
+    "--acls",
+];
+
 /// The cache directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -255,14 +263,18 @@ impl Cache {
     /// Delete the snapshots [`eviction_plan`] picks for `policy`, never
     /// one of `keep` (the running build's). Skipped (nothing deleted) while
     /// another build reads a snapshot or evicts. Returns the deleted keys.
+    /// Also deletes the `.part` files of snapshots that were never
+    /// completed (a killed build's): with the lock exclusive, no running
+    /// build is writing one.
     pub fn evict_trees(&self, policy: TreeEvictionPolicy, keep: &[String]) -> Result<Vec<String>> {
-        if policy.max_bytes == 0 {
-            return Ok(Vec::new());
-        }
         let Some(_lock) = self.try_lock("trees")? else {
             tracing::info!("tree cache in use by another build; no eviction this time");
             return Ok(Vec::new());
         };
+        self.remove_partial_trees()?;
+        if policy.max_bytes == 0 {
+            return Ok(Vec::new());
+        }
         let gone = eviction_plan(&self.tree_entries()?, policy, keep);
         for key in &gone {
             let p = self.tree_path(key);
@@ -272,6 +284,21 @@ impl Cache {
             }
         }
         Ok(gone)
+    }
+
+    /// Delete `trees/*.part` (call with the `trees` lock exclusive).
+    fn remove_partial_trees(&self) -> Result<()> {
+        let dir = self.root.join("trees");
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".part") {
+                let p = e.path();
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&p)(e)),
+                    _ => tracing::info!(file = %p.display(), "removed an unfinished snapshot"),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Evict per `policy` (sparing `keep`, the build's own chain of
@@ -300,18 +327,21 @@ impl Cache {
         self.tree_path(key).is_file()
     }
 
+    /// The temporary name snapshot `key` is written under by this process
+    /// (renamed to [`Cache::tree_path`] once complete; a `.part` left by a
+    /// killed build is deleted by the next eviction pass).
+    pub fn tree_part_path(&self, key: &str) -> PathBuf {
+        self.tree_path(key)
+            .with_extension(format!("zst.{}.part", std::process::id()))
+    }
+
     /// Store the tree at `dir` as snapshot `key` (numeric owners, xattrs, ACLs).
     #[tracing::instrument(skip(self, dir), fields(dir = %dir.display()))]
     pub fn store_tree(&self, key: &str, dir: &Path) -> Result<PathBuf> {
         let dst = self.tree_path(key);
-        let tmp = dst.with_extension(format!("zst.{}.part", std::process::id()));
+        let tmp = self.tree_part_path(key);
         let r = run(Command::new("tar")
-            .args([
-                "--numeric-owner",
-                "--xattrs",
-                "--xattrs-include=*",
-                "--acls",
-            ])
+            .args(TAR_FLAGS)
             .args(["-I", "zstd -T0 -1 -q", "-C"])
             .arg(dir)
             .arg("-cf")
@@ -335,7 +365,7 @@ impl Cache {
             self.touch_tree(key);
             return Ok(dst);
         }
-        let tmp = dst.with_extension(format!("zst.{}.part", std::process::id()));
+        let tmp = self.tree_part_path(key);
         let _ = std::fs::remove_file(&tmp);
         self.touch_tree(from);
         if std::fs::hard_link(&src, &tmp).is_err() {
@@ -356,12 +386,7 @@ impl Cache {
         self.touch_tree(key);
         std::fs::create_dir_all(dest).map_err(io(dest))?;
         run(Command::new("tar")
-            .args([
-                "--numeric-owner",
-                "--xattrs",
-                "--xattrs-include=*",
-                "--acls",
-            ])
+            .args(TAR_FLAGS)
             .args(["-I", "zstd -T0 -q", "-C"])
             .arg(dest)
             .arg("-xpf")

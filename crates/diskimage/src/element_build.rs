@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::apt_cache::AptCacheCopy;
 use crate::builder::{dpkg_arch, BuildReport, ImageBuilder, StageReport};
 use crate::cache::{Cache, TreeEvictionPolicy};
 use crate::cmd::io;
@@ -31,8 +32,9 @@ use crate::element::{expand_image_elements, ImageElementOptions};
 use crate::error::{Error, Result};
 use crate::executor::{filter_environment, ExecOptions, Executor};
 use crate::phase_cache::{phase_keys, TREE_PHASES};
-use crate::phases::{BuildPlan, Step};
+use crate::phases::{BuildPlan, NativeStep, Step};
 use crate::rootfs::{self, Chroot, Distro};
+use crate::snapshot::Snapshots;
 
 /// Phases run on the tree after the cached ones, in order.
 const LATE_PHASES: &[&str] = &[
@@ -176,6 +178,20 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
             ph.steps.retain(|s| !matches!(s, Step::Script(h) if h.element == "bootloader" && h.name == "50-bootloader"));
         }
     }
+    // The shared apt cache: bound by a native step, so each build binds
+    // its own copy of it (see `apt_cache`).
+    for ph in &mut plan.phases {
+        for st in &mut ph.steps {
+            if matches!(st, Step::Script(h) if h.element == "dpkg" && h.name == "50-shared-apt-cache")
+            {
+                *st = Step::Native {
+                    name: "50-shared-apt-cache".into(),
+                    element: "dpkg".into(),
+                    step: NativeStep::SharedAptCache,
+                };
+            }
+        }
+    }
     let layout = layout(b, &plan, &arch, vm)?;
 
     let elements: Vec<(String, PathBuf)> = plan
@@ -199,7 +215,13 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     let keep: Vec<String> = stages.iter().map(|s| s.key.clone()).collect();
     let _trees = cache.use_trees(TreeEvictionPolicy::from_env()?, &keep)?;
 
-    let (work, _tmpfs) = b.work_dir(&cache)?;
+    let (work, tmpfs) = b.work_dir(&cache)?;
+    // Dropped before `work` and the tmpfs its staging copies are on, after
+    // completing what is pending.
+    let mut snaps = Snapshots::new(
+        &cache,
+        tmpfs.as_ref().map(|_| work.path().join("snapshots")),
+    )?;
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).map_err(io(&root))?;
     // Dropped before `work`: a hook that failed before its own clean-up
@@ -222,6 +244,19 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     let last = (0..stages.len())
         .rev()
         .find(|&i| cache.has_tree(&stages[i].key));
+    let first_run = last.map_or(0, |i| i + 1);
+    // Declared after `exec`'s first binding, the rebinding below drops
+    // first: the namespace (and what is bound on the copy) goes before
+    // the copy is deleted.
+    let mut apt_copy = if first_run < stages.len() {
+        apt_cache_copy(&plan, &exec, &cache)?
+    } else {
+        None
+    };
+    let exec = match &apt_copy {
+        Some(c) => exec.with_apt_cache(c.dir().to_path_buf()),
+        None => exec,
+    };
     let first = match last {
         Some(i) => {
             let t = Instant::now();
@@ -246,7 +281,15 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     };
     for (i, phase) in TREE_PHASES.iter().enumerate().skip(first) {
         let t = Instant::now();
-        exec.run_phase(phase)?;
+        // One initramfs per kernel, as in the package stage of the
+        // built-in path: the kernel's postinst defers to initramfs-tools'
+        // trigger (the wrapper is gone before the snapshot).
+        let deferred = *phase != "root" && rootfs::defer_initramfs_for_hooks(&root)?;
+        let r = exec.run_phase(phase);
+        if deferred {
+            rootfs::undefer_initramfs_for_hooks(&root)?;
+        }
+        r?;
         // A phase without steps left the tree as it was: its snapshot is
         // the previous one (a hard link), not a re-pack of the whole tree.
         // A quick phase is not snapshotted at all (rerunning it costs less
@@ -254,10 +297,10 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         // with the same inputs goes straight to the late phases.
         let empty = plan.phase(phase).is_none_or(|p| p.steps.is_empty());
         let last = i + 1 == TREE_PHASES.len();
-        if empty && i > 0 && cache.has_tree(&stages[i - 1].key) {
-            cache.link_tree(&stages[i - 1].key, &stages[i].key)?;
+        if empty && i > 0 && snaps.has(&stages[i - 1].key) {
+            snaps.link(&stages[i - 1].key, &stages[i].key)?;
         } else if last || t.elapsed().as_secs_f64() >= SNAPSHOT_MIN_SECONDS {
-            cache.store_tree(&stages[i].key, &root)?;
+            snaps.store(&stages[i].key, &root)?;
         }
         reports.push(StageReport {
             name: stages[i].name.clone(),
@@ -271,6 +314,9 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     // so finalise.d's `apt-get clean` empties the tree's archive, not the
     // shared apt cache bound on it.
     exec.unmount_hook_mounts()?;
+    if let Some(c) = apt_copy.take() {
+        c.check_in()?;
+    }
     for phase in LATE_PHASES {
         let t = Instant::now();
         exec.run_phase(phase)?;
@@ -307,6 +353,7 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     }
     let disk_seconds = td.elapsed().as_secs_f64();
     let outputs = b.write_image_outputs(disk_path.as_deref(), &root)?;
+    snaps.finish()?;
     Ok(BuildReport {
         debootstrap_ran,
         stages: reports,
@@ -317,10 +364,33 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
     })
 }
 
+/// This build's copy of the `dpkg` element's shared apt cache
+/// (`$DIB_IMAGE_CACHE/apt/$DISTRO_NAME`), unless the element is not in the
+/// build or `DIB_APT_LOCAL_CACHE=0`.
+fn apt_cache_copy(
+    plan: &BuildPlan,
+    exec: &Executor<'_>,
+    cache: &Cache,
+) -> Result<Option<AptCacheCopy>> {
+    if !plan.elements.iter().any(|e| e.name == "dpkg") {
+        return Ok(None);
+    }
+    let env = exec.phase_environment("root.d")?;
+    if env.get("DIB_APT_LOCAL_CACHE").is_some_and(|v| v == "0") {
+        return Ok(None);
+    }
+    let (Some(dir), Some(distro)) = (env.get("DIB_IMAGE_CACHE"), env.get("DISTRO_NAME")) else {
+        return Ok(None);
+    };
+    let shared = Path::new(dir).join("apt").join(distro);
+    AptCacheCopy::check_out(cache, &shared).map(Some)
+}
+
 /// On a tree restored past root.d, the `dpkg` element's
 /// `root.d/50-shared-apt-cache` did not run in this build: bind its cache
-/// (`$DIB_IMAGE_CACHE/apt/$DISTRO_NAME`) on the tree's apt archive again
-/// for the phases that rerun, unless `DIB_APT_LOCAL_CACHE=0`.
+/// (this build's copy, else `$DIB_IMAGE_CACHE/apt/$DISTRO_NAME`) on the
+/// tree's apt archive again for the phases that rerun, unless
+/// `DIB_APT_LOCAL_CACHE=0`.
 fn shared_apt_cache(plan: &BuildPlan, exec: &Executor<'_>, root: &Path) -> Result<()> {
     if !plan.elements.iter().any(|e| e.name == "dpkg") {
         return Ok(());
@@ -335,7 +405,10 @@ fn shared_apt_cache(plan: &BuildPlan, exec: &Executor<'_>, root: &Path) -> Resul
     if !root.join("var/cache/apt/archives").is_dir() {
         return Ok(());
     }
-    let dir = Path::new(cache).join("apt").join(distro);
+    let dir = match exec.apt_cache() {
+        Some(d) => d.to_path_buf(),
+        None => Path::new(cache).join("apt").join(distro),
+    };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     exec.bind_for_phases(&dir, "var/cache/apt/archives")
 }

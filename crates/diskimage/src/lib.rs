@@ -4,13 +4,15 @@
 //! phases and their hooks ([`phases`], [`executor`], run in a private mount
 //! and PID namespace, [`namespace`]), Debian roots with debootstrap and the
 //! `.deb` cache ([`rootfs`]), tree snapshots keyed on their inputs
-//! ([`cache`], [`phase_cache`]), the disk layout written with `sfdisk` and
+//! ([`cache`], [`phase_cache`]; packed in the background, [`snapshot`]),
+//! diskimage-builder's shared apt cache per build ([`apt_cache`]), the disk layout written with `sfdisk` and
 //! `mkfs.ext4 -d` ([`disk`]), GRUB for BIOS without a block device ([`bootloader`]), the
 //! output formats and checksum files ([`output`]); [`ImageBuilder`] plans
 //! ([`ImageBuilder::plan`]) and builds ([`ImageBuilder::build`]) an image.
 //! Must not: upload images or talk to OpenStack; use kpartx, device-mapper
 //! or loop partitions.
 
+pub mod apt_cache;
 pub mod bootloader;
 pub mod builder;
 pub mod cache;
@@ -27,6 +29,7 @@ pub mod phase_cache;
 pub mod phases;
 pub mod pkg_map;
 pub mod rootfs;
+pub mod snapshot;
 pub mod source_repo;
 pub mod svc_map;
 pub mod tmpfs;

@@ -127,6 +127,11 @@ pub enum NativeStep {
     SourceRepositories,
     /// `-p` packages, installed after install.d.
     ExtraPackages(Vec<String>),
+    /// The `dpkg` element's `root.d/50-shared-apt-cache`: the shared apt
+    /// cache bound on the tree's archive, this build's copy of it when
+    /// the executor has one ([`crate::apt_cache`]); nothing when
+    /// `DIB_APT_LOCAL_CACHE=0`.
+    SharedAptCache,
 }
 
 /// One step of a phase.

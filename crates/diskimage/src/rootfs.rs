@@ -442,6 +442,43 @@ pub fn undefer_initramfs(root: &Path) -> Result<()> {
     }
 }
 
+/// An apt setting putting `/usr/local/sbin` first on dpkg's `PATH`
+/// (apt's `DPkg::Path` default leaves `/usr/local` out), so maintainer
+/// scripts find the [`defer_initramfs`] wrapper when hooks run apt
+/// themselves (diskimage-builder's `install-packages`).
+const DPKG_PATH_CONF: &str = "etc/apt/apt.conf.d/00diskimage-dpkg-path";
+
+/// [`defer_initramfs`] for builds whose hooks run apt: the wrapper and
+/// [`DPKG_PATH_CONF`], put in a Debian tree (one with
+/// `/etc/apt/apt.conf.d`) for the duration of a phase. `false` (nothing
+/// done) on any other tree, or when the tree has its own file at either
+/// path.
+pub fn defer_initramfs_for_hooks(root: &Path) -> Result<bool> {
+    let conf = root.join(DPKG_PATH_CONF);
+    if !root.join("etc/apt/apt.conf.d").is_dir() || std::fs::symlink_metadata(&conf).is_ok() {
+        return Ok(false);
+    }
+    if !defer_initramfs(root)? {
+        return Ok(false);
+    }
+    std::fs::write(
+        &conf,
+        "DPkg::Path \"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\";\n",
+    )
+    .map_err(io(&conf))?;
+    Ok(true)
+}
+
+/// Remove what [`defer_initramfs_for_hooks`] put in the tree.
+pub fn undefer_initramfs_for_hooks(root: &Path) -> Result<()> {
+    undefer_initramfs(root)?;
+    let p = root.join(DPKG_PATH_CONF);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Undo [`block_services`].
 pub fn unblock_services(root: &Path) -> Result<()> {
     let p = root.join("usr/sbin/policy-rc.d");
@@ -497,6 +534,35 @@ pub fn apt_install(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// For hook-driven builds the wrapper comes with dpkg's `PATH`
+    /// setting, only in a Debian tree, never over a file of the tree's own,
+    /// and both go again.
+    #[test]
+    fn initramfs_deferral_for_hooks_comes_and_goes() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        assert!(
+            !defer_initramfs_for_hooks(root).unwrap(),
+            "not a Debian tree"
+        );
+        std::fs::create_dir_all(root.join("etc/apt/apt.conf.d")).unwrap();
+        assert!(defer_initramfs_for_hooks(root).unwrap());
+        let conf = std::fs::read_to_string(root.join(DPKG_PATH_CONF)).unwrap();
+        assert!(conf.starts_with("DPkg::Path \"/usr/local/sbin:"), "{conf}");
+        let wrapper = root.join(DEFERRED_INITRAMFS_PATH);
+        assert!(std::fs::read_to_string(&wrapper)
+            .unwrap()
+            .contains("dpkg-trigger --no-await update-initramfs"));
+        undefer_initramfs_for_hooks(root).unwrap();
+        assert!(!wrapper.exists() && !root.join(DPKG_PATH_CONF).exists());
+        // The tree's own update-initramfs in /usr/local/sbin stays alone.
+        std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
+        std::fs::write(&wrapper, "mine").unwrap();
+        assert!(!defer_initramfs_for_hooks(root).unwrap());
+        assert!(!root.join(DPKG_PATH_CONF).exists());
+        assert_eq!(std::fs::read_to_string(&wrapper).unwrap(), "mine");
+    }
 
     fn src(name: &str, text: &str) -> (PathBuf, String) {
         (PathBuf::from(name), text.to_string())

@@ -77,6 +77,8 @@ pub struct Executor<'a> {
     hooks: PathBuf,
     opts: ExecOptions,
     skip: Vec<String>,
+    /// The directory bound as the shared apt cache (see [`Executor::with_apt_cache`]).
+    apt_cache: Option<PathBuf>,
     /// The private mount namespace every phase runs in, started on first
     /// use: mounts a hook leaves stay there across phases (as in DIB) but
     /// never reach the host, and die with the executor or the process.
@@ -143,6 +145,7 @@ impl<'a> Executor<'a> {
             hooks,
             opts,
             skip: Vec::new(),
+            apt_cache: None,
             ns: Mutex::new(None),
         })
     }
@@ -152,6 +155,21 @@ impl<'a> Executor<'a> {
     pub fn skip_scripts(mut self, scripts: impl IntoIterator<Item = String>) -> Self {
         self.skip.extend(scripts);
         self
+    }
+
+    /// Bind `dir` (this build's [`crate::apt_cache::AptCacheCopy`]) on the
+    /// tree's apt archive where the `dpkg` element's
+    /// `root.d/50-shared-apt-cache` would bind
+    /// `$DIB_IMAGE_CACHE/apt/$DISTRO_NAME` (the step
+    /// [`crate::phases::NativeStep::SharedAptCache`]).
+    pub fn with_apt_cache(mut self, dir: PathBuf) -> Self {
+        self.apt_cache = Some(dir);
+        self
+    }
+
+    /// The directory [`Executor::with_apt_cache`] gave, if any.
+    pub fn apt_cache(&self) -> Option<&Path> {
+        self.apt_cache.as_deref()
     }
 
     /// The build's private mount namespace (started on first use).

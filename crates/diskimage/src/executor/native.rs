@@ -133,6 +133,30 @@ pub(super) fn run(
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
                 .map_err(io(&dest))
         }
+        NativeStep::SharedAptCache => {
+            if env.get("DIB_APT_LOCAL_CACHE").is_some_and(|v| v == "0") {
+                return Ok(());
+            }
+            let dir = match ex.apt_cache() {
+                Some(d) => d.to_path_buf(),
+                None => {
+                    let (Some(cache), Some(distro)) =
+                        (env.get("DIB_IMAGE_CACHE"), env.get("DISTRO_NAME"))
+                    else {
+                        return Err(Error::Script {
+                            phase: ph.dir.into(),
+                            script: "50-shared-apt-cache".into(),
+                            element: "dpkg".into(),
+                            status: "DIB_IMAGE_CACHE or DISTRO_NAME is not set".into(),
+                        });
+                    };
+                    let d = Path::new(cache).join("apt").join(distro);
+                    std::fs::create_dir_all(&d).map_err(io(&d))?;
+                    d
+                }
+            };
+            ex.bind_for_phases(&dir, "var/cache/apt/archives")
+        }
         NativeStep::SourceRepositories => {
             let repos = crate::source_repo::plan(&ex.plan().elements, env)?;
             let cache = crate::source_repo::cache_dir(&ex.options().image_cache);
