@@ -12,67 +12,25 @@
 use std::path::Path;
 
 use cloud_test_support::leaks::{
-    assert_no_secret, closed_port, files_under, glance_internal_error, keystone_token,
-    keystone_unauthorized,
+    assert_token_used, keystone_with_failing_glance, os_env_with_password, refusing_keystone,
+    unreachable_keystone, Binary, PASSWORD, TOKEN,
 };
 
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const PASSWORD: &str = "Kn0wn-Pa55%word;(zq)s";
-const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
-
-fn assert_clean(what: &str, text: &str) {
-    assert_no_secret(what, text, &[PASSWORD, TOKEN]);
-}
+const GE_IMAGE: Binary = Binary {
+    program: env!("CARGO_BIN_EXE_ge-image"),
+    verbose: &["-vvv"],
+    secrets: &[PASSWORD, TOKEN],
+};
 
 /// Run ge-image with `args` in `dir` with only `env` (plus PATH and HOME),
-/// in both log formats; outputs and files written (but `clouds.yaml`) must
-/// be clean. Returns the text run's stderr.
+/// in both log formats; it must fail, and its outputs and the files it
+/// wrote must be clean. Returns the text run's stderr.
 async fn run_clean(dir: &Path, env: &[(&str, String)], args: &[&str]) -> String {
-    let mut text_stderr = String::new();
-    for format in ["text", "json"] {
-        let work = dir.join(format!("run-{format}"));
-        std::fs::create_dir_all(&work).unwrap();
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ge-image"))
-            .current_dir(&work)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .arg("-vvv")
-            .args(["--log-format", format])
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} was meant to fail");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.is_empty(), "-vvv printed nothing");
-        assert_clean(&format!("{format} stdout of {args:?}"), &stdout);
-        assert_clean(&format!("{format} stderr of {args:?}"), &stderr);
-        for file in files_under(&work) {
-            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
-            assert_clean(&file.display().to_string(), &text);
-        }
-        if format == "text" {
-            text_stderr = stderr.into_owned();
-        }
-    }
-    text_stderr
-}
-
-fn os_env(auth_url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OS_AUTH_URL", auth_url.to_string()),
-        ("OS_USERNAME", "admin".into()),
-        ("OS_PASSWORD", PASSWORD.into()),
-        ("OS_PROJECT_NAME", "admin".into()),
-        ("OS_USER_DOMAIN_NAME", "Default".into()),
-        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
-        ("OS_REGION_NAME", "RegionOne".into()),
-    ]
+    GE_IMAGE
+        .run_case(dir, args, false, |_, cmd| {
+            cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        })
+        .await
 }
 
 const COMMANDS: [&[&str]; 2] = [
@@ -84,6 +42,14 @@ const COMMANDS: [&[&str]; 2] = [
         "ngimages",
     ],
 ];
+
+/// Every command over `env`: each text stderr must hold `expect`.
+async fn run_commands(dir: &Path, env: &[(&str, String)], expect: &str) {
+    for args in COMMANDS {
+        let stderr = run_clean(dir, env, args).await;
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}
 
 #[tokio::test]
 async fn malformed_clouds_yaml_is_reported_without_the_password() {
@@ -111,55 +77,23 @@ async fn malformed_clouds_yaml_is_reported_without_the_password() {
 #[tokio::test]
 async fn keystone_down_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let env = os_env(&format!("http://127.0.0.1:{}/v3", closed_port()));
-    for args in COMMANDS {
-        let stderr = run_clean(dir.path(), &env, args).await;
-        assert!(stderr.contains("127.0.0.1"), "{stderr}");
-    }
+    let env = os_env_with_password(&unreachable_keystone(), PASSWORD);
+    run_commands(dir.path(), &env, "127.0.0.1").await;
 }
 
 #[tokio::test]
 async fn refused_credentials_are_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let keystone = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(keystone_unauthorized()))
-        .mount(&keystone)
-        .await;
-    let env = os_env(&format!("{}/v3", keystone.uri()));
-    for args in COMMANDS {
-        let stderr = run_clean(dir.path(), &env, args).await;
-        assert!(stderr.contains("401"), "{stderr}");
-    }
+    let keystone = refusing_keystone().await;
+    let env = os_env_with_password(&format!("{}/v3", keystone.uri()), PASSWORD);
+    run_commands(dir.path(), &env, "401").await;
 }
 
 #[tokio::test]
 async fn glance_errors_are_reported_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MockServer::start().await;
-    let uri = server.uri();
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", TOKEN)
-                .set_body_json(keystone_token(&[("RegionOne", format!("{uri}/image"))])),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(path_regex("^/image/.*"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(glance_internal_error()))
-        .mount(&server)
-        .await;
-    let env = os_env(&format!("{uri}/v3"));
-    for args in COMMANDS {
-        let stderr = run_clean(dir.path(), &env, args).await;
-        assert!(stderr.contains("500"), "{stderr}");
-    }
-    let requests = server.received_requests().await.unwrap();
-    assert!(requests.iter().any(|r| r
-        .headers
-        .get("x-auth-token")
-        .is_some_and(|v| v.as_bytes() == TOKEN.as_bytes())));
+    let server = keystone_with_failing_glance(&["RegionOne"]).await;
+    let env = os_env_with_password(&format!("{}/v3", server.uri()), PASSWORD);
+    run_commands(dir.path(), &env, "500").await;
+    assert_token_used(&server).await;
 }

@@ -13,67 +13,46 @@ use std::path::Path;
 
 use base64::Engine as _;
 use cloud_test_support::leaks::{
-    assert_no_secret, closed_port, files_under, glance_internal_error, keystone_token,
-    keystone_unauthorized,
+    assert_password_sent, assert_token_used, keystone_with_failing_glance, refusing_keystone,
+    unreachable_keystone, Binary, PASSWORD, TOKEN,
 };
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const PASSWORD: &str = "Kn0wn-Pa55%word;(zq)s";
-const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// Run glancesync in `dir` with `config` at `-vvv` in both log formats;
-/// every output and every file the run left (but the config itself) must be
-/// free of the secrets. Returns stderr of the text run, for the caller to
-/// check that the failure was the one intended.
+/// Run glancesync in `dir` with `config` (written as `dir/glancesync.conf`,
+/// outside the run directories) at `-vvv` in both log formats; the run must
+/// fail, and every output and every file it left must be free of the
+/// password (plain and base64) and the token. Returns stderr of the text
+/// run, for the caller to check that the failure was the one intended.
 async fn run_clean(dir: &Path, config: &str, args: &[&str]) -> String {
     let cfg = dir.join("glancesync.conf");
     std::fs::write(&cfg, config).unwrap();
-    let mut text_stderr = String::new();
-    for format in ["text", "json"] {
-        let work = dir.join(format!("run-{format}"));
-        std::fs::create_dir_all(&work).unwrap();
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_glancesync"))
-            .current_dir(&work)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir)
-            .arg("-vvv")
-            .args(["--log-format", format])
-            .arg("--config-file")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "the run was meant to fail");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.is_empty(), "-vvv printed nothing");
-        for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
-            assert_clean(&format!("{format} {what}"), text);
-        }
-        for file in files_under(&work) {
-            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
-            assert_clean(&file.display().to_string(), &text);
-        }
-        if format == "text" {
-            text_stderr = stderr.into_owned();
-        }
-    }
-    text_stderr
-}
-
-fn assert_clean(what: &str, text: &str) {
-    assert_no_secret(what, text, &[PASSWORD, &b64(PASSWORD), TOKEN]);
+    let cfg = cfg.display().to_string();
+    let encoded = b64(PASSWORD);
+    let glancesync = Binary {
+        program: env!("CARGO_BIN_EXE_glancesync"),
+        verbose: &["-vvv"],
+        secrets: &[PASSWORD, &encoded, TOKEN],
+    };
+    let args: Vec<&str> = ["--config-file", cfg.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    glancesync.run_case(dir, &args, false, |_, _| {}).await
 }
 
 fn credential(keystone: &str) -> String {
     format!("credential = admin,{},{keystone},admin\n", b64(PASSWORD))
+}
+
+/// A configuration whose master region logs in at `keystone`.
+fn config(keystone: &str) -> String {
+    format!(
+        "[main]\nmaster_region = RegionOne\n[DEFAULT]\nuse_keystone_v3 = True\n[master]\n{}",
+        credential(keystone)
+    )
 }
 
 #[tokio::test]
@@ -102,11 +81,7 @@ async fn malformed_ini_around_the_password_is_reported_without_it() {
 #[tokio::test]
 async fn keystone_down_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let keystone = format!("http://127.0.0.1:{}/v3", closed_port());
-    let config = format!(
-        "[main]\nmaster_region = RegionOne\n[DEFAULT]\nuse_keystone_v3 = True\n[master]\n{}",
-        credential(&keystone)
-    );
+    let config = config(&unreachable_keystone());
     let stderr = run_clean(dir.path(), &config, &["--show-status"]).await;
     assert!(stderr.contains("127.0.0.1"), "{stderr}");
 }
@@ -114,58 +89,23 @@ async fn keystone_down_is_reported_without_the_password() {
 #[tokio::test]
 async fn refused_credentials_are_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let keystone = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(keystone_unauthorized()))
-        .mount(&keystone)
-        .await;
-    let config = format!(
-        "[main]\nmaster_region = RegionOne\n[DEFAULT]\nuse_keystone_v3 = True\n[master]\n{}",
-        credential(&format!("{}/v3", keystone.uri()))
-    );
+    let keystone = refusing_keystone().await;
+    let config = config(&format!("{}/v3", keystone.uri()));
     let stderr = run_clean(dir.path(), &config, &["--show-status"]).await;
     assert!(stderr.contains("401"), "{stderr}");
     // The password did go to Keystone, in the request body only.
-    let requests = keystone.received_requests().await.unwrap();
-    assert!(requests
-        .iter()
-        .any(|r| String::from_utf8_lossy(&r.body).contains(PASSWORD)));
+    assert_password_sent(&keystone, PASSWORD).await;
 }
 
 #[tokio::test]
 async fn glance_errors_are_reported_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MockServer::start().await;
-    let uri = server.uri();
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", TOKEN)
-                .set_body_json(keystone_token(&[
-                    ("RegionOne", format!("{uri}/image")),
-                    ("RegionTwo", format!("{uri}/image2")),
-                ])),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(path_regex("^/image2?/.*"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(glance_internal_error()))
-        .mount(&server)
-        .await;
-    let config = format!(
-        "[main]\nmaster_region = RegionOne\n[DEFAULT]\nuse_keystone_v3 = True\n[master]\n{}",
-        credential(&format!("{uri}/v3"))
-    );
+    let server = keystone_with_failing_glance(&["RegionOne", "RegionTwo"]).await;
+    let config = config(&format!("{}/v3", server.uri()));
     let stderr = run_clean(dir.path(), &config, &["--show-status"]).await;
     assert!(stderr.contains("500"), "{stderr}");
     let stderr = run_clean(dir.path(), &config, &["--parallel", "RegionTwo"]).await;
     assert!(stderr.contains("500"), "{stderr}");
     // The token was used, in the X-Auth-Token header only.
-    let requests = server.received_requests().await.unwrap();
-    assert!(requests.iter().any(|r| r
-        .headers
-        .get("x-auth-token")
-        .is_some_and(|v| v.as_bytes() == TOKEN.as_bytes())));
+    assert_token_used(&server).await;
 }

@@ -34,7 +34,7 @@ const TEMPLATE: &str = r#"{
 async fn stopped_and_killed_builds_leave_nothing_after_cleanup_or_gc() {
     let glance = session().await.image(None).await.unwrap();
     let mut images = ImageCleanup::new(&glance);
-    let (source, source_id) = source_image(&glance, &mut images).await;
+    let (source, source_id) = source_image(&mut images).await;
     let root = tempfile::Builder::new()
         .prefix("ibk")
         .tempdir_in("/tmp")

@@ -9,13 +9,11 @@
 //! the published files untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cloud_test_support::test_image;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, session, unique, ImageCleanup};
 use md5::Digest as _;
-use openstack_client::glance::{CreateImage, Visibility};
 
 fn text(o: &Output) -> String {
     format!(
@@ -136,17 +134,7 @@ async fn build_on_the_local_backend_publishes_rotates_reports_and_cleans_up() {
     let base_name = unique("ipt-ib-base");
     {
         let _lock = cloud_lock().await;
-        let base = glance
-            .create_image(
-                &CreateImage::new(&base_name)
-                    .disk_format("qcow2")
-                    .container_format("bare")
-                    .visibility(Visibility::Private),
-            )
-            .await
-            .unwrap();
-        images.track(base.id.clone());
-        glance.upload_file(&base.id, &test_image()).await.unwrap();
+        images.upload_test_image(&base_name).await;
     }
     let root = tempfile::Builder::new()
         .prefix("ibt")

@@ -148,41 +148,29 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
     )
     .await;
     let (solo, solo_id) = (&k.solo.0, &k.solo.1);
+    let cli = Cli { dir: d, ini, ty };
 
     // Dry run: the plan, and no write request.
-    let (code, out, err, pid) = run(
-        d,
-        &["grant", "-c", ini, "-t", ty, "-p", solo, "--dry-run"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli.no_write("grant", &["-p", solo, "--dry-run"], 0).0;
     assert_eq!(
         out,
         format!(
             "DRY-RUN: Grant access to image {alpha_name} for project {solo}\nDRY-RUN: Grant access to image {beta_name} for project {solo}\n"
         )
     );
-    assert!(writes(&glance_requests(pid)).is_empty());
     assert!(members(&glance, &alpha).await.is_empty());
 
     // Without --force and no terminal: the prompt, the empty answer aborts.
-    let (code, out, err, pid) = run(d, &["grant", "-c", ini, "-t", ty, "-p", solo], &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let err = cli.no_write("grant", &["-p", solo], 0).1;
     assert!(
         err.contains(&format!(
             "Grant access to shared images matching [{ty}] (yes|no)? "
         )) && err.contains("Action aborted by user."),
         "{err}"
     );
-    assert!(writes(&glance_requests(pid)).is_empty());
 
     // Grant for real: both shared active images, member created and accepted.
-    let (code, out, err, _) = run(
-        d,
-        &["grant", "-c", ini, "-t", ty, "-p", solo, "--force"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli.run("grant", &["-p", solo, "--force"], 0).0;
     assert_eq!(
         out,
         format!(
@@ -204,50 +192,23 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
     }
 
     // Again: nothing to do, no write.
-    let (code, out, err, pid) = run(
-        d,
-        &[
-            "grant",
-            "-c",
-            ini,
-            "-t",
-            ty,
-            "-n",
-            "alpha",
-            "-p",
-            solo,
-            "--dry-run",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli
+        .no_write("grant", &["-n", "alpha", "-p", solo, "--dry-run"], 0)
+        .0;
     assert_eq!(
         out,
         format!("DRY-RUN: Grant access to image {alpha_name} for project {solo}: nothing to do (member status accepted)\n")
     );
-    assert!(writes(&glance_requests(pid)).is_empty());
-    let (code, out, err, pid) = run(
-        d,
-        &["grant", "-c", ini, "-t", ty, "-p", solo, "--force"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let w = glance_requests(pid);
-    assert!(writes(&w).is_empty(), "{w:#?}");
+    cli.no_write("grant", &["-p", solo, "--force"], 0);
 
     // A pending membership (shared, not yet accepted) is accepted by grant.
     let (twin, twin_default, twin_domain) = (&k.twin.0, &k.twin.1, &k.twin.2);
     glance.add_member(&beta, twin_default).await.unwrap();
     // The twin project's name is in two domains: the default --domain
     // (Dataporten, absent here) cannot tell them apart.
-    let (code, out, err, pid) = run(
-        d,
-        &[
-            "grant", "-c", ini, "-t", ty, "-n", "beta", "-p", twin, "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 1, "{out}{err}");
+    let err = cli
+        .no_write("grant", &["-n", "beta", "-p", twin, "--force"], 1)
+        .1;
     assert!(
         err.contains(&format!(
             "several projects are named {twin} (domains Default, {dom}); give --domain",
@@ -258,21 +219,16 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
         )),
         "{err}"
     );
-    assert!(writes(&glance_requests(pid)).is_empty());
     // --domain by name picks each.
     for (domain, id) in [
         ("Default", twin_default),
         (k.domain_name.as_str(), twin_domain),
     ] {
-        let (code, out, err, _) = run(
-            d,
-            &[
-                "grant", "-c", ini, "-t", ty, "-n", "beta", "-p", twin, "--domain", domain,
-                "--force",
-            ],
-            &[],
+        cli.run(
+            "grant",
+            &["-n", "beta", "-p", twin, "--domain", domain, "--force"],
+            0,
         );
-        assert_eq!(code, 0, "{domain}: {out}{err}");
         assert!(
             members(&glance, &beta)
                 .await
@@ -288,79 +244,32 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
             (twin_domain.clone(), MemberStatus::Accepted),
         ])
     );
-    // A --domain that does not exist, and a project that is not in it.
-    let (code, _, err, _) = run(
-        d,
-        &[
-            "grant",
-            "-c",
-            ini,
-            "-t",
-            ty,
-            "-p",
-            solo,
-            "--domain",
-            "nosuch-domain-x",
-            "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("--domain nosuch-domain-x: no such Keystone domain"),
-        "{err}"
-    );
-    let (code, _, err, _) = run(
-        d,
-        &[
-            "grant",
-            "-c",
-            ini,
-            "-t",
-            ty,
-            "-p",
-            solo,
-            "--domain",
-            &k.domain_name,
-            "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains(&format!(
-            "no project named {solo} in domain {} (found in domains Default)",
-            k.domain_name
-        )),
-        "{err}"
-    );
-    let (code, _, err, _) = run(
-        d,
-        &[
-            "grant",
-            "-c",
-            ini,
-            "-t",
-            ty,
-            "-p",
-            "no-such-project-x",
-            "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("Unknown project no-such-project-x"), "{err}");
+    // A --domain that does not exist, a project that is not in it, and a
+    // project that does not exist at all.
+    for (args, error) in [
+        (
+            vec!["-p", solo, "--domain", "nosuch-domain-x", "--force"],
+            "--domain nosuch-domain-x: no such Keystone domain".to_string(),
+        ),
+        (
+            vec!["-p", solo, "--domain", &k.domain_name, "--force"],
+            format!(
+                "no project named {solo} in domain {} (found in domains Default)",
+                k.domain_name
+            ),
+        ),
+        (
+            vec!["-p", "no-such-project-x", "--force"],
+            "Unknown project no-such-project-x".to_string(),
+        ),
+    ] {
+        let err = cli.run("grant", &args, 1).1;
+        assert!(err.contains(&error), "{args:?}: {err}");
+    }
 
     // A project deleted in Keystone after it was granted.
     let (gone, gone_id) = (&k.gone.0, &k.gone.1);
-    let (code, out, err, _) = run(
-        d,
-        &[
-            "grant", "-c", ini, "-t", ty, "-n", "alpha", "-p", gone, "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    cli.run("grant", &["-n", "alpha", "-p", gone, "--force"], 0);
     cloud_test_support::session()
         .await
         .identity()
@@ -369,9 +278,7 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
         .unwrap();
 
     // list-access: himlarcli's layout, one block per image.
-    let (code, out, err, pid) = run(d, &["list-access", "-c", ini, "-t", ty], &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(writes(&glance_requests(pid)).is_empty());
+    let out = cli.no_write("list-access", &[], 0).0;
     let bar = "=".repeat(80);
     // A header per image (himlarcli's `output_header`), then `project
     // status` per member, in Glance's member order: compare them as sets.
@@ -405,22 +312,9 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
     assert!(blocks[1].starts_with(&beta_name), "{out}");
     assert_eq!(rows_of(blocks[1]), beta_rows, "{out}");
     // JSON: one record per member.
-    let (code, out, err, _) = run(
-        d,
-        &[
-            "list-access",
-            "-c",
-            ini,
-            "-t",
-            ty,
-            "-n",
-            "alpha",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli
+        .run("list-access", &["-n", "alpha", "--format", "json"], 0)
+        .0;
     let records: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
         .into_iter()
         .map(Result::unwrap)
@@ -432,25 +326,14 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
     );
 
     // Revoke by name (all matching images), then by id.
-    let (code, out, err, pid) = run(
-        d,
-        &["revoke", "-c", ini, "-t", ty, "-p", solo, "--dry-run"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli.no_write("revoke", &["-p", solo, "--dry-run"], 0).0;
     assert!(
         out.contains(&format!(
             "DRY-RUN: Revoke access to image {beta_name} for project {solo}\n"
         )),
         "{out}"
     );
-    assert!(writes(&glance_requests(pid)).is_empty());
-    let (code, out, err, _) = run(
-        d,
-        &["revoke", "-c", ini, "-t", ty, "-p", solo, "--force"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli.run("revoke", &["-p", solo, "--force"], 0).0;
     assert!(
         out.contains(&format!(
             "\nRevoke access to image {alpha_name} for project {solo}\n"
@@ -461,14 +344,9 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
         members(&glance, &alpha).await,
         vec![(gone_id.clone(), MemberStatus::Accepted)]
     );
-    let (code, out, err, _) = run(
-        d,
+    cli.run(
+        "revoke",
         &[
-            "revoke",
-            "-c",
-            ini,
-            "-t",
-            ty,
             "-n",
             "beta",
             "-p",
@@ -476,29 +354,44 @@ async fn scenario(ty: String, glance: GlanceClient, k: std::sync::Arc<Keystone>)
             "--project-by-id",
             "--force",
         ],
-        &[],
+        0,
     );
-    assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         members(&glance, &beta).await,
         vec![(twin_default.clone(), MemberStatus::Accepted)]
     );
     // The deleted project's membership, by id (no Keystone look-up).
-    let (code, out, err, _) = run(
-        d,
-        &[
-            "revoke",
-            "-c",
-            ini,
-            "-t",
-            ty,
-            "-p",
-            gone_id,
-            "--project-by-id",
-            "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    cli.run("revoke", &["-p", gone_id, "--project-by-id", "--force"], 0);
     assert!(members(&glance, &alpha).await.is_empty());
+}
+
+/// The access commands of one test run: `imagebuilder <command> -c <ini>
+/// -t <type> ARGS` in `dir`.
+struct Cli<'a> {
+    dir: &'a Path,
+    ini: &'a str,
+    ty: &'a str,
+}
+
+impl Cli<'_> {
+    /// Run `command` with `args`, asserting it exits with `code`; returns
+    /// its stdout, stderr and process id.
+    fn run(&self, command: &str, args: &[&str], code: i32) -> (String, String, u32) {
+        let full: Vec<&str> = [command, "-c", self.ini, "-t", self.ty]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let (status, out, err, pid) = run(self.dir, &full, &[]);
+        assert_eq!(status, code, "{full:?}: {out}{err}");
+        (out, err, pid)
+    }
+
+    /// [`Cli::run`], asserting too that the run sent Glance no write request.
+    fn no_write(&self, command: &str, args: &[&str], code: i32) -> (String, String) {
+        let (out, err, pid) = self.run(command, args, code);
+        let requests = glance_requests(pid);
+        let w = writes(&requests);
+        assert!(w.is_empty(), "{command} {args:?} wrote: {w:#?}");
+        (out, err)
+    }
 }

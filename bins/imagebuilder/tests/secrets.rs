@@ -19,21 +19,22 @@
 use std::path::{Path, PathBuf};
 
 use cloud_test_support::leaks::{
-    assert_cmdlines_free, assert_no_secret, closed_port, environ, files_under,
-    glance_internal_error, keystone_token, keystone_token_services, keystone_unauthorized, parent,
+    assert_cmdlines_free, assert_token_used, closed_port, environ, keystone_token_services,
+    keystone_with_failing_glance, os_env_with_password, parent, refusing_keystone,
+    unreachable_keystone, Binary, PASSWORD, TOKEN,
 };
 
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const PASSWORD: &str = "Kn0wn-Pa55%word;(zq)s";
 /// The password as config.ini spells it (`%` doubled for interpolation).
 const PASSWORD_INI: &str = "Kn0wn-Pa55%%word;(zq)s";
-const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
 
-fn assert_clean(what: &str, text: &str) {
-    assert_no_secret(what, text, &[PASSWORD, PASSWORD_INI, TOKEN]);
-}
+const IMAGEBUILDER: Binary = Binary {
+    program: env!("CARGO_BIN_EXE_imagebuilder"),
+    verbose: &["--debug", "--verbose", "--verbose"],
+    secrets: &[PASSWORD, PASSWORD_INI, TOKEN],
+};
 
 fn template_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/imagebuilder/templates/nrec-default")
@@ -45,57 +46,25 @@ fn template_dir() -> PathBuf {
 /// which live outside the run directories) must be clean. Returns the text
 /// run's stderr.
 async fn run(dir: &Path, env: &[(&str, String)], args: &[&str], succeed: bool) -> String {
-    let mut text_stderr = String::new();
-    for format in ["text", "json"] {
-        let work = dir.join(format!("run-{format}"));
-        std::fs::create_dir_all(&work).unwrap();
-        // The template's scripts are found from the working directory, as
-        // Packer does (a link: not one of the files the run wrote).
-        let scripts = work.join("scripts");
-        if !scripts.exists() {
-            std::os::unix::fs::symlink(template_dir().join("scripts"), &scripts).unwrap();
-        }
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagebuilder"))
-            .current_dir(&work)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &work)
-            .env("HIMLARCLI_ROOT", work.join("himlarcli"))
-            .env("IB_TEMPLATE_DIR", template_dir())
-            .env("IB_DOWNLOAD_DIR", work.join("dl"))
-            .env("IMAGEBUILDER_STATE_DIR", work.join("state"))
-            .env("IMAGEBUILDER_DOWNLOAD_CACHE", work.join("cache"))
-            .env("IMAGEBUILDER_LOG_DIR", work.join("log"))
-            .env("IMAGEBUILDER_REPORT", "true")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .args(["--debug", "--verbose", "--verbose"])
-            .args(["--log-format", format])
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.success(),
-            succeed,
-            "{args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
-        );
-        if !succeed {
-            assert!(!stderr.is_empty(), "the most verbose level printed nothing");
-        }
-        assert_clean(&format!("{format} stdout of {args:?}"), &stdout);
-        assert_clean(&format!("{format} stderr of {args:?}"), &stderr);
-        for file in files_under(&work) {
-            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
-            assert_clean(&file.display().to_string(), &text);
-        }
-        if format == "text" {
-            text_stderr = stderr.into_owned();
-        }
-    }
-    text_stderr
+    IMAGEBUILDER
+        .run_case(dir, args, succeed, |work, cmd| {
+            // The template's scripts are found from the working directory, as
+            // Packer does (a link: not one of the files the run wrote).
+            let scripts = work.join("scripts");
+            if !scripts.exists() {
+                std::os::unix::fs::symlink(template_dir().join("scripts"), &scripts).unwrap();
+            }
+            cmd.env("HOME", work)
+                .env("HIMLARCLI_ROOT", work.join("himlarcli"))
+                .env("IB_TEMPLATE_DIR", template_dir())
+                .env("IB_DOWNLOAD_DIR", work.join("dl"))
+                .env("IMAGEBUILDER_STATE_DIR", work.join("state"))
+                .env("IMAGEBUILDER_DOWNLOAD_CACHE", work.join("cache"))
+                .env("IMAGEBUILDER_LOG_DIR", work.join("log"))
+                .env("IMAGEBUILDER_REPORT", "true")
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        })
+        .await
 }
 
 fn config_ini(auth_url: &str) -> String {
@@ -106,15 +75,7 @@ fn config_ini(auth_url: &str) -> String {
 }
 
 fn os_env(auth_url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OS_AUTH_URL", auth_url.to_string()),
-        ("OS_USERNAME", "admin".into()),
-        ("OS_PASSWORD", PASSWORD.into()),
-        ("OS_PROJECT_NAME", "admin".into()),
-        ("OS_USER_DOMAIN_NAME", "Default".into()),
-        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
-        ("OS_REGION_NAME", "RegionOne".into()),
-    ]
+    os_env_with_password(auth_url, PASSWORD)
 }
 
 /// The himlarcli commands, credentials from `-c <ini>`.
@@ -194,7 +155,7 @@ async fn run_all(
 #[tokio::test]
 async fn malformed_config_ini_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let down = format!("http://127.0.0.1:{}/v3", closed_port());
+    let down = unreachable_keystone();
     let cases = [
         // `%` not doubled: an interpolation error on the password's key.
         format!("[openstack]\nauth_url={down}\nusername=admin\npassword={PASSWORD}\nproject_name=admin\n"),
@@ -256,7 +217,7 @@ async fn malformed_clouds_yaml_is_reported_without_the_password() {
 #[tokio::test]
 async fn keystone_down_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let auth_url = format!("http://127.0.0.1:{}/v3", closed_port());
+    let auth_url = unreachable_keystone();
     let ini = dir.path().join("config.ini");
     std::fs::write(&ini, config_ini(&auth_url)).unwrap();
     let stderrs = run_all(dir.path(), &ini, &os_env(&auth_url), "127.0.0.1").await;
@@ -269,12 +230,7 @@ async fn keystone_down_is_reported_without_the_password() {
 #[tokio::test]
 async fn refused_credentials_are_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let keystone = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(keystone_unauthorized()))
-        .mount(&keystone)
-        .await;
+    let keystone = refusing_keystone().await;
     let auth_url = format!("{}/v3", keystone.uri());
     let ini = dir.path().join("config.ini");
     std::fs::write(&ini, config_ini(&auth_url)).unwrap();
@@ -284,36 +240,18 @@ async fn refused_credentials_are_reported_without_the_password() {
 #[tokio::test]
 async fn glance_errors_are_reported_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MockServer::start().await;
-    let uri = server.uri();
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", TOKEN)
-                .set_body_json(keystone_token(&[("RegionOne", format!("{uri}/image"))])),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(path_regex("^/image/.*"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(glance_internal_error()))
-        .mount(&server)
-        .await;
-    let auth_url = format!("{uri}/v3");
+    let server = keystone_with_failing_glance(&["RegionOne"]).await;
+    let auth_url = format!("{}/v3", server.uri());
     let ini = dir.path().join("config.ini");
     std::fs::write(&ini, config_ini(&auth_url)).unwrap();
     run_all(dir.path(), &ini, &os_env(&auth_url), "500").await;
-    let requests = server.received_requests().await.unwrap();
-    assert!(requests.iter().any(|r| r
-        .headers
-        .get("x-auth-token")
-        .is_some_and(|v| v.as_bytes() == TOKEN.as_bytes())));
+    assert_token_used(&server).await;
 }
 
 #[tokio::test]
 async fn packer_dry_run_command_line_has_no_password() {
     let dir = tempfile::tempdir().unwrap();
-    let env = os_env(&format!("http://127.0.0.1:{}/v3", closed_port()));
+    let env = os_env(&unreachable_keystone());
     let mut args: Vec<String> = build_commands().pop().unwrap();
     args.push("--dry-run".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -433,7 +371,7 @@ fn watch_packers(signals: &Path) -> usize {
         for pid in started {
             seen.insert(pid);
             let imagebuilder = parent(pid).unwrap();
-            let lines = assert_cmdlines_free(imagebuilder, &[PASSWORD, PASSWORD_INI, TOKEN]);
+            let lines = assert_cmdlines_free(imagebuilder, IMAGEBUILDER.secrets);
             assert!(lines[0].contains("imagebuilder"), "{lines:?}");
             assert!(
                 lines.iter().any(|l| l.contains("packer build")),

@@ -61,10 +61,15 @@ pub fn unreachable_keystone() -> String {
 /// The `OS_*` variables of an admin login on `auth_url` (password
 /// `unused-password`), for runs that must fail at Keystone.
 pub fn os_env(auth_url: &str) -> Vec<(&'static str, String)> {
+    os_env_with_password(auth_url, "unused-password")
+}
+
+/// [`os_env`] with the password `password`.
+pub fn os_env_with_password(auth_url: &str, password: &str) -> Vec<(&'static str, String)> {
     [
         ("OS_AUTH_URL", auth_url),
         ("OS_USERNAME", "admin"),
-        ("OS_PASSWORD", "unused-password"),
+        ("OS_PASSWORD", password),
         ("OS_PROJECT_NAME", "admin"),
         ("OS_USER_DOMAIN_NAME", "Default"),
         ("OS_PROJECT_DOMAIN_NAME", "Default"),
@@ -207,4 +212,156 @@ pub fn assert_cmdlines_free(pid: u32, secrets: &[&str]) -> Vec<String> {
 /// Glance's answer when it fails (500).
 pub fn glance_internal_error() -> serde_json::Value {
     serde_json::json!({"message": "internal error", "code": "500 Internal Server Error"})
+}
+
+/// The password the secret tests give the binaries: a `%` (an INI
+/// interpolation error when not doubled) and shell metacharacters in it.
+pub const PASSWORD: &str = "Kn0wn-Pa55%word;(zq)s";
+
+/// The token the mocked Keystones of the secret tests issue.
+pub const TOKEN: &str = "gAAAAA-known-token-7f3a9c1e";
+
+/// A binary under a secret test: how to start it at its most verbose level
+/// and which secrets must never show.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary<'a> {
+    /// The program (`env!("CARGO_BIN_EXE_<name>")`).
+    pub program: &'a str,
+    /// Its most verbose flags (`-vvv`, `--debug --verbose --verbose`).
+    pub verbose: &'a [&'a str],
+    /// The texts that must appear in no output, file or command line.
+    pub secrets: &'a [&'a str],
+}
+
+impl Binary<'_> {
+    /// [`assert_no_secret`] with this binary's secrets.
+    pub fn assert_clean(&self, what: &str, text: &str) {
+        assert_no_secret(what, text, self.secrets);
+    }
+
+    /// Run the binary with `args` once per log format (`text`, `json`), in
+    /// `dir/run-<format>` as working directory, with an empty environment
+    /// but `PATH` and `HOME` (`dir`), then what `prepare` adds given that
+    /// working directory (variables, files, links). Each run must exit as
+    /// `succeed` says (a failing one printing something on stderr), and its
+    /// stdout, stderr and every file under its working directory must be
+    /// free of the secrets. Returns the text run's stderr, for the caller to
+    /// check that the failure was the one intended.
+    pub async fn run_case(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        succeed: bool,
+        prepare: impl Fn(&Path, &mut tokio::process::Command),
+    ) -> String {
+        let mut text_stderr = String::new();
+        for format in ["text", "json"] {
+            let work = dir.join(format!("run-{format}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let mut cmd = tokio::process::Command::new(self.program);
+            cmd.current_dir(&work)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", dir);
+            prepare(&work, &mut cmd);
+            let out = cmd
+                .args(self.verbose)
+                .args(["--log-format", format])
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.success(),
+                succeed,
+                "{args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status
+            );
+            if !succeed {
+                assert!(!stderr.is_empty(), "the most verbose level printed nothing");
+            }
+            self.assert_clean(&format!("{format} stdout of {args:?}"), &stdout);
+            self.assert_clean(&format!("{format} stderr of {args:?}"), &stderr);
+            for file in files_under(&work) {
+                let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+                self.assert_clean(&file.display().to_string(), &text);
+            }
+            if format == "text" {
+                text_stderr = stderr.into_owned();
+            }
+        }
+        text_stderr
+    }
+}
+
+/// A mocked Keystone refusing every login (`POST /v3/auth/tokens`: 401);
+/// its auth URL is `<uri>/v3`.
+pub async fn refusing_keystone() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    let keystone = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(wiremock::ResponseTemplate::new(401).set_body_json(keystone_unauthorized()))
+        .mount(&keystone)
+        .await;
+    keystone
+}
+
+/// A mocked Keystone issuing [`TOKEN`] (auth URL `<uri>/v3`) whose catalog
+/// offers the image service of each of `regions` on the same server
+/// (`<uri>/image` for the first, `<uri>/image2`, `<uri>/image3`, … for the
+/// others), every Glance request answered 500.
+pub async fn keystone_with_failing_glance(regions: &[&str]) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path, path_regex};
+    let server = wiremock::MockServer::start().await;
+    let uri = server.uri();
+    let images: Vec<(&str, String)> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, region)| match i {
+            0 => (*region, format!("{uri}/image")),
+            _ => (*region, format!("{uri}/image{}", i + 1)),
+        })
+        .collect();
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", TOKEN)
+                .set_body_json(keystone_token(&images)),
+        )
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(path_regex(r"^/image\d*/.*"))
+        .respond_with(wiremock::ResponseTemplate::new(500).set_body_json(glance_internal_error()))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Asserts that `server` received [`TOKEN`], in an `X-Auth-Token` header:
+/// the failing runs did get past the login.
+pub async fn assert_token_used(server: &wiremock::MockServer) {
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(
+        requests.iter().any(|r| r
+            .headers
+            .get("x-auth-token")
+            .is_some_and(|v| v.as_bytes() == TOKEN.as_bytes())),
+        "no request carried the token"
+    );
+}
+
+/// Asserts that `server` received `password` in a request body (the login
+/// it refused): the password went to Keystone, and only there.
+pub async fn assert_password_sent(server: &wiremock::MockServer, password: &str) {
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(
+        requests
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(password)),
+        "no login carried the password"
+    );
 }

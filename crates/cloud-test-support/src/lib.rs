@@ -239,6 +239,31 @@ impl ImageCleanup {
             .unwrap();
         self.glance.get_image(&image.id).await.unwrap()
     }
+
+    /// Upload the Debian test image ([`test_image`], built when missing)
+    /// as a private `qcow2`/`bare` image named `name`, deleted when the
+    /// guard is dropped; returns its id. The caller holds [`cloud_lock`].
+    ///
+    /// # Panics
+    /// When the test image cannot be built or Glance refuses any step.
+    pub async fn upload_test_image(&mut self, name: &str) -> String {
+        let image = self
+            .glance
+            .create_image(
+                &CreateImage::new(name)
+                    .disk_format("qcow2")
+                    .container_format("bare")
+                    .visibility(Visibility::Private),
+            )
+            .await
+            .unwrap();
+        self.track(image.id.clone());
+        self.glance
+            .upload_file(&image.id, &test_image())
+            .await
+            .unwrap();
+        image.id
+    }
 }
 
 impl Drop for ImageCleanup {

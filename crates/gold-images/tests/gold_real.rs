@@ -79,20 +79,49 @@ fn sha256sums(entries: &[(&str, &[u8])]) -> Vec<u8> {
         .into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn update_creates_skips_unchanged_and_rotates_with_members() {
-    let _lock = cloud_test_support::cloud_lock().await;
+/// Holds the cloud-test lock until the run's images are deleted.
+struct Guard {
+    _cleanup: TypeCleanup,
+    _lock: cloud_test_support::CloudLock,
+}
+
+/// What the update and retire tests start from: the lock and clean-up
+/// guard, the cloud, a type unique to the run (its images deleted at the
+/// end), the builder's server, a work directory, the set `update.yaml`
+/// rendered for them and the builder.
+async fn update_setup() -> (
+    Guard,
+    Cloud,
+    String,
+    BuilderServer,
+    tempfile::TempDir,
+    ImageSet,
+    Builder,
+) {
+    let lock = cloud_test_support::cloud_lock().await;
     let cloud = cloud().await;
     let ty = run_type();
-    let _cleanup = TypeCleanup {
-        glance: cloud.glance.clone(),
-        tag: ty.clone(),
+    let guard = Guard {
+        _cleanup: TypeCleanup {
+            glance: cloud.glance.clone(),
+            tag: ty.clone(),
+        },
+        _lock: lock,
     };
     let server = BuilderServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let set_path = render("update.yaml", dir.path(), &server.url, &ty);
-    let set = ImageSet::load(&set_path, SetKind::Update).unwrap();
+    let set = ImageSet::load(
+        &render("update.yaml", dir.path(), &server.url, &ty),
+        SetKind::Update,
+    )
+    .unwrap();
     let builder = Builder::new("gold-images-test").unwrap();
+    (guard, cloud, ty, server, dir, set, builder)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_creates_skips_unchanged_and_rotates_with_members() {
+    let (_guard, cloud, ty, server, dir, set, builder) = update_setup().await;
     let opts = ApplyOptions {
         work_dir: dir.path().to_owned(),
         ..Default::default()
@@ -233,21 +262,7 @@ async fn update_creates_skips_unchanged_and_rotates_with_members() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_data_leaves_no_image_behind() {
-    let _lock = cloud_test_support::cloud_lock().await;
-    let cloud = cloud().await;
-    let ty = run_type();
-    let _cleanup = TypeCleanup {
-        glance: cloud.glance.clone(),
-        tag: ty.clone(),
-    };
-    let server = BuilderServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let set = ImageSet::load(
-        &render("update.yaml", dir.path(), &server.url, &ty),
-        SetKind::Update,
-    )
-    .unwrap();
-    let builder = Builder::new("gold-images-test").unwrap();
+    let (_guard, cloud, ty, server, dir, set, builder) = update_setup().await;
     let opts = ApplyOptions {
         work_dir: dir.path().to_owned(),
         ..Default::default()
@@ -289,21 +304,7 @@ async fn bad_data_leaves_no_image_behind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retire_renames_stamps_and_deactivates() {
-    let _lock = cloud_test_support::cloud_lock().await;
-    let cloud = cloud().await;
-    let ty = run_type();
-    let _cleanup = TypeCleanup {
-        glance: cloud.glance.clone(),
-        tag: ty.clone(),
-    };
-    let server = BuilderServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let set = ImageSet::load(
-        &render("update.yaml", dir.path(), &server.url, &ty),
-        SetKind::Update,
-    )
-    .unwrap();
-    let builder = Builder::new("gold-images-test").unwrap();
+    let (_guard, cloud, ty, server, dir, set, builder) = update_setup().await;
     server.publish("alpha", &data(SIZE));
     let plan = plan_update(&cloud, &builder, &set, Some("alpha"))
         .await
@@ -467,6 +468,15 @@ async fn usage_counts_instances_and_purge_respects_them_and_the_limit() {
     );
 }
 
+/// Asserts that looking `project` up in `cloud` fails with an error
+/// holding each of `needles`.
+async fn project_fails(cloud: Cloud, project: &str, needles: &[&str]) {
+    let err = cloud.project(project).await.unwrap_err().to_string();
+    for needle in needles {
+        assert!(err.contains(needle), "{project}: {err}");
+    }
+}
+
 /// `--domain`: an existing domain (default or given) binds; only an absent
 /// default domain falls back to a unique name elsewhere; an absent given
 /// domain is an error. Projects and the domain are made for the test and deleted.
@@ -514,50 +524,26 @@ async fn projects_by_name_in_a_domain_given_by_name() {
                     .id,
                 made[0]
             );
-            // An existing default domain without the project binds too
-            // (himlarcli: "Unknown project"): never the one elsewhere.
-            let err = with(&dom_name, false)
-                .project(&solo)
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(&format!(
-                    "no project named {solo} in domain {dom_name} (found in domains Default)"
-                )),
-                "{err}"
-            );
+            // A domain that exists but lacks the project binds, preferred or
+            // given (strict) (himlarcli: "Unknown project"): never the one
+            // elsewhere.
+            let not_there =
+                format!("no project named {solo} in domain {dom_name} (found in domains Default)");
+            for strict in [false, true] {
+                project_fails(with(&dom_name, strict), &solo, &[&not_there]).await;
+            }
             // Absent preferred domain: unique names still resolve, twins do not.
             let absent = with("Dataporten-absent", false);
             assert_eq!(absent.project(&solo).await.unwrap().unwrap().id, made[2]);
-            let err = absent.project(&twin).await.unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("several projects are named {twin}"))
-                    && err.contains("Default")
-                    && err.contains(&dom_name),
-                "{err}"
-            );
-            // Strict: the domain must exist and hold the project.
-            let err = with(&dom_name, true)
-                .project(&solo)
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(&format!(
-                    "no project named {solo} in domain {dom_name} (found in domains Default)"
-                )),
-                "{err}"
-            );
-            let err = with("Dataporten-absent", true)
-                .project(&solo)
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("--domain Dataporten-absent: no such Keystone domain"),
-                "{err}"
-            );
+            let several = format!("several projects are named {twin}");
+            project_fails(absent, &twin, &[&several, "Default", &dom_name]).await;
+            // Strict: the domain must exist.
+            project_fails(
+                with("Dataporten-absent", true),
+                &solo,
+                &["--domain Dataporten-absent: no such Keystone domain"],
+            )
+            .await;
             // Ids need no domain; unknown names are None.
             assert_eq!(
                 with(&dom_name, true)

@@ -11,39 +11,18 @@
 
 mod common;
 
-use cloud_test_support::test_image;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
+use openstack_client::glance::Visibility;
 use packuilon_core::amqp::failed_queue;
 use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
 use packuilon_core::gate::{GateBackend, GateConfig};
 use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
 use packuilon_core::{BuildState, Service};
-
-/// The test image uploaded as `name` (private), tracked for deletion.
-async fn upload(
-    glance: &GlanceClient,
-    cleanup: &mut cloud_test_support::ImageCleanup,
-    name: &str,
-) -> String {
-    let image = glance
-        .create_image(
-            &CreateImage::new(name)
-                .disk_format("qcow2")
-                .container_format("bare")
-                .visibility(Visibility::Private),
-        )
-        .await
-        .unwrap();
-    cleanup.track(image.id.clone());
-    glance.upload_file(&image.id, &test_image()).await.unwrap();
-    image.id
-}
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
@@ -119,7 +98,7 @@ async fn the_local_gate_passes_a_good_image_and_breaks_a_failing_one() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     // 1. A good image: SSH login, the script checks the OS over SSH.
-    let good = upload(&glance, &mut cleanup, &name).await;
+    let good = cleanup.upload_test_image(&name).await;
     let dir = tempfile::tempdir().unwrap();
     let queue = unique_queue("gate-local");
     let pass = script(
@@ -156,7 +135,7 @@ async fn the_local_gate_passes_a_good_image_and_breaks_a_failing_one() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     // 2. A failing image: the login works, the script's check does not.
-    let bad = upload(&glance, &mut cleanup, &name).await;
+    let bad = cleanup.upload_test_image(&name).await;
     let dir = tempfile::tempdir().unwrap();
     let queue = unique_queue("gate-local-bad");
     let fail = script(

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use cloud_test_support::{
     cloud_lock, cloud_name, clouds_yaml, session, unique, CloudLock, ImageCleanup,
 };
-use openstack_client::glance::{CreateImage, GlanceClient, ImageFilter, Visibility};
+use openstack_client::glance::{GlanceClient, ImageFilter};
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,17 +34,7 @@ pub async fn setup() -> Env {
     let glance = session().await.image(None).await.unwrap();
     let mut images = ImageCleanup::new(&glance);
     let base_name = unique("ipt-gebase");
-    let base = glance
-        .create_image(
-            &CreateImage::new(&base_name)
-                .disk_format("qcow2")
-                .container_format("bare")
-                .visibility(Visibility::Private),
-        )
-        .await
-        .unwrap();
-    images.track(base.id.clone());
-    glance.upload_file(&base.id, &test_image()).await.unwrap();
+    images.upload_test_image(&base_name).await;
     let root = tempfile::Builder::new()
         .prefix("gei")
         .tempdir_in("/tmp")

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, test_image, unique, ImageCleanup};
-use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
+use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, unique, ImageCleanup};
+use openstack_client::glance::GlanceClient;
 
 /// Exit status, stdout and stderr, for assertion messages.
 pub fn text(o: &Output) -> String {
@@ -121,21 +121,11 @@ pub fn assert_nothing_left(root: &Path, name: &str) {
 
 /// The Debian test image uploaded to the local Glance as a private image
 /// (tracked by `images` for deletion); returns its name and id.
-pub async fn source_image(glance: &GlanceClient, images: &mut ImageCleanup) -> (String, String) {
+pub async fn source_image(images: &mut ImageCleanup) -> (String, String) {
     let name = unique("ipt-ib-src");
     let _lock = cloud_lock().await;
-    let base = glance
-        .create_image(
-            &CreateImage::new(&name)
-                .disk_format("qcow2")
-                .container_format("bare")
-                .visibility(Visibility::Private),
-        )
-        .await
-        .unwrap();
-    images.track(base.id.clone());
-    glance.upload_file(&base.id, &test_image()).await.unwrap();
-    (name, base.id)
+    let id = images.upload_test_image(&name).await;
+    (name, id)
 }
 
 /// Whether Glance still has image `id`.
