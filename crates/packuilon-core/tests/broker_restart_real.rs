@@ -2,9 +2,10 @@
 //! stopped and started again (`scripts/rabbitmq/down.sh` / `up.sh`) in the
 //! middle of a stream of messages. Nothing is lost and duplicates (the
 //! redelivered messages whose builds had finished, and messages published
-//! twice) build once. Its own test binary: nothing else in it may use the
-//! broker while it is down, and the `_real` suffix puts it in the nextest
-//! group that runs one binary at a time.
+//! twice) build once. The broker is a RabbitMQ node of the test's own (its
+//! state directory, port and node name, by the scripts' `RABBITMQ_*`
+//! variables), stopped at the end: the shared broker on :5672, which the
+//! other tests use, is never touched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -15,7 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{broker, profile, try_ready, unique_queue};
+use common::{broker_on, profile, try_ready, unique_queue};
 use lapin::options::QueueDeleteOptions;
 use packuilon_core::amqp::failed_queue;
 use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Service};
@@ -24,26 +25,60 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../scripts/rabbitmq/{name}"))
 }
 
-/// Starts the broker again when dropped, so a failing test does not leave
-/// it down for the other tests.
-struct BrokerUp;
+/// A RabbitMQ node of this test's own, started by `scripts/rabbitmq/up.sh`
+/// with its state under a temporary directory, a free AMQP port (its
+/// distribution port, 20000 above, free too) and a node name of its own;
+/// stopped by `down.sh` when dropped, even when the test fails.
+struct PrivateBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+}
 
-impl Drop for BrokerUp {
-    fn drop(&mut self) {
-        let _ = Command::new(script("up.sh")).output();
+impl PrivateBroker {
+    fn start() -> Self {
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let first = 21000 + (std::process::id() % 20000) as u16;
+        let port = (first..45000)
+            .chain(21000..first)
+            .find(|p| free(*p) && free(p + 20000))
+            .expect("no free port pair for a private RabbitMQ");
+        let broker = PrivateBroker {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        };
+        broker.run("up.sh");
+        broker
+    }
+
+    fn command(&self, name: &str) -> Command {
+        let mut c = Command::new(script(name));
+        c.env("RABBITMQ_DIR", self.dir.path())
+            .env("RABBITMQ_PORT", self.port.to_string())
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("oit-restart-{}@localhost", self.port),
+            );
+        c
+    }
+
+    /// Run `scripts/rabbitmq/<name>` on this node; panics when it fails.
+    fn run(&self, name: &str) {
+        let out = self.command(name).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
-fn run_script(name: &str) {
-    let out = Command::new(script(name)).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.command("down.sh").output();
+    }
 }
 
-fn service(dir: &Path, queue: &str) -> Service {
+fn service(dir: &Path, queue: &str, port: u16) -> Service {
     // A Packer stand-in: records the build file it was given, takes a
     // moment, names an image.
     let packer = dir.join("fake-packer");
@@ -65,7 +100,7 @@ fn service(dir: &Path, queue: &str) -> Service {
     std::fs::write(dir.join("images.json"), r#"{"sl7x-x86_64": "src-1"}"#).unwrap();
     std::fs::write(dir.join("openrc"), "export OS_PROJECT_ID=p\n").unwrap();
     Service {
-        broker: broker(queue),
+        broker: broker_on(queue, port),
         thread_count: 3,
         runner: Runner {
             packer,
@@ -103,15 +138,20 @@ async fn ready(b: &Broker, queue: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_nothing_and_builds_each_profile_once() {
+    let rabbit = Arc::new(
+        tokio::task::spawn_blocking(PrivateBroker::start)
+            .await
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let queue = unique_queue("restart");
-    let svc = service(dir.path(), &queue);
+    let svc = service(dir.path(), &queue, rabbit.port);
     let before = ["p1", "p2", "p3", "p1", "p4", "p5", "p2", "p6", "p7", "p8"];
     for p in before {
         svc.broker
             .publish(&profile(p))
             .await
-            .expect("RabbitMQ is not reachable on 127.0.0.1:5672: run scripts/rabbitmq/up.sh");
+            .expect("the private RabbitMQ is not reachable");
     }
     let (trigger, shutdown) = shutdown_signal();
     let running = tokio::spawn({
@@ -125,19 +165,18 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_builds_each_profile_once(
         assert!(Instant::now() < deadline, "no build started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    {
-        let _guard = BrokerUp;
-        tokio::task::spawn_blocking(|| run_script("down.sh"))
-            .await
-            .unwrap();
-        assert!(
-            ready(&svc.broker, &queue).await.is_none(),
-            "the broker is still reachable after down.sh"
-        );
-        tokio::task::spawn_blocking(|| run_script("up.sh"))
-            .await
-            .unwrap();
-    }
+    let r = rabbit.clone();
+    tokio::task::spawn_blocking(move || r.run("down.sh"))
+        .await
+        .unwrap();
+    assert!(
+        ready(&svc.broker, &queue).await.is_none(),
+        "the broker is still reachable after down.sh"
+    );
+    let r = rabbit.clone();
+    tokio::task::spawn_blocking(move || r.run("up.sh"))
+        .await
+        .unwrap();
     // The same change published again after the restart, and new ones.
     for p in ["p3", "p9", "p10"] {
         svc.broker.publish(&profile(p)).await.unwrap();
