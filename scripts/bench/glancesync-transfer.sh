@@ -86,6 +86,7 @@ cleanup() {
 }
 trap 'lock; cleanup' EXIT
 
+echo "start: $(date -u '+%F %T UTC'), uptime: $(uptime)"
 echo "building glancesync (release)..." >&2
 (cd "$ROOT" && cargo build --release -q -p glancesync)
 GS=${CARGO_TARGET_DIR:-$ROOT/target}/release/glancesync

@@ -172,6 +172,67 @@ async fn upload_shorter_than_announced_fails() {
     );
 }
 
+/// `upload_chunked` sends the body chunked, its size only in
+/// `x-openstack-image-size`, and the data intact.
+#[tokio::test]
+async fn chunked_upload_headers() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-5/file"))
+        .and(header("x-openstack-image-size", "300000"))
+        .and(header("transfer-encoding", "chunked"))
+        .and(header("content-type", "application/octet-stream"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&ks)
+        .await;
+    let s = Session::connect(config(&ks)).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    g.upload_chunked("img-5", std::io::Cursor::new(data.clone()), Some(300_000))
+        .await
+        .unwrap();
+    let requests = ks.received_requests().await.unwrap();
+    let put = requests
+        .iter()
+        .find(|r| r.url.path().ends_with("img-5/file"))
+        .unwrap();
+    assert!(put.headers.get("content-length").is_none());
+    assert_eq!(put.body, data);
+}
+
+/// A chunked upload whose source gives fewer or more bytes than announced
+/// fails instead of completing the body.
+#[tokio::test]
+async fn chunked_upload_of_another_size_fails() {
+    let ks = keystone(chrono::Duration::hours(1)).await;
+    Mock::given(method("PUT"))
+        .and(path("/image/v2/images/img-6/file"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&ks)
+        .await;
+    let mut cfg = config(&ks);
+    cfg.http.idle_timeout = std::time::Duration::from_secs(2);
+    let s = Session::connect(cfg).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    for len in [500, 1500] {
+        let err = g
+            .upload_chunked("img-6", std::io::Cursor::new(vec![1u8; len]), Some(1000))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, openstack_client::Error::Transport { .. }),
+            "{len}: {err}"
+        );
+    }
+    // The mock never saw a complete body of another size.
+    let requests = ks.received_requests().await.unwrap();
+    assert!(requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("img-6/file"))
+        .all(|r| r.body.len() == 1000));
+}
+
 /// 429, 502 and 504 are retried for GETs (Retry-After honoured); a 500 is not.
 #[tokio::test]
 async fn throttling_and_gateway_errors_are_retried() {

@@ -372,7 +372,8 @@ impl RegionBackend for GlanceBackend {
             }
         }
         let mut lanes = Vec::with_capacity(per_region.len());
-        for (_, n, jobs) in per_region {
+        for (_, n, mut jobs) in per_region {
+            largest_first(&mut jobs, |(g, i)| groups[g][i].master.size);
             lanes.push(async move {
                 futures::stream::iter(jobs)
                     .map(|(g, i)| async move { ((g, i), self.server_side(&groups[g][i]).await) })
@@ -478,6 +479,14 @@ impl RegionBackend for GlanceBackend {
     }
 }
 
+/// Order a region's server-side copies largest first: with at most
+/// `max_concurrent_imports` running at once, the longest copy then starts
+/// at once instead of running alone at the end (the copies are independent;
+/// the order of equal sizes is kept).
+fn largest_first(jobs: &mut [(usize, usize)], size: impl Fn((usize, usize)) -> u64) {
+    jobs.sort_by_key(|&j| std::cmp::Reverse(size(j)));
+}
+
 #[cfg(test)]
 mod test_support {
     use openstack_client::glance::GlanceClient;
@@ -513,6 +522,15 @@ mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_side_copies_start_largest_first() {
+        let sizes = [[128u64, 320, 160], [320, 96, 0]];
+        let mut jobs = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)];
+        largest_first(&mut jobs, |(g, i)| sizes[g][i]);
+        // Equal sizes keep their order.
+        assert_eq!(jobs, [(0, 1), (1, 0), (0, 2), (0, 0), (1, 1), (1, 2)]);
+    }
 
     fn target(section: &str) -> TargetConfig {
         let text = format!("[main]\nmaster_region = R\n[master]\n{section}");

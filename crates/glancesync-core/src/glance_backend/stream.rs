@@ -256,7 +256,7 @@ impl GlanceBackend {
             image: name.clone(),
         };
         let result = target_client
-            .upload(new_id, counting, Some(master.size))
+            .upload_chunked(new_id, counting, Some(master.size))
             .await;
         observer.finish(&full, &name, result.is_ok());
         if result.is_ok() {

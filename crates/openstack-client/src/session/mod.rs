@@ -24,6 +24,7 @@ mod transport;
 pub(crate) use auth::AuthState;
 pub use auth::TokenInfo;
 pub(crate) use request::{request_id, Body, RawResponse, Req};
+pub(crate) use transport::Framing;
 
 struct Inner {
     config: CloudConfig,

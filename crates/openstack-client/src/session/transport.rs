@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::io::AsyncRead;
@@ -24,6 +24,23 @@ use crate::error::{is_retryable_status, Error, Result};
 
 /// Frame size for streaming uploads (large frames keep the CPU cost per byte low).
 const UPLOAD_FRAME: usize = 1 << 20;
+
+/// Chunk size of a chunked upload: Glance reads its request body 64 KiB at
+/// a time, and a chunk of that size is taken off the socket with one
+/// `recv()` and no re-buffering of a surplus (a 1 MiB chunk, or a body of
+/// known length, is received in large reads whose rest the server copies
+/// again on every 64 KiB read).
+const CHUNKED_FRAME: usize = 64 << 10;
+
+/// How the body of a streaming upload is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length` (when the size is known), 1 MiB frames.
+    Length,
+    /// `Transfer-Encoding: chunked` in 64 KiB chunks, the size (when known)
+    /// only in `x-openstack-image-size`: what python-glanceclient sends.
+    Chunked,
+}
 
 impl Session {
     fn builder(&self, req: &Req, token: Option<&AuthState>) -> Result<reqwest::RequestBuilder> {
@@ -341,6 +358,7 @@ impl Session {
         req: Req,
         reader: R,
         size: Option<u64>,
+        framing: Framing,
     ) -> Result<RawResponse>
     where
         R: AsyncRead + Send + 'static,
@@ -353,19 +371,40 @@ impl Session {
         let started = Instant::now();
         let progress = Arc::new(Progress::new());
         let p = progress.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, UPLOAD_FRAME).inspect_ok(
-            move |chunk| {
+        let frame = match framing {
+            Framing::Length => UPLOAD_FRAME,
+            Framing::Chunked => CHUNKED_FRAME,
+        };
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(reader, frame).inspect_ok(move |chunk| {
                 p.advance(chunk.len() as u64);
-            },
-        );
+            });
+        // A chunked body has no length for the HTTP stack to enforce: a
+        // source that ends short of (or beyond) the announced size fails the
+        // body, so the request breaks off without its last chunk and the
+        // server never takes the data as complete.
+        let announced = size.filter(|_| framing == Framing::Chunked);
+        let counted = progress.clone();
+        let stream = stream
+            .chain(futures::stream::once(async move {
+                match announced {
+                    Some(n) if counted.bytes() != n => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("the source gave {} bytes, {n} announced", counted.bytes()),
+                    )),
+                    _ => Ok(Bytes::new()),
+                }
+            }))
+            .try_filter(|chunk| futures::future::ready(!chunk.is_empty()));
         let mut rb = self
             .builder(&req, Some(&state))?
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream));
         if let Some(n) = size {
-            rb = rb
-                .header(CONTENT_LENGTH, n)
-                .header("x-openstack-image-size", n);
+            if framing == Framing::Length {
+                rb = rb.header(CONTENT_LENGTH, n);
+            }
+            rb = rb.header("x-openstack-image-size", n);
         }
         let send = async {
             let resp = rb.send().await?;
