@@ -12,8 +12,8 @@
 use std::path::Path;
 
 use cloud_test_support::leaks::{
-    assert_token_used, keystone_with_failing_glance, os_env_with_password, refusing_keystone,
-    unreachable_keystone, Binary, PASSWORD, TOKEN,
+    assert_token_used, keystone_with_failing_glance, malformed_clouds_yamls, os_env_with_password,
+    refusing_keystone, unreachable_keystone, Binary, PASSWORD, TOKEN,
 };
 
 const GE_IMAGE: Binary = Binary {
@@ -54,22 +54,16 @@ async fn run_commands(dir: &Path, env: &[(&str, String)], expect: &str) {
 #[tokio::test]
 async fn malformed_clouds_yaml_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [
-        format!("clouds:\n  bad:\n    auth: {PASSWORD}\n"),
-        format!("clouds:\n  bad:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      password: [{PASSWORD}\n"),
-        format!("clouds:\n  bad:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      password: {PASSWORD}\n    api_timeout: {PASSWORD}\n"),
-        format!("clouds: {PASSWORD}\n"),
-    ];
-    for (i, yaml) in cases.iter().enumerate() {
-        let case = dir.path().join(format!("case{i}"));
-        std::fs::create_dir_all(&case).unwrap();
-        let file = case.join("clouds.yaml");
-        std::fs::write(&file, yaml).unwrap();
+    for (case, file) in malformed_clouds_yamls(dir.path()) {
         let env = [("OS_CLIENT_CONFIG_FILE", file.display().to_string())];
         for args in COMMANDS {
             let args: Vec<&str> = args.iter().copied().chain(["--os-cloud", "bad"]).collect();
             let stderr = run_clean(&case, &env, &args).await;
-            assert!(stderr.contains("clouds.yaml"), "case {i}: {stderr}");
+            assert!(
+                stderr.contains("clouds.yaml"),
+                "{}: {stderr}",
+                case.display()
+            );
         }
     }
 }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use cloud_test_support::leaks::{
     assert_cmdlines_free, assert_token_used, closed_port, environ, keystone_token_services,
-    keystone_with_failing_glance, os_env_with_password, parent, refusing_keystone,
-    unreachable_keystone, Binary, PASSWORD, TOKEN,
+    keystone_with_failing_glance, malformed_clouds_yamls, os_env_with_password, parent,
+    refusing_keystone, unreachable_keystone, Binary, PASSWORD, TOKEN,
 };
 
 use wiremock::matchers::{method, path};
@@ -188,17 +188,7 @@ async fn malformed_config_ini_is_reported_without_the_password() {
 #[tokio::test]
 async fn malformed_clouds_yaml_is_reported_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [
-        format!("clouds:\n  bad:\n    auth: {PASSWORD}\n"),
-        format!("clouds:\n  bad:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      password: [{PASSWORD}\n"),
-        format!("clouds:\n  bad:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n      password: {PASSWORD}\n    api_timeout: {PASSWORD}\n"),
-        format!("clouds: {PASSWORD}\n"),
-    ];
-    for (i, yaml) in cases.iter().enumerate() {
-        let case = dir.path().join(format!("case{i}"));
-        std::fs::create_dir_all(&case).unwrap();
-        let file = case.join("clouds.yaml");
-        std::fs::write(&file, yaml).unwrap();
+    for (case, file) in malformed_clouds_yamls(dir.path()) {
         let env = [
             ("OS_CLIENT_CONFIG_FILE", file.display().to_string()),
             ("OS_CLOUD", "bad".to_string()),
@@ -206,11 +196,19 @@ async fn malformed_clouds_yaml_is_reported_without_the_password() {
         for (j, args) in build_commands().into_iter().enumerate() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let stderr = run(&case.join(format!("cmd{j}")), &env, &args, false).await;
-            assert!(stderr.contains("clouds.yaml"), "case {i}: {stderr}");
+            assert!(
+                stderr.contains("clouds.yaml"),
+                "{}: {stderr}",
+                case.display()
+            );
         }
         // The himlarcli commands take OS_CLOUD too (no -c given).
         let stderr = run(&case.join("list"), &env, &["list"], false).await;
-        assert!(stderr.contains("clouds.yaml"), "case {i}: {stderr}");
+        assert!(
+            stderr.contains("clouds.yaml"),
+            "{}: {stderr}",
+            case.display()
+        );
     }
 }
 

@@ -296,6 +296,30 @@ impl Binary<'_> {
     }
 }
 
+/// Four `clouds.yaml` files malformed around [`PASSWORD`] (their cloud
+/// `bad`: `auth` a scalar, an unclosed flow sequence, a string where a
+/// number belongs, `clouds` a scalar), each written as
+/// `dir/case<i>/clouds.yaml`; returns the case directories and the files.
+pub fn malformed_clouds_yamls(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let auth = "auth:\n      auth_url: http://127.0.0.1:1/v3\n      password:";
+    [
+        format!("clouds:\n  bad:\n    auth: {PASSWORD}\n"),
+        format!("clouds:\n  bad:\n    {auth} [{PASSWORD}\n"),
+        format!("clouds:\n  bad:\n    {auth} {PASSWORD}\n    api_timeout: {PASSWORD}\n"),
+        format!("clouds: {PASSWORD}\n"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, yaml)| {
+        let case = dir.join(format!("case{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let file = case.join("clouds.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        (case, file)
+    })
+    .collect()
+}
+
 /// A mocked Keystone refusing every login (`POST /v3/auth/tokens`: 401);
 /// its auth URL is `<uri>/v3`.
 pub async fn refusing_keystone() -> wiremock::MockServer {
