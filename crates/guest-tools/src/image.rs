@@ -202,6 +202,45 @@ pub fn create_overlay(base: &ImageInfo, overlay: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Create a qcow2 overlay of `size` bytes on the raw NBD export `export`
+/// served on the unix socket `socket` (not opened now: the server may
+/// change what it serves until the overlay is used).
+pub fn create_nbd_overlay(socket: &Path, export: &str, size: u64, overlay: &Path) -> Result<()> {
+    let sock = socket.to_string_lossy();
+    let plain = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    };
+    if !plain(&sock) || !plain(export) {
+        return Err(Error::NotADisk {
+            path: socket.to_path_buf(),
+            reason: format!(
+                "NBD socket path and export ({export}) must be plain (letters, digits, /._-+) to go in a URI"
+            ),
+        });
+    }
+    let uri = format!("nbd+unix:///{export}?socket={sock}");
+    let size = size.to_string();
+    run(
+        "qemu-img",
+        &[
+            os("create"),
+            os("-q"),
+            os("-f"),
+            os("qcow2"),
+            os("-u"),
+            os("-F"),
+            os("raw"),
+            os("-b"),
+            os(&uri),
+            overlay.as_os_str(),
+            os(&size),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Create an empty qcow2 disk of `size` bytes.
 pub fn create_qcow2(path: &Path, size: u64) -> Result<()> {
     let size = size.to_string();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Error, GfsContext, Result};
-use crate::worker::{mount_os, Worker};
+use crate::worker::{mount_os, Step, Worker};
 
 /// A filesystem found in the image.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -76,10 +76,18 @@ pub struct Inspection {
     pub applications: Vec<Application>,
 }
 
-/// Find the root, or explain precisely why there is none.
+/// Find the root, or explain precisely why there is none: the quick path
+/// for a plain Debian root (see `quick_inspect`), else libguestfs's
+/// `inspect_os`.
 pub(crate) fn ensure_root(w: &mut Worker) -> Result<String> {
+    ensure_root_with(w, false)
+}
+
+fn ensure_root_with(w: &mut Worker, full: bool) -> Result<String> {
     if let Some(r) = &w.root {
-        return Ok(r.clone());
+        if !full || w.quick.is_none() {
+            return Ok(r.clone());
+        }
     }
     let fss = w.g.list_filesystems().ctx(|| "list filesystems".into())?;
     if let Some((dev, _)) = fss
@@ -91,6 +99,19 @@ pub(crate) fn ensure_root(w: &mut Worker) -> Result<String> {
             what: format!("LUKS/BitLocker on {dev}"),
         });
     }
+    if !full {
+        if let Some(q) = crate::quick_inspect::quick_root(&w.g, &fss)? {
+            w.report(
+                Step::Inspect,
+                format!("{}: a plain Debian root, read from its files", q.root),
+            );
+            w.root = Some(q.root.clone());
+            w.mounts = q.mounts.clone();
+            w.quick = Some(q);
+            return Ok(w.quick.as_ref().map(|q| q.root.clone()).unwrap_or_default());
+        }
+    }
+    w.quick = None;
     let roots = w.g.inspect_os().ctx(|| "inspect OS".into())?;
     let Some(root) = roots.first().cloned() else {
         let parts = w.g.list_partitions().ctx(|| "list partitions".into())?;
@@ -147,12 +168,21 @@ fn init_system(w: &Worker) -> String {
     "unknown".into()
 }
 
-pub(crate) fn inspect(w: &mut Worker) -> Result<Inspection> {
-    let root = ensure_root(w)?;
+/// Inspect the guest: the quick path's facts when it applied, else
+/// libguestfs's (`full`: always libguestfs's, the reference the quick path
+/// is checked against).
+pub(crate) fn inspect(w: &mut Worker, full: bool) -> Result<Inspection> {
+    let root = ensure_root_with(w, full)?;
+    let quick = w.quick.clone();
     let g = &w.g;
     let s = |r: std::result::Result<String, guestfs::Error>| r.unwrap_or_default();
-    let major = g.inspect_get_major_version(&root).unwrap_or(0);
-    let minor = g.inspect_get_minor_version(&root).unwrap_or(0);
+    let (major, minor) = match &quick {
+        Some(q) => (q.major, q.minor),
+        None => (
+            g.inspect_get_major_version(&root).unwrap_or(0),
+            g.inspect_get_minor_version(&root).unwrap_or(0),
+        ),
+    };
     let mountpoints: BTreeMap<String, String> = w
         .mounts
         .iter()
@@ -176,46 +206,77 @@ pub(crate) fn inspect(w: &mut Worker) -> Result<Inspection> {
         .collect();
     filesystems.sort_by(|a, b| a.device.cmp(&b.device));
     mount_os(g, &w.mounts, true)?;
-    let apps = g
-        .inspect_list_applications2(&root)
-        .ctx(|| "list applications".into());
+    let apps = match &quick {
+        Some(_) => crate::quick_inspect::dpkg_applications(g),
+        None => g
+            .inspect_list_applications2(&root)
+            .ctx(|| "list applications".into())
+            .map(|apps| {
+                apps.into_iter()
+                    .map(|a| Application {
+                        version: if a.app2_release.is_empty() {
+                            a.app2_version
+                        } else {
+                            format!("{}-{}", a.app2_version, a.app2_release)
+                        },
+                        name: a.app2_name,
+                        epoch: a.app2_epoch,
+                        arch: a.app2_arch,
+                    })
+                    .collect()
+            }),
+    };
     let init = init_system(w);
-    let hostname = s(g.inspect_get_hostname(&root));
-    let format = s(g.inspect_get_format(&root));
+    let (hostname, format) = match &quick {
+        Some(q) => (q.hostname.clone(), "installed".to_string()),
+        None => (
+            s(g.inspect_get_hostname(&root)),
+            s(g.inspect_get_format(&root)),
+        ),
+    };
     g.umount_all().ctx(|| "unmount".into())?;
     // A guest without a package database (a minimal or broken root) still
     // inspects: report no applications instead of failing.
-    let apps = apps.unwrap_or_else(|e| {
+    let applications = apps.unwrap_or_else(|e| {
         tracing::warn!("cannot list installed applications: {e}");
         Vec::new()
     });
-    let applications = apps
-        .into_iter()
-        .map(|a| Application {
-            version: if a.app2_release.is_empty() {
-                a.app2_version
-            } else {
-                format!("{}-{}", a.app2_version, a.app2_release)
-            },
-            name: a.app2_name,
-            epoch: a.app2_epoch,
-            arch: a.app2_arch,
-        })
-        .collect();
+    let (os_type, distro, product_name, arch, package_format, package_management, osinfo) =
+        match quick {
+            // What inspect_os reports for a Debian root.
+            Some(q) => (
+                "linux".to_string(),
+                "debian".to_string(),
+                q.product_name,
+                q.arch,
+                "deb".to_string(),
+                "apt".to_string(),
+                format!("debian{major}"),
+            ),
+            None => (
+                s(g.inspect_get_type(&root)),
+                s(g.inspect_get_distro(&root)),
+                s(g.inspect_get_product_name(&root)),
+                s(g.inspect_get_arch(&root)),
+                s(g.inspect_get_package_format(&root)),
+                s(g.inspect_get_package_management(&root)),
+                s(g.inspect_get_osinfo(&root)),
+            ),
+        };
     Ok(Inspection {
-        os_type: s(g.inspect_get_type(&root)),
-        distro: s(g.inspect_get_distro(&root)),
-        product_name: s(g.inspect_get_product_name(&root)),
+        os_type,
+        distro,
+        product_name,
         version: format!("{major}.{minor}"),
         major_version: major,
         minor_version: minor,
-        arch: s(g.inspect_get_arch(&root)),
+        arch,
         hostname,
-        package_format: s(g.inspect_get_package_format(&root)),
-        package_management: s(g.inspect_get_package_management(&root)),
+        package_format,
+        package_management,
         init_system: init,
         format,
-        osinfo: s(g.inspect_get_osinfo(&root)),
+        osinfo,
         mountpoints,
         filesystems,
         applications,

@@ -23,6 +23,7 @@ mod error;
 mod image;
 mod inspect;
 mod prepare;
+mod quick_inspect;
 mod session;
 mod shrink;
 mod size;
@@ -32,10 +33,11 @@ mod worker;
 pub use accel::{probe_kvm, Accel, PROBE_TIMEOUT};
 pub use error::{Error, Result};
 pub use image::{
-    check_input, convert, create_overlay, create_qcow2, info, Compression, ImageInfo, OutputFormat,
+    check_input, convert, create_nbd_overlay, create_overlay, create_qcow2, info, Compression,
+    ImageInfo, OutputFormat,
 };
 pub use inspect::{Application, FilesystemInfo, Inspection};
-pub use prepare::{inspect, prepare, PrepareOptions, PrepareReport};
+pub use prepare::{inspect, prepare, prepare_live, LiveDisk, PrepareOptions, PrepareReport};
 pub use session::Session;
 pub use shrink::ShrinkReport;
 pub use size::{human, parse_size, target_size_for, GIB, MIB, RULE_SIZES};

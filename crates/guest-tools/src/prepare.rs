@@ -90,13 +90,64 @@ pub async fn prepare(
     opts: PrepareOptions,
     progress: Option<ProgressSender>,
 ) -> Result<PrepareReport> {
-    let start = Instant::now();
     send(
         &progress,
         Step::Check,
         format!("checking {}", input.display()),
     );
     let info = image::check_input(input)?;
+    run(input, None, info, output, opts, progress, async { true }).await
+}
+
+/// A disk served read-only over NBD by the QEMU that runs it (or ran it and
+/// stays, its guest stopped): `local-vm`'s `export_disk`.
+#[derive(Debug, Clone)]
+pub struct LiveDisk {
+    /// The disk's own file: its virtual size is read from it (`-U`), it is
+    /// never opened otherwise.
+    pub path: PathBuf,
+    /// The NBD server's unix socket.
+    pub socket: PathBuf,
+    /// The export's name.
+    pub export: String,
+}
+
+/// [`prepare`] a disk whose VM still runs: the appliance boots at once on
+/// an overlay of the NBD export (so its launch overlaps the VM's work),
+/// then waits for `stopped` (the guest powered off; `false`: it did not, an
+/// error) and drops every cached block of its devices before reading the
+/// guest (what it read at boot may have changed since). Everything after
+/// is [`prepare`]'s. The export must be served until this returns.
+#[tracing::instrument(skip_all, fields(input = %disk.path.display(), output = %output.display()))]
+pub async fn prepare_live(
+    disk: LiveDisk,
+    output: &Path,
+    opts: PrepareOptions,
+    progress: Option<ProgressSender>,
+    stopped: impl std::future::Future<Output = bool>,
+) -> Result<PrepareReport> {
+    send(
+        &progress,
+        Step::Check,
+        format!("checking {} (served over NBD)", disk.path.display()),
+    );
+    let info = image::info(&disk.path)?;
+    let input = disk.path.clone();
+    run(&input, Some(&disk), info, output, opts, progress, stopped).await
+}
+
+/// The pipeline after the input's checks: `live` set, the overlay sits on
+/// its NBD export and the work waits for `stopped`.
+async fn run(
+    input: &Path,
+    live: Option<&LiveDisk>,
+    info: image::ImageInfo,
+    output: &Path,
+    opts: PrepareOptions,
+    progress: Option<ProgressSender>,
+    stopped: impl std::future::Future<Output = bool>,
+) -> Result<PrepareReport> {
+    let start = Instant::now();
     if let (Ok(a), Ok(b)) = (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
         if a == b {
             return Err(Error::NotADisk {
@@ -117,7 +168,10 @@ pub async fn prepare(
             source: e,
         })?;
     let overlay = tmp.path().join("overlay.qcow2");
-    image::create_overlay(&info, &overlay)?;
+    match live {
+        Some(l) => image::create_nbd_overlay(&l.socket, &l.export, info.virtual_size, &overlay)?,
+        None => image::create_overlay(&info, &overlay)?,
+    }
     let mut drives = vec![Drive {
         path: overlay,
         format: Some("qcow2".into()),
@@ -152,6 +206,29 @@ pub async fn prepare(
     )
     .await?;
     let result = async {
+        if live.is_some() {
+            if !stopped.await {
+                return Err(Error::NotADisk {
+                    path: input.to_path_buf(),
+                    reason: "its VM did not stop".into(),
+                });
+            }
+            send(
+                &progress,
+                Step::Check,
+                "the VM stopped: dropping the appliance's cached blocks".into(),
+            );
+            session
+                .with_handle(|g| {
+                    let mut devs = g.list_devices()?;
+                    devs.extend(g.list_partitions()?);
+                    for d in &devs {
+                        g.blockdev_flushbufs(d)?;
+                    }
+                    g.drop_caches(3)
+                })
+                .await?;
+        }
         let inspection = session.inspect().await?;
         let sysprep = session.sysprep(opts.sysprep.clone()).await?;
         let shrink = if opts.shrink {

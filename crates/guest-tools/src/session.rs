@@ -102,7 +102,19 @@ impl Session {
         self.call(|w| {
             let _s = tracing::info_span!("inspect").entered();
             w.report(Step::Inspect, "inspecting the guest");
-            crate::inspect::inspect(w)
+            crate::inspect::inspect(w, false)
+        })
+        .await
+    }
+
+    /// Inspect with libguestfs's `inspect_os` even where the quick path
+    /// (a plain Debian root, read from its files) applies: the reference
+    /// [`Session::inspect`] is checked against. Also remembers the root.
+    pub async fn inspect_full(&self) -> Result<Inspection> {
+        self.call(|w| {
+            let _s = tracing::info_span!("inspect_full").entered();
+            w.report(Step::Inspect, "inspecting the guest (inspect_os)");
+            crate::inspect::inspect(w, true)
         })
         .await
     }
@@ -111,7 +123,7 @@ impl Session {
     pub async fn sysprep(&self, opts: SysprepOptions) -> Result<Vec<OperationResult>> {
         self.call(move |w| {
             let _s = tracing::info_span!("sysprep").entered();
-            let root = crate::inspect::ensure_root(w)?;
+            crate::inspect::ensure_root(w)?;
             let mounts = w.mounts.clone();
             mount_os(&w.g, &mounts, false)?;
             let mut results = Vec::new();
@@ -120,7 +132,7 @@ impl Session {
                 .filter(|o| opts.operations.contains(o.name))
             {
                 let _s = tracing::info_span!("operation", name = op.name).entered();
-                let r = sysprep::run_operation(&w.g, op, &opts, &root)?;
+                let r = sysprep::run_operation(&w.g, op, &opts, &mounts)?;
                 w.report(
                     Step::Sysprep,
                     format!("{}: {} changed", op.name, r.changed.len()),

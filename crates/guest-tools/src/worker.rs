@@ -78,6 +78,8 @@ pub(crate) struct Worker {
     pub(crate) drive_sizes: Vec<u64>,
     pub(crate) root: Option<String>,
     pub(crate) mounts: HashMap<String, String>,
+    /// Set when the quick path found the root (no `inspect_os` ran).
+    pub(crate) quick: Option<crate::quick_inspect::QuickFacts>,
     progress: Option<ProgressSender>,
 }
 
@@ -123,6 +125,7 @@ pub(crate) fn launch(opts: &SessionOptions, progress: Option<ProgressSender>) ->
         drive_sizes: Vec::new(),
         root: None,
         mounts: HashMap::new(),
+        quick: None,
         progress,
     };
     w.report(

@@ -395,7 +395,14 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
             tcp_ports: Vec::new(),
         };
         eprintln!("ge-image: booting {name} from {} ({base_id})", base.image);
-        let vm = self.backend.boot(&spec, ledger).await?;
+        // With prepare, a backend that can serve the running VM's disk lets
+        // the prepare appliance boot beside the build (its launch overlaps
+        // the VM's boot and create.sh) and read the disk once the VM stopped.
+        let vm = if self.settings.prepare {
+            self.backend.boot_exporting_disk(&spec, ledger).await?
+        } else {
+            self.backend.boot(&spec, ledger).await?
+        };
         state.vm = Some(vm.id().to_string());
         state.base = Some(os.to_string());
         state.backend = Some(if local {
@@ -404,88 +411,58 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
             crate::BackendKind::Openstack
         });
         folder.save_state(&state)?;
-        let boot_timeout = Duration::from_secs(self.settings.boot_timeout_secs);
-        let addr = self.backend.wait_ready(&vm, boot_timeout).await?;
-        key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
-        let target = SshTarget {
-            host: addr.ssh_host.clone(),
-            port: addr.ssh_port,
-            user: base.user.clone(),
-            key: key.key.clone(),
-        };
-        let session =
-            wait_for_ssh(&target, &key.known_hosts, wait_policy(self.settings, local)).await?;
-        eprintln!("ge-image: {name} answers at {}; running create.sh", addr.ip);
-        if let Some(data) = folder.data() {
-            session
-                .upload(UploadSource::File(&data), "data.tgz", 0o600)
-                .await?;
-        }
-        session
-            .upload(
-                UploadSource::File(&folder.create_script()),
-                "create.sh",
-                0o700,
-            )
-            .await?;
-        let log = folder.create_log();
-        let follower = self.verbose.then(|| follow_log(log.clone()));
-        let outcome = session
-            .run(
-                "./create.sh",
-                &RunOptions {
-                    pty: base.sudo_pty,
-                    env: Vec::new(),
-                    log: Some(log.clone()),
-                    timeout: Some(Duration::from_secs(self.settings.create_timeout_secs)),
-                },
-            )
-            .await;
-        if let Some(f) = follower {
-            let _ = f.send(());
-        }
-        let outcome = outcome?;
-        let _ = session.close().await;
-        if !outcome.success() {
-            return Err(Error::ScriptFailed {
-                script: "create.sh",
-                outcome: outcome.to_string(),
-                tail: log_tail(&log, TAIL_LINES),
-                log,
-            });
-        }
-        eprintln!("ge-image: create.sh done; powering off");
-        self.backend
-            .power_off(&vm, Duration::from_secs(180))
-            .await?;
         let work = folder.work_dir()?;
-        // Prepare reads the stopped VM's own disk when the backend has it as
-        // a local file (no snapshot copy); otherwise the snapshot first.
-        let in_place = if self.settings.prepare {
-            self.backend.local_disk(&vm)
+        let live = if self.settings.prepare {
+            self.backend.live_disk(&vm)
         } else {
             None
         };
-        let upload_file = match in_place {
-            Some(disk) => {
-                let prepared = self.prepare_disk(&disk, &work, ledger).await?;
+        let upload_file = match live {
+            Some(live) => {
+                let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+                let build = async {
+                    self.build(&vm, base, key, local).await?;
+                    let _ = stopped_tx.send(());
+                    Ok::<_, Error>(())
+                };
+                let prepare =
+                    self.prepare_live(live, &work, ledger, async { stopped_rx.await.is_ok() });
+                let ((), prepared) = tokio::try_join!(build, prepare)?;
                 self.backend.delete(vm, ledger).await?;
                 prepared
             }
             None => {
-                eprintln!("ge-image: snapshotting {name}");
-                let snapshot = work.join(format!("{name}-snapshot.qcow2"));
-                let snapshot = self
-                    .backend
-                    .snapshot_to_file(&vm, &snapshot, ledger)
-                    .await?;
-                self.backend.delete(vm, ledger).await?;
-                if self.settings.prepare {
-                    let prepared = self.prepare_disk(&snapshot, &work, ledger).await?;
-                    drop_file(ledger, &snapshot)?;
-                    prepared
+                self.build(&vm, base, key, local).await?;
+                // Prepare reads the stopped VM's own disk when the backend
+                // has it as a local file (no snapshot copy); otherwise the
+                // snapshot first.
+                let in_place = if self.settings.prepare {
+                    self.backend.local_disk(&vm)
                 } else {
-                    snapshot
+                    None
+                };
+                match in_place {
+                    Some(disk) => {
+                        let prepared = self.prepare_disk(&disk, &work, ledger).await?;
+                        self.backend.delete(vm, ledger).await?;
+                        prepared
+                    }
+                    None => {
+                        eprintln!("ge-image: snapshotting {name}");
+                        let snapshot = work.join(format!("{name}-snapshot.qcow2"));
+                        let snapshot = self
+                            .backend
+                            .snapshot_to_file(&vm, &snapshot, ledger)
+                            .await?;
+                        self.backend.delete(vm, ledger).await?;
+                        if self.settings.prepare {
+                            let prepared = self.prepare_disk(&snapshot, &work, ledger).await?;
+                            drop_file(ledger, &snapshot)?;
+                            prepared
+                        } else {
+                            snapshot
+                        }
+                    }
                 }
             }
         };
@@ -538,6 +515,108 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
             }
         }
         Ok((rc_id, test, replaced))
+    }
+
+    /// The build on the booted VM: wait for SSH, upload `data.tgz` and
+    /// `create.sh`, run it (output to `create.log`), power the VM off.
+    async fn build(&self, vm: &B::Vm, base: &Base, key: &RunKey, local: bool) -> Result<()> {
+        let folder = self.folder;
+        let name = folder.name();
+        let boot_timeout = Duration::from_secs(self.settings.boot_timeout_secs);
+        let addr = self.backend.wait_ready(vm, boot_timeout).await?;
+        key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
+        let target = SshTarget {
+            host: addr.ssh_host.clone(),
+            port: addr.ssh_port,
+            user: base.user.clone(),
+            key: key.key.clone(),
+        };
+        let session =
+            wait_for_ssh(&target, &key.known_hosts, wait_policy(self.settings, local)).await?;
+        eprintln!("ge-image: {name} answers at {}; running create.sh", addr.ip);
+        if let Some(data) = folder.data() {
+            session
+                .upload(UploadSource::File(&data), "data.tgz", 0o600)
+                .await?;
+        }
+        session
+            .upload(
+                UploadSource::File(&folder.create_script()),
+                "create.sh",
+                0o700,
+            )
+            .await?;
+        let log = folder.create_log();
+        let follower = self.verbose.then(|| follow_log(log.clone()));
+        let outcome = session
+            .run(
+                "./create.sh",
+                &RunOptions {
+                    pty: base.sudo_pty,
+                    env: Vec::new(),
+                    log: Some(log.clone()),
+                    timeout: Some(Duration::from_secs(self.settings.create_timeout_secs)),
+                },
+            )
+            .await;
+        if let Some(f) = follower {
+            let _ = f.send(());
+        }
+        let outcome = outcome?;
+        let _ = session.close().await;
+        if !outcome.success() {
+            return Err(Error::ScriptFailed {
+                script: "create.sh",
+                outcome: outcome.to_string(),
+                tail: log_tail(&log, TAIL_LINES),
+                log,
+            });
+        }
+        eprintln!("ge-image: create.sh done; powering off");
+        self.backend.power_off(vm, Duration::from_secs(180)).await?;
+        Ok(())
+    }
+
+    /// `prepare` the disk of a VM that still runs (see
+    /// `guest_tools::prepare_live`: the appliance boots now, reads the disk
+    /// once `stopped` says the VM stopped) into
+    /// `<work>/<name>-prepared.qcow2`, recorded in the ledger first.
+    async fn prepare_live(
+        &self,
+        live: guest_tools::LiveDisk,
+        work: &Path,
+        ledger: &ResourceLedger,
+        stopped: impl std::future::Future<Output = bool>,
+    ) -> Result<PathBuf> {
+        let prepared = work.join(format!("{}-prepared.qcow2", self.folder.name()));
+        let k = ledger.intent(
+            ResourceKind::File,
+            &prepared.display().to_string(),
+            "local-file",
+            None,
+        )?;
+        let opts = guest_tools::PrepareOptions {
+            shrink: true,
+            ..Default::default()
+        };
+        let disk = live.path.clone();
+        let stopped = async {
+            let ok = stopped.await;
+            if ok {
+                eprintln!("ge-image: preparing the disk (sysprep, shrink, sparsify)");
+            }
+            ok
+        };
+        let report = guest_tools::prepare_live(live, &prepared, opts, None, stopped)
+            .await
+            .map_err(|source| Error::GuestTools {
+                action: "preparing",
+                path: disk,
+                source: Box::new(source),
+            })?;
+        ledger.created(k, &prepared.display().to_string())?;
+        tracing::info!(seconds = report.seconds, "prepared");
+        Ok(prepared)
     }
 
     /// `prepare` `disk` (sysprep, shrink, sparsify in one appliance; `disk`

@@ -28,5 +28,5 @@ pub use guest_tools::{Accel, OutputFormat};
 pub use ledger::{Ledger, LedgerRecord};
 pub use vm::{
     credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection, LocalVm,
-    ShutdownOutcome, QEMU,
+    ShutdownOutcome, NBD_EXPORT, QEMU,
 };

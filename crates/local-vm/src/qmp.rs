@@ -157,6 +157,25 @@ impl QmpClient {
     /// Events received meanwhile are logged and skipped.
     pub async fn execute(&mut self, command: &str) -> Result<Value> {
         self.send(command).await?;
+        self.answer(command).await
+    }
+
+    /// Execute `command` with `arguments` (a JSON object) and return its
+    /// `return` value.
+    pub async fn execute_with(&mut self, command: &str, arguments: Value) -> Result<Value> {
+        tracing::debug!(command, %arguments, "QMP command");
+        let mut line =
+            serde_json::json!({ "execute": command, "arguments": arguments }).to_string();
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| qmp_err(&self.socket, format!("send `{command}`: {e}")))?;
+        self.answer(command).await
+    }
+
+    /// Read until the answer to `command`, skipping events.
+    async fn answer(&mut self, command: &str) -> Result<Value> {
         loop {
             match self.read_message().await? {
                 Some(Message::Return(v)) => return Ok(v),

@@ -38,6 +38,7 @@ fn spec(name: &str, base: &Path, work: &Path, key: Option<(String, String)>) -> 
         forward_ports: Vec::new(),
         key_injection: KeyInjection::Guestfs,
         guest_forwards: Vec::new(),
+        export_disk: false,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Running one operation inside the mounted guest.
 
+use std::collections::HashMap;
+
 use guestfs::Handle;
 
 use super::selinux::{selinux_plan, SelinuxPlan};
@@ -9,12 +11,13 @@ use crate::error::{GfsContext, Result};
 /// Directories searched by `backup-files` (plus every home directory).
 const BACKUP_DIRS: &[&str] = &["/etc", "/root", "/srv", "/tmp", "/var"];
 
-/// Run one operation on the mounted OS. `root` is the inspected root device.
+/// Run one operation on the mounted OS. `mounts` are the guest's
+/// mountpoints (mountpoint → device), as inspection found them.
 pub(crate) fn run_operation(
     g: &Handle,
     op: &Operation,
     opts: &SysprepOptions,
-    root: &str,
+    mounts: &HashMap<String, String>,
 ) -> Result<OperationResult> {
     let mut changed = Vec::new();
     match op.action {
@@ -161,9 +164,6 @@ pub(crate) fn run_operation(
             let lvs = g.lvs().ctx(|| "lvm-uuids: list LVs".into())?;
             if !lvs.is_empty() {
                 // PV/VG UUIDs can only change while no LV is active.
-                let mounts = g
-                    .inspect_get_mountpoints(root)
-                    .ctx(|| "lvm-uuids: mountpoints".into())?;
                 g.umount_all().ctx(|| "lvm-uuids: unmount".into())?;
                 g.vg_activate_all(false)
                     .ctx(|| "lvm-uuids: deactivate VGs".into())?;
@@ -176,12 +176,12 @@ pub(crate) fn run_operation(
                     });
                 g.vg_activate_all(true)
                     .ctx(|| "lvm-uuids: activate VGs".into())?;
-                crate::worker::mount_os(g, &mounts, false)?;
+                crate::worker::mount_os(g, mounts, false)?;
                 r?;
                 changed.push("PV and VG UUIDs".into());
             }
         }
-        Action::FsUuids => changed = fs_uuids(g, root)?,
+        Action::FsUuids => changed = fs_uuids(g, mounts)?,
     }
     Ok(OperationResult {
         name: op.name,
@@ -329,10 +329,7 @@ fn edit_lines(g: &Handle, file: &str, mut f: impl FnMut(&str) -> Option<String>)
 
 /// `fs-uuids`: new random UUIDs for every ext2/3/4 filesystem and swap, with
 /// `/etc/fstab` and the GRUB configuration updated to match.
-fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
-    let mounts = g
-        .inspect_get_mountpoints(root)
-        .ctx(|| "fs-uuids: mountpoints".into())?;
+fn fs_uuids(g: &Handle, mounts: &HashMap<String, String>) -> Result<Vec<String>> {
     let fss = g
         .list_filesystems()
         .ctx(|| "fs-uuids: list filesystems".into())?;
@@ -370,7 +367,7 @@ fn fs_uuids(g: &Handle, root: &str) -> Result<Vec<String>> {
             .ctx(|| format!("fs-uuids: read UUID of {dev}"))?;
         changes.push((old, new));
     }
-    crate::worker::mount_os(g, &mounts, false)?;
+    crate::worker::mount_os(g, mounts, false)?;
     let mut changed = Vec::new();
     for file in [
         "/etc/fstab",

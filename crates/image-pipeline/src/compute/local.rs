@@ -225,6 +225,7 @@ impl LocalBackend {
         ledger: &ResourceLedger,
         guest_forwards: Vec<local_vm::GuestForward>,
         file: Option<&Path>,
+        export_disk: bool,
     ) -> Result<LocalVmHandle> {
         std::fs::create_dir_all(&self.options.work_dir)
             .map_err(io_err("creating", &self.options.work_dir))?;
@@ -252,6 +253,7 @@ impl LocalBackend {
             forward_ports: ports,
             key_injection: self.options.key_injection,
             guest_forwards,
+            export_disk,
         };
         let vm = local_vm::LocalVm::boot(boot, &self.vms)
             .await
@@ -349,7 +351,26 @@ impl ComputeBackend for LocalBackend {
     }
 
     async fn boot(&self, spec: &VmSpec, ledger: &ResourceLedger) -> Result<LocalVmHandle> {
-        self.boot_with(spec, ledger, Vec::new(), None).await
+        self.boot_with(spec, ledger, Vec::new(), None, false).await
+    }
+
+    /// QEMU serves the disk over NBD (`local-vm`'s `export_disk`) and stays
+    /// after the guest's power-off until the VM is deleted.
+    async fn boot_exporting_disk(
+        &self,
+        spec: &VmSpec,
+        ledger: &ResourceLedger,
+    ) -> Result<LocalVmHandle> {
+        self.boot_with(spec, ledger, Vec::new(), None, true).await
+    }
+
+    fn live_disk(&self, vm: &LocalVmHandle) -> Option<guest_tools::LiveDisk> {
+        let (socket, export) = vm.vm.nbd_export()?;
+        Some(guest_tools::LiveDisk {
+            path: vm.vm.overlay().to_path_buf(),
+            socket,
+            export: export.to_string(),
+        })
     }
 
     /// The tester VM reaches the tested one at [`PEER_GUEST_ADDR`] inside its
@@ -377,7 +398,7 @@ impl ComputeBackend for LocalBackend {
                 host: std::net::SocketAddrV4::new(host, port),
             })
             .collect();
-        let vm = self.boot_with(spec, ledger, forwards, None).await?;
+        let vm = self.boot_with(spec, ledger, forwards, None, false).await?;
         Ok((vm, IpAddr::V4(PEER_GUEST_ADDR)))
     }
 
@@ -439,7 +460,8 @@ impl ComputeBackend for LocalBackend {
         image: &Path,
         ledger: &ResourceLedger,
     ) -> Result<LocalVmHandle> {
-        self.boot_with(spec, ledger, Vec::new(), Some(image)).await
+        self.boot_with(spec, ledger, Vec::new(), Some(image), false)
+            .await
     }
 
     async fn console_log(&self, vm: &LocalVmHandle) -> Result<String> {

@@ -155,6 +155,26 @@ pub trait ComputeBackend: Send + Sync {
         None
     }
 
+    /// Boot like [`ComputeBackend::boot`], with the VM's disk readable
+    /// while it runs and after its guest powers off, until the VM is
+    /// deleted ([`ComputeBackend::live_disk`]), so that `prepare` starts its
+    /// appliance during the build. The default: a plain boot.
+    async fn boot_exporting_disk(
+        &self,
+        spec: &VmSpec,
+        ledger: &ResourceLedger,
+    ) -> Result<Self::Vm> {
+        self.boot(spec, ledger).await
+    }
+
+    /// The disk of a VM booted by [`ComputeBackend::boot_exporting_disk`],
+    /// as `guest_tools::prepare_live` reads it; `None` (the default) when
+    /// the backend does not serve it.
+    fn live_disk(&self, vm: &Self::Vm) -> Option<guest_tools::LiveDisk> {
+        let _ = vm;
+        None
+    }
+
     /// Whether [`ComputeBackend::boot_from_file`] boots local image files
     /// (the default: no, VMs boot Glance images only).
     fn boots_local_files(&self) -> bool {

@@ -17,7 +17,7 @@ use crate::qmp::QmpClient;
 
 use qemu::log_tail;
 use qemu::{free_port, read_banner, start_qemu, StartError};
-pub use spec::{credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection};
+pub use spec::{credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection, NBD_EXPORT};
 
 /// The emulator started for every VM.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -65,6 +65,8 @@ pub struct LocalVm {
     proc: SharedProc,
     ledger: WeakLedger,
     deleted: bool,
+    /// The NBD socket, when booted with [`BootSpec::export_disk`].
+    nbd_socket: Option<PathBuf>,
 }
 
 /// Removes a half-made VM directory unless disarmed (also when the boot
@@ -198,6 +200,17 @@ impl LocalVm {
             {
                 Ok(proc) => {
                     let pid = lock(&proc).pid();
+                    let nbd_socket = dir.join("nbd.sock");
+                    if spec.export_disk {
+                        if let Err(e) = export_disk(&qmp_socket, &nbd_socket).await {
+                            lock(&proc).kill();
+                            return Err(Error::Qemu {
+                                name,
+                                what: "could not export its disk over NBD".into(),
+                                detail: e.to_string(),
+                            });
+                        }
+                    }
                     ledger.record(
                         LedgerRecord {
                             name: name.clone(),
@@ -227,6 +240,7 @@ impl LocalVm {
                         proc,
                         ledger: ledger.downgrade(),
                         deleted: false,
+                        nbd_socket: spec.export_disk.then_some(nbd_socket),
                     });
                 }
                 Err(StartError::PortTaken(detail)) => {
@@ -286,6 +300,31 @@ impl LocalVm {
         lock(&self.proc).status().is_none()
     }
 
+    /// The NBD server's unix socket and export name of a VM booted with
+    /// [`BootSpec::export_disk`] (serving until the VM is deleted), else `None`.
+    pub fn nbd_export(&self) -> Option<(PathBuf, &'static str)> {
+        self.nbd_socket.clone().map(|s| (s, NBD_EXPORT))
+    }
+
+    /// Has the guest stopped? The process exited, or (with `-no-shutdown`,
+    /// [`BootSpec::export_disk`]) QMP reports the status `shutdown`.
+    async fn guest_stopped(&self) -> bool {
+        if !self.is_running() {
+            return true;
+        }
+        if self.nbd_socket.is_none() {
+            return false;
+        }
+        let status = async {
+            let mut q = QmpClient::connect(&self.qmp_socket, QMP_TIMEOUT).await?;
+            q.execute("query-status").await
+        };
+        match status.await {
+            Ok(v) => v.get("status").and_then(|s| s.as_str()) == Some("shutdown"),
+            Err(_) => !self.is_running(),
+        }
+    }
+
     /// Wait until the guest's SSH server answers on the forwarded port with
     /// an SSH-2 banner (returned). Fails when QEMU exits first
     /// ([`Error::DiedDuringBoot`]) or after `timeout` ([`Error::NotActive`]),
@@ -327,8 +366,8 @@ impl LocalVm {
         }
         match self.powerdown().await {
             Ok(()) => {
-                if self.wait_exit(timeout).await {
-                    tracing::info!("guest powered off");
+                if self.wait_stopped(timeout).await {
+                    tracing::info!(qemu_stays = self.is_running(), "guest powered off");
                     return Ok(ShutdownOutcome::PoweredOff);
                 }
                 tracing::warn!(?timeout, "guest did not power off in time: QMP quit");
@@ -361,6 +400,21 @@ impl LocalVm {
         let mut q = QmpClient::connect(&self.qmp_socket, QMP_TIMEOUT).await?;
         q.execute("system_powerdown").await?;
         Ok(())
+    }
+
+    /// Poll until the guest stopped (see [`LocalVm::guest_stopped`]) or
+    /// `timeout` passed; `true` if it stopped.
+    async fn wait_stopped(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.guest_stopped().await {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Poll until the process exited or `timeout` passed; `true` if it exited.
@@ -455,6 +509,29 @@ impl Drop for LocalVm {
     }
 }
 
+/// Start QEMU's NBD server on `nbd_socket` and export the VM's disk
+/// read-only as [`NBD_EXPORT`].
+async fn export_disk(qmp_socket: &Path, nbd_socket: &Path) -> Result<()> {
+    let mut q = QmpClient::connect(qmp_socket, QMP_TIMEOUT).await?;
+    q.execute_with(
+        "nbd-server-start",
+        serde_json::json!({
+            "addr": { "type": "unix", "data": { "path": nbd_socket.to_string_lossy() } }
+        }),
+    )
+    .await?;
+    q.execute_with(
+        "block-export-add",
+        serde_json::json!({
+            "type": "nbd", "id": NBD_EXPORT, "node-name": NBD_EXPORT,
+            "name": NBD_EXPORT, "writable": false
+        }),
+    )
+    .await?;
+    tracing::debug!(socket = %nbd_socket.display(), "disk exported over NBD");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::qemu::{is_ssh2_banner, netdev, qemu_escape};
@@ -472,6 +549,7 @@ mod tests {
             forward_ports: Vec::new(),
             key_injection: KeyInjection::Guestfs,
             guest_forwards: Vec::new(),
+            export_disk: false,
             accel: Accel::Tcg,
             authorized_key: None,
         }

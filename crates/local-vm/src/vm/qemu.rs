@@ -149,8 +149,13 @@ pub(super) async fn start_qemu(
     .arg(spec.cpus.to_string())
     .arg("-drive")
     .arg(format!(
-        "file={},format=qcow2,if=virtio,discard=unmap",
-        qemu_escape(overlay)
+        "file={},format=qcow2,if=virtio,discard=unmap{}",
+        qemu_escape(overlay),
+        if spec.export_disk {
+            format!(",node-name={}", super::spec::NBD_EXPORT)
+        } else {
+            String::new()
+        }
     ))
     .arg("-netdev")
     .arg(netdev(host, forwards, &spec.guest_forwards))
@@ -166,6 +171,10 @@ pub(super) async fn start_qemu(
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(stderr);
+    if spec.export_disk {
+        // The guest's power-off stops it; QEMU stays to serve the export.
+        cmd.arg("-no-shutdown");
+    }
     if let (Some((user, key)), KeyInjection::SystemdCredential) =
         (&spec.authorized_key, spec.key_injection)
     {

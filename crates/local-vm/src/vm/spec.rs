@@ -44,7 +44,17 @@ pub struct BootSpec {
     /// (QEMU user-mode `guestfwd`): for a tester VM reaching another local
     /// VM. Empty by default.
     pub guest_forwards: Vec<GuestForward>,
+    /// Serve the disk read-only over NBD (unix socket `<dir>/nbd.sock`,
+    /// export [`NBD_EXPORT`]) from the start, and keep QEMU (with the guest
+    /// stopped) after the guest powers off, until the VM is deleted: another
+    /// QEMU, a libguestfs appliance, reads the disk through this one's block
+    /// layer (coherent with the guest's writes) while the guest still runs
+    /// and after it stopped. See [`crate::LocalVm::nbd_export`]. Off by default.
+    pub export_disk: bool,
 }
+
+/// Name of the NBD export of a VM booted with [`BootSpec::export_disk`].
+pub const NBD_EXPORT: &str = "disk0";
 
 /// A guest-side address inside QEMU's user-mode network (10.0.2.0/24, never
 /// on the host) whose TCP port `port` leads to `host` on the host's loopback.
