@@ -39,7 +39,8 @@
 //!   [`identity::IdentityClient`] (`session.identity()`).
 //! * Glance ([`glance::GlanceClient`]): `images`/`list_images` (filters,
 //!   lazy pagination), `get_image`, `find_image`, `create_image`
-//!   ([`glance::CreateImage`]), `upload` (any `AsyncRead`, never replayed),
+//!   ([`glance::CreateImage`]), `upload` (any `AsyncRead`, never replayed;
+//!   `upload_chunked` sends it chunked, as python-glanceclient does),
 //!   `upload_file` and `upload_reopenable` (reopen the source and retry),
 //!   `stage`/`stage_file`,
 //!   `download`/`download_image` (verifying [`glance::ImageDownload`] stream),
