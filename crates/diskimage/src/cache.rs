@@ -10,9 +10,14 @@
 //!   a stage), written to a temporary name and renamed, so a reader never
 //!   sees a half-written snapshot;
 //! - `apt-lists/<distro>-<release>-<arch>/`: apt's package lists;
+//! - `apt/<distro>/`: diskimage-builder's shared apt cache (the `dpkg`
+//!   element's), and `apt-copies/<id>/` each running build's copy of it
+//!   ([`crate::apt_cache`]);
 //! - `locks/<name>.lock`: cross-process locks (`debs-<distro>-<release>-<arch>`
-//!   while a build writes into that package directory; `trees` shared while
-//!   a snapshot is read, exclusive while old snapshots are evicted).
+//!   while a build writes into that package directory; `dib-apt-<hash>`
+//!   while a build checks the shared apt cache out or in; `trees` shared
+//!   while a build reads or writes snapshots, exclusive while old
+//!   snapshots (and unfinished `.part` files) are deleted).
 //!
 //! The tree snapshots are evicted least recently used first (a restore or
 //! a link marks a snapshot used) once they take more than
