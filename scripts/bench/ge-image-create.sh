@@ -8,7 +8,8 @@
 #         shrink.py (guestfish e2fsck/resize2fs -M/tune2fs, qemu-img create,
 #         virt-resize --shrink), virt-sparsify, upload as <name>_rc.
 #   ours: ge-image create NAME --backend local (boot on an overlay, create.sh,
-#         poweroff, prepare of the stopped VM's overlay in one appliance,
+#         poweroff, prepare in one appliance booted beside the build VM and
+#         reading its disk over NBD once the guest stopped,
 #         upload + verify, and the test step: a second boot from the prepared
 #         file while the upload runs, then test.sh), which the peer does not do.
 #   ours --no-test: the same without the test step (what the peer does).
