@@ -1,6 +1,7 @@
 //! The whole create-pipeline tail in one appliance: inspect, sysprep, shrink,
 //! sparsify, then `qemu-img convert` to the output. The input is never modified
-//! (all writes go to a qcow2 overlay in a temporary directory next to the output).
+//! (all writes go to a qcow2 overlay in the directory `<output>.work`, removed
+//! at the end).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -160,8 +161,26 @@ async fn run(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The work directory is `<output>.work` (named after the output, so
+    // that whoever records the output can remove what a killed run left);
+    // a stale one from such a run is replaced.
+    let work_name = format!(
+        "{}.work",
+        output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "prepare".into())
+    );
+    let stale = out_dir.join(&work_name);
+    if stale.is_dir() {
+        std::fs::remove_dir_all(&stale).map_err(|e| Error::Io {
+            path: stale.clone(),
+            source: e,
+        })?;
+    }
     let tmp = tempfile::Builder::new()
-        .prefix(".ge-image-")
+        .prefix(&work_name)
+        .rand_bytes(0)
         .tempdir_in(&out_dir)
         .map_err(|e| Error::Io {
             path: out_dir.clone(),

@@ -516,9 +516,13 @@ pub fn release_local(record: &ResourceRecord) -> Result<bool> {
         }
         (ResourceKind::File, "local-file") => {
             let path = PathBuf::from(&record.name);
+            // A killed run's prepare appliance may still run on `.work`.
+            kill_qemu_using(&PathBuf::from(format!("{}.work", path.display())));
+            // `.part`: a conversion's output; `.work`: prepare's overlays.
             for p in [
                 path.clone(),
                 PathBuf::from(format!("{}.part", path.display())),
+                PathBuf::from(format!("{}.work", path.display())),
             ] {
                 let r = if p.is_dir() {
                     std::fs::remove_dir_all(&p)
@@ -643,8 +647,12 @@ mod tests {
             region: None,
         };
         assert!(!release_local(&rec(ResourceKind::Server, "openstack", &f)).unwrap());
+        let work = PathBuf::from(format!("{}.work", f.display()));
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("overlay.qcow2"), b"x").unwrap();
         assert!(release_local(&rec(ResourceKind::File, "local-file", &f)).unwrap());
         assert!(!f.exists());
+        assert!(!work.exists());
         let vmdir = dir.path().join("vm");
         std::fs::create_dir(&vmdir).unwrap();
         std::fs::write(vmdir.join("disk.qcow2"), b"x").unwrap();
