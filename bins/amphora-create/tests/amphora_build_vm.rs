@@ -9,31 +9,15 @@
 //! (`scripts/dib-venv.sh`). vm test group (slow).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use cloud_test_support::boot_to_login;
+use common::dib_repo;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-
-fn dib_repo() -> PathBuf {
-    let venv = std::env::var_os("DIB_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_root().join("dib-venv"));
-    for e in std::fs::read_dir(venv.join("lib"))
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/dib-venv.sh", venv.display()))
-        .flatten()
-    {
-        let sp = e.path().join("site-packages");
-        if sp.join("diskimage_builder/elements").is_dir() {
-            return sp;
-        }
-    }
-    panic!(
-        "no diskimage-builder in {}: run scripts/dib-venv.sh",
-        venv.display()
-    );
-}
 
 fn cache_root() -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/openstack-image-tools")

@@ -4,32 +4,15 @@
 //! under `DIB_DEBUG_TRACE` and stops the build before anything slow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::dib_repo;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
 fn probe_elements() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/diskimage/probe-elements")
-}
-
-/// `site-packages` of the diskimage-builder reference venv (`DIB_REPO_PATH`).
-fn dib_repo() -> PathBuf {
-    let venv = std::env::var_os("DIB_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/openstack-image-tools/dib-venv")
-        });
-    for e in std::fs::read_dir(venv.join("lib"))
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/dib-venv.sh", venv.display()))
-        .flatten()
-    {
-        let sp = e.path().join("site-packages");
-        if sp.join("diskimage_builder/elements").is_dir() {
-            return sp;
-        }
-    }
-    panic!("no diskimage-builder in {}", venv.display());
 }
 
 fn is_root() -> bool {

@@ -10,36 +10,15 @@
 //! holds the password because that is the original's interface (`-r`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::dib_repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cloud_test_support::leaks::{assert_no_secret, files_under};
 
 const PASSWORD: &str = "Kn0wn-R00t%Pa55;(zq)s";
-
-/// `site-packages` of the diskimage-builder reference venv
-/// (`scripts/dib-venv.sh`), usable as `DIB_REPO_PATH`.
-fn dib_repo() -> PathBuf {
-    let venv = std::env::var_os("DIB_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/openstack-image-tools/dib-venv")
-        });
-    for e in std::fs::read_dir(venv.join("lib"))
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/dib-venv.sh", venv.display()))
-        .flatten()
-    {
-        let sp = e.path().join("site-packages");
-        if sp.join("diskimage_builder/elements").is_dir() {
-            return sp;
-        }
-    }
-    panic!(
-        "no diskimage-builder in {}: run scripts/dib-venv.sh",
-        venv.display()
-    );
-}
 
 fn assert_clean(what: &str, text: &str) {
     assert_no_secret(what, text, &[PASSWORD]);
