@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, session, unique, ImageCleanup};
+use cloud_test_support::{
+    cloud_lock, cloud_name, clouds_yaml, session, text, unique, ImageCleanup,
+};
 use md5::Digest as _;
 use openstack_client::glance::{ImageFilter, Visibility};
 
@@ -122,15 +124,6 @@ fn bootstrap(cache: &Path, args: &[&str]) -> Output {
         .env_remove("OS_REGION_NAME")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn ids_named(glance: &openstack_client::glance::GlanceClient, name: &str) -> Vec<String> {

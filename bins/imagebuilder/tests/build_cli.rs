@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cloud_test_support::text;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/imagebuilder")
 }
@@ -20,15 +22,6 @@ fn ib(args: &[&str]) -> Command {
         .env_remove("IMAGEBUILDER_REPORT")
         .env_remove("IMAGEBUILDER_BACKEND");
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn build_all_plan(args: &[&str]) -> Output {

@@ -15,16 +15,7 @@ use std::process::{Command, Output};
 use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, session, unique, ImageCleanup};
 use md5::Digest as _;
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-use cloud_test_support::qemus_in;
+use cloud_test_support::{qemus_in, text};
 
 const TEMPLATE: &str = r#"{
   "variables": { "manifest_out": null, "greeting": "hello" },

@@ -20,10 +20,15 @@
 //!   Glance ([`cloud_lock`]);
 //! - unique names for test resources ([`unique`], [`unique_nid`]);
 //! - an image clean-up guard that deletes the images of a test when dropped,
-//!   even when the test panics ([`ImageCleanup`]);
+//!   even when the test panics ([`ImageCleanup`]), with the images of a
+//!   publication (an old public image, a `_rc` candidate) and the lines a
+//!   publication prints ([`publish_lines`]);
+//! - a test's lock, session, Glance and image guard in one ([`glance_test`]);
 //! - booting a built image under QEMU TCG to its login prompt
 //!   ([`boot_to_login`]), for the image-build tests (diskimage, amphora-create),
 //!   and finding the QEMU processes a test left ([`qemus_in`]);
+//! - a finished command's status, stdout and stderr for assertion messages
+//!   ([`text`]);
 //! - looking for known secrets in a run's outputs and files ([`leaks`]), for
 //!   the binaries' secret-leak tests;
 //! - a stateful fake Nova + Neutron on wiremock ([`nova_mock`]) and a
@@ -164,6 +169,58 @@ pub struct CloudLock {
     _file: std::fs::File,
 }
 
+/// A test's hold on the shared cloud: the lock ([`cloud_lock`]), a session
+/// on the cloud under test, its Glance in one region and an image clean-up
+/// guard on it. The images are deleted before the lock is released.
+#[derive(Debug)]
+pub struct GlanceTest {
+    /// Session on the cloud under test ([`session`]).
+    pub session: Session,
+    /// Its Glance in the region asked for.
+    pub glance: GlanceClient,
+    /// The images this test creates, deleted when it ends.
+    pub images: ImageCleanup,
+    /// Held until the images are gone (fields drop in order).
+    _lock: CloudLock,
+}
+
+/// Take the cloud lock, connect to the cloud under test and its Glance in
+/// `region`, with an empty [`ImageCleanup`].
+///
+/// # Panics
+/// As [`session`], or when the catalog has no Glance in `region`.
+pub async fn glance_test(region: &str) -> GlanceTest {
+    let lock = cloud_lock().await;
+    let session = session().await;
+    let glance = session.image(Some(region)).await.unwrap();
+    GlanceTest {
+        images: ImageCleanup::new(&glance),
+        session,
+        glance,
+        _lock: lock,
+    }
+}
+
+/// What a publication prints (the original's lines) when it retires `old`
+/// and publishes `rc` (`<name>_rc` -> `<name>`, public) with `nid` and
+/// `kind` as its type.
+pub fn publish_lines(old: &Image, rc: &Image, name: &str, nid: &str, kind: &str) -> [String; 3] {
+    [
+        format!(
+            "Renamed and made private image {} ({name} -> {name}_obsolete)",
+            old.id
+        ),
+        format!(
+            "Add this checksum to replace, at /etc/glancesync.conf: {}",
+            old.checksum.as_deref().unwrap()
+        ),
+        format!(
+            "Published image {} ({name}_rc -> {name}, nid {nid}, type {kind}, public)",
+            rc.id
+        ),
+    ]
+}
+
 /// A unique name for a test resource: `prefix`, a dash and 12 random hex
 /// digits (`ipt-happy-0123456789ab`).
 pub fn unique(prefix: &str) -> String {
@@ -240,6 +297,19 @@ impl ImageCleanup {
         self.glance.get_image(&image.id).await.unwrap()
     }
 
+    /// A public image `name` with `nid` and `type` `kind`: the one a
+    /// publication retires.
+    pub async fn old_public(&mut self, name: &str, nid: &str, kind: &str) -> Image {
+        self.create_active(name, Visibility::Public, &[("nid", nid), ("type", kind)])
+            .await
+    }
+
+    /// The private publication candidate `<name>_rc`.
+    pub async fn candidate(&mut self, name: &str) -> Image {
+        self.create_active(&format!("{name}_rc"), Visibility::Private, &[])
+            .await
+    }
+
     /// Upload the Debian test image ([`test_image`], built when missing)
     /// as a private `qcow2`/`bare` image named `name`, deleted when the
     /// guard is dropped; returns its id. The caller holds [`cloud_lock`].
@@ -304,6 +374,17 @@ pub fn test_image() -> PathBuf {
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert!(path.is_file(), "build.sh printed {path:?}, not a file");
     path
+}
+
+/// Exit status, stdout and stderr of a finished command, for assertion
+/// messages of the binaries' command-line tests.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The command lines (NULs as spaces) of the running QEMU processes that

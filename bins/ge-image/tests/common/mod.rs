@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use cloud_test_support::{
     cloud_lock, cloud_name, clouds_yaml, session, unique, CloudLock, ImageCleanup,
@@ -108,14 +108,7 @@ pub fn ge_image_with(env: &Env, settings: &Path, args: &[&str]) -> Command {
     c
 }
 
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+pub use cloud_test_support::text;
 
 pub use cloud_test_support::qemus_in;
 

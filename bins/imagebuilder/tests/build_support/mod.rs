@@ -7,21 +7,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cloud_test_support::{cloud_lock, cloud_name, clouds_yaml, unique, ImageCleanup};
 use openstack_client::glance::GlanceClient;
 
-/// Exit status, stdout and stderr, for assertion messages.
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+pub use cloud_test_support::text;
 
 /// `imagebuilder ARGS` with the test's cloud, directories under `root`,
 /// reporting on and the key as a systemd credential.
