@@ -23,27 +23,12 @@ use openstack_client::glance::Visibility;
 use openstack_client::Session;
 use packuilon_core::amqp::failed_queue;
 use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
-use packuilon_core::gate::{GateBackend, GateConfig, GateImage, ImageGate};
+use packuilon_core::gate::{GateBackend, GateImage, ImageGate};
 use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
 use packuilon_core::BuildState;
 
 fn gate(session: &Session, state_dir: &Path, log_dir: &Path) -> ComputeGate {
-    let config = GateConfig {
-        backend: GateBackend::Openstack,
-        script: None,
-        timeout: 60,
-        boot_timeout: 30,
-        login_user: "root".into(),
-        flavor: "m1.tiny".into(),
-        network: None,
-        floating_network: None,
-        floating_ip: None,
-        use_fixed_ip: false,
-        memory_mib: 1024,
-        work_dir: None,
-        cloud: None,
-        test_user: "nobody".into(),
-    };
+    let config = gate_config(GateBackend::Openstack, None, 60, 30);
     let mut settings = ComputeGateSettings::from_config(&config, state_dir, log_dir).unwrap();
     settings.openstack.region = Some("RegionOne".into());
     settings.openstack.poll_interval = Duration::from_millis(10);

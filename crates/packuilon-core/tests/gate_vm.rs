@@ -20,7 +20,7 @@ use common::*;
 use openstack_client::glance::Visibility;
 use packuilon_core::amqp::failed_queue;
 use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
-use packuilon_core::gate::{GateBackend, GateConfig};
+use packuilon_core::gate::GateBackend;
 use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
 use packuilon_core::{BuildState, Service};
 
@@ -40,22 +40,7 @@ fn gated_service(
     session: &openstack_client::Session,
 ) -> Service {
     let mut svc = service(dir, queue, image_id);
-    let config = GateConfig {
-        backend: GateBackend::Local,
-        script: Some(test_script),
-        timeout: 600,
-        boot_timeout: 900,
-        login_user: "root".into(),
-        flavor: "m1.tiny".into(),
-        network: None,
-        floating_network: None,
-        floating_ip: None,
-        use_fixed_ip: false,
-        memory_mib: 1024,
-        work_dir: None,
-        cloud: None,
-        test_user: "nobody".into(),
-    };
+    let config = gate_config(GateBackend::Local, Some(test_script), 600, 900);
     let mut settings =
         ComputeGateSettings::from_config(&config, &dir.join("state"), &dir.join("logs")).unwrap();
     settings.openstack.region = Some("RegionOne".into());

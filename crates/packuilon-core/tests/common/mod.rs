@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use packuilon_core::amqp::failed_queue;
+use packuilon_core::gate::{GateBackend, GateConfig};
 use packuilon_core::record::BuildEntry;
 use packuilon_core::{AuthEnv, Broker, BuildRecord, BuildState, Runner, Secret, Service};
 
@@ -241,4 +242,30 @@ pub async fn run_until_settled(svc: &Service, name: &str, limit: Duration) -> Bu
 /// A header of a message as text.
 pub fn header(msg: &lapin::message::BasicGetMessage, name: &str) -> String {
     packuilon_core::amqp::header_str(&msg.delivery.properties, name).unwrap_or_default()
+}
+
+/// A `[test-gate]` on `backend` with `script` and the two time limits
+/// (seconds), everything else at the defaults of an empty section.
+pub fn gate_config(
+    backend: GateBackend,
+    script: Option<PathBuf>,
+    timeout: u64,
+    boot_timeout: u64,
+) -> GateConfig {
+    GateConfig {
+        backend,
+        script,
+        timeout,
+        boot_timeout,
+        login_user: "root".into(),
+        flavor: "m1.tiny".into(),
+        network: None,
+        floating_network: None,
+        floating_ip: None,
+        use_fixed_ip: false,
+        memory_mib: 1024,
+        work_dir: None,
+        cloud: None,
+        test_user: "nobody".into(),
+    }
 }
