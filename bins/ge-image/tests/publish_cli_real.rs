@@ -4,10 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use assert_cmd::Command;
-use cloud_test_support::{
-    cloud_lock, cloud_name, clouds_yaml, session, unique_nid, CloudLock, ImageCleanup,
-};
-use openstack_client::glance::{GlanceClient, Visibility};
+use cloud_test_support::{cloud_name, clouds_yaml, glance_test, publish_lines, unique_nid};
+use openstack_client::glance::Visibility;
 use predicates::prelude::*;
 
 const REGION: &str = "RegionOne";
@@ -31,21 +29,6 @@ fn cloud_args() -> [String; 4] {
     ]
 }
 
-/// The test cloud's Glance, holding the cross-process lock that keeps cloud
-/// tests from writing to its SQLite database at the same time.
-struct Cloud {
-    glance: GlanceClient,
-    _lock: CloudLock,
-}
-
-async fn cloud() -> Cloud {
-    let lock = cloud_lock().await;
-    Cloud {
-        glance: session().await.image(Some(REGION)).await.unwrap(),
-        _lock: lock,
-    }
-}
-
 fn unique(tag: &str) -> String {
     cloud_test_support::unique(&format!("ipt-cli-{tag}"))
 }
@@ -59,20 +42,11 @@ async fn run(mut cmd: Command) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_prints_the_original_lines() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let mut c = glance_test(REGION).await;
     let name = unique("text");
     let nid = unique_nid();
-    let old = imgs
-        .create_active(
-            &name,
-            Visibility::Public,
-            &[("nid", &nid), ("type", "base")],
-        )
-        .await;
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let old = c.images.old_public(&name, &nid, "base").await;
+    let rc = c.images.candidate(&name).await;
 
     let mut cmd = ge_image();
     cmd.arg("publish").arg(&rc.id).args(cloud_args());
@@ -82,20 +56,7 @@ async fn publish_prints_the_original_lines() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        [
-            format!(
-                "Renamed and made private image {} ({name} -> {name}_obsolete)",
-                old.id
-            ),
-            format!(
-                "Add this checksum to replace, at /etc/glancesync.conf: {}",
-                old.checksum.as_deref().unwrap()
-            ),
-            format!(
-                "Published image {} ({name}_rc -> {name}, nid {nid}, type base, public)",
-                rc.id
-            ),
-        ]
+        publish_lines(&old, &rc, &name, &nid, "base")
     );
     let rc_now = c.glance.get_image(&rc.id).await.unwrap();
     assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
@@ -125,13 +86,10 @@ async fn publish_prints_the_original_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_output_parses_and_dry_run_changes_nothing() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let mut c = glance_test(REGION).await;
     let name = unique("json");
     let nid = unique_nid();
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let rc = c.images.candidate(&name).await;
 
     let mut cmd = ge_image();
     cmd.args([
@@ -171,10 +129,12 @@ async fn json_output_parses_and_dry_run_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_one_line_errors_with_a_non_zero_exit() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let mut c = glance_test(REGION).await;
     let name = unique("refuse");
-    let plain = imgs.create_active(&name, Visibility::Private, &[]).await;
+    let plain = c
+        .images
+        .create_active(&name, Visibility::Private, &[])
+        .await;
 
     let mut cmd = ge_image();
     cmd.args(["publish", &plain.id, "1", "x"])
@@ -200,9 +160,7 @@ async fn refusals_are_one_line_errors_with_a_non_zero_exit() {
         "{stderr}"
     );
 
-    let rc = imgs
-        .create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await;
+    let rc = c.images.candidate(&name).await;
     let mut cmd = ge_image();
     cmd.args(["publish", &rc.id]).args(cloud_args());
     let out = run(cmd).await;

@@ -6,7 +6,7 @@
 //! ends, whether it passes or fails (`ImageCleanup` deletes on drop).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cloud_test_support::{cloud_lock, session, session_named, unique_nid, CloudLock, ImageCleanup};
+use cloud_test_support::{glance_test, publish_lines, session_named, unique_nid, GlanceTest};
 use image_pipeline::publish::compare_nids;
 use image_pipeline::{
     caller_project_id, execute_plan, locate_images, plan_publish, publish, Error, NidType,
@@ -17,25 +17,27 @@ use std::collections::BTreeMap;
 
 const REGION: &str = "RegionOne";
 
-/// The admin cloud under test, its Glance in RegionOne and its project id.
-struct Cloud {
-    glance: GlanceClient,
-    project: String,
-    _lock: CloudLock,
+/// The admin cloud under test (locked, its Glance in RegionOne, an image
+/// guard) and its project id.
+async fn cloud() -> (GlanceTest, String) {
+    let c = glance_test(REGION).await;
+    let project = caller_project_id(&c.session).await.unwrap();
+    (c, project)
 }
 
-/// Serialise with every other test that writes to the local Glance (its
-/// SQLite database answers concurrent writes with "database is locked"),
-/// across processes: the same lock as openstack-client's cloud tests.
-async fn cloud() -> Cloud {
-    let lock = cloud_lock().await;
-    let s = session().await;
-    let project = caller_project_id(&s).await.unwrap();
-    Cloud {
-        glance: s.image(Some(REGION)).await.unwrap(),
-        project,
-        _lock: lock,
-    }
+/// A publication about to happen: the locked cloud and its project, a
+/// unique name and NID, the old public image `name` (with the NID and a
+/// type) and the candidate `<name>_rc`.
+struct Publication(GlanceTest, String, String, String, Image, Image);
+
+/// [`Publication`] named after `tag`, the old image of type `kind`.
+async fn publication(tag: &str, kind: &str) -> Publication {
+    let (mut c, project) = cloud().await;
+    let name = unique(tag);
+    let nid = unique_nid();
+    let old = c.images.old_public(&name, &nid, kind).await;
+    let rc = c.images.candidate(&name).await;
+    Publication(c, project, name, nid, old, rc)
 }
 
 /// The demo project's id (an "other project" for ownership tests).
@@ -49,17 +51,17 @@ fn unique(tag: &str) -> String {
     cloud_test_support::unique(&format!("ipt-{tag}"))
 }
 
-/// A public image `name` of the caller's with `nid` and `type` `kind`: the
-/// one a publication retires.
-async fn old_public(imgs: &mut ImageCleanup, name: &str, nid: &str, kind: &str) -> Image {
-    imgs.create_active(name, Visibility::Public, &[("nid", nid), ("type", kind)])
-        .await
-}
-
-/// The private candidate `<name>_rc`.
-async fn candidate(imgs: &mut ImageCleanup, name: &str) -> Image {
-    imgs.create_active(&format!("{name}_rc"), Visibility::Private, &[])
-        .await
+/// Publish with `req`, expecting it refused before any write: `image`
+/// (the candidate as it was) is left exactly as it was. The error.
+async fn refused(
+    glance: &GlanceClient,
+    project: &str,
+    req: &PublishRequest,
+    image: &Image,
+) -> Error {
+    let err = publish(glance, project, req, false).await.unwrap_err();
+    assert_eq!(glance.get_image(&image.id).await.unwrap(), *image, "{err}");
+    err
 }
 
 fn request(rc: &Image) -> PublishRequest {
@@ -71,14 +73,9 @@ fn request(rc: &Image) -> PublishRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_retires_the_old_image_and_publishes_the_candidate() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
-    let name = unique("happy");
-    let nid = unique_nid();
-    let old = old_public(&mut imgs, &name, &nid, "baseimage").await;
-    let rc = candidate(&mut imgs, &name).await;
+    let Publication(c, project, name, nid, old, rc) = publication("happy", "baseimage").await;
 
-    let report = publish(&c.glance, &c.project, &request(&rc), false)
+    let report = publish(&c.glance, &project, &request(&rc), false)
         .await
         .unwrap();
 
@@ -94,7 +91,7 @@ async fn publish_retires_the_old_image_and_publishes_the_candidate() {
     assert_eq!(rc_now.visibility, Visibility::Public);
     assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
     assert_eq!(rc_now.property("type"), Some("baseimage"));
-    assert_eq!(rc_now.owner.as_deref(), Some(c.project.as_str()));
+    assert_eq!(rc_now.owner.as_deref(), Some(project.as_str()));
 
     assert!(!report.dry_run);
     assert_eq!(
@@ -112,41 +109,21 @@ async fn publish_retires_the_old_image_and_publishes_the_candidate() {
     assert_eq!(report.published.as_ref().unwrap().id, rc.id);
     let text = report.to_text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines,
-        [
-            format!(
-                "Renamed and made private image {} ({name} -> {name}_obsolete)",
-                old.id
-            ),
-            format!(
-                "Add this checksum to replace, at /etc/glancesync.conf: {}",
-                old.checksum.as_deref().unwrap()
-            ),
-            format!(
-                "Published image {} ({name}_rc -> {name}, nid {nid}, type baseimage, public)",
-                rc.id
-            ),
-        ]
-    );
+    assert_eq!(lines, publish_lines(&old, &rc, &name, &nid, "baseimage"));
 
     // Running it again is an error and renames nothing twice.
-    let err = publish(&c.glance, &c.project, &request(&rc), false)
-        .await
-        .unwrap_err();
+    let err = refused(&c.glance, &project, &request(&rc), &rc_now).await;
     assert!(matches!(err, Error::AlreadyPublished { .. }), "{err}");
     assert!(err.to_string().contains("already published"), "{err}");
     assert_eq!(c.glance.get_image(&old.id).await.unwrap(), old_now);
-    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc_now);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_publication_takes_nid_and_type_from_the_request() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let (mut c, project) = cloud().await;
     let name = unique("first");
     let nid = unique_nid();
-    let rc = candidate(&mut imgs, &name).await;
+    let rc = c.images.candidate(&name).await;
     // The candidate was built in another project: publishing moves it to
     // the caller's (the cloud under test is admin, which Glance allows).
     let demo = demo_project().await;
@@ -159,36 +136,35 @@ async fn first_publication_takes_nid_and_type_from_the_request() {
         nid_type: Some(NidType::new(nid.clone(), "ge").unwrap()),
         ..request(&rc)
     };
-    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    let report = publish(&c.glance, &project, &req, false).await.unwrap();
     assert_eq!(report.plan.nid_type_source, NidTypeSource::Request);
     assert!(report.plan.obsolete.is_empty());
     assert_eq!(report.plan.owner_from.as_deref(), Some(demo.as_str()));
     assert!(report
         .to_text()
-        .contains(&format!("owner {demo} -> {}", c.project)));
+        .contains(&format!("owner {demo} -> {}", project)));
     let rc_now = c.glance.get_image(&rc.id).await.unwrap();
     assert_eq!(rc_now.name.as_deref(), Some(name.as_str()));
     assert_eq!(rc_now.visibility, Visibility::Public);
     assert_eq!(rc_now.property("nid"), Some(nid.as_str()));
     assert_eq!(rc_now.property("type"), Some("ge"));
-    assert_eq!(rc_now.owner.as_deref(), Some(c.project.as_str()));
+    assert_eq!(rc_now.owner.as_deref(), Some(project.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_old_name_and_several_old_images_are_all_retired() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let (mut c, project) = cloud().await;
     let name = unique("several");
     let old_name = unique("oldname");
     let (nid_a, nid_b) = (unique_nid(), unique_nid());
-    let older = old_public(&mut imgs, &old_name, &nid_a, "a").await;
-    let newer = old_public(&mut imgs, &old_name, &nid_b, "b").await;
-    let rc = candidate(&mut imgs, &name).await;
+    let older = c.images.old_public(&old_name, &nid_a, "a").await;
+    let newer = c.images.old_public(&old_name, &nid_b, "b").await;
+    let rc = c.images.candidate(&name).await;
     let req = PublishRequest {
         old_name: Some(old_name.clone()),
         ..request(&rc)
     };
-    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    let report = publish(&c.glance, &project, &req, false).await.unwrap();
     // The most recently created gives nid/type (created_at has a one-second
     // resolution; on a tie, the smaller id).
     let first = match newer.created_at.cmp(&older.created_at) {
@@ -221,31 +197,29 @@ async fn an_explicit_old_name_and_several_old_images_are_all_retired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_without_rc_is_refused_and_nothing_changes() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let (mut c, project) = cloud().await;
     let name = unique("norc");
-    let image = imgs.create_active(&name, Visibility::Private, &[]).await;
+    let image = c
+        .images
+        .create_active(&name, Visibility::Private, &[])
+        .await;
     let req = PublishRequest {
         nid_type: Some(NidType::new("1", "x").unwrap()),
         ..request(&image)
     };
-    let err = publish(&c.glance, &c.project, &req, false)
-        .await
-        .unwrap_err();
+    let err = refused(&c.glance, &project, &req, &image).await;
     assert!(matches!(err, Error::NotReleaseCandidate { .. }), "{err}");
     assert!(err.to_string().contains("does not end in '_rc'"), "{err}");
-    assert_eq!(c.glance.get_image(&image.id).await.unwrap(), image);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_images_without_properties_or_of_another_project_are_skipped() {
-    let c = cloud().await;
+    let (mut c, project) = cloud().await;
     let demo = demo_project().await;
-    assert_ne!(demo, c.project);
-    let mut imgs = ImageCleanup::new(&c.glance);
+    assert_ne!(demo, project);
     let name = unique("skip");
-    let bare = imgs.create_active(&name, Visibility::Public, &[]).await;
-    let foreign = old_public(&mut imgs, &name, "77", "other").await;
+    let bare = c.images.create_active(&name, Visibility::Public, &[]).await;
+    let foreign = c.images.old_public(&name, "77", "other").await;
     let foreign = c
         .glance
         .update_image(
@@ -255,21 +229,18 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
         .await
         .unwrap();
     assert_eq!(foreign.owner.as_deref(), Some(demo.as_str()));
-    let rc = candidate(&mut imgs, &name).await;
+    let rc = c.images.candidate(&name).await;
 
     // Without nid/type in the request, neither old image can give them.
-    let err = publish(&c.glance, &c.project, &request(&rc), false)
-        .await
-        .unwrap_err();
+    let err = refused(&c.glance, &project, &request(&rc), &rc).await;
     assert!(matches!(err, Error::MissingNidType { .. }), "{err}");
-    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc);
 
     let nid = unique_nid();
     let req = PublishRequest {
         nid_type: Some(NidType::new(nid.clone(), "ge").unwrap()),
         ..request(&rc)
     };
-    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    let report = publish(&c.glance, &project, &req, false).await.unwrap();
     assert!(report.plan.obsolete.is_empty());
     let skipped: BTreeMap<&str, &str> = report
         .plan
@@ -293,31 +264,22 @@ async fn old_images_without_properties_or_of_another_project_are_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_nid_and_type_without_an_old_image_changes_nothing() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let (mut c, project) = cloud().await;
     let name = unique("missing");
-    let rc = candidate(&mut imgs, &name).await;
-    let err = publish(&c.glance, &c.project, &request(&rc), false)
-        .await
-        .unwrap_err();
+    let rc = c.images.candidate(&name).await;
+    let err = refused(&c.glance, &project, &request(&rc), &rc).await;
     assert!(matches!(err, Error::MissingNidType { .. }), "{err}");
     assert!(err.to_string().contains("give them explicitly"), "{err}");
-    assert_eq!(c.glance.get_image(&rc.id).await.unwrap(), rc);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_values_that_differ_from_the_old_image_lose_with_a_warning() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
-    let name = unique("mismatch");
-    let nid = unique_nid();
-    let old = old_public(&mut imgs, &name, &nid, "base").await;
-    let rc = candidate(&mut imgs, &name).await;
+    let Publication(c, project, _, nid, old, rc) = publication("mismatch", "base").await;
     let req = PublishRequest {
         nid_type: Some(NidType::new("1", "other").unwrap()),
         ..request(&rc)
     };
-    let report = publish(&c.glance, &c.project, &req, false).await.unwrap();
+    let report = publish(&c.glance, &project, &req, false).await.unwrap();
     assert_eq!(
         report.plan.nid_type_source,
         NidTypeSource::OldImage { id: old.id.clone() }
@@ -331,13 +293,8 @@ async fn request_values_that_differ_from_the_old_image_lose_with_a_warning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_plans_everything_and_changes_nothing() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
-    let name = unique("dry");
-    let nid = unique_nid();
-    let old = old_public(&mut imgs, &name, &nid, "base").await;
-    let rc = candidate(&mut imgs, &name).await;
-    let report = publish(&c.glance, &c.project, &request(&rc), true)
+    let Publication(c, project, name, _, old, rc) = publication("dry", "base").await;
+    let report = publish(&c.glance, &project, &request(&rc), true)
         .await
         .unwrap();
     assert!(report.dry_run);
@@ -356,20 +313,20 @@ async fn dry_run_plans_everything_and_changes_nothing() {
 /// undone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_final_patch_restores_the_old_image() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let (mut c, project) = cloud().await;
     let name = unique("rollback");
     let nid = unique_nid();
-    let old = old_public(&mut imgs, &name, &nid, "base").await;
+    let old = c.images.old_public(&name, &nid, "base").await;
     let many: Vec<(String, String)> = (0..127)
         .map(|i| (format!("p{i:03}"), "v".to_owned()))
         .collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let rc = imgs
+    let rc = c
+        .images
         .create_active(&format!("{name}_rc"), Visibility::Private, &many)
         .await;
 
-    let err = publish(&c.glance, &c.project, &request(&rc), false)
+    let err = publish(&c.glance, &project, &request(&rc), false)
         .await
         .unwrap_err();
     let Error::RolledBack {
@@ -403,50 +360,27 @@ async fn a_failed_final_patch_restores_the_old_image() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
-    let c = cloud().await;
+    let (mut c, project) = cloud().await;
     let demo = demo_project().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
     let base = u64::from(uuid::Uuid::new_v4().as_fields().0) + 1_000_000;
     // Numbers whose text order differs from their numeric order.
     let (n9, n10) = (format!("{base}9"), format!("{base}10"));
-    let a = imgs
-        .create_active(
-            &unique("loc-a"),
-            Visibility::Public,
-            &[("nid", &n10), ("type", "x")],
-        )
-        .await;
-    let b = imgs
-        .create_active(
-            &unique("loc-b"),
-            Visibility::Public,
-            &[("nid", &n9), ("type", "y")],
-        )
-        .await;
-    let same_nid = imgs
-        .create_active(
-            &unique("loc-c"),
-            Visibility::Public,
-            &[("nid", &n9), ("type", "z")],
-        )
-        .await;
-    let no_type = imgs
+    let a = c.images.old_public(&unique("loc-a"), &n10, "x").await;
+    let b = c.images.old_public(&unique("loc-b"), &n9, "y").await;
+    let same_nid = c.images.old_public(&unique("loc-c"), &n9, "z").await;
+    let no_type = c
+        .images
         .create_active(&unique("loc-d"), Visibility::Public, &[("nid", "5")])
         .await;
-    let private = imgs
+    let private = c
+        .images
         .create_active(
             &unique("loc-e"),
             Visibility::Private,
             &[("nid", "6"), ("type", "x")],
         )
         .await;
-    let foreign = imgs
-        .create_active(
-            &unique("loc-f"),
-            Visibility::Public,
-            &[("nid", "7"), ("type", "x")],
-        )
-        .await;
+    let foreign = c.images.old_public(&unique("loc-f"), "7", "x").await;
     c.glance
         .update_image(
             &foreign.id,
@@ -455,7 +389,7 @@ async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
         .await
         .unwrap();
 
-    let report = locate_images(&c.glance, &c.project).await.unwrap();
+    let report = locate_images(&c.glance, &project).await.unwrap();
     let ids: Vec<&str> = report.images.iter().map(|i| i.id.as_str()).collect();
     for wanted in [&a, &b, &same_nid] {
         assert!(ids.contains(&wanted.id.as_str()), "{} missing", wanted.id);
@@ -470,7 +404,7 @@ async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
     // Whatever else is listed is the caller's, public, with nid and type.
     for i in &report.images {
         let img = c.glance.get_image(&i.id).await.unwrap();
-        assert_eq!(img.owner.as_deref(), Some(c.project.as_str()));
+        assert_eq!(img.owner.as_deref(), Some(project.as_str()));
         assert_eq!(img.visibility, Visibility::Public);
         assert_eq!(img.property("nid"), Some(i.nid.as_str()));
         assert_eq!(img.property("type"), Some(i.image_type.as_str()));
@@ -499,16 +433,19 @@ async fn locate_lists_exactly_the_callers_public_images_with_nid_and_type() {
 /// second rename fails with 404 and the first one is undone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_image_deleted_between_plan_and_write_rolls_back_the_others() {
-    let c = cloud().await;
-    let mut imgs = ImageCleanup::new(&c.glance);
+    let (mut c, project) = cloud().await;
     let name = unique("vanish");
     let nid = unique_nid();
     let props = [("nid", nid.as_str()), ("type", "base")];
-    imgs.create_active(&name, Visibility::Public, &props).await;
-    imgs.create_active(&name, Visibility::Public, &props).await;
-    let rc = candidate(&mut imgs, &name).await;
+    c.images
+        .create_active(&name, Visibility::Public, &props)
+        .await;
+    c.images
+        .create_active(&name, Visibility::Public, &props)
+        .await;
+    let rc = c.images.candidate(&name).await;
 
-    let plan = plan_publish(&c.glance, &c.project, &request(&rc))
+    let plan = plan_publish(&c.glance, &project, &request(&rc))
         .await
         .unwrap();
     assert_eq!(plan.obsolete.len(), 2);
