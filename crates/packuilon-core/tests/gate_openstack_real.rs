@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,20 +19,19 @@ use cloud_test_support::nova_mock::Fake;
 use cloud_test_support::sshd::Sshd;
 use common::*;
 use openstack_client::glance::Visibility;
-use openstack_client::Session;
 use packuilon_core::amqp::failed_queue;
 use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
 use packuilon_core::gate::{GateBackend, GateImage, ImageGate};
-use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
+use packuilon_core::rotate::{broken_name, RenameStyle};
 use packuilon_core::BuildState;
 
-fn gate(session: &Session, state_dir: &Path, log_dir: &Path) -> ComputeGate {
+/// OpenStack-backend gate settings (fast polls), state and logs under `dir`.
+fn settings(dir: &Path) -> ComputeGateSettings {
     let config = gate_config(GateBackend::Openstack, None, 60, 30);
-    let mut settings = ComputeGateSettings::from_config(&config, state_dir, log_dir).unwrap();
-    settings.openstack.region = Some("RegionOne".into());
+    let mut settings = gate_settings(&config, dir);
     settings.openstack.poll_interval = Duration::from_millis(10);
     settings.openstack.delete_timeout = Duration::from_secs(20);
-    ComputeGate::new(session.clone(), settings)
+    settings
 }
 
 fn outstanding(state_dir: &Path, build: &str) -> usize {
@@ -56,25 +54,11 @@ async fn an_image_whose_server_goes_to_error_is_broken_and_nothing_is_left() {
     let session = fake.session().await;
     let glance = session.image(Some("RegionOne")).await.unwrap();
     let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
-    let name = format!("{} AQ", cloud_test_support::unique("pk-gate-os"));
-    let old = cleanup.create_active(&name, Visibility::Public, &[]).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let new = cleanup.create_active(&name, Visibility::Private, &[]).await;
+    let (name, old, new) = old_and_new(&mut cleanup, "pk-gate-os", Visibility::Public).await;
 
     let dir = tempfile::tempdir().unwrap();
     let queue = unique_queue("gate-os");
-    let mut svc = service(dir.path(), &queue, &new.id);
-    svc.gate = Some(Arc::new(gate(
-        &session,
-        &dir.path().join("state"),
-        &dir.path().join("logs"),
-    )));
-    svc.rotator = Some(Arc::new(Rotator::new(
-        session.clone(),
-        Some("RegionOne".into()),
-        RenameSettings::default(),
-    )));
-    svc.rotate_old_images = true;
+    let svc = gated_service(dir.path(), &queue, &new.id, &session, settings(dir.path()));
     svc.broker.publish(&profile("web")).await.unwrap();
     let entry = run_until_settled(&svc, "web-sl7x-x86_64", Duration::from_secs(300)).await;
 
@@ -143,7 +127,7 @@ async fn a_gate_that_cannot_run_is_an_error_and_releases_what_it_made() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let gate = gate(&session, &state, &dir.path().join("logs"));
+    let gate = ComputeGate::new(session.clone(), settings(dir.path()));
     let e = gate
         .check(&GateImage {
             id: image.id.clone(),
@@ -181,29 +165,13 @@ async fn an_image_accepting_the_login_passes_and_the_old_one_is_rotated() {
     let session = fake.session().await;
     let glance = session.image(Some("RegionOne")).await.unwrap();
     let mut cleanup = cloud_test_support::ImageCleanup::new(&glance);
-    let name = format!("{} AQ", cloud_test_support::unique("pk-gate-os"));
-    let old = cleanup.create_active(&name, Visibility::Shared, &[]).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let new = cleanup.create_active(&name, Visibility::Private, &[]).await;
+    let (name, old, new) = old_and_new(&mut cleanup, "pk-gate-os", Visibility::Shared).await;
 
     let dir = tempfile::tempdir().unwrap();
     let queue = unique_queue("gate-os-pass");
-    let mut svc = service(dir.path(), &queue, &new.id);
-    let mut gate = gate(
-        &session,
-        &dir.path().join("state"),
-        &dir.path().join("logs"),
-    );
-    let mut settings = gate.settings().clone();
+    let mut settings = settings(dir.path());
     settings.openstack.ssh_port = sshd.port;
-    gate = ComputeGate::new(session.clone(), settings);
-    svc.gate = Some(Arc::new(gate));
-    svc.rotator = Some(Arc::new(Rotator::new(
-        session.clone(),
-        Some("RegionOne".into()),
-        RenameSettings::default(),
-    )));
-    svc.rotate_old_images = true;
+    let svc = gated_service(dir.path(), &queue, &new.id, &session, settings);
     svc.broker.publish(&profile("web")).await.unwrap();
     let entry = run_until_settled(&svc, "web-sl7x-x86_64", Duration::from_secs(300)).await;
     keys.abort();

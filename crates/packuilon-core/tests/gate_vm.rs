@@ -12,16 +12,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
 use openstack_client::glance::Visibility;
 use packuilon_core::amqp::failed_queue;
-use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
 use packuilon_core::gate::GateBackend;
-use packuilon_core::rotate::{broken_name, RenameSettings, RenameStyle, Rotator};
+use packuilon_core::rotate::{broken_name, RenameStyle};
 use packuilon_core::{BuildState, Service};
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -32,26 +30,15 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 /// A service reporting `image_id`, gated on the local backend with
 /// `test_script`, rotating old images.
-fn gated_service(
+fn local_gated_service(
     dir: &Path,
     queue: &str,
     image_id: &str,
     test_script: PathBuf,
     session: &openstack_client::Session,
 ) -> Service {
-    let mut svc = service(dir, queue, image_id);
     let config = gate_config(GateBackend::Local, Some(test_script), 600, 900);
-    let mut settings =
-        ComputeGateSettings::from_config(&config, &dir.join("state"), &dir.join("logs")).unwrap();
-    settings.openstack.region = Some("RegionOne".into());
-    svc.gate = Some(Arc::new(ComputeGate::new(session.clone(), settings)));
-    svc.rotator = Some(Arc::new(Rotator::new(
-        session.clone(),
-        Some("RegionOne".into()),
-        RenameSettings::default(),
-    )));
-    svc.rotate_old_images = true;
-    svc
+    gated_service(dir, queue, image_id, session, gate_settings(&config, dir))
 }
 
 /// Nothing of the gate's run is left in `dir`: no VM, no ledger record,
@@ -91,7 +78,7 @@ async fn the_local_gate_passes_a_good_image_and_breaks_a_failing_one() {
         "pass.sh",
         "ssh \"$USERNAME@$IP\" 'grep ^ID= /etc/os-release' | tee /dev/stderr | grep -q '^ID=debian$' && echo 'gate check: debian'\n",
     );
-    let svc = gated_service(dir.path(), &queue, &good, pass, &session);
+    let svc = local_gated_service(dir.path(), &queue, &good, pass, &session);
     svc.broker.publish(&profile("good")).await.unwrap();
     let entry = run_until_settled(&svc, "good-sl7x-x86_64", Duration::from_secs(1500)).await;
     let gate_log = std::fs::read_to_string(dir.path().join("logs/good-sl7x-x86_64.gate.log"))
@@ -128,7 +115,7 @@ async fn the_local_gate_passes_a_good_image_and_breaks_a_failing_one() {
         "fail.sh",
         "ssh \"$USERNAME@$IP\" test -e /etc/packuilon-required-marker || { echo 'gate check: marker missing'; exit 3; }\n",
     );
-    let svc = gated_service(dir.path(), &queue, &bad, fail, &session);
+    let svc = local_gated_service(dir.path(), &queue, &bad, fail, &session);
     svc.broker.publish(&profile("bad")).await.unwrap();
     let entry = run_until_settled(&svc, "bad-sl7x-x86_64", Duration::from_secs(1500)).await;
     assert_eq!(entry.state, BuildState::Failed, "{entry:?}");

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use packuilon_core::amqp::failed_queue;
+use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
 use packuilon_core::gate::{GateBackend, GateConfig};
 use packuilon_core::record::BuildEntry;
+use packuilon_core::rotate::{RenameSettings, Rotator};
 use packuilon_core::{AuthEnv, Broker, BuildRecord, BuildState, Runner, Secret, Service};
 
 /// The repository root.
@@ -268,4 +270,54 @@ pub fn gate_config(
         cloud: None,
         test_user: "nobody".into(),
     }
+}
+
+/// An image family `<unique tag> AQ`: an older image with `old_visibility`
+/// and, more than a second later (Glance's `created_at` has whole seconds),
+/// the private new one, both deleted by `cleanup`. The name, old, new.
+pub async fn old_and_new(
+    cleanup: &mut cloud_test_support::ImageCleanup,
+    tag: &str,
+    old_visibility: openstack_client::glance::Visibility,
+) -> (
+    String,
+    openstack_client::glance::Image,
+    openstack_client::glance::Image,
+) {
+    let name = format!("{} AQ", cloud_test_support::unique(tag));
+    let old = cleanup.create_active(&name, old_visibility, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = cleanup
+        .create_active(&name, openstack_client::glance::Visibility::Private, &[])
+        .await;
+    (name, old, new)
+}
+
+/// `config` as compute-gate settings in RegionOne, the gate's state and
+/// logs under `dir` (`state/`, `logs/`).
+pub fn gate_settings(config: &GateConfig, dir: &Path) -> ComputeGateSettings {
+    let mut settings =
+        ComputeGateSettings::from_config(config, &dir.join("state"), &dir.join("logs")).unwrap();
+    settings.openstack.region = Some("RegionOne".into());
+    settings
+}
+
+/// A service reporting `image_id` on `queue` ([`service`]), gated with
+/// `settings`, rotating old images in RegionOne.
+pub fn gated_service(
+    dir: &Path,
+    queue: &str,
+    image_id: &str,
+    session: &openstack_client::Session,
+    settings: ComputeGateSettings,
+) -> Service {
+    let mut svc = service(dir, queue, image_id);
+    svc.gate = Some(Arc::new(ComputeGate::new(session.clone(), settings)));
+    svc.rotator = Some(Arc::new(Rotator::new(
+        session.clone(),
+        Some("RegionOne".into()),
+        RenameSettings::default(),
+    )));
+    svc.rotate_old_images = true;
+    svc
 }
