@@ -272,10 +272,16 @@ printf 'peer RegionTwo against the pipe of the round measured right after it: %.
 fi
 printf 'pipe (curl GET | curl PUT, ready token) RegionTwo: %.1f s\n' "$pipe_s"
 printf 'last round:\n'
-printf 'glancesync stream, RegionTwo: %.1f s, peak RSS %d MiB: %.2fx faster than the peer, %.2fx the pipe time\n' \
-    "$one_s" "$((one_rss / 1024))" "$(echo "$peer_s / $one_s" | bc -l)" "$(echo "$one_s / $pipe_s" | bc -l)"
-printf 'glancesync stream, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB: %.2fx the one-target time, %.2fx faster than the peer doing both\n' \
-    "$two_s" "$((two_rss / 1024))" "$(echo "$two_s / $one_s" | bc -l)" "$(echo "($peer_s + $peer3_s) / $two_s" | bc -l)"
+if [[ $PEER == 1 ]]; then
+  vs_peer=$(printf '%.2fx faster than the peer, ' "$(echo "$peer_s / $one_s" | bc -l)")
+  vs_peer_both=$(printf ', %.2fx faster than the peer doing both' "$(echo "($peer_s + $peer3_s) / $two_s" | bc -l)")
+else
+  vs_peer='' vs_peer_both=''  # PEER=0: the peer did not run
+fi
+printf 'glancesync stream, RegionTwo: %.1f s, peak RSS %d MiB: %s%.2fx the pipe time\n' \
+    "$one_s" "$((one_rss / 1024))" "$vs_peer" "$(echo "$one_s / $pipe_s" | bc -l)"
+printf 'glancesync stream, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB: %.2fx the one-target time%s\n' \
+    "$two_s" "$((two_rss / 1024))" "$(echo "$two_s / $one_s" | bc -l)" "$vs_peer_both"
 printf 'glancesync glance-download, RegionTwo + RegionThree: %.1f s, peak RSS %d MiB (%.2fx the streaming time)\n' \
     "$server_s" "$((server_rss / 1024))" "$(echo "$server_s / $two_s" | bc -l)"
 printf '  %s\n  Glance time per image (s): %s\n' "$counters" "$glance_times"
