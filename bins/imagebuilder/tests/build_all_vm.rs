@@ -22,9 +22,8 @@ use std::process::Command;
 use build_support::{
     assert_nothing_left, ib, report_lines, serve_files, template_dir, text, today,
 };
-use cloud_test_support::{cloud_lock, session, test_image, unique};
+use cloud_test_support::{cloud_lock, image_ids_named, session, test_image, unique};
 use image_pipeline::{ResourceKind, ResourceLedger};
-use openstack_client::glance::ImageFilter;
 
 const TEMPLATE: &str = r#"{
   "builders": [{ "type": "openstack", "ssh_username": "{{user `ssh_username`}}" }],
@@ -32,16 +31,6 @@ const TEMPLATE: &str = r#"{
     { "type": "shell", "inline": ["echo built {{user `image_name`}} from {{user `source_image`}}", "echo weekly > /etc/ib-weekly"] }
   ]
 }"#;
-
-async fn images_named(glance: &openstack_client::glance::GlanceClient, name: &str) -> Vec<String> {
-    glance
-        .list_images(&ImageFilter::default().name(name))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_all_bootstraps_builds_publishes_and_reports_each_image() {
@@ -131,8 +120,8 @@ async fn build_all_bootstraps_builds_publishes_and_reports_each_image() {
     };
     // Cleanup of Glance whatever the outcome: the upstream images by name.
     let leftovers: Vec<String> = [
-        images_named(&glance, &upstream).await,
-        images_named(&glance, &upstream_bad).await,
+        image_ids_named(&glance, &upstream).await,
+        image_ids_named(&glance, &upstream_bad).await,
     ]
     .concat();
     for id in &leftovers {

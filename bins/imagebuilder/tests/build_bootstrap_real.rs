@@ -14,10 +14,10 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use cloud_test_support::{
-    cloud_lock, cloud_name, clouds_yaml, session, text, unique, ImageCleanup,
+    cloud_lock, cloud_name, clouds_yaml, image_ids_named, session, text, unique, ImageCleanup,
 };
 use md5::Digest as _;
-use openstack_client::glance::{ImageFilter, Visibility};
+use openstack_client::glance::Visibility;
 
 /// A tiny HTTP/1.1 server: serves `files` (path -> bytes), honours
 /// `Range: bytes=N-`, and records the request lines and Range headers.
@@ -126,19 +126,6 @@ fn bootstrap(cache: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-async fn ids_named(glance: &openstack_client::glance::GlanceClient, name: &str) -> Vec<String> {
-    glance
-        .list_images(&ImageFilter {
-            name: Some(name.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
     let _lock = cloud_lock().await;
@@ -189,7 +176,7 @@ async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
             "-e",
         ],
     );
-    for id in ids_named(&glance, &name).await {
+    for id in image_ids_named(&glance, &name).await {
         cleanup.track(id);
     }
     assert!(out.status.success(), "{}", text(&out));
@@ -245,7 +232,7 @@ async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
         "{}",
         text(&out)
     );
-    assert!(ids_named(&glance, &bad).await.is_empty());
+    assert!(image_ids_named(&glance, &bad).await.is_empty());
 
     // Too small to be an image.
     let out = bootstrap(
@@ -271,7 +258,7 @@ async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
         "{}",
         text(&out)
     );
-    assert!(ids_named(&glance, &bad).await.is_empty());
+    assert!(image_ids_named(&glance, &bad).await.is_empty());
 
     // Resumed: half the file already downloaded; md5 digest, no SCSI.
     let url = format!("{base}/up.qcow2");
@@ -302,7 +289,7 @@ async fn bootstrap_verifies_uploads_and_refuses_bad_checksums() {
             "-s",
         ],
     );
-    for id in ids_named(&glance, &resumed).await {
+    for id in image_ids_named(&glance, &resumed).await {
         cleanup.track(id);
     }
     assert!(out.status.success(), "{}", text(&out));
@@ -413,5 +400,5 @@ async fn bootstrap_stops_on_sigint_and_keeps_the_download_to_resume() {
         text(&out)
     );
     assert!(part() > 0, "the partial download is kept to resume");
-    assert!(ids_named(&glance, &name).await.is_empty());
+    assert!(image_ids_named(&glance, &name).await.is_empty());
 }

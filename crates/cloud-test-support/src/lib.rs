@@ -221,6 +221,20 @@ pub fn publish_lines(old: &Image, rc: &Image, name: &str, nid: &str, kind: &str)
     ]
 }
 
+/// The ids of the images named `name` that `glance` lists.
+///
+/// # Panics
+/// When Glance refuses the listing.
+pub async fn image_ids_named(glance: &GlanceClient, name: &str) -> Vec<String> {
+    glance
+        .list_images(&openstack_client::glance::ImageFilter::default().name(name))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
 /// A unique name for a test resource: `prefix`, a dash and 12 random hex
 /// digits (`ipt-happy-0123456789ab`).
 pub fn unique(prefix: &str) -> String {

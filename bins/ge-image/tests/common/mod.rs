@@ -8,7 +8,7 @@ use std::process::Command;
 use cloud_test_support::{
     cloud_lock, cloud_name, clouds_yaml, session, unique, CloudLock, ImageCleanup,
 };
-use openstack_client::glance::{GlanceClient, ImageFilter};
+use openstack_client::glance::GlanceClient;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -120,15 +120,4 @@ pub fn outstanding(dir: &Path) -> usize {
         .len()
 }
 
-pub async fn images_named(glance: &GlanceClient, name: &str) -> Vec<String> {
-    glance
-        .list_images(&ImageFilter {
-            name: Some(name.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect()
-}
+pub use cloud_test_support::image_ids_named as images_named;
