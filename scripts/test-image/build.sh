@@ -172,11 +172,16 @@ log "rootfs ready after $((SECONDS - t0)) s: $(du -sm "$root" | cut -f1) MiB"
 tar --numeric-owner --xattrs -C "$root" -cf "$work/root.tar" .
 rm -rf "$root"
 
-qemu-img create -q -f qcow2 "$work/disk.qcow2" 3G
-log "writing the disk with libguestfs"
-LIBGUESTFS_BACKEND="${LIBGUESTFS_BACKEND:-direct}" \
-LIBGUESTFS_BACKEND_SETTINGS="${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}" \
-guestfish --rw -a "$work/disk.qcow2" >"$work/guestfish.log" 2>&1 <<GF || { cat "$work/guestfish.log" >&2; exit 1; }
+# grub-install inside the appliance now and then takes /dev/sda1 for another
+# disk than /dev/sda ("embedding is not possible, but this is required for
+# cross-disk install"; seen once in a cold CI run, the next build passed):
+# the disk is written again from the same root tree, up to three times.
+write_disk() {
+    rm -f "$work/disk.qcow2"
+    qemu-img create -q -f qcow2 "$work/disk.qcow2" 3G
+    LIBGUESTFS_BACKEND="${LIBGUESTFS_BACKEND:-direct}" \
+    LIBGUESTFS_BACKEND_SETTINGS="${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}" \
+    guestfish --rw -a "$work/disk.qcow2" >"$work/guestfish.log" 2>&1 <<GF
 run
 part-init /dev/sda mbr
 part-add /dev/sda p 2048 -1
@@ -189,6 +194,13 @@ command "update-grub"
 fstrim /
 umount-all
 GF
+}
+attempt=1
+while log "writing the disk with libguestfs (attempt $attempt of 3)"; ! write_disk; do
+    cat "$work/guestfish.log" >&2
+    [ "$attempt" -lt 3 ] || exit 1
+    attempt=$((attempt + 1))
+done
 mv "$work/disk.qcow2" "$image"
 echo "$want" >"$stamp"
 log "built $image in $((SECONDS - t0)) s"
