@@ -9,7 +9,9 @@ mod himlar_support;
 
 use std::path::Path;
 
-use himlar_support::{config_ini, delete_tagged, glance_requests, image, run, unique_type, writes};
+use himlar_support::{
+    config_ini, delete_tagged, glance_requests, image, run, unique_type, writes, RunMark,
+};
 use openstack_client::glance::{GlanceClient, MemberStatus, Visibility};
 use openstack_client::identity::IdentityClient;
 
@@ -375,8 +377,8 @@ struct Cli<'a> {
 
 impl Cli<'_> {
     /// Run `command` with `args`, asserting it exits with `code`; returns
-    /// its stdout, stderr and process id.
-    fn run(&self, command: &str, args: &[&str], code: i32) -> (String, String, u32) {
+    /// its stdout, stderr and run mark (for [`glance_requests`]).
+    fn run(&self, command: &str, args: &[&str], code: i32) -> (String, String, RunMark) {
         let full: Vec<&str> = [command, "-c", self.ini, "-t", self.ty]
             .into_iter()
             .chain(args.iter().copied())

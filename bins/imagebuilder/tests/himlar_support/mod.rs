@@ -147,7 +147,7 @@ pub fn config_ini(dir: &Path) -> PathBuf {
 
 /// `imagebuilder ARGS` in `dir` (so `config/images/` is found there), with
 /// no OpenStack variables; returns (status, stdout, stderr, pid).
-pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
+pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, RunMark) {
     // Inside the test's runtime the builder server must keep running while
     // this thread waits for the child.
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -157,7 +157,11 @@ pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Str
     }
 }
 
-pub fn run_blocking(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u32) {
+pub fn run_blocking(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String, RunMark) {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("imagebuilder"));
     cmd.current_dir(dir)
         .args(args)
@@ -168,28 +172,51 @@ pub fn run_blocking(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, St
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Where RegionOne's access log ends before the run: PIDs wrap (32768
+    // here), so an older run with the same PID may be in the log.
+    let log_offset = std::fs::metadata(glance_access_log()).map_or(0, |m| m.len());
     let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
+    let mark = RunMark {
+        pid: child.id(),
+        log_offset,
+    };
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-        pid,
+        mark,
     )
 }
 
-/// Glance RegionOne's access-log lines of the run with `pid`.
-pub fn glance_requests(pid: u32) -> Vec<String> {
-    let log = cloud_test_support::local_cloud_dir().join("logs/glance-r1-access.log");
-    let marker = format!("imagebuilder/{} pid/{pid}\"", env!("CARGO_PKG_VERSION"));
-    std::fs::read_to_string(log)
-        .unwrap()
+/// One run of the binary: its PID (in its user agent) and the length of
+/// RegionOne's access log when it started.
+#[derive(Debug, Clone, Copy)]
+pub struct RunMark {
+    pid: u32,
+    log_offset: u64,
+}
+
+fn glance_access_log() -> std::path::PathBuf {
+    cloud_test_support::local_cloud_dir().join("logs/glance-r1-access.log")
+}
+
+/// Glance RegionOne's access-log lines of the run `mark` (its user agent,
+/// logged after it started).
+pub fn glance_requests(mark: RunMark) -> Vec<String> {
+    let marker = format!(
+        "imagebuilder/{} pid/{}\"",
+        env!("CARGO_PKG_VERSION"),
+        mark.pid
+    );
+    let log = std::fs::read(glance_access_log()).unwrap();
+    let start = usize::try_from(mark.log_offset).unwrap().min(log.len());
+    String::from_utf8_lossy(&log[start..])
         .lines()
         .filter(|l| l.contains(&marker))
         .map(str::to_owned)
