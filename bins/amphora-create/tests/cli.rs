@@ -3,9 +3,9 @@
 //! missing dependency, 2 unknown host OS), `--help`/`--version`, and the
 //! `--print-elements` fixtures.
 //!
-//! The shared `cli_contract_tests!` does not fit this binary: Octavia's
-//! codes win (an unknown option shows the usage and exits 1, `-v` is the
-//! version), so its three checks are adapted here.
+//! The shared `cli_contract_tests!` runs with Octavia's codes: an unknown
+//! option shows the usage and exits 1, `-v` prints the script version and
+//! `-h` the usage, both exiting 1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -39,47 +39,11 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/amphora")
 }
 
-#[test]
-fn help_describes_the_tool() {
-    bin()
-        .arg("--help")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("Usage: amphora-create"))
-        .stdout(predicate::str::contains("--log-format"));
-}
-
-#[test]
-fn version_prints_name_and_version() {
-    bin()
-        .arg("--version")
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with(concat!(
-            "amphora-create ",
-            env!("CARGO_PKG_VERSION")
-        )));
-}
-
-#[test]
-fn dash_v_prints_the_script_version_and_exits_1() {
-    bin()
-        .arg("-v")
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains(
-            "Amphora disk image creation script version:",
-        ));
-}
-
-#[test]
-fn dash_h_prints_the_usage_and_exits_1() {
-    bin()
-        .arg("-h")
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("'-y' enable FIPS 140-2 mode"));
-}
+cli_common::cli_contract_tests!("amphora-create", {
+    unknown_argument: (1, "illegal option -- --no-such-flag"),
+    short_version: ("-v", 1, "Amphora disk image creation script version:"),
+    short_help: ("-h", 1, "'-y' enable FIPS 140-2 mode"),
+});
 
 #[test]
 fn unknown_options_and_stray_words_show_the_usage_and_exit_1() {

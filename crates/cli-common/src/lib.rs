@@ -164,18 +164,41 @@ pub fn exit_without_command(bin: &str, log: &LogArgs) -> std::process::ExitCode 
 
 /// Generate the command-line contract tests every binary of the workspace
 /// must pass: `--help` names the binary and the shared logging flags,
-/// `--version` prints name and version, an unknown argument exits 2 with a
-/// one-line message.
+/// `--version` prints name and version, an unknown argument (`--no-such-flag`)
+/// fails with a one-line message.
 ///
 /// Use it in a binary's integration test file; the calling package needs
-/// `assert_cmd` and `predicates` as dev-dependencies:
+/// `assert_cmd` and `predicates` as dev-dependencies. A clap-only binary
+/// takes the defaults (an unknown argument exits 2 with clap's message):
 ///
 /// ```text
 /// cli_common::cli_contract_tests!("packuilon");
 /// ```
+///
+/// A binary that keeps an original's exit codes names them; the optional
+/// `short_version` and `short_help` entries (flag, exit code, text on stdout)
+/// add a test each for the original's one-letter flags:
+///
+/// ```text
+/// cli_common::cli_contract_tests!("amphora-create", {
+///     unknown_argument: (1, "illegal option -- --no-such-flag"),
+///     short_version: ("-v", 1, "Amphora disk image creation script version:"),
+///     short_help: ("-h", 1, "'-y' enable FIPS 140-2 mode"),
+/// });
+/// ```
 #[macro_export]
 macro_rules! cli_contract_tests {
     ($bin:literal) => {
+        $crate::cli_contract_tests!($bin, {
+            unknown_argument: (2, "unexpected argument '--no-such-flag'"),
+        });
+    };
+    ($bin:literal, {
+        unknown_argument: ($unknown_code:literal, $unknown_message:literal)
+        $(, short_version: ($version_flag:literal, $version_code:literal, $version_text:literal))?
+        $(, short_help: ($help_flag:literal, $help_code:literal, $help_text:literal))?
+        $(,)?
+    }) => {
         fn contract_bin() -> ::assert_cmd::Command {
             ::assert_cmd::Command::cargo_bin($bin).expect(concat!("binary ", $bin, " is built"))
         }
@@ -206,16 +229,38 @@ macro_rules! cli_contract_tests {
         }
 
         #[test]
-        fn unknown_argument_exits_2_with_a_message() {
+        fn unknown_argument_fails_with_a_message() {
             use ::predicates::prelude::*;
             contract_bin()
                 .arg("--no-such-flag")
                 .assert()
-                .code(2)
-                .stderr(predicate::str::contains(
-                    "unexpected argument '--no-such-flag'",
-                ));
+                .code($unknown_code)
+                .stderr(predicate::str::contains($unknown_message));
         }
+
+        $(
+            #[test]
+            fn short_version_flag_prints_the_version() {
+                use ::predicates::prelude::*;
+                contract_bin()
+                    .arg($version_flag)
+                    .assert()
+                    .code($version_code)
+                    .stdout(predicate::str::contains($version_text));
+            }
+        )?
+
+        $(
+            #[test]
+            fn short_help_flag_prints_the_usage() {
+                use ::predicates::prelude::*;
+                contract_bin()
+                    .arg($help_flag)
+                    .assert()
+                    .code($help_code)
+                    .stdout(predicate::str::contains($help_text));
+            }
+        )?
     };
 }
 
