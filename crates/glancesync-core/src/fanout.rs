@@ -2,8 +2,10 @@
 //! read once and handed to every target's upload at the same time.
 //!
 //! Memory is bounded whatever the image size: each target has a queue of at
-//! most [`FanoutConfig::queue_chunks`] chunks of at most
-//! [`FanoutConfig::chunk`] bytes. The slowest target paces the read only
+//! most [`FanoutConfig::queue_bytes`] bytes (counted in bytes, not chunks:
+//! a download yields chunks of any size, from a few KiB to the
+//! [`FanoutConfig::chunk`] they are split to), and the chunks queued for
+//! several targets are the same buffers. The slowest target paces the read only
 //! for [`FanoutConfig::lag_wait`]: a target whose queue stays full that long
 //! while others wait is detached, and reads the source on its own from the
 //! start (skipping what it already has), so one region's slowness never
@@ -19,7 +21,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// A byte stream of the source.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -33,8 +35,9 @@ pub type Opener = Arc<dyn Fn() -> BoxFuture<'static, std::io::Result<ByteStream>
 pub struct FanoutConfig {
     /// Largest chunk handed to a target (bigger source chunks are split, without copying).
     pub chunk: usize,
-    /// Chunks queued per target.
-    pub queue_chunks: usize,
+    /// Bytes queued per target at most (the lead the fastest target may
+    /// take over the slowest one before the read waits).
+    pub queue_bytes: usize,
     /// How long a full queue may hold the shared read back before its target is detached.
     pub lag_wait: Duration,
 }
@@ -43,7 +46,7 @@ impl Default for FanoutConfig {
     fn default() -> Self {
         FanoutConfig {
             chunk: 256 * 1024,
-            queue_chunks: 16,
+            queue_bytes: 8 * 1024 * 1024,
             lag_wait: Duration::from_millis(500),
         }
     }
@@ -60,6 +63,10 @@ pub struct FanoutStats {
     pub opens: std::sync::atomic::AtomicU64,
     /// Bytes read by the shared read.
     pub shared_bytes: std::sync::atomic::AtomicU64,
+    /// Chunks the shared read yielded (before splitting).
+    pub chunks: std::sync::atomic::AtomicU64,
+    /// Times the shared read waited for room in a target's queue.
+    pub waits: std::sync::atomic::AtomicU64,
 }
 
 /// Fan `opener`'s stream out to `n` readers. Returns the readers (one per
@@ -74,16 +81,36 @@ pub fn fan_out(
     let mut senders = Vec::with_capacity(n);
     let mut readers = Vec::with_capacity(n);
     for _ in 0..n {
-        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(cfg.queue_chunks.max(1));
+        // The queue itself is unbounded; the semaphore holds its bytes to
+        // `queue_bytes` (the driver takes permits for a chunk before queueing
+        // it, the reader gives them back when it takes the chunk).
+        let (tx, rx) = mpsc::unbounded_channel::<std::io::Result<Bytes>>();
+        let room = Arc::new(Semaphore::new(cfg.queue_bytes.max(1)));
         let state = Arc::new(AtomicU8::new(ATTACHED));
-        senders.push((tx, state.clone()));
-        readers.push(target_stream(rx, state, opener.clone(), stats.clone()));
+        senders.push(Target {
+            tx,
+            state: state.clone(),
+            room: room.clone(),
+        });
+        readers.push(target_stream(
+            rx,
+            state,
+            room,
+            opener.clone(),
+            stats.clone(),
+        ));
     }
     let driver = Box::pin(drive(opener, senders, cfg, stats));
     (readers, driver)
 }
 
-type Target = (mpsc::Sender<std::io::Result<Bytes>>, Arc<AtomicU8>);
+/// The driver's end of one target's queue.
+struct Target {
+    tx: mpsc::UnboundedSender<std::io::Result<Bytes>>,
+    state: Arc<AtomicU8>,
+    /// Free bytes of the queue.
+    room: Arc<Semaphore>,
+}
 
 fn copy_err(e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), e.to_string())
@@ -94,8 +121,8 @@ async fn drive(opener: Opener, mut live: Vec<Target>, cfg: FanoutConfig, stats: 
     let mut source = match opener().await {
         Ok(s) => s,
         Err(e) => {
-            for (tx, _) in &live {
-                let _ = tx.send(Err(copy_err(&e))).await;
+            for t in &live {
+                let _ = t.tx.send(Err(copy_err(&e)));
             }
             return;
         }
@@ -106,17 +133,20 @@ async fn drive(opener: Opener, mut live: Vec<Target>, cfg: FanoutConfig, stats: 
                 stats
                     .shared_bytes
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                stats.chunks.fetch_add(1, Ordering::Relaxed);
+                let most = cfg.chunk.clamp(1, cfg.queue_bytes.max(1));
                 while !bytes.is_empty() {
-                    let piece = bytes.split_to(bytes.len().min(cfg.chunk.max(1)));
-                    deliver(&mut live, piece, &cfg).await;
+                    let piece = bytes.split_to(bytes.len().min(most));
+                    deliver(&mut live, piece, &cfg, &stats).await;
                 }
             }
             Err(e) => {
-                for (tx, state) in &live {
-                    // A target that cannot take the error within lag_wait
-                    // finds the failure flag when its queue runs dry.
-                    state.store(FAILED, Ordering::SeqCst);
-                    let _ = tokio::time::timeout(cfg.lag_wait, tx.send(Err(copy_err(&e)))).await;
+                for t in &live {
+                    // The error is queued after what the target has not
+                    // read yet; the flag covers a reader that finds its queue
+                    // closed.
+                    t.state.store(FAILED, Ordering::SeqCst);
+                    let _ = t.tx.send(Err(copy_err(&e)));
                 }
                 return;
             }
@@ -127,23 +157,45 @@ async fn drive(opener: Opener, mut live: Vec<Target>, cfg: FanoutConfig, stats: 
     }
 }
 
-async fn deliver(live: &mut Vec<Target>, piece: Bytes, cfg: &FanoutConfig) {
+async fn deliver(live: &mut Vec<Target>, piece: Bytes, cfg: &FanoutConfig, stats: &FanoutStats) {
+    // A piece is at most `queue_bytes` (see drive), so it always fits.
+    let need = u32::try_from(piece.len()).unwrap_or(u32::MAX);
     let mut i = 0;
     while i < live.len() {
-        let keep = match live[i].0.try_send(Ok(piece.clone())) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                if live.len() == 1 {
-                    live[i].0.send(item).await.is_ok()
+        let t = &live[i];
+        let keep = match t.room.clone().try_acquire_many_owned(need) {
+            Ok(permit) => {
+                permit.forget();
+                t.tx.send(Ok(piece.clone())).is_ok()
+            }
+            Err(_) => {
+                stats.waits.fetch_add(1, Ordering::Relaxed);
+                // The queue is full: wait for room, without holding the
+                // others back longer than lag_wait.
+                let room = t.room.clone();
+                let wait = async {
+                    tokio::select! {
+                        p = room.acquire_many_owned(need) => p.ok(),
+                        () = t.tx.closed() => None,
+                    }
+                };
+                let waited = if live.len() == 1 {
+                    Ok(wait.await)
                 } else {
-                    match tokio::time::timeout(cfg.lag_wait, live[i].0.send(item)).await {
-                        Ok(sent) => sent.is_ok(),
-                        Err(_) => {
-                            tracing::info!("a target fell behind the shared read; it reads the source on its own");
-                            live[i].1.store(DETACHED, Ordering::SeqCst);
-                            false
-                        }
+                    tokio::time::timeout(cfg.lag_wait, wait).await
+                };
+                match waited {
+                    Ok(Some(permit)) => {
+                        permit.forget();
+                        t.tx.send(Ok(piece.clone())).is_ok()
+                    }
+                    Ok(None) => false,
+                    Err(_) => {
+                        tracing::info!(
+                            "a target fell behind the shared read; it reads the source on its own"
+                        );
+                        t.state.store(DETACHED, Ordering::SeqCst);
+                        false
                     }
                 }
             }
@@ -158,8 +210,9 @@ async fn deliver(live: &mut Vec<Target>, piece: Bytes, cfg: &FanoutConfig) {
 
 enum ReadState {
     Shared {
-        rx: mpsc::Receiver<std::io::Result<Bytes>>,
+        rx: mpsc::UnboundedReceiver<std::io::Result<Bytes>>,
         state: Arc<AtomicU8>,
+        room: Arc<Semaphore>,
         got: u64,
     },
     Own {
@@ -170,12 +223,18 @@ enum ReadState {
 }
 
 fn target_stream(
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: mpsc::UnboundedReceiver<std::io::Result<Bytes>>,
     state: Arc<AtomicU8>,
+    room: Arc<Semaphore>,
     opener: Opener,
     stats: Arc<FanoutStats>,
 ) -> ByteStream {
-    let init = ReadState::Shared { rx, state, got: 0 };
+    let init = ReadState::Shared {
+        rx,
+        state,
+        room,
+        got: 0,
+    };
     futures::stream::unfold(init, move |st| {
         let opener = opener.clone();
         let stats = stats.clone();
@@ -183,10 +242,24 @@ fn target_stream(
             let mut st = st;
             loop {
                 match st {
-                    ReadState::Shared { mut rx, state, got } => match rx.recv().await {
+                    ReadState::Shared {
+                        mut rx,
+                        state,
+                        room,
+                        got,
+                    } => match rx.recv().await {
                         Some(Ok(b)) => {
+                            room.add_permits(b.len());
                             let got = got + b.len() as u64;
-                            return Some((Ok(b), ReadState::Shared { rx, state, got }));
+                            return Some((
+                                Ok(b),
+                                ReadState::Shared {
+                                    rx,
+                                    state,
+                                    room,
+                                    got,
+                                },
+                            ));
                         }
                         Some(Err(e)) => return Some((Err(e), ReadState::Done)),
                         None if state.load(Ordering::SeqCst) == DETACHED => {
@@ -272,7 +345,7 @@ mod tests {
     fn small() -> FanoutConfig {
         FanoutConfig {
             chunk: 1000,
-            queue_chunks: 2,
+            queue_bytes: 2000,
             lag_wait: Duration::from_millis(50),
         }
     }
@@ -310,6 +383,28 @@ mod tests {
         assert_eq!(slow_data, *d);
         driver.await.unwrap();
         assert_eq!(stats.opens.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_counted_in_bytes_not_chunks() {
+        // 200 chunks of 100 bytes fit a 50,000-byte queue: the reader that
+        // takes nothing until the other one is done is not detached (one
+        // read of the source), however many small chunks the source yields.
+        let d = Arc::new(data(20_000));
+        let stats = Arc::new(FanoutStats::default());
+        let cfg = FanoutConfig {
+            chunk: 1000,
+            queue_bytes: 50_000,
+            lag_wait: Duration::from_millis(50),
+        };
+        let (mut readers, driver) = fan_out(opener_of(d.clone(), 100, None), 2, cfg, stats.clone());
+        let later = readers.pop().unwrap();
+        let first = readers.pop().unwrap();
+        let driver = tokio::spawn(driver);
+        assert_eq!(collect(first).await.unwrap(), *d);
+        assert_eq!(collect(later).await.unwrap(), *d);
+        driver.await.unwrap();
+        assert_eq!(stats.opens.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

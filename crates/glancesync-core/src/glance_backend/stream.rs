@@ -102,8 +102,9 @@ impl GlanceBackend {
         .await
     }
 
-    /// One master image to several regions: every target image is created,
-    /// then the master is read once and streamed to all of them (see
+    /// One master image to several regions: every target image is created
+    /// (the records at once, with the master's record read alongside), then
+    /// the master is read once and streamed to all of them (see
     /// [`crate::fanout`]); each target is verified and finished or deleted on its own.
     pub(super) async fn upload_fanned_out(
         &self,
@@ -112,12 +113,10 @@ impl GlanceBackend {
         let master = reqs[0].master;
         let span = tracing::info_span!("upload_fanned_out", image = %master.name, size = master.size, regions = reqs.len());
         async {
-            let mut prepared: Vec<Option<Result<Prepared>>> = Vec::with_capacity(reqs.len());
-            for r in reqs {
-                prepared.push(Some(self.prepare(r).await));
-            }
-            let n = prepared.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
-            let opener: Result<Opener> = async {
+            // The target records and the master's record are requested at
+            // once (one round trip to each Glance, not one after the other).
+            let prepare_all = futures::future::join_all(reqs.iter().map(|r| self.prepare(r)));
+            let open_master = async {
                 let (master_ref, client) = self.master_client().await?;
                 let record = client.get_image(&master.id).await.map_err(|e| {
                     cloud_err(
@@ -138,13 +137,35 @@ impl GlanceBackend {
                     })
                 });
                 Ok(opener)
-            }
-            .await;
+            };
+            let started = std::time::Instant::now();
+            let (prepared, opener): (Vec<Result<Prepared>>, Result<Opener>) =
+                tokio::join!(prepare_all, open_master);
+            tracing::debug!(
+                "{}: {} target records created in {:.2} s",
+                master.name,
+                reqs.len(),
+                started.elapsed().as_secs_f64()
+            );
+            let mut prepared: Vec<Option<Result<Prepared>>> =
+                prepared.into_iter().map(Some).collect();
+            let n = prepared.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
             let (readers, driver): (Vec<Result<Source>>, _) = match &opener {
                 Ok(opener) => {
                     let stats = Arc::new(FanoutStats::default());
                     let (streams, driver) =
-                        fan_out(opener.clone(), n, FanoutConfig::default(), stats);
+                        fan_out(opener.clone(), n, FanoutConfig::default(), stats.clone());
+                    let driver = async move {
+                        driver.await;
+                        tracing::debug!(
+                            "{}: shared read of {} bytes in {} chunks, waited for a full queue {} times, {} reads of the master",
+                            master.name,
+                            stats.shared_bytes.load(Ordering::Relaxed),
+                            stats.chunks.load(Ordering::Relaxed),
+                            stats.waits.load(Ordering::Relaxed),
+                            stats.opens.load(Ordering::Relaxed)
+                        );
+                    };
                     tracing::info!("{}: read once from the master for {n} regions", master.name);
                     (
                         streams
@@ -255,9 +276,11 @@ impl GlanceBackend {
             region: full.clone(),
             image: name.clone(),
         };
+        let started = std::time::Instant::now();
         let result = target_client
             .upload_chunked(new_id, counting, Some(master.size))
             .await;
+        let sent = started.elapsed();
         observer.finish(&full, &name, result.is_ok());
         if result.is_ok() {
             self.counters
@@ -270,6 +293,11 @@ impl GlanceBackend {
             .get_image(new_id)
             .await
             .map_err(|e| cloud_err(&full, "read back the image", e))?;
+        tracing::debug!(
+            "{full}: {name} sent in {:.2} s, read back after {:.2} s",
+            sent.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
         verify_stored(&full, &name, new_id, master, &stored)
     }
 }
