@@ -185,20 +185,41 @@ pub fn create_overlay(base: &ImageInfo, overlay: &Path) -> Result<()> {
         path: base.path.clone(),
         source: e,
     })?;
-    run(
-        "qemu-img",
-        &[
-            os("create"),
-            os("-q"),
-            os("-f"),
-            os("qcow2"),
-            os("-F"),
-            os(&base.format),
-            os("-b"),
-            abs.as_os_str(),
-            overlay.as_os_str(),
-        ],
-    )?;
+    qcow2_create(
+        overlay,
+        Some(Backing {
+            format: &base.format,
+            file: abs.as_os_str(),
+            unsafe_: false,
+        }),
+        None,
+    )
+}
+
+/// The backing file of a new qcow2 (`-F format -b file`, `-u` when unsafe:
+/// the backing file is not opened now).
+struct Backing<'a> {
+    format: &'a str,
+    file: &'a std::ffi::OsStr,
+    unsafe_: bool,
+}
+
+/// The one `qemu-img create -f qcow2` of this crate: `path`, on `backing`
+/// when given, of `size` bytes when given (else the backing file's size).
+fn qcow2_create(path: &Path, backing: Option<Backing<'_>>, size: Option<u64>) -> Result<()> {
+    let size = size.map(|n| n.to_string());
+    let mut args: Vec<&std::ffi::OsStr> = vec![os("create"), os("-q"), os("-f"), os("qcow2")];
+    if let Some(b) = &backing {
+        if b.unsafe_ {
+            args.push(os("-u"));
+        }
+        args.extend([os("-F"), os(b.format), os("-b"), b.file]);
+    }
+    args.push(path.as_os_str());
+    if let Some(size) = &size {
+        args.push(os(size));
+    }
+    run("qemu-img", &args)?;
     Ok(())
 }
 
@@ -221,41 +242,20 @@ pub fn create_nbd_overlay(socket: &Path, export: &str, size: u64, overlay: &Path
         });
     }
     let uri = format!("nbd+unix:///{export}?socket={sock}");
-    let size = size.to_string();
-    run(
-        "qemu-img",
-        &[
-            os("create"),
-            os("-q"),
-            os("-f"),
-            os("qcow2"),
-            os("-u"),
-            os("-F"),
-            os("raw"),
-            os("-b"),
-            os(&uri),
-            overlay.as_os_str(),
-            os(&size),
-        ],
-    )?;
-    Ok(())
+    qcow2_create(
+        overlay,
+        Some(Backing {
+            format: "raw",
+            file: os(&uri),
+            unsafe_: true,
+        }),
+        Some(size),
+    )
 }
 
 /// Create an empty qcow2 disk of `size` bytes.
 pub fn create_qcow2(path: &Path, size: u64) -> Result<()> {
-    let size = size.to_string();
-    run(
-        "qemu-img",
-        &[
-            os("create"),
-            os("-q"),
-            os("-f"),
-            os("qcow2"),
-            path.as_os_str(),
-            os(&size),
-        ],
-    )?;
-    Ok(())
+    qcow2_create(path, None, Some(size))
 }
 
 /// Output format of [`convert`].

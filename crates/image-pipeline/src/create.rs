@@ -15,14 +15,14 @@ use openstack_client::glance::{CreateImage, GlanceClient, ImageFilter, ImageStat
 use sha2::Digest;
 
 use crate::cleanup::{release_all, CleanupReport, GLANCE};
-use crate::compute::{AccessProfile, ComputeBackend, OnError, VmHandle, VmSpec};
+use crate::compute::{AccessProfile, ComputeBackend, OnError, VmAddress, VmHandle, VmSpec};
 use crate::error::{Error, Result};
 use crate::folder::{log_tail, ImageFolder};
 use crate::ledger::{ResourceKind, ResourceLedger};
 use crate::settings::{Base, Settings};
 use crate::ssh::{
-    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, SshKey, SshTarget, UploadSource,
-    WaitPolicy,
+    wait_for_ssh, ChangedKeyPolicy, KnownHosts, RunOptions, SshKey, SshSession, SshTarget,
+    UploadSource, WaitPolicy,
 };
 use crate::test_run::{run_test_step, TestOutcome};
 
@@ -421,7 +421,7 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
             Some(live) => {
                 let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
                 let build = async {
-                    self.build(&vm, base, key, local).await?;
+                    self.build(&vm, base, key).await?;
                     let _ = stopped_tx.send(());
                     Ok::<_, Error>(())
                 };
@@ -432,7 +432,7 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
                 prepared
             }
             None => {
-                self.build(&vm, base, key, local).await?;
+                self.build(&vm, base, key).await?;
                 // Prepare reads the stopped VM's own disk when the backend
                 // has it as a local file (no snapshot copy); otherwise the
                 // snapshot first.
@@ -517,22 +517,35 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
         Ok((rc_id, test, replaced))
     }
 
-    /// The build on the booted VM: wait for SSH, upload `data.tgz` and
-    /// `create.sh`, run it (output to `create.log`), power the VM off.
-    async fn build(&self, vm: &B::Vm, base: &Base, key: &RunKey, local: bool) -> Result<()> {
-        let folder = self.folder;
-        let name = folder.name();
+    /// Wait until `vm` runs, forget the stale host key of its address (VMs
+    /// are recreated) and wait for SSH as `user` with the run's key.
+    pub(crate) async fn connect(
+        &self,
+        vm: &B::Vm,
+        user: &str,
+        key: &RunKey,
+    ) -> Result<(VmAddress, SshSession)> {
+        let local = self.backend.name() == "local";
         let boot_timeout = Duration::from_secs(self.settings.boot_timeout_secs);
         let addr = self.backend.wait_ready(vm, boot_timeout).await?;
         key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
         let target = SshTarget {
             host: addr.ssh_host.clone(),
             port: addr.ssh_port,
-            user: base.user.clone(),
+            user: user.to_string(),
             key: key.key.clone(),
         };
         let session =
             wait_for_ssh(&target, &key.known_hosts, wait_policy(self.settings, local)).await?;
+        Ok((addr, session))
+    }
+
+    /// The build on the booted VM: wait for SSH, upload `data.tgz` and
+    /// `create.sh`, run it (output to `create.log`), power the VM off.
+    async fn build(&self, vm: &B::Vm, base: &Base, key: &RunKey) -> Result<()> {
+        let folder = self.folder;
+        let name = folder.name();
+        let (addr, session) = self.connect(vm, &base.user, key).await?;
         eprintln!("ge-image: {name} answers at {}; running create.sh", addr.ip);
         if let Some(data) = folder.data() {
             session
@@ -588,35 +601,18 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
         ledger: &ResourceLedger,
         stopped: impl std::future::Future<Output = bool>,
     ) -> Result<PathBuf> {
-        let prepared = work.join(format!("{}-prepared.qcow2", self.folder.name()));
-        let k = ledger.intent(
-            ResourceKind::File,
-            &prepared.display().to_string(),
-            "local-file",
-            None,
-        )?;
-        let opts = guest_tools::PrepareOptions {
-            shrink: true,
-            ..Default::default()
-        };
         let disk = live.path.clone();
-        let stopped = async {
-            let ok = stopped.await;
-            if ok {
-                eprintln!("ge-image: preparing the disk (sysprep, shrink, sparsify)");
-            }
-            ok
-        };
-        let report = guest_tools::prepare_live(live, &prepared, opts, None, stopped)
-            .await
-            .map_err(|source| Error::GuestTools {
-                action: "preparing",
-                path: disk,
-                source: Box::new(source),
-            })?;
-        ledger.created(k, &prepared.display().to_string())?;
-        tracing::info!(seconds = report.seconds, "prepared");
-        Ok(prepared)
+        self.prepared(&disk, work, ledger, |prepared, opts| async move {
+            let stopped = async {
+                let ok = stopped.await;
+                if ok {
+                    eprintln!("ge-image: preparing the disk (sysprep, shrink, sparsify)");
+                }
+                ok
+            };
+            guest_tools::prepare_live(live, &prepared, opts, None, stopped).await
+        })
+        .await
     }
 
     /// `prepare` `disk` (sysprep, shrink, sparsify in one appliance; `disk`
@@ -628,26 +624,42 @@ impl<B: ComputeBackend> Pipeline<'_, B> {
         work: &Path,
         ledger: &ResourceLedger,
     ) -> Result<PathBuf> {
-        let prepared = work.join(format!("{}-prepared.qcow2", self.folder.name()));
-        let k = ledger.intent(
-            ResourceKind::File,
-            &prepared.display().to_string(),
-            "local-file",
-            None,
-        )?;
         eprintln!("ge-image: preparing the disk (sysprep, shrink, sparsify)");
+        self.prepared(disk, work, ledger, |prepared, opts| async move {
+            guest_tools::prepare(disk, &prepared, opts, None).await
+        })
+        .await
+    }
+
+    /// The one place a prepare is set up: `<work>/<name>-prepared.qcow2` is
+    /// written to the ledger (intent first), `run` gets it and the options
+    /// (sysprep with shrink), the ledger gets the result.
+    async fn prepared<F, Fut>(
+        &self,
+        disk: &Path,
+        work: &Path,
+        ledger: &ResourceLedger,
+        run: F,
+    ) -> Result<PathBuf>
+    where
+        F: FnOnce(PathBuf, guest_tools::PrepareOptions) -> Fut,
+        Fut: std::future::Future<Output = guest_tools::Result<guest_tools::PrepareReport>>,
+    {
+        let prepared = work.join(format!("{}-prepared.qcow2", self.folder.name()));
+        let name = prepared.display().to_string();
+        let k = ledger.intent(ResourceKind::File, &name, "local-file", None)?;
         let opts = guest_tools::PrepareOptions {
             shrink: true,
             ..Default::default()
         };
-        let report = guest_tools::prepare(disk, &prepared, opts, None)
+        let report = run(prepared.clone(), opts)
             .await
             .map_err(|source| Error::GuestTools {
                 action: "preparing",
                 path: disk.to_path_buf(),
                 source: Box::new(source),
             })?;
-        ledger.created(k, &prepared.display().to_string())?;
+        ledger.created(k, &name)?;
         tracing::info!(seconds = report.seconds, "prepared");
         Ok(prepared)
     }

@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use crate::cleanup::release_all;
 use crate::compute::{AccessProfile, ComputeBackend, VmAddress, VmHandle, VmSpec};
-use crate::create::{find_base, follow_log, wait_policy, Pipeline, RunKey};
+use crate::create::{find_base, follow_log, Pipeline, RunKey};
 use crate::error::{Error, Result};
 use crate::folder::log_tail;
 use crate::ledger::{ResourceKind, ResourceLedger};
-use crate::ssh::{wait_for_ssh, RunOptions, SshTarget, UploadSource};
+use crate::ssh::{RunOptions, UploadSource};
 
 /// How to reach a VM kept for debugging.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +360,6 @@ pub async fn run_test_step<B: ComputeBackend>(
 ) -> Result<TestOutcome> {
     let folder = p.folder;
     folder.require(&folder.test_script())?;
-    let local = p.backend.name() == "local";
     let name = format!("test-{}", folder.name());
     let spec = VmSpec {
         name: name.clone(),
@@ -387,18 +386,7 @@ pub async fn run_test_step<B: ComputeBackend>(
     let mut state = folder.load_state()?;
     state.vm = Some(vm.id().to_string());
     folder.save_state(&state)?;
-    let addr = p
-        .backend
-        .wait_ready(&vm, Duration::from_secs(p.settings.boot_timeout_secs))
-        .await?;
-    key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
-    let target = SshTarget {
-        host: addr.ssh_host.clone(),
-        port: addr.ssh_port,
-        user: user.to_string(),
-        key: key.key.clone(),
-    };
-    let session = wait_for_ssh(&target, &key.known_hosts, wait_policy(p.settings, local)).await?;
+    let (addr, session) = p.connect(&vm, user, key).await?;
     let _ = session.close().await;
     let log = folder.test_log();
     eprintln!(
@@ -453,7 +441,6 @@ async fn run_in_tester<B: ComputeBackend>(
     user: &str,
     log: &Path,
 ) -> Result<(bool, String)> {
-    let local = p.backend.name() == "local";
     let base = p.settings.base_for(&p.settings.tester_base)?.clone();
     let base_id = find_base(p.glance, &p.settings.tester_base, &base).await?;
     let spec = VmSpec {
@@ -476,18 +463,7 @@ async fn run_in_tester<B: ComputeBackend>(
         ssh_port: tested.ssh_port,
     };
     let run = async {
-        let addr = p
-            .backend
-            .wait_ready(&tester, Duration::from_secs(p.settings.boot_timeout_secs))
-            .await?;
-        key.known_hosts.forget(&addr.ssh_host, addr.ssh_port)?;
-        let target = SshTarget {
-            host: addr.ssh_host.clone(),
-            port: addr.ssh_port,
-            user: base.user.clone(),
-            key: key.key.clone(),
-        };
-        let s = wait_for_ssh(&target, &key.known_hosts, wait_policy(p.settings, local)).await?;
+        let (_, s) = p.connect(&tester, &base.user, key).await?;
         let private = std::fs::read(&key.key_file).map_err(io("reading", &key.key_file))?;
         s.run_checked("mkdir -p .ssh && chmod 700 .ssh", &RunOptions::default())
             .await?;
