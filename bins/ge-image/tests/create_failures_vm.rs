@@ -1,7 +1,8 @@
 //! `ge-image create` on bad inputs and after SIGKILL, local backend, real:
 //! every failure is a one-line (or quoted-log) error with a non-zero exit,
 //! and nothing is left: no QEMU process, no VM directory, no Glance image.
-//! Two VM boots in all (the failing create.sh, the killed run).
+//! VM boots: the failing create.sh, the killed run, and `create --no-test`
+//! whose candidate then boots for `test --keep-on-failure`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -26,7 +27,7 @@ async fn nothing_left(env: &Env, dir: &Path, name: &str) {
         .unwrap_or_default();
     assert!(left.is_empty(), "VM directories left: {left:?}");
     assert_eq!(outstanding(dir), 0);
-    assert!(images_named(&env.glance, &format!("{name}_rc"))
+    assert!(image_ids_named(&env.glance, &format!("{name}_rc"))
         .await
         .is_empty());
     let files: Vec<_> = std::fs::read_dir(dir.join(".ge-image"))
@@ -154,12 +155,16 @@ async fn a_killed_create_is_cleaned_by_gc() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to release"));
 }
 
-/// `ge-image test NAME --keep-on-failure` with a failing `test.sh`: the test
-/// VM stays running after ge-image exits, its address and an ssh command
-/// are printed (and work), the ledger lists it; `gc` then removes it. The
-/// `<name>_rc` tested here was not made by this run: it stays.
+/// `ge-image create NAME --no-test` end to end (build VM, prepare on the
+/// live NBD export, verified upload): `<name>_rc` is active and private in
+/// Glance with the hash of its data, the ledger is empty, no QEMU, VM
+/// directory or image file is left, and the printed commands name it. Then
+/// `ge-image test NAME --keep-on-failure` on that candidate with a failing
+/// `test.sh`: the test VM stays running after ge-image exits, its address
+/// and an ssh command are printed (and work), the ledger lists it; `gc` then
+/// removes it. The candidate was not made by the test run: it stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_on_failure_keeps_the_test_vm_running_until_gc() {
+async fn create_no_test_then_keep_on_failure_keeps_the_test_vm_until_gc() {
     let mut env = setup().await;
     let name = unique("keepdemo");
     let dir = webdemo(env.root.path(), &name);
@@ -168,19 +173,71 @@ async fn keep_on_failure_keeps_the_test_vm_running_until_gc() {
         "#!/bin/sh\necho \"checking $USERNAME@$IP\"\nexit 5\n",
     )
     .unwrap();
-    // The candidate: the test image itself, as `<name>_rc`.
-    let rc = env
-        .glance
-        .create_image(
-            &openstack_client::glance::CreateImage::new(format!("{name}_rc"))
-                .disk_format("qcow2")
-                .container_format("bare")
-                .visibility(openstack_client::glance::Visibility::Private),
-        )
-        .await
+
+    // The candidate, made by `create --no-test`.
+    let out = ge_image(&env, &["create", &name, "--no-test"])
+        .output()
         .unwrap();
-    env.images.track(rc.id.clone());
-    env.glance.upload_file(&rc.id, &test_image()).await.unwrap();
+    let t = text(&out);
+    let made = image_ids_named(&env.glance, &format!("{name}_rc")).await;
+    for id in &made {
+        env.images.track(id.clone());
+    }
+    assert!(out.status.success(), "{t}");
+    assert_eq!(made.len(), 1, "{t}");
+    let rc_id = made[0].clone();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        stdout,
+        format!(
+            "{name}_rc: {rc_id}\nNot tested (--no-test): test it with `ge-image test {name}`, \
+             then publish it with `ge-image publish {rc_id}`\n"
+        ),
+        "{t}"
+    );
+    let rc = env.glance.get_image(&rc_id).await.unwrap();
+    assert_eq!(rc.status, openstack_client::glance::ImageStatus::Active);
+    assert_eq!(rc.visibility, openstack_client::glance::Visibility::Private);
+    assert_eq!(rc.disk_format.as_deref(), Some("qcow2"));
+    // Glance's hash is the hash of the data it serves.
+    let algo = rc.os_hash_algo.clone().unwrap_or_default();
+    assert_eq!(algo, "sha512", "{rc:?}");
+    let file = env.root.path().join("candidate.qcow2");
+    env.glance.download_to_file(&rc_id, &file).await.unwrap();
+    let sum = std::process::Command::new("sha512sum")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sum.status.success());
+    let sum = String::from_utf8_lossy(&sum.stdout).to_string();
+    assert_eq!(
+        sum.split_whitespace().next(),
+        rc.os_hash_value.as_deref(),
+        "{rc:?}"
+    );
+    let _ = std::fs::remove_file(&file);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["rc_image_id"], rc_id.as_str());
+    assert_eq!(state["vm"], serde_json::Value::Null);
+    let log = std::fs::read_to_string(dir.join("create.log")).unwrap();
+    assert!(log.contains("dpkg -i"), "create.log: {log}");
+    assert!(!dir.join("test.log").exists(), "test.sh ran: {t}");
+    // Nothing left but the candidate, which is handed over.
+    assert_eq!(outstanding(&dir), 0, "ledger not empty: {t}");
+    assert!(qemus_in(&dir).is_empty(), "QEMU left: {:?}", qemus_in(&dir));
+    let vms = dir.join(".ge-image/vms");
+    let left: Vec<_> = std::fs::read_dir(&vms)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VM directories left: {left:?}");
+    let files: Vec<_> = std::fs::read_dir(dir.join(".ge-image"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "qcow2"))
+        .collect();
+    assert!(files.is_empty(), "image files left: {files:?}");
 
     let out = ge_image(&env, &["test", &name, "--keep-on-failure"])
         .output()
@@ -201,12 +258,12 @@ async fn keep_on_failure_keeps_the_test_vm_running_until_gc() {
     assert!(outstanding(&dir) > 0);
     let login = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("{ssh} cat /etc/hostname"))
+        .arg(format!("{ssh} id -un"))
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert!(login.status.success(), "{ssh}: {}", text(&login));
-    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "ge-test");
+    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "root");
 
     let out = ge_image(&env, &["gc", &name]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -218,7 +275,7 @@ async fn keep_on_failure_keeps_the_test_vm_running_until_gc() {
     assert!(qemus_in(&dir).is_empty(), "QEMU left: {:?}", qemus_in(&dir));
     assert_eq!(outstanding(&dir), 0);
     assert!(
-        env.glance.get_image(&rc.id).await.is_ok(),
+        env.glance.get_image(&rc_id).await.is_ok(),
         "the operator's candidate was deleted"
     );
 }

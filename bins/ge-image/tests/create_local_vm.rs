@@ -28,7 +28,7 @@ async fn create_test_publish_and_inspect_on_the_local_backend() {
     let took = start.elapsed();
     let t = text(&out);
     // Track the candidate for deletion whatever happened.
-    for id in images_named(&env.glance, &format!("{name}_rc")).await {
+    for id in image_ids_named(&env.glance, &format!("{name}_rc")).await {
         env.images.track(id);
     }
     assert!(out.status.success(), "{t}");

@@ -1,6 +1,6 @@
 //! Helpers of the local-backend tests: the test image as a Glance base, a
 //! folder root and settings file, the webdemo fixture folder.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,4 +120,4 @@ pub fn outstanding(dir: &Path) -> usize {
         .len()
 }
 
-pub use cloud_test_support::image_ids_named as images_named;
+pub use cloud_test_support::image_ids_named;
