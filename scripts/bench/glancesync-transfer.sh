@@ -12,7 +12,9 @@
 #               both), then the same with transfer = glance-download (the
 #               target Glance pulls the data itself).
 #
-# Reports wall time, both ratios and peak RSS (/usr/bin/time). Needs the local
+# Reports wall time, both ratios and peak RSS (/usr/bin/time), and per
+# glancesync run the CPU time of each region's Glance workers (from the
+# cloud's pid files) and of glancesync itself. Needs the local
 # cloud (scripts/cloud/up.sh). Passwords never appear on a command line: OSC
 # reads clouds.yaml, glancesync reads a mode-600 config in a private temp dir.
 #
@@ -224,17 +226,40 @@ drop_copies() {
     done
 }
 
-# gs_run NAME CONFIG REGIONS...: time a glancesync run; sets NAME_s, NAME_rss; stderr in $WORK/NAME.err.
+# glance_cpu: CPU seconds (user + system, in clock ticks) used so far by the
+# gunicorn workers of RegionOne's, RegionTwo's and RegionThree's Glance, from
+# the cloud's pid files (0 when a region is not running).
+glance_cpu() {
+    local f m t c
+    for f in glance-r1 glance-r2 glance-r3; do
+        t=0
+        if m=$(cat "$LOCAL_CLOUD_DIR/run/$f.pid" 2>/dev/null); then
+            for c in $(pgrep -P "$m" || true); do
+                t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+            done
+        fi
+        printf '%s ' "$t"
+    done
+}
+TICKS=$(getconf CLK_TCK)
+
+# gs_run NAME CONFIG REGIONS...: time a glancesync run; sets NAME_s, NAME_rss,
+# NAME_cpu (the Glance workers' CPU seconds during the run: RegionOne/RegionTwo/RegionThree,
+# and glancesync's own user + system); stderr in $WORK/NAME.err.
 gs_run() {
     local name=$1 conf=$2
     shift 2
-    local t0 t1
+    local t0 t1 c0 c1
+    c0=$(glance_cpu)
     t0=$(date +%s.%N)
-    (cd "$WORK" && /usr/bin/time -f "%M" -o "$WORK/$name.rss" "$GS" --config-file "$conf" "$@" \
+    (cd "$WORK" && /usr/bin/time -f "%U %S %M" -o "$WORK/$name.rss" "$GS" --config-file "$conf" "$@" \
         >/dev/null 2>"$WORK/$name.err") || { cat "$WORK/$name.err" >&2; die "glancesync $name failed"; }
     t1=$(date +%s.%N)
+    c1=$(glance_cpu)
     printf -v "${name}_s" '%s' "$(echo "$t1 - $t0" | bc -l)"
-    printf -v "${name}_rss" '%s' "$(tail -1 "$WORK/$name.rss")"
+    printf -v "${name}_rss" '%s' "$(tail -1 "$WORK/$name.rss" | awk '{print $3}')"
+    printf -v "${name}_cpu" '%s' "$(paste <(tr ' ' '\n' <<<"$c0" | grep .) <(tr ' ' '\n' <<<"$c1" | grep .) |
+        awk -v hz="$TICKS" '{ printf "%.1f/", ($2 - $1) / hz }')$(tail -1 "$WORK/$name.rss" | awk '{printf "%.1f", $1 + $2}')"
     for region in "$@"; do
         st=$(cd "$WORK" && "$GS" -q --config-file "$conf" --show-status "$region")
         [[ $(grep -c '^ok,' <<<"$st" || true) -eq $i ]] || die "$name left images unsynchronised in $region: $st"
@@ -261,6 +286,8 @@ for round in $(seq 1 "$ROUNDS"); do
     unlock
     printf 'round %d/%d: pipe %.1f s, stream one %.1f s (%.2fx the pipe), stream two %.1f s (%.2fx one), glance-download two %.1f s (%.2fx streaming); load %s\n' \
         "$round" "$ROUNDS" "$pipe_s" "$one_s" "$a" "$two_s" "$b" "$server_s" "$c" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '  CPU s (Glance RegionOne/RegionTwo/RegionThree workers/glancesync): stream one %s, stream two %s, glance-download two %s\n' \
+        "$one_cpu" "$two_cpu" "$server_cpu"
 done
 
 printf 'images: %d, %d MiB\n' "$i" "$total"
