@@ -3,14 +3,26 @@
 //! Profiles from a local HTTP server (wiremock), the real RabbitMQ.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use lapin::options::QueueDeleteOptions;
 use packuilon_core::{Broker, Config};
+
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The bodies of every message on the queue (each acked).
+async fn drain(b: &Broker) -> Vec<String> {
+    common::get_all(b)
+        .await
+        .into_iter()
+        .map(|m| String::from_utf8(m.delivery.data).unwrap())
+        .collect()
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/packuilon/cdb")
@@ -34,28 +46,6 @@ async fn serve(server: &MockServer, info: &str) {
                 .await;
         }
     }
-}
-
-async fn drain(b: &Broker) -> Vec<String> {
-    let conn = b
-        .connect()
-        .await
-        .expect("RabbitMQ is not reachable on 127.0.0.1:5672: run scripts/rabbitmq/up.sh");
-    let ch = b.open_channel(&conn).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(b.queue.as_str().into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        m.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap();
-        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-    }
-    out
 }
 
 /// Wait (a liveness bound, not a timing assertion) for `cond`.

@@ -4,12 +4,15 @@
 //! running build finish and ack before exiting.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use common::{get_one, wait_for};
+use lapin::options::QueueDeleteOptions;
 use packuilon_core::{Broker, Config};
 
 fn unique_queue(tag: &str) -> String {
@@ -24,21 +27,12 @@ fn unique_queue(tag: &str) -> String {
 /// arguments in `dir/started` and then waits for `dir/release`.
 fn setup(dir: &Path, queue: &str) -> (PathBuf, Broker) {
     let packer = dir.join("fake-packer");
-    std::fs::write(
-        &packer,
-        format!(
+    common::write_executable(&packer, &format!(
             "#!/bin/sh\necho \"$@\" > {d}/started.tmp && mv {d}/started.tmp {d}/started\n\
              i=0; while [ ! -e {d}/release ]; do sleep 0.1; i=$((i+1)); [ $i -gt 1200 ] && exit 9; done\n\
              echo fake packer done\necho '--> openstack: An image was created: img-new'\n",
             d = dir.display()
-        ),
-    )
-    .unwrap();
-    StdCommand::new("chmod")
-        .arg("+x")
-        .arg(&packer)
-        .status()
-        .unwrap();
+        ));
     std::fs::write(
         dir.join("t.json"),
         r#"{"builders": [{"type": "null", "communicator": "none"}]}"#,
@@ -85,39 +79,6 @@ fn trigger(cfg: &Path, extra: &[&str]) {
         "trigger failed (is RabbitMQ up? run scripts/rabbitmq/up.sh): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Wait (two minutes at most, a liveness bound) for `path` to exist.
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-async fn get_one(b: &Broker) -> Option<lapin::message::BasicGetMessage> {
-    let conn = b
-        .connect()
-        .await
-        .expect("RabbitMQ is not reachable on 127.0.0.1:5672: run scripts/rabbitmq/up.sh");
-    let ch = b.open_channel(&conn).await.unwrap();
-    let msg = ch
-        .basic_get(b.queue.as_str().into(), BasicGetOptions::default())
-        .await
-        .unwrap();
-    if let Some(m) = &msg {
-        m.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap();
-    }
-    msg
 }
 
 async fn delete_queue(b: &Broker) {

@@ -9,11 +9,14 @@
 //! `packer` records its own and its parent's `/proc/<pid>/cmdline`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
 use cloud_test_support::leaks::{assert_files_free, assert_no_secret, closed_port, files_under};
+use common::wait_for;
 use lapin::options::QueueDeleteOptions;
 use packuilon_core::{Broker, Config};
 
@@ -79,22 +82,15 @@ fn unique_queue(tag: &str) -> String {
 /// password and token; config.ini with `host:port`, `rabbit_pw` and `extra`.
 fn setup(dir: &Path, queue: &str, port: u16, rabbit_pw: &str, extra: &str) -> PathBuf {
     let packer = dir.join("fake-packer");
-    std::fs::write(
+    common::write_executable(
         &packer,
-        format!(
+        &format!(
             "#!/bin/sh\n{{ echo \"args: $*\"; echo \"self: $(tr '\\0' ' ' < /proc/$$/cmdline)\"; \
              echo \"parent: $(tr '\\0' ' ' < /proc/$PPID/cmdline)\"; }} > {d}/cmdlines.tmp\n\
              mv {d}/cmdlines.tmp {d}/cmdlines\necho 'fake packer: build failed'\nexit 1\n",
             d = dir.display()
         ),
-    )
-    .unwrap();
-    assert!(StdCommand::new("chmod")
-        .arg("+x")
-        .arg(&packer)
-        .status()
-        .unwrap()
-        .success());
+    );
     std::fs::write(
         dir.join("t.json"),
         r#"{"builders": [{"type": "null", "communicator": "none", "name": $NAME, "image": $IMAGE}]}"#,
@@ -220,19 +216,6 @@ fn refused_broker_password_is_reported_without_it() {
     let stderr = run_service_until(&cfg, dir.path(), "cannot consume");
     assert!(stderr.contains("RabbitMQ connect"), "{stderr}");
     assert_files_clean(dir.path());
-}
-
-/// Wait (two minutes at most, a liveness bound) for `path` to exist.
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test]

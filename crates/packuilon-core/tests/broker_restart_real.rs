@@ -82,19 +82,10 @@ fn service(dir: &Path, queue: &str, port: u16) -> Service {
     // A Packer stand-in: records the build file it was given, takes a
     // moment, names an image.
     let packer = dir.join("fake-packer");
-    std::fs::write(
-        &packer,
-        format!(
+    common::write_executable(&packer, &format!(
             "#!/bin/sh\nsleep 0.7\nbasename \"$3\" >> {d}/runs\necho '--> openstack: An image was created: 9d2b7c1e-0000-4000-8000-000000000001'\n",
             d = dir.display()
-        ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&packer)
-        .status()
-        .unwrap();
+        ));
     std::fs::write(dir.join("t.json"), r#"{"builders": [{"type": "null"}]}"#).unwrap();
     std::fs::write(dir.join("map.json"), r#"{"DEFAULT": ["t.json"]}"#).unwrap();
     std::fs::write(dir.join("images.json"), r#"{"sl7x-x86_64": "src-1"}"#).unwrap();

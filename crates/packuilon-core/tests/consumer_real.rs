@@ -234,19 +234,10 @@ async fn builds_of_the_same_name_never_overlap() {
     let queue = unique_queue("samename");
     // A Packer stand-in that notices when another run is inside it.
     let packer = dir.path().join("fake-packer");
-    std::fs::write(
-        &packer,
-        format!(
+    common::write_executable(&packer, &format!(
             "#!/bin/sh\nd={d}\nif mkdir $d/inside 2>/dev/null; then sleep 1; rmdir $d/inside; else touch $d/overlap; sleep 1; fi\necho run >> $d/runs\necho 'An image was created: i-1'\n",
             d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&packer)
-        .status()
-        .unwrap();
+        ));
     let svc = service(dir.path(), &queue, packer);
     assert!(svc.thread_count >= 2);
     // Same build name, two different profiles (a duplicate would build once).
@@ -279,16 +270,10 @@ async fn a_failing_build_is_retried_then_kept_on_the_failed_queue() {
     let queue = unique_queue("retry");
     let mut svc = service(dir.path(), &queue, PathBuf::from("packer"));
     let mail = dir.path().join("sendmail");
-    std::fs::write(
+    common::write_executable(
         &mail,
-        format!("#!/bin/sh\ncat >> {}/mail.txt\n", dir.path().display()),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&mail)
-        .status()
-        .unwrap();
+        &format!("#!/bin/sh\ncat >> {}/mail.txt\n", dir.path().display()),
+    );
     svc.notifier = std::sync::Arc::new(packuilon_core::notify::Notifier {
         mail_command: vec![mail.display().to_string()],
         failure_address: Some("ops@example.org".into()),
@@ -398,19 +383,10 @@ async fn an_image_failing_the_test_gate_is_a_failed_build_and_one_passing_it_is_
     svc.max_attempts = 1;
     // The gate passes the image of profile "good" only.
     let script = dir.path().join("gate.sh");
-    std::fs::write(
-        &script,
-        format!(
+    common::write_executable(&script, &format!(
             "#!/bin/sh\necho \"$PACKUILON_BUILD $PACKUILON_IMAGE_ID\" >> {d}/gated\ncase \"$PACKUILON_BUILD\" in good-*) exit 0;; *) exit 4;; esac\n",
             d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+        ));
     svc.gate = Some(std::sync::Arc::new(packuilon_core::gate::ScriptGate {
         script,
         timeout: Duration::from_secs(60),

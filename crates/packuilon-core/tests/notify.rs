@@ -2,6 +2,8 @@
 //! Slack hook on a local HTTP server (wiremock).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use packuilon_core::notify::{Notice, Notifier};
@@ -12,19 +14,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// A sendmail stand-in that records its arguments and its standard input.
 fn recording_mail(dir: &Path) -> Vec<String> {
     let script = dir.join("sendmail");
-    std::fs::write(
+    common::write_executable(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$@\" >> {d}/mail.args\ncat >> {d}/mail.txt\n",
             d = dir.display()
         ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    );
     vec![script.display().to_string(), "-t".into(), "-i".into()]
 }
 

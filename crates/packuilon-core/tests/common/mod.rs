@@ -101,6 +101,14 @@ pub async fn wait_ready(b: &Broker, queue: &str, want: u32) -> u32 {
     }
 }
 
+/// Write `text` to `path` as an executable script (a stand-in for Packer,
+/// sendmail or a gate).
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Take one message off `queue` (acked).
 pub async fn get_one(b: &Broker, queue: &str) -> Option<lapin::message::BasicGetMessage> {
     let (_conn, ch) = channel(b).await;
