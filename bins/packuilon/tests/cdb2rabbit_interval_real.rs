@@ -98,12 +98,7 @@ async fn interval_mode_publishes_later_changes_once_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(child.try_wait().unwrap().is_none(), "the loop exited");
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     got.extend(drain(&broker).await);

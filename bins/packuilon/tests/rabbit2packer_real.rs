@@ -157,12 +157,7 @@ async fn sigterm_lets_the_running_build_finish_and_ack_before_exiting() {
                 .ends_with("/build/nubes-sl7x-x86_64.t.json"),
         "{started}"
     );
-    let pid = service.id().to_string();
-    assert!(StdCommand::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::sigterm(&service);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         service.try_wait().unwrap().is_none(),

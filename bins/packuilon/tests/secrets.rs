@@ -189,11 +189,7 @@ fn run_service_until(cfg: &Path, dir: &Path, needle: &str) -> String {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(StdCommand::new("kill")
-            .args(["-TERM", &service.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        common::sigterm(&service);
         service.wait().unwrap();
         let stdout = std::fs::read_to_string(&out_path).unwrap();
         let stderr = std::fs::read_to_string(&err_path).unwrap();
@@ -252,11 +248,7 @@ async fn a_failed_build_leaks_neither_password_nor_token() {
             assert!(Instant::now() < deadline, "the build never finished");
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(StdCommand::new("kill")
-            .args(["-TERM", &service.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        common::sigterm(&service);
         service.wait().unwrap();
         let stdout = std::fs::read_to_string(&out_path).unwrap();
         let stderr = std::fs::read_to_string(&err_path).unwrap();
