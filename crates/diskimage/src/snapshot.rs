@@ -245,9 +245,36 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn tree(dir: &Path, text: &str) {
-        std::fs::create_dir_all(dir.join("etc")).unwrap();
-        std::fs::write(dir.join("etc/x"), text).unwrap();
+    /// A cache under `cache/`, a source tree `src/` whose `etc/x` holds
+    /// `text`, and the staging directory `staging/`, all in one temporary
+    /// directory: the set-up every snapshot test starts from.
+    struct Fixture {
+        d: tempfile::TempDir,
+        cache: Cache,
+        src: PathBuf,
+        staging: PathBuf,
+    }
+
+    impl Fixture {
+        fn new(text: &str) -> Fixture {
+            let d = tempfile::tempdir().unwrap();
+            let cache = Cache::open(d.path().join("cache")).unwrap();
+            let src = d.path().join("src");
+            std::fs::create_dir_all(src.join("etc")).unwrap();
+            std::fs::write(src.join("etc/x"), text).unwrap();
+            let staging = d.path().join("staging");
+            Fixture {
+                d,
+                cache,
+                src,
+                staging,
+            }
+        }
+
+        /// A snapshot writer compressing in the background from `staging/`.
+        fn snapshots(&self) -> Snapshots {
+            Snapshots::new(&self.cache, Some(self.staging.clone())).unwrap()
+        }
     }
 
     /// The snapshot is the tree as it was when `store` returned, whatever
@@ -255,12 +282,10 @@ mod tests {
     /// key names no file (only a `.part`), and a link to it waits for it.
     #[test]
     fn background_snapshot_is_the_tree_at_store_time() {
-        let d = tempfile::tempdir().unwrap();
-        let cache = Cache::open(d.path().join("cache")).unwrap();
-        let src = d.path().join("src");
-        tree(&src, "before");
-        let mut s = Snapshots::new(&cache, Some(d.path().join("staging"))).unwrap();
-        s.store("k1", &src).unwrap();
+        let f = Fixture::new("before");
+        let (cache, src) = (&f.cache, &f.src);
+        let mut s = f.snapshots();
+        s.store("k1", src).unwrap();
         assert!(s.has("k1"));
         // The next phase changes the tree right away.
         std::fs::write(src.join("etc/x"), "after").unwrap();
@@ -269,7 +294,7 @@ mod tests {
         assert!(s.has("k2"));
         s.finish().unwrap();
         for k in ["k1", "k2"] {
-            let out = d.path().join(format!("out-{k}"));
+            let out = f.d.path().join(format!("out-{k}"));
             assert!(cache.restore_tree(k, &out).unwrap());
             assert_eq!(
                 std::fs::read_to_string(out.join("etc/x")).unwrap(),
@@ -278,11 +303,8 @@ mod tests {
             assert!(!out.join("etc/new").exists());
         }
         // Nothing left behind: no staging copy, no part file.
-        assert_eq!(
-            std::fs::read_dir(d.path().join("staging")).unwrap().count(),
-            0
-        );
-        let parts = std::fs::read_dir(d.path().join("cache/trees"))
+        assert_eq!(std::fs::read_dir(&f.staging).unwrap().count(), 0);
+        let parts = std::fs::read_dir(f.d.path().join("cache/trees"))
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
@@ -295,15 +317,12 @@ mod tests {
     /// before the build ends.
     #[test]
     fn finished_snapshots_are_completed_before_the_end() {
-        let d = tempfile::tempdir().unwrap();
-        let cache = Cache::open(d.path().join("cache")).unwrap();
-        let src = d.path().join("src");
-        tree(&src, "a");
-        let staging = d.path().join("staging");
-        let mut s = Snapshots::new(&cache, Some(staging.clone())).unwrap();
-        s.store("k1", &src).unwrap();
+        let f = Fixture::new("a");
+        let (cache, src, staging) = (&f.cache, &f.src, &f.staging);
+        let mut s = f.snapshots();
+        s.store("k1", src).unwrap();
         let _ = s.pending[0].child.wait();
-        s.store("k2", &src).unwrap();
+        s.store("k2", src).unwrap();
         assert!(cache.has_tree("k1"), "completed at the next store");
         assert!(!staging.join("k1.tar").exists());
         let _ = s.pending[0].child.wait();
@@ -317,23 +336,20 @@ mod tests {
     /// snapshot whose compression fails is not stored under its key.
     #[test]
     fn drop_completes_pending_and_a_failed_compression_stores_nothing() {
-        let d = tempfile::tempdir().unwrap();
-        let cache = Cache::open(d.path().join("cache")).unwrap();
-        let src = d.path().join("src");
-        tree(&src, "a");
-        let staging = d.path().join("staging");
-        let mut s = Snapshots::new(&cache, Some(staging.clone())).unwrap();
-        s.store("good", &src).unwrap();
+        let f = Fixture::new("a");
+        let (cache, src) = (&f.cache, &f.src);
+        let mut s = f.snapshots();
+        s.store("good", src).unwrap();
         drop(s);
         assert!(cache.has_tree("good"));
-        let out = d.path().join("out");
+        let out = f.d.path().join("out");
         assert!(cache.restore_tree("good", &out).unwrap());
         assert_eq!(std::fs::read_to_string(out.join("etc/x")).unwrap(), "a");
 
         // zstd cannot write its output (a directory is in the way).
-        let mut s = Snapshots::new(&cache, Some(staging)).unwrap();
+        let mut s = f.snapshots();
         std::fs::create_dir_all(cache.tree_part_path("broken").join("x")).unwrap();
-        s.store("broken", &src).unwrap();
+        s.store("broken", src).unwrap();
         assert!(s.finish().is_err());
         assert!(!cache.has_tree("broken"));
     }
