@@ -7,6 +7,7 @@
 //! this crate runs Rally.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use ini_config::{Dialect, Ini};
 pub use secret::Secret;
@@ -148,6 +149,28 @@ impl Reader<'_> {
         PathBuf::from(self.string(section, key, default))
     }
 
+    /// `[section] KEY` as a number, `default` when absent. A value that does
+    /// not parse or that `valid` refuses is recorded in `problems` with
+    /// `message`, and `default` is used so that the other keys are still
+    /// checked.
+    fn number<T: FromStr>(
+        &self,
+        problems: &mut Vec<Error>,
+        (section, key): (&str, &str),
+        default: T,
+        valid: fn(&T) -> bool,
+        message: &str,
+    ) -> T {
+        let value = match self.opt(section, key) {
+            None => return default,
+            Some(v) => v.parse::<T>().ok().filter(valid),
+        };
+        value.unwrap_or_else(|| {
+            problems.push(self.bad(section, key, message.into()));
+            default
+        })
+    }
+
     fn bad(&self, section: &str, key: &str, message: String) -> Error {
         Error::ConfigValue {
             path: PathBuf::from(self.ini.source()),
@@ -202,21 +225,12 @@ impl Config {
     fn collect(ini: &Ini) -> (Self, Vec<Error>) {
         let r = Reader { ini };
         let mut problems: Vec<Error> = Vec::new();
-        let port: u16 = keep(
+        let port: u16 = r.number(
             &mut problems,
-            (|| -> Result<u16> {
-                Ok(match r.opt("global", "RABBIT_PORT") {
-                    None => 5672,
-                    Some(v) => v.parse::<u16>().map_err(|_| {
-                        r.bad(
-                            "global",
-                            "RABBIT_PORT",
-                            "not a port number (1-65535)".into(),
-                        )
-                    })?,
-                })
-            })(),
+            ("global", "RABBIT_PORT"),
             5672,
+            |p| *p >= 1,
+            "not a port number (1-65535)",
         );
         let thread_count: u16 = keep(
             &mut problems,
@@ -250,40 +264,19 @@ impl Config {
             })(),
             4,
         );
-        let max_attempts: u32 = keep(
+        let max_attempts: u32 = r.number(
             &mut problems,
-            (|| -> Result<u32> {
-                Ok(match r.opt("rabbit2packer", "MAX_ATTEMPTS") {
-                    None => 3,
-                    Some(v) => match v.parse::<u32>() {
-                        Ok(n) if n >= 1 => n,
-                        _ => {
-                            return Err(r.bad(
-                                "rabbit2packer",
-                                "MAX_ATTEMPTS",
-                                "not a whole number of at least 1".into(),
-                            ))
-                        }
-                    },
-                })
-            })(),
+            ("rabbit2packer", "MAX_ATTEMPTS"),
             3,
+            |n| *n >= 1,
+            "not a whole number of at least 1",
         );
-        let retry_delay: u64 = keep(
+        let retry_delay: u64 = r.number(
             &mut problems,
-            (|| -> Result<u64> {
-                Ok(match r.opt("rabbit2packer", "RETRY_DELAY") {
-                    None => 60,
-                    Some(v) => v.parse::<u64>().map_err(|_| {
-                        r.bad(
-                            "rabbit2packer",
-                            "RETRY_DELAY",
-                            "not a whole number of seconds".into(),
-                        )
-                    })?,
-                })
-            })(),
+            ("rabbit2packer", "RETRY_DELAY"),
             60,
+            |_| true,
+            "not a whole number of seconds",
         );
         let global = GlobalConfig {
             queue: r.string("global", "QUEUE", "build-queue"),
@@ -592,10 +585,32 @@ mod tests {
 
     #[test]
     fn bad_port_is_an_error() {
-        let e = parse("[global]\nRABBIT_PORT = 99999\n")
+        for port in ["99999", "0", "amqp"] {
+            let e = parse(&format!("[global]\nRABBIT_PORT = {port}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[global] RABBIT_PORT"), "{e}");
+            assert!(e.contains("not a port number (1-65535)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_attempts_and_delay_are_errors_and_good_ones_are_read() {
+        let e = parse("[rabbit2packer]\nMAX_ATTEMPTS = 0\nRETRY_DELAY = -5\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("[global] RABBIT_PORT"), "{e}");
+        assert!(
+            e.contains("MAX_ATTEMPTS") && e.contains("at least 1"),
+            "{e}"
+        );
+        assert!(e.contains("RETRY_DELAY") && e.contains("seconds"), "{e}");
+        let c = parse(
+            "[global]\nRABBIT_PORT = 5673\n[rabbit2packer]\nMAX_ATTEMPTS = 5\nRETRY_DELAY = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.global.rabbit_port, 5673);
+        assert_eq!(c.rabbit2packer.max_attempts, 5);
+        assert_eq!(c.rabbit2packer.retry_delay, 0);
     }
 
     #[test]
