@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use reqwest::header::HeaderMap;
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::paging::{by_id_or_name, get_all, join};
-use crate::session::{Req, Session};
+use crate::session::{RawResponse, Req, Session};
 
 /// A network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +241,43 @@ impl Session {
     }
 }
 
+/// A Neutron resource: its collection path, the member one item is wrapped
+/// in (`{"floatingip": {...}}`) and the member a listing is under.
+struct Resource {
+    /// Path segment of the collection (`security-groups`).
+    path: &'static str,
+    /// Key of one item in request and response bodies (`security_group`).
+    one: &'static str,
+    /// Key of a listing (`security_groups`).
+    many: &'static str,
+}
+
+const NETWORKS: Resource = Resource {
+    path: "networks",
+    one: "network",
+    many: "networks",
+};
+const SECURITY_GROUPS: Resource = Resource {
+    path: "security-groups",
+    one: "security_group",
+    many: "security_groups",
+};
+const SECURITY_GROUP_RULES: Resource = Resource {
+    path: "security-group-rules",
+    one: "security_group_rule",
+    many: "security_group_rules",
+};
+const FLOATING_IPS: Resource = Resource {
+    path: "floatingips",
+    one: "floatingip",
+    many: "floatingips",
+};
+const PORTS: Resource = Resource {
+    path: "ports",
+    one: "port",
+    many: "ports",
+};
+
 impl NetworkClient {
     pub(crate) fn new(session: Session, region: Option<String>, endpoint: Url) -> NetworkClient {
         let mut base = endpoint;
@@ -257,27 +295,74 @@ impl NetworkClient {
         }
     }
 
-    fn req(&self, method: Method, segments: &[&str]) -> Result<Req> {
-        Ok(Req::new(
-            "network",
-            self.region.clone(),
-            method,
-            join(&self.base, segments)?,
-        ))
+    /// `method` on the collection of `resource` (no `id`) or on one item,
+    /// with `body` wrapped in `{"<one>": body}` when given; the answer's
+    /// `<one>` member decoded. Errors carry the status, method, URL and
+    /// request id (the session's `execute`).
+    async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        resource: &Resource,
+        id: Option<&str>,
+        body: Option<&B>,
+    ) -> Result<T> {
+        self.send(method, resource, id, body)
+            .await?
+            .json_in(resource.one)
     }
 
-    /// Every `resource` (the list under `key`), those whose `field` is
-    /// `value` when one is given.
-    async fn list<T: serde::de::DeserializeOwned>(
+    /// The request of [`NetworkClient::call`], its answer left unread.
+    async fn send<B: Serialize + ?Sized>(
         &self,
-        resource: &str,
-        key: &str,
-        field: &str,
-        value: Option<&str>,
+        method: Method,
+        resource: &Resource,
+        id: Option<&str>,
+        body: Option<&B>,
+    ) -> Result<RawResponse> {
+        let url = match id {
+            Some(id) => join(&self.base, &[resource.path, id])?,
+            None => join(&self.base, &[resource.path])?,
+        };
+        let mut req = Req::new("network", self.region.clone(), method, url);
+        if let Some(body) = body {
+            req = req.json(&BTreeMap::from([(resource.one, body)]))?;
+        }
+        self.session.execute(req).await
+    }
+
+    /// One item of `resource` by id.
+    async fn get<T: DeserializeOwned>(&self, resource: &Resource, id: &str) -> Result<T> {
+        self.call(Method::GET, resource, Some(id), None::<&()>)
+            .await
+    }
+
+    /// Create an item of `resource` from `body` (the fields inside
+    /// `{"<one>": ...}`).
+    async fn create<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        resource: &Resource,
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::POST, resource, None, Some(body)).await
+    }
+
+    /// Delete one item of `resource`.
+    async fn delete(&self, resource: &Resource, id: &str) -> Result<()> {
+        self.send(Method::DELETE, resource, Some(id), None::<&()>)
+            .await
+            .map(|_| ())
+    }
+
+    /// Every item of `resource` matching every `(field, value)` query
+    /// filter, following `<many>_links` pages.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        resource: &Resource,
+        filters: &[(&str, &str)],
     ) -> Result<Vec<T>> {
-        let mut url = join(&self.base, &[resource])?;
-        if let Some(value) = value {
-            url.query_pairs_mut().append_pair(field, value);
+        let mut url = join(&self.base, &[resource.path])?;
+        if !filters.is_empty() {
+            url.query_pairs_mut().extend_pairs(filters);
         }
         get_all(
             &self.session,
@@ -285,22 +370,20 @@ impl NetworkClient {
             self.region.clone(),
             &HeaderMap::new(),
             url,
-            key,
+            resource.many,
         )
         .await
     }
 
     /// Networks, optionally by exact name.
     pub async fn list_networks(&self, name: Option<&str>) -> Result<Vec<Network>> {
-        self.list("networks", "networks", "name", name).await
+        self.list(&NETWORKS, name.map(|n| ("name", n)).as_slice())
+            .await
     }
 
     /// A network by id.
     pub async fn get_network(&self, id: &str) -> Result<Network> {
-        self.session
-            .execute(self.req(Method::GET, &["networks", id])?)
-            .await?
-            .json_in("network")
+        self.get(&NETWORKS, id).await
     }
 
     /// A network by id, or else by exact name.
@@ -321,24 +404,19 @@ impl NetworkClient {
         name: &str,
         description: &str,
     ) -> Result<SecurityGroup> {
-        let req = self.req(Method::POST, &["security-groups"])?.json(
-            &serde_json::json!({"security_group": {"name": name, "description": description}}),
-        )?;
-        self.session.execute(req).await?.json_in("security_group")
+        let body = serde_json::json!({"name": name, "description": description});
+        self.create(&SECURITY_GROUPS, &body).await
     }
 
     /// Security groups, optionally by exact name.
     pub async fn list_security_groups(&self, name: Option<&str>) -> Result<Vec<SecurityGroup>> {
-        self.list("security-groups", "security_groups", "name", name)
+        self.list(&SECURITY_GROUPS, name.map(|n| ("name", n)).as_slice())
             .await
     }
 
     /// A security group by id.
     pub async fn get_security_group(&self, id: &str) -> Result<SecurityGroup> {
-        self.session
-            .execute(self.req(Method::GET, &["security-groups", id])?)
-            .await?
-            .json_in("security_group")
+        self.get(&SECURITY_GROUPS, id).await
     }
 
     /// A security group by id, or else by exact name.
@@ -355,10 +433,7 @@ impl NetworkClient {
 
     /// Delete a security group.
     pub async fn delete_security_group(&self, id: &str) -> Result<()> {
-        self.session
-            .execute(self.req(Method::DELETE, &["security-groups", id])?)
-            .await
-            .map(|_| ())
+        self.delete(&SECURITY_GROUPS, id).await
     }
 
     /// Add a rule to a security group.
@@ -366,21 +441,12 @@ impl NetworkClient {
         &self,
         rule: &SecurityGroupRuleCreate,
     ) -> Result<SecurityGroupRule> {
-        let req = self
-            .req(Method::POST, &["security-group-rules"])?
-            .json(&serde_json::json!({ "security_group_rule": rule }))?;
-        self.session
-            .execute(req)
-            .await?
-            .json_in("security_group_rule")
+        self.create(&SECURITY_GROUP_RULES, rule).await
     }
 
     /// Delete a rule.
     pub async fn delete_security_group_rule(&self, id: &str) -> Result<()> {
-        self.session
-            .execute(self.req(Method::DELETE, &["security-group-rules", id])?)
-            .await
-            .map(|_| ())
+        self.delete(&SECURITY_GROUP_RULES, id).await
     }
 
     /// Allocate a floating IP from an external network, optionally
@@ -390,14 +456,8 @@ impl NetworkClient {
         floating_network_id: &str,
         port_id: Option<&str>,
     ) -> Result<FloatingIp> {
-        let mut fip = serde_json::json!({ "floating_network_id": floating_network_id });
-        if let Some(p) = port_id {
-            fip["port_id"] = Value::String(p.to_owned());
-        }
-        let req = self
-            .req(Method::POST, &["floatingips"])?
-            .json(&serde_json::json!({ "floatingip": fip }))?;
-        self.session.execute(req).await?.json_in("floatingip")
+        self.allocate_floating_ip(floating_network_id, port_id, None)
+            .await
     }
 
     /// Allocate a floating IP from an external network with a description
@@ -410,17 +470,25 @@ impl NetworkClient {
         port_id: Option<&str>,
         description: &str,
     ) -> Result<FloatingIp> {
-        let mut fip = serde_json::json!({
-            "floating_network_id": floating_network_id,
-            "description": description,
-        });
+        self.allocate_floating_ip(floating_network_id, port_id, Some(description))
+            .await
+    }
+
+    /// POST a floating IP with the fields that are given.
+    async fn allocate_floating_ip(
+        &self,
+        floating_network_id: &str,
+        port_id: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<FloatingIp> {
+        let mut fip = serde_json::json!({ "floating_network_id": floating_network_id });
         if let Some(p) = port_id {
-            fip["port_id"] = Value::String(p.to_owned());
+            fip["port_id"] = Value::from(p);
         }
-        let req = self
-            .req(Method::POST, &["floatingips"])?
-            .json(&serde_json::json!({ "floatingip": fip }))?;
-        self.session.execute(req).await?.json_in("floatingip")
+        if let Some(d) = description {
+            fip["description"] = Value::from(d);
+        }
+        self.create(&FLOATING_IPS, &fip).await
     }
 
     /// Floating IPs matching every `(field, value)` filter (Neutron's query
@@ -430,65 +498,41 @@ impl NetworkClient {
         &self,
         filters: &[(&str, &str)],
     ) -> Result<Vec<FloatingIp>> {
-        let mut url = join(&self.base, &["floatingips"])?;
-        if !filters.is_empty() {
-            let mut q = url.query_pairs_mut();
-            for (field, value) in filters {
-                q.append_pair(field, value);
-            }
-        }
-        get_all(
-            &self.session,
-            "network",
-            self.region.clone(),
-            &HeaderMap::new(),
-            url,
-            "floatingips",
-        )
-        .await
+        self.list(&FLOATING_IPS, filters).await
     }
 
     /// A floating IP by id.
     pub async fn get_floating_ip(&self, id: &str) -> Result<FloatingIp> {
-        self.session
-            .execute(self.req(Method::GET, &["floatingips", id])?)
-            .await?
-            .json_in("floatingip")
+        self.get(&FLOATING_IPS, id).await
     }
 
     /// Floating IPs, optionally those bound to `port_id`.
     pub async fn list_floating_ips(&self, port_id: Option<&str>) -> Result<Vec<FloatingIp>> {
-        self.list("floatingips", "floatingips", "port_id", port_id)
+        self.list(&FLOATING_IPS, port_id.map(|p| ("port_id", p)).as_slice())
             .await
     }
 
     /// Associate a floating IP with a port.
     pub async fn associate_floating_ip(&self, id: &str, port_id: &str) -> Result<FloatingIp> {
-        let req = self
-            .req(Method::PUT, &["floatingips", id])?
-            .json(&serde_json::json!({"floatingip": {"port_id": port_id}}))?;
-        self.session.execute(req).await?.json_in("floatingip")
+        let body = serde_json::json!({ "port_id": port_id });
+        self.call(Method::PUT, &FLOATING_IPS, Some(id), Some(&body))
+            .await
     }
 
     /// Detach a floating IP from its port.
     pub async fn disassociate_floating_ip(&self, id: &str) -> Result<FloatingIp> {
-        let req = self
-            .req(Method::PUT, &["floatingips", id])?
-            .json(&serde_json::json!({"floatingip": {"port_id": null}}))?;
-        self.session.execute(req).await?.json_in("floatingip")
+        let body = serde_json::json!({ "port_id": null });
+        self.call(Method::PUT, &FLOATING_IPS, Some(id), Some(&body))
+            .await
     }
 
     /// Release a floating IP.
     pub async fn delete_floating_ip(&self, id: &str) -> Result<()> {
-        self.session
-            .execute(self.req(Method::DELETE, &["floatingips", id])?)
-            .await
-            .map(|_| ())
+        self.delete(&FLOATING_IPS, id).await
     }
 
     /// Ports whose device is `server_id`.
     pub async fn server_ports(&self, server_id: &str) -> Result<Vec<Port>> {
-        self.list("ports", "ports", "device_id", Some(server_id))
-            .await
+        self.list(&PORTS, &[("device_id", server_id)]).await
     }
 }
