@@ -18,6 +18,9 @@
 # Then, once, the physical limits on this machine: one TCG boot of the base
 # to an SSH banner (QEMU as ge-image starts it) and one libguestfs appliance
 # launch (`guestfish run`); LIMITS=0 skips them.
+# The two --no-test runs use -v; their stderr is time-stamped (seconds since
+# start) and the last round's progress lines and INFO records are printed
+# at the end: the stage profile of the same runs as the totals.
 # ROUNDS=N (default 1) runs N interleaved rounds (peer, ours, ours without
 # prepare) and prints each round and the medians: the machine may be shared.
 # The bench base is declared `systemd_credentials = true` (the test image is
@@ -52,6 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
+# Each line of standard input prefixed with the seconds since stamp
+# started (with the command it reads from): the stage profile of a `-v` run.
+stamp() { perl -MTime::HiRes=time -pe 'BEGIN { $| = 1; $s = time } $_ = sprintf("%7.1f %s", time - $s, $_)'; }
 
 # The base in Glance (ours downloads it once into its cache: warm it first,
 # as Packer gets a local file).
@@ -121,12 +127,12 @@ t3=$(now)
     --os-cloud local --os-region-name RegionOne >"$WORK/ours.out" 2>"$WORK/ours.err" \
     || { tail -n 30 "$WORK/ours.err"; die "ge-image create failed"; }
 t4=$(now)
-"$GE" create "gebench-nt$r" --no-test --settings "$WORK/settings.toml" --folder-root "$F" \
-    --os-cloud local --os-region-name RegionOne >"$WORK/nt.out" 2>"$WORK/nt.err" \
+{ "$GE" -v create "gebench-nt$r" --no-test --settings "$WORK/settings.toml" --folder-root "$F" \
+    --os-cloud local --os-region-name RegionOne 2>&1 >"$WORK/nt.out" | stamp >"$WORK/nt.err"; } \
     || { tail -n 30 "$WORK/nt.err"; die "ge-image create --no-test failed"; }
 t5=$(now)
-"$GE" create "gebench-raw$r" --no-prepare --no-test --settings "$WORK/settings.toml" --folder-root "$F" \
-    --os-cloud local --os-region-name RegionOne >"$WORK/raw.out" 2>"$WORK/raw.err" \
+{ "$GE" -v create "gebench-raw$r" --no-prepare --no-test --settings "$WORK/settings.toml" --folder-root "$F" \
+    --os-cloud local --os-region-name RegionOne 2>&1 >"$WORK/raw.out" | stamp >"$WORK/raw.err"; } \
     || { tail -n 30 "$WORK/raw.err"; die "ge-image create --no-prepare failed"; }
 t6=$(now)
 times+=("$t0 $t1 $t2 $t3 $t4 $t5 $t6")
@@ -174,3 +180,10 @@ if [ "${LIMITS:-1}" != 0 ]; then
 print(f'limits: one TCG boot of the base to an SSH banner {b:.1f} s; one appliance launch {a:.1f} s (load {sys.argv[5]})')" \
         "$t0" "$t1" "$t2" "$t3" "$(cut -d' ' -f1-3 /proc/loadavg)"
 fi
+# Where the time of the last round's --no-test and --no-prepare runs went
+# (seconds since start; the ge-image progress lines and INFO records).
+for run in "nt:--no-test" "raw:--no-prepare --no-test"; do
+    echo "stages of the last round's ge-image create ${run#*:}:"
+    { grep -E 'ge-image: | INFO ' "$WORK/${run%%:*}.err" || true; } \
+        | sed -E 's/ [0-9T:.-]+Z +INFO / /' | cut -c1-150
+done
