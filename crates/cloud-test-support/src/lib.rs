@@ -33,20 +33,34 @@
 //!   the binaries' secret-leak tests;
 //! - a stateful fake Nova + Neutron on wiremock ([`nova_mock`]) and a
 //!   private local sshd ([`sshd`]) playing its servers, for the tests of the
-//!   OpenStack compute backend and of what runs on it.
+//!   OpenStack compute backend and of what runs on it;
+//! - writing an executable stand-in script ([`write_executable`]);
+//! - with the `amqp` feature, taking acknowledged messages off a RabbitMQ
+//!   queue (`amqp`), for the packuilon tests.
 
 // Test support fails the test that calls it by panicking, with a message
 // saying what to do: `unwrap`, `expect` and `panic!` are its error reporting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod leaks;
 pub mod nova_mock;
 pub mod sshd;
 
 use openstack_client::glance::{CreateImage, GlanceClient, Image, Visibility};
 use openstack_client::{CloudConfig, Session};
+
+/// Write `text` to `path` as an executable script (a stand-in for Packer,
+/// sendmail, a gate...).
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod 755 {}: {e}", path.display()));
+}
 
 /// Name of the lock file, in the system temporary directory, that
 /// [`cloud_lock`] holds. Every test binary that writes to the local cloud

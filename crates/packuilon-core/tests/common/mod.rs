@@ -2,13 +2,15 @@
 //! RabbitMQ (127.0.0.1:5672), the real Packer (null builder) and the real
 //! local Glance: a service whose one template "creates" a given Glance
 //! image, queue look-ups, waiting for a build to settle.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use cloud_test_support::amqp::{take_all, take_one};
+pub use cloud_test_support::write_executable;
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use packuilon_core::amqp::failed_queue;
 use packuilon_core::compute_gate::{ComputeGate, ComputeGateSettings};
@@ -101,38 +103,16 @@ pub async fn wait_ready(b: &Broker, queue: &str, want: u32) -> u32 {
     }
 }
 
-/// Write `text` to `path` as an executable script (a stand-in for Packer,
-/// sendmail or a gate).
-pub fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// Take one message off `queue` (acked).
 pub async fn get_one(b: &Broker, queue: &str) -> Option<lapin::message::BasicGetMessage> {
     let (_conn, ch) = channel(b).await;
-    let msg = ch
-        .basic_get(queue.into(), BasicGetOptions::default())
-        .await
-        .unwrap();
-    if let Some(m) = &msg {
-        m.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap();
-    }
-    msg
+    take_one(&ch, queue).await
 }
 
 /// Take every message off `queue` (each acked), in the broker's order.
 pub async fn get_all(b: &Broker, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
-    let mut all = Vec::new();
-    while let Some(m) = get_one(b, queue).await {
-        all.push(m);
-    }
-    all
+    let (_conn, ch) = channel(b).await;
+    take_all(&ch, queue).await
 }
 
 /// Delete the queue and its failed queue.
