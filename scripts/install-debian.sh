@@ -73,6 +73,11 @@ fi
 cleanup() { if [ "$created_policy" -eq 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 
-apt-get install -y -q --no-install-recommends -t bookworm-backports "${BACKPORTS_PACKAGES[@]}"
-apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+# On CI (CI=true, a throw-away machine) dpkg skips its per-file fsync: the
+# install is bound by those syncs (a fresh minbase bookworm took 290 s here,
+# 86 s of it CPU). Elsewhere dpkg keeps its safe default.
+dpkg_io=()
+[ "${CI:-}" != true ] || dpkg_io=(-o Dpkg::Options::=--force-unsafe-io)
+apt-get install -y -q --no-install-recommends "${dpkg_io[@]}" -t bookworm-backports "${BACKPORTS_PACKAGES[@]}"
+apt-get install -y -q --no-install-recommends "${dpkg_io[@]}" "${PACKAGES[@]}"
 log "done"
