@@ -108,17 +108,8 @@ pub fn keystone_unauthorized() -> serde_json::Value {
 }
 
 /// A Keystone v3 token body (project and user `admin`, never expiring)
-/// whose catalog offers the image service at each `(region, url)`.
-pub fn keystone_token(images: &[(&str, String)]) -> serde_json::Value {
-    let services: Vec<(&str, &str, String)> = images
-        .iter()
-        .map(|(region, url)| ("image", *region, url.clone()))
-        .collect();
-    keystone_token_services(&services)
-}
-
-/// [`keystone_token`] with any services: the catalog offers each
-/// `(type, region, url)` (endpoints of one type grouped under one service).
+/// whose catalog offers each `(type, region, url)` (endpoints of one type
+/// grouped under one service).
 pub fn keystone_token_services(services: &[(&str, &str, String)]) -> serde_json::Value {
     let mut catalog: Vec<(&str, Vec<serde_json::Value>)> = Vec::new();
     for (kind, region, url) in services {
@@ -138,6 +129,25 @@ pub fn keystone_token_services(services: &[(&str, &str, String)]) -> serde_json:
         "project": {"id": "p", "name": "admin"},
         "user": {"id": "u", "name": "admin"},
         "catalog": catalog}})
+}
+
+/// Mount on `server` a Keystone (auth URL `<uri>/v3`) that issues `token`
+/// to any login, with a catalog of `services` ([`keystone_token_services`]).
+pub async fn mount_keystone(
+    server: &wiremock::MockServer,
+    token: &str,
+    services: &[(&str, &str, String)],
+) {
+    use wiremock::matchers::{method, path};
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201)
+                .insert_header("X-Subject-Token", token)
+                .set_body_json(keystone_token_services(services)),
+        )
+        .mount(server)
+        .await;
 }
 
 /// The command line of process `pid`, its arguments joined by spaces;
@@ -338,26 +348,18 @@ pub async fn refusing_keystone() -> wiremock::MockServer {
 /// (`<uri>/image` for the first, `<uri>/image2`, `<uri>/image3`, … for the
 /// others), every Glance request answered 500.
 pub async fn keystone_with_failing_glance(regions: &[&str]) -> wiremock::MockServer {
-    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::matchers::path_regex;
     let server = wiremock::MockServer::start().await;
     let uri = server.uri();
-    let images: Vec<(&str, String)> = regions
+    let images: Vec<(&str, &str, String)> = regions
         .iter()
         .enumerate()
         .map(|(i, region)| match i {
-            0 => (*region, format!("{uri}/image")),
-            _ => (*region, format!("{uri}/image{}", i + 1)),
+            0 => ("image", *region, format!("{uri}/image")),
+            _ => ("image", *region, format!("{uri}/image{}", i + 1)),
         })
         .collect();
-    wiremock::Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", TOKEN)
-                .set_body_json(keystone_token(&images)),
-        )
-        .mount(&server)
-        .await;
+    mount_keystone(&server, TOKEN, &images).await;
     wiremock::Mock::given(path_regex(r"^/image\d*/.*"))
         .respond_with(wiremock::ResponseTemplate::new(500).set_body_json(glance_internal_error()))
         .mount(&server)

@@ -242,8 +242,11 @@ impl Session {
 }
 
 /// A Neutron resource: its collection path, the member one item is wrapped
-/// in (`{"floatingip": {...}}`) and the member a listing is under.
+/// in (`{"floatingip": {...}}`), the member a listing is under and what
+/// errors call it.
 struct Resource {
+    /// What a look-up error calls it (`security group`).
+    kind: &'static str,
     /// Path segment of the collection (`security-groups`).
     path: &'static str,
     /// Key of one item in request and response bodies (`security_group`).
@@ -253,26 +256,31 @@ struct Resource {
 }
 
 const NETWORKS: Resource = Resource {
+    kind: "network",
     path: "networks",
     one: "network",
     many: "networks",
 };
 const SECURITY_GROUPS: Resource = Resource {
+    kind: "security group",
     path: "security-groups",
     one: "security_group",
     many: "security_groups",
 };
 const SECURITY_GROUP_RULES: Resource = Resource {
+    kind: "security group rule",
     path: "security-group-rules",
     one: "security_group_rule",
     many: "security_group_rules",
 };
 const FLOATING_IPS: Resource = Resource {
+    kind: "floating IP",
     path: "floatingips",
     one: "floatingip",
     many: "floatingips",
 };
 const PORTS: Resource = Resource {
+    kind: "port",
     path: "ports",
     one: "port",
     many: "ports",
@@ -375,10 +383,32 @@ impl NetworkClient {
         .await
     }
 
+    /// Items of `resource`, those named exactly `name` when one is given.
+    async fn list_named<T: DeserializeOwned>(
+        &self,
+        resource: &Resource,
+        name: Option<&str>,
+    ) -> Result<Vec<T>> {
+        self.list(resource, name.map(|n| ("name", n)).as_slice())
+            .await
+    }
+
+    /// One item of `resource` by id, or else the one named exactly
+    /// `name_or_id` (none or several: an error naming the resource's kind).
+    async fn find<T: DeserializeOwned>(&self, resource: &Resource, name_or_id: &str) -> Result<T> {
+        by_id_or_name(
+            resource.kind,
+            name_or_id,
+            self.get(resource, name_or_id).await,
+            Error::is_not_found,
+            || self.list_named(resource, Some(name_or_id)),
+        )
+        .await
+    }
+
     /// Networks, optionally by exact name.
     pub async fn list_networks(&self, name: Option<&str>) -> Result<Vec<Network>> {
-        self.list(&NETWORKS, name.map(|n| ("name", n)).as_slice())
-            .await
+        self.list_named(&NETWORKS, name).await
     }
 
     /// A network by id.
@@ -388,14 +418,7 @@ impl NetworkClient {
 
     /// A network by id, or else by exact name.
     pub async fn find_network(&self, name_or_id: &str) -> Result<Network> {
-        by_id_or_name(
-            "network",
-            name_or_id,
-            self.get_network(name_or_id).await,
-            Error::is_not_found,
-            || self.list_networks(Some(name_or_id)),
-        )
-        .await
+        self.find(&NETWORKS, name_or_id).await
     }
 
     /// Create a security group.
@@ -410,8 +433,7 @@ impl NetworkClient {
 
     /// Security groups, optionally by exact name.
     pub async fn list_security_groups(&self, name: Option<&str>) -> Result<Vec<SecurityGroup>> {
-        self.list(&SECURITY_GROUPS, name.map(|n| ("name", n)).as_slice())
-            .await
+        self.list_named(&SECURITY_GROUPS, name).await
     }
 
     /// A security group by id.
@@ -421,14 +443,7 @@ impl NetworkClient {
 
     /// A security group by id, or else by exact name.
     pub async fn find_security_group(&self, name_or_id: &str) -> Result<SecurityGroup> {
-        by_id_or_name(
-            "security group",
-            name_or_id,
-            self.get_security_group(name_or_id).await,
-            Error::is_not_found,
-            || self.list_security_groups(Some(name_or_id)),
-        )
-        .await
+        self.find(&SECURITY_GROUPS, name_or_id).await
     }
 
     /// Delete a security group.

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use cloud_test_support::leaks::keystone_token_services;
+use cloud_test_support::leaks::mount_keystone;
 use openstack_client::{CloudConfig, Session};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};
@@ -18,19 +18,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 async fn cloud() -> (MockServer, Session) {
     let server = MockServer::start().await;
     let uri = server.uri();
-    Mock::given(method("POST"))
-        .and(path("/v3/auth/tokens"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .insert_header("X-Subject-Token", "gAAAAABmocktoken")
-                .set_body_json(keystone_token_services(&[(
-                    "network",
-                    "RegionOne",
-                    format!("{uri}/network"),
-                )])),
-        )
-        .mount(&server)
-        .await;
+    let network = [("network", "RegionOne", format!("{uri}/network"))];
+    mount_keystone(&server, "gAAAAABmocktoken", &network).await;
     let mut cfg = CloudConfig::password(&format!("{uri}/v3"), "demo", "pw", "demo").unwrap();
     cfg.regions = vec!["RegionOne".into()];
     cfg.http.retry_base_delay = Duration::from_millis(10);
