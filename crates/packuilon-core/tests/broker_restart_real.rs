@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{broker_on, profile, try_ready, unique_queue};
 use lapin::options::QueueDeleteOptions;
 use packuilon_core::amqp::failed_queue;
-use packuilon_core::{shutdown_signal, AuthEnv, Broker, BuildRecord, Runner, Service};
+use packuilon_core::{shutdown_signal, Broker, Service};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../scripts/rabbitmq/{name}"))
@@ -78,38 +78,25 @@ impl Drop for PrivateBroker {
     }
 }
 
+/// [`common::service`] on the private broker at `port`, three workers and
+/// three attempts, with a Packer stand-in that records the build file it
+/// was given, takes a moment and names an image.
 fn service(dir: &Path, queue: &str, port: u16) -> Service {
-    // A Packer stand-in: records the build file it was given, takes a
-    // moment, names an image.
+    let image = "9d2b7c1e-0000-4000-8000-000000000001";
     let packer = dir.join("fake-packer");
-    common::write_executable(&packer, &format!(
-            "#!/bin/sh\nsleep 0.7\nbasename \"$3\" >> {d}/runs\necho '--> openstack: An image was created: 9d2b7c1e-0000-4000-8000-000000000001'\n",
+    common::write_executable(
+        &packer,
+        &format!(
+            "#!/bin/sh\nsleep 0.7\nbasename \"$3\" >> {d}/runs\necho '--> openstack: An image was created: {image}'\n",
             d = dir.display()
-        ));
-    std::fs::write(dir.join("t.json"), r#"{"builders": [{"type": "null"}]}"#).unwrap();
-    std::fs::write(dir.join("map.json"), r#"{"DEFAULT": ["t.json"]}"#).unwrap();
-    std::fs::write(dir.join("images.json"), r#"{"sl7x-x86_64": "src-1"}"#).unwrap();
-    std::fs::write(dir.join("openrc"), "export OS_PROJECT_ID=p\n").unwrap();
-    Service {
-        broker: broker_on(queue, port),
-        thread_count: 3,
-        runner: Runner {
-            packer,
-            build_file_dir: dir.join("build"),
-            log_dir: dir.join("logs"),
-            auth: AuthEnv::load(&dir.join("openrc")).unwrap(),
-        },
-        template_map: dir.join("map.json"),
-        images_config: dir.join("images.json"),
-        max_backoff: Duration::from_secs(2),
-        max_attempts: 3,
-        retry_delay: Duration::ZERO,
-        record: Arc::new(BuildRecord::load(&dir.join("state/builds.json")).unwrap()),
-        rotator: None,
-        notifier: Default::default(),
-        gate: None,
-        rotate_old_images: false,
-    }
+        ),
+    );
+    let mut svc = common::service(dir, queue, image);
+    svc.broker = broker_on(queue, port);
+    svc.thread_count = 3;
+    svc.max_attempts = 3;
+    svc.runner.packer = packer;
+    svc
 }
 
 fn runs(dir: &Path) -> BTreeMap<String, usize> {
@@ -173,7 +160,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_builds_each_profile_once(
         svc.broker.publish(&profile(p)).await.unwrap();
     }
     let want: Vec<String> = (1..=10)
-        .map(|i| format!("p{i}-sl7x-x86_64.t.json"))
+        .map(|i| format!("p{i}-sl7x-x86_64.null.json"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
