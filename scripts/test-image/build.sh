@@ -172,10 +172,22 @@ log "rootfs ready after $((SECONDS - t0)) s: $(du -sm "$root" | cut -f1) MiB"
 tar --numeric-owner --xattrs -C "$root" -cf "$work/root.tar" .
 rm -rf "$root"
 
-# grub-install inside the appliance now and then takes /dev/sda1 for another
-# disk than /dev/sda ("embedding is not possible, but this is required for
-# cross-disk install"; seen once in a cold CI run, the next build passed):
-# the disk is written again from the same root tree, up to three times.
+# grub-install runs inside the appliance, where a raw device name passed to
+# `command` is not translated by libguestfs: the kernel may name our disk
+# /dev/sdb and the appliance's own (a whole-disk ext2, no partition table)
+# /dev/sda, and `grub-install /dev/sda` then fails with "embedding is not
+# possible, but this is required for cross-disk install" (seen in cold CI
+# runs under load). So the script below installs GRUB on the disk that holds
+# the mounted root, found from /proc/self/mountinfo and /sys. Any other
+# failure still gets the disk written again, up to three times.
+cat >"$work/install-grub.sh" <<'SH'
+set -eu
+dev=$(awk '$5 == "/" { print $3 }' /proc/self/mountinfo | tail -n 1)
+disk=$(basename "$(readlink -f "/sys/dev/block/$dev/..")")
+[ -b "/dev/$disk" ] || { echo "install-grub: no disk found for the root (device $dev)" >&2; exit 1; }
+echo "install-grub: root $dev on /dev/$disk"
+grub-install --target=i386-pc "/dev/$disk"
+SH
 write_disk() {
     rm -f "$work/disk.qcow2"
     qemu-img create -q -f qcow2 "$work/disk.qcow2" 3G
@@ -189,7 +201,9 @@ part-set-bootable /dev/sda 1 true
 mke2fs /dev/sda1 fstype:ext4 uuid:$rootuuid label:root journalsize:16 bytesperinode:65536
 mount /dev/sda1 /
 tar-in $work/root.tar / xattrs:true
-command "grub-install --target=i386-pc /dev/sda"
+upload $work/install-grub.sh /install-grub.sh
+command "sh /install-grub.sh"
+rm /install-grub.sh
 command "update-grub"
 fstrim /
 umount-all
