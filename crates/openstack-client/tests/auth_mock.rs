@@ -1,7 +1,7 @@
 //! Token lifetime handling against a mocked Keystone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use openstack_client::glance::ImageFilter;
+use openstack_client::glance::{GlanceClient, ImageFilter};
 use openstack_client::{CloudConfig, Session};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -36,6 +36,43 @@ fn config(ks: &MockServer) -> CloudConfig {
     CloudConfig::password(&format!("{}/v3", ks.uri()), "u", "p", "proj").unwrap()
 }
 
+/// A session on `ks` (its config changed by `tune` first) and its Glance
+/// client in region `R`.
+async fn glance_with(
+    ks: &MockServer,
+    tune: impl FnOnce(&mut CloudConfig),
+) -> (Session, GlanceClient) {
+    let mut cfg = config(ks);
+    tune(&mut cfg);
+    let s = Session::connect(cfg).await.unwrap();
+    let g = s.image(Some("R")).await.unwrap();
+    (s, g)
+}
+
+/// [`glance_with`] with the default config.
+async fn glance(ks: &MockServer) -> (Session, GlanceClient) {
+    glance_with(ks, |_| {}).await
+}
+
+/// The requests `ks` received whose path passes `wanted`.
+async fn requests_to(ks: &MockServer, wanted: impl Fn(&str) -> bool) -> Vec<wiremock::Request> {
+    ks.received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| wanted(r.url.path()))
+        .collect()
+}
+
+/// `PUT /image/v2/images/{id}/file` answered 204, any number of times.
+async fn accept_uploads(ks: &MockServer, id: &str) {
+    Mock::given(method("PUT"))
+        .and(path(format!("/image/v2/images/{id}/file")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(ks)
+        .await;
+}
+
 /// A token inside the refresh margin is replaced before it is used; a
 /// short-lived token (a lifetime below the margin) is used until most of
 /// its lifetime is gone, not replaced before every request.
@@ -62,21 +99,25 @@ async fn token_close_to_expiry_is_refreshed_first() {
         .unwrap();
     assert_eq!(s.auth_count(), 1);
 
-    // 20 minutes left of a token issued 40 minutes ago: a transfer that
-    // wants 30 minutes of validity gets a new token first...
-    let aged = keystone_issued(chrono::Duration::minutes(20), chrono::Duration::minutes(40)).await;
-    let s = Session::connect(config(&aged)).await.unwrap();
-    s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
-        .await
-        .unwrap();
-    assert_eq!(s.auth_count(), 2);
-    // ...but a token just issued with a short lifetime is kept.
-    let short = keystone_issued(chrono::Duration::minutes(20), chrono::Duration::zero()).await;
-    let s = Session::connect(config(&short)).await.unwrap();
-    s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
-        .await
-        .unwrap();
-    assert_eq!(s.auth_count(), 1);
+    // A transfer that wants 30 minutes of validity: (lifetime left, token
+    // age, authentications after the check).
+    for (left, age, auths) in [
+        // 20 minutes left of a token issued 40 minutes ago: a new token first...
+        (
+            chrono::Duration::minutes(20),
+            chrono::Duration::minutes(40),
+            2,
+        ),
+        // ...but a token just issued with a short lifetime is kept.
+        (chrono::Duration::minutes(20), chrono::Duration::zero(), 1),
+    ] {
+        let ks = keystone_issued(left, age).await;
+        let s = Session::connect(config(&ks)).await.unwrap();
+        s.ensure_token_valid_for(std::time::Duration::from_secs(1800))
+            .await
+            .unwrap();
+        assert_eq!(s.auth_count(), auths, "{left} left, issued {age} ago");
+    }
 }
 
 /// A service that keeps answering 401: exactly one re-authentication, then
@@ -93,8 +134,7 @@ async fn one_reauth_on_401_then_give_up() {
         .expect(2)
         .mount(&ks)
         .await;
-    let s = Session::connect(config(&ks)).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    let (s, g) = glance(&ks).await;
     let err = g.list_images(&ImageFilter::default()).await.unwrap_err();
     assert!(err.is_unauthorized(), "{err}");
     assert!(err.to_string().contains("could not verify"), "{err}");
@@ -121,8 +161,7 @@ async fn upload_headers() {
         .expect(1)
         .mount(&ks)
         .await;
-    let s = Session::connect(config(&ks)).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    let (_s, g) = glance(&ks).await;
     g.upload(
         "img-1",
         std::io::Cursor::new(vec![1u8; 300_000]),
@@ -133,17 +172,10 @@ async fn upload_headers() {
     g.upload("img-2", std::io::Cursor::new(vec![2u8; 1000]), None)
         .await
         .unwrap();
-    let requests = ks.received_requests().await.unwrap();
-    let known = requests
-        .iter()
-        .find(|r| r.url.path().ends_with("img-1/file"))
-        .unwrap();
+    let known = &requests_to(&ks, |p| p.ends_with("img-1/file")).await[0];
     assert_eq!(known.body.len(), 300_000);
     assert!(known.headers.get("transfer-encoding").is_none());
-    let unknown = requests
-        .iter()
-        .find(|r| r.url.path().ends_with("img-2/file"))
-        .unwrap();
+    let unknown = &requests_to(&ks, |p| p.ends_with("img-2/file")).await[0];
     assert_eq!(unknown.body, vec![2u8; 1000]);
     assert!(unknown.headers.get("x-openstack-image-size").is_none());
 }
@@ -153,15 +185,11 @@ async fn upload_headers() {
 #[tokio::test]
 async fn upload_shorter_than_announced_fails() {
     let ks = keystone(chrono::Duration::hours(1)).await;
-    Mock::given(method("PUT"))
-        .and(path("/image/v2/images/img-3/file"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&ks)
-        .await;
-    let mut cfg = config(&ks);
-    cfg.http.idle_timeout = std::time::Duration::from_secs(2);
-    let s = Session::connect(cfg).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    accept_uploads(&ks, "img-3").await;
+    let (_s, g) = glance_with(&ks, |cfg| {
+        cfg.http.idle_timeout = std::time::Duration::from_secs(2)
+    })
+    .await;
     let err = g
         .upload("img-3", std::io::Cursor::new(vec![1u8; 500]), Some(1000))
         .await
@@ -186,17 +214,12 @@ async fn chunked_upload_headers() {
         .expect(1)
         .mount(&ks)
         .await;
-    let s = Session::connect(config(&ks)).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    let (_s, g) = glance(&ks).await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     g.upload_chunked("img-5", std::io::Cursor::new(data.clone()), Some(300_000))
         .await
         .unwrap();
-    let requests = ks.received_requests().await.unwrap();
-    let put = requests
-        .iter()
-        .find(|r| r.url.path().ends_with("img-5/file"))
-        .unwrap();
+    let put = &requests_to(&ks, |p| p.ends_with("img-5/file")).await[0];
     assert!(put.headers.get("content-length").is_none());
     assert_eq!(put.body, data);
 }
@@ -206,15 +229,11 @@ async fn chunked_upload_headers() {
 #[tokio::test]
 async fn chunked_upload_of_another_size_fails() {
     let ks = keystone(chrono::Duration::hours(1)).await;
-    Mock::given(method("PUT"))
-        .and(path("/image/v2/images/img-6/file"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&ks)
-        .await;
-    let mut cfg = config(&ks);
-    cfg.http.idle_timeout = std::time::Duration::from_secs(2);
-    let s = Session::connect(cfg).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    accept_uploads(&ks, "img-6").await;
+    let (_s, g) = glance_with(&ks, |cfg| {
+        cfg.http.idle_timeout = std::time::Duration::from_secs(2)
+    })
+    .await;
     for len in [500, 1500] {
         let err = g
             .upload_chunked("img-6", std::io::Cursor::new(vec![1u8; len]), Some(1000))
@@ -226,10 +245,9 @@ async fn chunked_upload_of_another_size_fails() {
         );
     }
     // The mock never saw a complete body of another size.
-    let requests = ks.received_requests().await.unwrap();
-    assert!(requests
+    assert!(requests_to(&ks, |p| p.ends_with("img-6/file"))
+        .await
         .iter()
-        .filter(|r| r.url.path().ends_with("img-6/file"))
         .all(|r| r.body.len() == 1000));
 }
 
@@ -260,20 +278,13 @@ async fn throttling_and_gateway_errors_are_retried() {
         .expect(1)
         .mount(&ks)
         .await;
-    let s = Session::connect(config(&ks)).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    let (_s, g) = glance(&ks).await;
     assert!(g
         .list_images(&ImageFilter::default())
         .await
         .unwrap()
         .is_empty());
-    let list_calls = ks
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/image/v2/images")
-        .count();
+    let list_calls = requests_to(&ks, |p| p == "/image/v2/images").await.len();
     assert_eq!(list_calls, 4);
     let err = g.get_image("broken").await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
@@ -297,10 +308,10 @@ async fn reopenable_upload_reopens_after_503() {
         .with_priority(2)
         .mount(&ks)
         .await;
-    let mut cfg = config(&ks);
-    cfg.http.retry_base_delay = std::time::Duration::from_millis(10);
-    let s = Session::connect(cfg).await.unwrap();
-    let g = s.image(Some("R")).await.unwrap();
+    let (_s, g) = glance_with(&ks, |cfg| {
+        cfg.http.retry_base_delay = std::time::Duration::from_millis(10)
+    })
+    .await;
     let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = opened.clone();
     g.upload_reopenable("img-4", Some(4), move || {
@@ -313,12 +324,9 @@ async fn reopenable_upload_reopens_after_503() {
     .await
     .unwrap();
     assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 3);
-    let bodies: Vec<Vec<u8>> = ks
-        .received_requests()
+    let bodies: Vec<Vec<u8>> = requests_to(&ks, |p| p.ends_with("img-4/file"))
         .await
-        .unwrap()
         .into_iter()
-        .filter(|r| r.url.path().ends_with("img-4/file"))
         .map(|r| r.body)
         .collect();
     assert_eq!(bodies, vec![b"data".to_vec(); 3]);
@@ -348,12 +356,6 @@ async fn cold_start_authenticates_once() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(s.auth_count(), 1);
-    let auths = ks
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/v3/auth/tokens")
-        .count();
+    let auths = requests_to(&ks, |p| p == "/v3/auth/tokens").await.len();
     assert_eq!(auths, 1);
 }
