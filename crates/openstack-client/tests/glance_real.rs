@@ -7,12 +7,41 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use openstack_client::glance::{
-    CreateImage, GlanceClient, ImageFilter, ImagePatch, ImageStatus, ImportMethod, ImportOptions,
-    MemberStatus, Visibility,
+    CreateImage, GlanceClient, Image, ImageFilter, ImagePatch, ImageStatus, ImportMethod,
+    ImportOptions, MemberStatus, Visibility,
 };
 
 async fn glance(region: &str) -> GlanceClient {
     common::session().await.image(Some(region)).await.unwrap()
+}
+
+/// Upload `payload` to image `id`, its size announced.
+async fn upload(g: &GlanceClient, id: &str, payload: &[u8]) {
+    g.upload(
+        id,
+        std::io::Cursor::new(payload.to_vec()),
+        Some(payload.len() as u64),
+    )
+    .await
+    .unwrap();
+}
+
+/// Image `id`'s data, downloaded and verified.
+async fn downloaded(g: &GlanceClient, id: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    g.download_to(id, &mut out).await.unwrap();
+    out
+}
+
+/// Start an import of `id` (Glance accepts it), then wait for its end.
+async fn import_and_wait(
+    g: &GlanceClient,
+    id: &str,
+    method: &ImportMethod,
+    options: &ImportOptions,
+) -> openstack_client::Result<Image> {
+    g.import_image(id, method, options).await.unwrap();
+    g.wait_for_import(id, Duration::from_secs(120)).await
 }
 
 /// Create → get → list with filters → patch → upload → download (verified)
@@ -93,10 +122,7 @@ async fn image_lifecycle_in_both_regions() {
         assert_eq!(patched.min_disk, Some(2));
         assert_eq!(patched.visibility, Visibility::Community);
 
-        let reader = std::io::Cursor::new(payload.clone());
-        g.upload(&id, reader, Some(payload.len() as u64))
-            .await
-            .unwrap();
+        upload(&g, &id, &payload).await;
         let active = g.get_image(&id).await.unwrap();
         assert_eq!(active.status, ImageStatus::Active);
         assert_eq!(active.size, Some(payload.len() as u64));
@@ -129,13 +155,7 @@ async fn download_detects_a_hash_mismatch() {
     let g = glance(&common::regions()[0]).await;
     let image = common::raw_image(&g, common::unique("hash")).await;
     let payload = common::data(200_000, 3);
-    g.upload(
-        &image.id,
-        std::io::Cursor::new(payload.clone()),
-        Some(payload.len() as u64),
-    )
-    .await
-    .unwrap();
+    upload(&g, &image.id, &payload).await;
     let mut real = g.get_image(&image.id).await.unwrap();
     real.os_hash_value = Some("00".repeat(64));
     let mut stream = g.download_image(&real).await.unwrap();
@@ -238,9 +258,7 @@ async fn tags_deactivate_reactivate_and_protection() {
     let refused = g.delete_image(&img.id).await.unwrap_err();
     assert_eq!(refused.status().map(|s| s.as_u16()), Some(403), "{refused}");
 
-    g.upload(&img.id, std::io::Cursor::new(vec![1u8; 4096]), Some(4096))
-        .await
-        .unwrap();
+    upload(&g, &img.id, &[1u8; 4096]).await;
     g.deactivate_image(&img.id).await.unwrap();
     assert_eq!(
         g.get_image(&img.id).await.unwrap().status,
@@ -251,9 +269,7 @@ async fn tags_deactivate_reactivate_and_protection() {
         g.get_image(&img.id).await.unwrap().status,
         ImageStatus::Active
     );
-    let mut out = Vec::new();
-    g.download_to(&img.id, &mut out).await.unwrap();
-    assert_eq!(out, vec![1u8; 4096]);
+    assert_eq!(downloaded(&g, &img.id).await, vec![1u8; 4096]);
 
     g.update_image(&img.id, &ImagePatch::new().replace("protected", false))
         .await
@@ -342,17 +358,14 @@ async fn discovery_and_glance_direct_import() {
         g.get_image(&img.id).await.unwrap().status,
         ImageStatus::Uploading
     );
-    g.import_image(
+    let active = import_and_wait(
+        &g,
         &img.id,
         &ImportMethod::GlanceDirect,
         &ImportOptions::default(),
     )
     .await
     .unwrap();
-    let active = g
-        .wait_for_import(&img.id, Duration::from_secs(120))
-        .await
-        .unwrap();
     common::assert_holds(&active, &payload);
 
     assert_eq!(active.stores(), vec![default.clone()]);
@@ -371,11 +384,7 @@ async fn discovery_and_glance_direct_import() {
     assert!(err.to_string().contains("already present"), "{err}");
 
     // copy-image into the second store: the data is in both afterwards.
-    g.import_image(&img.id, &ImportMethod::CopyImage, &copy_to(&other))
-        .await
-        .unwrap();
-    let copied = g
-        .wait_for_import(&img.id, Duration::from_secs(120))
+    let copied = import_and_wait(&g, &img.id, &ImportMethod::CopyImage, &copy_to(&other))
         .await
         .unwrap();
     let mut have = copied.stores();
@@ -389,9 +398,10 @@ async fn discovery_and_glance_direct_import() {
     g.delete_from_store(&default, &img.id).await.unwrap();
     let left = g.get_image(&img.id).await.unwrap();
     assert_eq!(left.stores(), vec![other.clone()]);
-    let mut out = Vec::new();
-    g.download_to(&img.id, &mut out).await.unwrap();
-    assert!(out == payload, "the second store's copy differs");
+    assert!(
+        downloaded(&g, &img.id).await == payload,
+        "the second store's copy differs"
+    );
     g.delete_image(&img.id).await.unwrap();
 }
 
@@ -437,22 +447,17 @@ async fn web_download_import() {
     let payload = common::data(2 * 1024 * 1024 + 5, 99);
     let uri = serve(payload.clone()).await;
     let img = common::raw_image(&g, common::unique("web")).await;
-    g.import_image(
+    let active = import_and_wait(
+        &g,
         &img.id,
         &ImportMethod::WebDownload { uri },
         &ImportOptions::default(),
     )
     .await
     .unwrap();
-    let active = g
-        .wait_for_import(&img.id, Duration::from_secs(120))
-        .await
-        .unwrap();
     assert_eq!(active.size, Some(payload.len() as u64));
     common::assert_holds(&active, &payload);
-    let mut out = Vec::new();
-    g.download_to(&img.id, &mut out).await.unwrap();
-    assert_eq!(out, payload);
+    assert_eq!(downloaded(&g, &img.id).await, payload);
     g.delete_image(&img.id).await.unwrap();
 
     // A URL nobody serves: the import fails and the wait says so.
@@ -460,17 +465,14 @@ async fn web_download_import() {
     let dead_uri = format!("http://{}/gone.raw", dead.local_addr().unwrap());
     drop(dead);
     let img = common::raw_image(&g, common::unique("webfail")).await;
-    g.import_image(
+    let err = import_and_wait(
+        &g,
         &img.id,
         &ImportMethod::WebDownload { uri: dead_uri },
         &ImportOptions::default(),
     )
     .await
-    .unwrap();
-    let err = g
-        .wait_for_import(&img.id, Duration::from_secs(120))
-        .await
-        .unwrap_err();
+    .unwrap_err();
     assert!(
         matches!(err, openstack_client::Error::ResourceFailed { .. }),
         "{err}"
@@ -544,9 +546,7 @@ async fn find_image_and_delete_from_store() {
     );
     g.delete_image(&twin.id).await.unwrap();
 
-    g.upload(&img.id, std::io::Cursor::new(vec![3u8; 4096]), Some(4096))
-        .await
-        .unwrap();
+    upload(&g, &img.id, &[3u8; 4096]).await;
     let store = g.get_image(&img.id).await.unwrap().stores();
     assert_eq!(store.len(), 1, "{store:?}");
     // Glance refuses to delete the only copy of an active image's data.
