@@ -52,6 +52,13 @@ fn run(cwd: &Path, args: &[&str]) -> (i32, String, u32) {
     (code, err, pid)
 }
 
+/// Run glancesync with `cfg` for both [`TARGETS`]; (exit status, stderr, pid).
+fn sync_targets(cwd: &Path, cfg: &Path) -> (i32, String, u32) {
+    let mut args = vec!["--config-file", cfg.to_str().unwrap()];
+    args.extend(TARGETS);
+    run(cwd, &args)
+}
+
 /// Downloads of image `id` from the master that process `pid` made
 /// (RegionOne's access log records the user agent `glancesync/… pid/N`).
 fn master_reads(pid: u32, id: &str) -> usize {
@@ -105,15 +112,7 @@ async fn two_regions(c: &Cloud, prefix: &str) {
     let small = create(&c.r1, &format!("{prefix}small"), &random_data(3 * MIB + 17)).await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), prefix);
-    let (code, err, pid) = run(
-        tmp.path(),
-        &[
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "RegionTwo",
-            "RegionThree",
-        ],
-    );
+    let (code, err, pid) = sync_targets(tmp.path(), &cfg);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("read once from the master for 2 regions"),
@@ -132,15 +131,7 @@ async fn two_regions(c: &Cloud, prefix: &str) {
     );
 
     // Nothing left to do.
-    let (code, err, pid) = run(
-        tmp.path(),
-        &[
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "RegionTwo",
-            "RegionThree",
-        ],
-    );
+    let (code, err, pid) = sync_targets(tmp.path(), &cfg);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("Uploading image"), "{err}");
     assert_eq!(master_reads(pid, &big.id), 0);
@@ -177,13 +168,10 @@ async fn failing_target(c: &Cloud, prefix: &str) {
             false
         })
     };
-    let cfg_s = cfg.to_str().unwrap().to_string();
-    let dir = tmp.path().to_path_buf();
-    let (code, err, pid) = tokio::task::spawn_blocking(move || {
-        run(&dir, &["--config-file", &cfg_s, "RegionTwo", "RegionThree"])
-    })
-    .await
-    .unwrap();
+    let (dir, cfg_b) = (tmp.path().to_path_buf(), cfg.clone());
+    let (code, err, pid) = tokio::task::spawn_blocking(move || sync_targets(&dir, &cfg_b))
+        .await
+        .unwrap();
     assert!(
         saboteur.await.unwrap(),
         "the copy in RegionThree was never seen saving"
@@ -202,15 +190,7 @@ async fn failing_target(c: &Cloud, prefix: &str) {
     );
 
     // A rerun converges: RegionThree gets its copy, RegionTwo is left alone.
-    let (code, err, _) = run(
-        tmp.path(),
-        &[
-            "--config-file",
-            cfg.to_str().unwrap(),
-            "RegionTwo",
-            "RegionThree",
-        ],
-    );
+    let (code, err, _) = sync_targets(tmp.path(), &cfg);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("RegionTwo: Uploading image"), "{err}");
     assert_copy(&r3, &master, "RegionThree").await;
