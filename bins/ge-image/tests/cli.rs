@@ -1,6 +1,12 @@
 //! Command-line contract of `ge-image`: help, version, bad arguments and the
 //! input checks that fail before any appliance is launched.
+//!
+//! `--help`, `--version` and an unknown option run through the shared
+//! `cli_contract_tests!` (exit 2 on a bad argument); the rest checks what is
+//! ge-image's own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::ffi::OsString;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -9,16 +15,16 @@ fn bin() -> Command {
     Command::cargo_bin("ge-image").unwrap()
 }
 
+cli_common::cli_contract_tests!("ge-image");
+
 #[test]
 fn help_lists_the_subcommands() {
     bin()
         .arg("--help")
         .assert()
         .success()
-        .stdout(predicate::str::contains("Usage: ge-image"))
         .stdout(predicate::str::contains("inspect"))
-        .stdout(predicate::str::contains("prepare"))
-        .stdout(predicate::str::contains("--log-format"));
+        .stdout(predicate::str::contains("prepare"));
     bin()
         .args(["prepare", "--help"])
         .assert()
@@ -27,29 +33,6 @@ fn help_lists_the_subcommands() {
         .stdout(predicate::str::contains("--no-shrink"))
         .stdout(predicate::str::contains("--compress"))
         .stdout(predicate::str::contains("--accel"));
-}
-
-#[test]
-fn version_prints_name_and_version() {
-    bin()
-        .arg("--version")
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with(concat!(
-            "ge-image ",
-            env!("CARGO_PKG_VERSION")
-        )));
-}
-
-#[test]
-fn unknown_argument_exits_2_with_a_message() {
-    bin()
-        .arg("--no-such-flag")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(
-            "unexpected argument '--no-such-flag'",
-        ));
 }
 
 #[test]
@@ -81,61 +64,52 @@ fn list_operations_marks_the_defaults() {
     assert_eq!(text.lines().count(), 46);
 }
 
+/// `prepare x.qcow2 -o y.qcow2` followed by `extra`.
+fn prepare_x_to_y(extra: &[&str]) -> Vec<OsString> {
+    ["prepare", "x.qcow2", "-o", "y.qcow2"]
+        .iter()
+        .chain(extra)
+        .map(OsString::from)
+        .collect()
+}
+
 #[test]
 fn bad_inputs_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.qcow2");
     let out = dir.path().join("out.qcow2");
-    bin()
-        .args(["prepare"])
-        .arg(&missing)
-        .arg("-o")
-        .arg(&out)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("missing.qcow2: no such file"));
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello\n").unwrap();
-    bin()
-        .arg("inspect")
-        .arg(&text)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not a disk image"));
-    bin()
-        .args([
-            "prepare",
-            "x.qcow2",
-            "-o",
-            "y.qcow2",
-            "--operations",
-            "machine-id,bogus",
-        ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("unknown operation `bogus`"));
-    bin()
-        .args(["prepare", "x.qcow2", "-o", "y.qcow2", "--size", "5X"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("--size: invalid size `5X`"));
-    bin()
-        .args(["prepare", "x.qcow2", "-o", "y.qcow2", "--compress=lz4"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("lz4"));
-    bin()
-        .args([
-            "prepare",
-            "x.qcow2",
-            "-o",
-            "y.qcow2",
-            "--format",
-            "raw",
-            "--compress",
-        ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("--compress needs --format qcow2"));
+    let cases: Vec<(Vec<OsString>, i32, &str)> = vec![
+        (
+            vec!["prepare".into(), missing.into(), "-o".into(), out.into()],
+            1,
+            "missing.qcow2: no such file",
+        ),
+        (vec!["inspect".into(), text.into()], 1, "not a disk image"),
+        (
+            prepare_x_to_y(&["--operations", "machine-id,bogus"]),
+            1,
+            "unknown operation `bogus`",
+        ),
+        (
+            prepare_x_to_y(&["--size", "5X"]),
+            1,
+            "--size: invalid size `5X`",
+        ),
+        (prepare_x_to_y(&["--compress=lz4"]), 2, "lz4"),
+        (
+            prepare_x_to_y(&["--format", "raw", "--compress"]),
+            1,
+            "--compress needs --format qcow2",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        bin()
+            .args(&args)
+            .assert()
+            .code(code)
+            .stderr(predicate::str::contains(needle));
+    }
     bin().args(["prepare", "x.qcow2"]).assert().code(2);
 }
