@@ -11,6 +11,7 @@ use std::path::Path;
 
 use himlar_support::{
     config_ini, glance_requests, render, run, unique_type, with_tagged_cleanup, writes, Builder,
+    RunMark,
 };
 use openstack_client::glance::{GlanceClient, ImageFilter, ImageStatus};
 
@@ -21,6 +22,13 @@ async fn update_with_config_ini_then_dry_runs_send_no_write() {
         scenario(ty.clone(), glance)
     })
     .await;
+}
+
+/// `imagebuilder ARGS` in `dir`, which must exit 0; (stdout, stderr, mark).
+fn run_ok(dir: &Path, args: &[&str]) -> (String, String, RunMark) {
+    let (code, out, err, mark) = run(dir, args, &[]);
+    assert_eq!(code, 0, "{args:?}: {out}{err}");
+    (out, err, mark)
 }
 
 async fn scenario(ty: String, glance: GlanceClient) {
@@ -34,23 +42,15 @@ async fn scenario(ty: String, glance: GlanceClient) {
     render("retired.yaml", d, &builder.url, ty);
     let data: Vec<u8> = (0..40_000).map(|_| rand::random::<u8>()).collect();
     let md5 = builder.publish("alpha", &data);
+    let update = |extra: &[&'static str]| {
+        let mut args = vec!["update", "-c", ini, "-i", "update.yaml", "-n", "alpha"];
+        args.extend(extra);
+        args
+    };
+    let retire = |how: &'static str| vec!["retire", "-c", ini, "-i", "retired.yaml", "alpha", how];
 
     // Dry run first: the plan, and only reads.
-    let (code, out, err, pid) = run(
-        d,
-        &[
-            "update",
-            "-c",
-            ini,
-            "-i",
-            "update.yaml",
-            "-n",
-            "alpha",
-            "--dry-run",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, pid) = run_ok(d, &update(&["--dry-run"]));
     assert!(
         out.contains(&format!(
             "DRY-RUN: alpha: create image 'GOLD Alpha {ty}' (private) from {}alpha-latest.raw",
@@ -68,12 +68,7 @@ async fn scenario(ty: String, glance: GlanceClient) {
         .is_empty());
 
     // The real update, credentials from config.ini.
-    let (code, out, err, _) = run(
-        d,
-        &["update", "-c", ini, "-i", "update.yaml", "-n", "alpha"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, _) = run_ok(d, &update(&[]));
     assert!(out.contains("alpha: created image "), "{out}");
     let listed = glance
         .list_images(&ImageFilter::default().tag(ty).tag("alpha"))
@@ -84,12 +79,7 @@ async fn scenario(ty: String, glance: GlanceClient) {
     let id = listed[0].id.clone();
 
     // Unchanged: nothing to do.
-    let (code, out, err, _) = run(
-        d,
-        &["update", "-c", ini, "-i", "update.yaml", "-n", "alpha"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, _) = run_ok(d, &update(&[]));
     assert!(
         out.contains("alpha: no new image needed: checksum match found"),
         "{out}"
@@ -97,43 +87,14 @@ async fn scenario(ty: String, glance: GlanceClient) {
 
     // A new build, dry run: rotation planned, nothing written.
     builder.publish("alpha", &data[..30_000]);
-    let (code, out, err, pid) = run(
-        d,
-        &[
-            "update",
-            "-c",
-            ini,
-            "-i",
-            "update.yaml",
-            "-n",
-            "alpha",
-            "--dry-run",
-            "--format",
-            "json",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, pid) = run_ok(d, &update(&["--dry-run", "--format", "json"]));
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["entries"][0]["action"], "upload");
     assert_eq!(plan["entries"][0]["replaces"]["id"], id.as_str());
     assert!(writes(&glance_requests(pid)).is_empty());
 
     // retire and purge dry runs.
-    let (code, out, err, pid) = run(
-        d,
-        &[
-            "retire",
-            "-c",
-            ini,
-            "-i",
-            "retired.yaml",
-            "alpha",
-            "--dry-run",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, pid) = run_ok(d, &retire("--dry-run"));
     assert!(
         out.contains(&format!(
             "DRY-RUN: retire image {id} 'GOLD Alpha {ty}': rename to 'Retired (Alpha {ty})'"
@@ -147,38 +108,22 @@ async fn scenario(ty: String, glance: GlanceClient) {
     );
 
     // Retire for real (--force: no prompt), then list the deactivated image.
-    let (code, out, err, _) = run(
-        d,
-        &[
-            "retire",
-            "-c",
-            ini,
-            "-i",
-            "retired.yaml",
-            "alpha",
-            "--force",
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, _) = run_ok(d, &retire("--force"));
     assert!(
         out.contains(&format!("Retire image GOLD Alpha {ty}")),
         "{out}"
     );
-    let (code, out, err, _) = run(
+    let (out, _, _) = run_ok(
         d,
         &[
             "list", "-c", ini, "-t", ty, "-v", "private", "-s", "deactive",
         ],
-        &[],
     );
-    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("{id} ")), "{out}");
     assert!(out.contains("count = 1"), "{out}");
 
     // Without --force and no terminal, purge asks and the empty answer aborts.
-    let (code, _, err, pid) = run(d, &["purge", "-c", ini, "-t", ty, "-v", "private"], &[]);
-    assert_eq!(code, 0, "{err}");
+    let (_, err, pid) = run_ok(d, &["purge", "-c", ini, "-t", ty, "-v", "private"]);
     assert!(
         err.contains("Purge unused private deactive images matching [")
             && err.contains("Action aborted by user."),
@@ -336,8 +281,7 @@ async fn schedule_scenario(t1: String, t2: String, glance: GlanceClient) {
         let mut args = vec!["image-update", "-c", ini, "--force"];
         args.extend(["--set", "first.yaml:0", "--set", "second.yaml"]);
         args.extend(extra);
-        let (code, out, err, pid) = run(d, &args, &[]);
-        assert_eq!(code, 0, "{out}{err}");
+        let (out, _, pid) = run_ok(d, &args);
         let reqs = glance_requests(pid);
         assert!(!reqs.is_empty());
         assert!(writes(&reqs).is_empty(), "{extra:?}: {reqs:#?}");
@@ -355,8 +299,7 @@ async fn schedule_scenario(t1: String, t2: String, glance: GlanceClient) {
     let alpha2_md5 = builder.publish("alpha", &alpha[..15_000]);
     let mut args = vec!["image-update", "-c", ini, "--force", "--pause-scale", "0"];
     args.extend(["--set", "first.yaml", "--set", "second.yaml"]);
-    let (code, out, err, _) = run(d, &args, &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, _) = run_ok(d, &args);
     let rotated: Vec<&str> = out
         .lines()
         .filter(|l| l.starts_with("alpha: created image "))
