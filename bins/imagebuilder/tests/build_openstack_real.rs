@@ -12,101 +12,50 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use cloud_test_support::nova_mock::Fake;
+use cloud_test_support::fake_cloud::FakeCloud;
 use cloud_test_support::sshd::Sshd;
-use cloud_test_support::{cloud_lock, unique, CloudLock, ImageCleanup};
 use image_pipeline::compute::openstack::RUN_TAG_KEY;
 use image_pipeline::{BackendKind, OpenStackBackend, OpenStackBackendOptions, ResourceLedger};
 use imagebuilder_core::build::{self, BuildOptions};
 use imagebuilder_core::config::Dirs;
 use imagebuilder_core::report::ReportPaths;
-use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
 
-/// Fields drop in declaration order: Glance clean-up before the lock goes.
+/// Fields drop in declaration order: the fake cloud (Glance clean-up, then
+/// the cloud lock) first.
 struct Env {
-    images: ImageCleanup,
-    fake: Fake,
-    _sshd: Sshd,
+    cloud: FakeCloud,
     root: tempfile::TempDir,
     backend: OpenStackBackend,
-    glance: GlanceClient,
-    source: String,
-    keys: tokio::task::JoinHandle<()>,
-    _lock: CloudLock,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.keys.abort();
-    }
 }
 
 async fn env() -> Env {
-    let lock = cloud_lock().await;
-    let fake = Fake::start().await;
-    fake.state.lock().unwrap().fip_address = Some("127.0.0.1".into());
-    let mut sshd = Sshd::prepare();
-    sshd.start();
-    let keys = fake.authorize_keypairs(sshd.path("authorized_keys"));
-    let session = fake.session().await;
+    let cloud = FakeCloud::start(Sshd::prepare(), "ipt-ib-src").await;
     let options = build::openstack_options(OpenStackBackendOptions {
         poll_interval: Duration::from_millis(10),
         delete_timeout: Duration::from_secs(20),
         snapshot_timeout: Duration::from_secs(60),
-        ssh_port: sshd.port,
+        ssh_port: cloud.sshd.port,
         availability_zone: Some("bgo-default-1".into()),
         ..Default::default()
     });
-    let backend = OpenStackBackend::connect(session.clone(), options)
+    let backend = OpenStackBackend::connect(cloud.session.clone(), options)
         .await
         .unwrap();
-    let glance = session.image(None).await.unwrap();
-    let mut images = ImageCleanup::new(&glance);
-    let source = unique("ipt-ib-src");
-    images
-        .create_active(&source, Visibility::Private, &[])
-        .await;
     Env {
-        images,
-        fake,
-        _sshd: sshd,
+        cloud,
         root: tempfile::tempdir().unwrap(),
         backend,
-        glance,
-        source,
-        keys,
-        _lock: lock,
     }
 }
 
 impl Env {
     /// A real Glance image with qcow2 data that the fake's `createImage` answers with.
     async fn snapshot_image(&mut self) -> String {
-        let file = self.root.path().join("snap.qcow2");
-        let ok = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&file)
-            .arg("16M")
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let image = self
-            .glance
-            .create_image(
-                &CreateImage::new(unique("ipt-ib-snap"))
-                    .disk_format("qcow2")
-                    .container_format("bare")
-                    .property(RUN_TAG_KEY, "test"),
-            )
+        self.cloud
+            .snapshot_image(self.root.path(), "ipt-ib-snap", &[(RUN_TAG_KEY, "test")])
             .await
-            .unwrap();
-        self.images.track(image.id.clone());
-        self.glance.upload_file(&image.id, &file).await.unwrap();
-        self.fake.state.lock().unwrap().snapshot_image_id = image.id.clone();
-        image.id
     }
 
     /// Build options with a template of `provisioners` (JSON array text).
@@ -127,7 +76,7 @@ impl Env {
         BuildOptions {
             availability_zone: "nova".into(),
             name: name.into(),
-            source_image: self.source.clone(),
+            source_image: self.cloud.source.clone(),
             ssh_user: "root".into(),
             flavor: "m1.small".into(),
             network: "node-int-net-01".into(),
@@ -150,18 +99,14 @@ impl Env {
     }
 
     async fn image_exists(&self, id: &str) -> bool {
-        match self.glance.get_image(id).await {
-            Ok(_) => true,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => panic!("reading image {id}: {e}"),
-        }
+        self.cloud.image_exists(id).await
     }
 
     fn assert_clean(&self, plan: &build::BuildPlan) {
         assert!(
-            self.fake.leftovers().is_empty(),
+            self.cloud.fake.leftovers().is_empty(),
             "left in the fake: {:?}",
-            self.fake.leftovers()
+            self.cloud.fake.leftovers()
         );
         let ledger = ResourceLedger::open(&plan.ledger).unwrap();
         assert!(
@@ -195,8 +140,8 @@ async fn build_on_openstack_publishes_and_leaves_nothing() {
         ),
     );
     let plan = build::plan(&o).unwrap();
-    let outcome = build::apply(&plan, &env.backend, &env.glance, false).await;
-    let outcome = outcome.unwrap_or_else(|e| panic!("{e}\nops: {:?}", env.fake.ops()));
+    let outcome = build::apply(&plan, &env.backend, &env.cloud.glance, false).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}\nops: {:?}", env.cloud.fake.ops()));
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
         "hello from imagebuilder\n"
@@ -206,7 +151,7 @@ async fn build_on_openstack_publishes_and_leaves_nothing() {
     assert_eq!(published.image, dl.join("ibos-20250101.qcow2"));
     assert!(dl.join("ibos-latest.qcow2").exists() && dl.join("ibos-latest.md5").exists());
     // The temporary keypair and security group were named per build and are gone.
-    let ops = env.fake.ops();
+    let ops = env.cloud.fake.ops();
     for op in [
         "keypair.create",
         "sg.create",
@@ -224,7 +169,7 @@ async fn build_on_openstack_publishes_and_leaves_nothing() {
     );
     // The server was created in the availability zone.
     let posted = |suffix: &'static str| {
-        let fake = env.fake.clone();
+        let fake = env.cloud.fake.clone();
         async move {
             fake.server
                 .received_requests()
@@ -295,7 +240,7 @@ async fn failing_provisioner_and_boot_error_leave_nothing() {
         "[{\"type\": \"shell\", \"inline\": [\"echo failing\", \"exit 3\"]}]",
     );
     let plan = build::plan(&o).unwrap();
-    let err = build::apply(&plan, &env.backend, &env.glance, false)
+    let err = build::apply(&plan, &env.backend, &env.cloud.glance, false)
         .await
         .unwrap_err()
         .to_string();
@@ -322,10 +267,10 @@ async fn failing_provisioner_and_boot_error_leave_nothing() {
     assert_eq!(lines[2], serde_json::json!({"result": "failed"}));
 
     // The server goes to ERROR: the keypair and security group still go.
-    env.fake.state.lock().unwrap().boot_error = true;
+    env.cloud.fake.state.lock().unwrap().boot_error = true;
     let o = env.options("iberr", "[{\"type\": \"shell\", \"inline\": [\"true\"]}]");
     let plan = build::plan(&o).unwrap();
-    let err = build::apply(&plan, &env.backend, &env.glance, false)
+    let err = build::apply(&plan, &env.backend, &env.cloud.glance, false)
         .await
         .unwrap_err()
         .to_string();

@@ -33,7 +33,8 @@
 //!   the binaries' secret-leak tests;
 //! - a stateful fake Nova + Neutron on wiremock ([`nova_mock`]) and a
 //!   private local sshd ([`sshd`]) playing its servers, for the tests of the
-//!   OpenStack compute backend and of what runs on it;
+//!   OpenStack compute backend and of what runs on it, and the two set up
+//!   together with a source image and a snapshot image ([`fake_cloud`]);
 //! - writing an executable stand-in script ([`write_executable`]);
 //! - with the `amqp` feature, taking acknowledged messages off a RabbitMQ
 //!   queue (`amqp`), for the packuilon tests.
@@ -46,6 +47,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod fake_cloud;
 pub mod leaks;
 pub mod nova_mock;
 pub mod sshd;

@@ -24,78 +24,49 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cloud_test_support::nova_mock::Fake;
+use cloud_test_support::fake_cloud::FakeCloud;
 use cloud_test_support::sshd::Sshd;
-use cloud_test_support::{cloud_lock, unique, CloudLock, ImageCleanup};
+use cloud_test_support::unique;
 use image_pipeline::compute::openstack::RUN_TAG_KEY;
 use image_pipeline::{
     ImageFolder, OpenStackBackend, OpenStackBackendOptions, Overrides, Pipeline, ResourceLedger,
     Settings,
 };
-use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
+use openstack_client::glance::Visibility;
 
-/// Fields drop in declaration order: Glance clean-up runs before the cloud
-/// lock is released.
+/// Fields drop in declaration order: the fake cloud (Glance clean-up, then
+/// the cloud lock) before the "VM's home".
 struct Env {
-    images: ImageCleanup,
-    fake: Fake,
-    sshd: Sshd,
+    cloud: FakeCloud,
     /// The "VM's home" (the sshd's `ForceCommand` directory).
     home: tempfile::TempDir,
     /// Root of the image folders.
     root: tempfile::TempDir,
     backend: OpenStackBackend,
-    glance: GlanceClient,
-    base_name: String,
-    keys: tokio::task::JoinHandle<()>,
-    _lock: CloudLock,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.keys.abort();
-    }
 }
 
 async fn env() -> Env {
-    let lock = cloud_lock().await;
-    let fake = Fake::start().await;
-    fake.state.lock().unwrap().fip_address = Some("127.0.0.1".into());
     let home = tempfile::tempdir().unwrap();
-    let mut sshd = Sshd::prepare_with(&format!(
+    let sshd = Sshd::prepare_with(&format!(
         "ForceCommand cd {} && eval \"$SSH_ORIGINAL_COMMAND\"\n",
         home.path().display()
     ));
-    sshd.start();
-    let keys = fake.authorize_keypairs(sshd.path("authorized_keys"));
-    let session = fake.session().await;
+    let cloud = FakeCloud::start(sshd, "ipt-pipe-base").await;
     let options = OpenStackBackendOptions {
         poll_interval: Duration::from_millis(10),
         delete_timeout: Duration::from_secs(20),
         snapshot_timeout: Duration::from_secs(60),
-        ssh_port: sshd.port,
+        ssh_port: cloud.sshd.port,
         ..Default::default()
     };
-    let backend = OpenStackBackend::connect(session.clone(), options)
+    let backend = OpenStackBackend::connect(cloud.session.clone(), options)
         .await
         .unwrap();
-    let glance = session.image(None).await.unwrap();
-    let mut images = ImageCleanup::new(&glance);
-    let base_name = unique("ipt-pipe-base");
-    images
-        .create_active(&base_name, Visibility::Private, &[])
-        .await;
     Env {
-        _lock: lock,
-        images,
-        fake,
-        sshd,
+        cloud,
         home,
         root: tempfile::tempdir().unwrap(),
         backend,
-        glance,
-        base_name,
-        keys,
     }
 }
 
@@ -111,7 +82,7 @@ impl Env {
                 "base = \"fakeos\"\nprepare = false\nssh_attempts = 10\nboot_timeout_secs = 60\n\
                  create_timeout_secs = 120\ntest_timeout_secs = 120\ntester_base = \"fakeos\"\n{extra}\n\
                  [bases.fakeos]\nimage = \"{}\"\nuser = \"root\"\nsudo_pty = true\n",
-                self.base_name
+                self.cloud.source
             ),
         )
         .unwrap();
@@ -149,28 +120,9 @@ impl Env {
     /// A real Glance image with qcow2 data that the fake's `createImage`
     /// answers with (the Nova snapshot).
     async fn snapshot_image(&mut self) -> String {
-        let file = self.root.path().join("snap.qcow2");
-        let status = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&file)
-            .arg("16M")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let image = self
-            .glance
-            .create_image(
-                &CreateImage::new(unique("ipt-pipe-snap"))
-                    .disk_format("qcow2")
-                    .container_format("bare")
-                    .property(RUN_TAG_KEY, "test"),
-            )
+        self.cloud
+            .snapshot_image(self.root.path(), "ipt-pipe-snap", &[(RUN_TAG_KEY, "test")])
             .await
-            .unwrap();
-        self.images.track(image.id.clone());
-        self.glance.upload_file(&image.id, &file).await.unwrap();
-        self.fake.state.lock().unwrap().snapshot_image_id = image.id.clone();
-        image.id
     }
 
     fn pipeline<'a>(
@@ -180,7 +132,7 @@ impl Env {
     ) -> Pipeline<'a, OpenStackBackend> {
         Pipeline {
             backend: &self.backend,
-            glance: &self.glance,
+            glance: &self.cloud.glance,
             settings,
             folder,
             verbose: false,
@@ -188,11 +140,7 @@ impl Env {
     }
 
     async fn image_exists(&self, id: &str) -> bool {
-        match self.glance.get_image(id).await {
-            Ok(_) => true,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => panic!("reading image {id}: {e}"),
-        }
+        self.cloud.image_exists(id).await
     }
 
     /// Nothing outstanding in the folder's ledger, nothing left in the fake.
@@ -200,14 +148,15 @@ impl Env {
         let ledger = ResourceLedger::open(folder.ledger_path()).unwrap();
         assert_eq!(ledger.outstanding().unwrap(), vec![], "ledger not empty");
         assert_eq!(
-            self.fake.leftovers(),
+            self.cloud.fake.leftovers(),
             Vec::<String>::new(),
             "left in the fake"
         );
     }
 
     fn count(&self, op: &str) -> usize {
-        self.fake
+        self.cloud
+            .fake
             .ops()
             .iter()
             .filter(|o| o.split(' ').next() == Some(op))
@@ -239,8 +188,8 @@ async fn create_then_test_succeeds_and_leaves_only_the_candidate() {
         .pipeline(&settings, &folder)
         .create("fakeos")
         .await
-        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.sshd.log()));
-    env.images.track(report.rc_image_id.clone());
+        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.cloud.sshd.log()));
+    env.cloud.images.track(report.rc_image_id.clone());
     let test_log = std::fs::read_to_string(folder.test_log()).unwrap();
     assert!(report.test.success, "{report:?}\ntest.log:\n{test_log}");
     let text = report.test.to_text(folder.name());
@@ -266,7 +215,12 @@ async fn create_then_test_succeeds_and_leaves_only_the_candidate() {
         "{test_log}"
     );
     // The candidate is private in Glance; the Nova snapshot is gone.
-    let rc = env.glance.get_image(&report.rc_image_id).await.unwrap();
+    let rc = env
+        .cloud
+        .glance
+        .get_image(&report.rc_image_id)
+        .await
+        .unwrap();
     assert_eq!(
         rc.name.as_deref(),
         Some(format!("{}_rc", folder.name()).as_str())
@@ -286,7 +240,7 @@ async fn create_then_test_succeeds_and_leaves_only_the_candidate() {
             env.count(&format!("{op}.create")),
             env.count(&format!("{op}.delete")),
             "{op}: {:?}",
-            env.fake.ops()
+            env.cloud.fake.ops()
         );
     }
     env.assert_nothing_left(&folder);
@@ -308,7 +262,7 @@ async fn a_failing_test_removes_the_candidate_and_everything_else() {
         .pipeline(&settings, &folder)
         .create("fakeos")
         .await
-        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.sshd.log()));
+        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.cloud.sshd.log()));
     assert!(!report.test.success);
     assert_eq!(report.test.detail, "exited with status 3");
     let text = report.test.to_text(folder.name());
@@ -358,8 +312,8 @@ async fn test_using_vm_runs_test_sh_in_a_tester_vm() {
         .pipeline(&settings, &folder)
         .create("fakeos")
         .await
-        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.sshd.log()));
-    env.images.track(report.rc_image_id.clone());
+        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.cloud.sshd.log()));
+    env.cloud.images.track(report.rc_image_id.clone());
     let test_log = std::fs::read_to_string(folder.test_log()).unwrap();
     assert!(report.test.success, "{report:?}\ntest.log:\n{test_log}");
     assert!(
@@ -397,16 +351,16 @@ async fn a_cloud_failure_at_every_step_leaves_nothing() {
         ("fip.create", 2),
     ];
     for (op, nth) in cases {
-        env.fake.state.lock().unwrap().failures.clear();
+        env.cloud.fake.state.lock().unwrap().failures.clear();
         env.snapshot_image().await;
         let folder = env.folder(CREATE_OK, TEST_OK);
         let before = env.count(op);
         // Fail the nth call of `op` from now on: let the earlier ones pass.
-        let fake = env.fake.clone();
+        let fake = env.cloud.fake.clone();
         let op_name = op.to_string();
         let nth = *nth;
         if nth == 1 {
-            env.fake.fail(op, 500);
+            env.cloud.fake.fail(op, 500);
         }
         let arm = tokio::spawn(async move {
             loop {
@@ -429,7 +383,7 @@ async fn a_cloud_failure_at_every_step_leaves_nothing() {
         // load; the run then says so and points at `gc`, which must finish.
         if let Err(e) = &result {
             if e.to_string().contains("clean-up incomplete") {
-                env.fake.state.lock().unwrap().failures.clear();
+                env.cloud.fake.state.lock().unwrap().failures.clear();
                 let report = env.pipeline(&settings, &folder).gc().await.unwrap();
                 assert!(report.is_complete(), "{op} #{nth}: gc: {report:?}");
                 result = Err(image_pipeline::Error::Pipeline(format!("{e} (then gc)")));
@@ -437,6 +391,7 @@ async fn a_cloud_failure_at_every_step_leaves_nothing() {
         }
         let rc_name = format!("{}_rc", folder.name());
         let leftover_rc = env
+            .cloud
             .glance
             .list_images(&openstack_client::glance::ImageFilter {
                 name: Some(rc_name.clone()),
@@ -445,7 +400,7 @@ async fn a_cloud_failure_at_every_step_leaves_nothing() {
             .await
             .unwrap();
         for image in &leftover_rc {
-            env.images.track(image.id.clone());
+            env.cloud.images.track(image.id.clone());
         }
         let err = match result {
             Ok(report) => panic!("{op} #{nth}: the run succeeded: {report:?}"),
@@ -459,7 +414,7 @@ async fn a_cloud_failure_at_every_step_leaves_nothing() {
         let ledger = ResourceLedger::open(folder.ledger_path()).unwrap();
         assert_eq!(ledger.outstanding().unwrap(), vec![], "{op} #{nth}: {err}");
         assert_eq!(
-            env.fake.leftovers(),
+            env.cloud.fake.leftovers(),
             Vec::<String>::new(),
             "{op} #{nth}: {err}"
         );
