@@ -35,6 +35,13 @@ fn bin() -> Command {
     c
 }
 
+/// `amphora-create ARGS --print-elements`.
+fn print_elements(args: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(args).arg("--print-elements");
+    c
+}
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/amphora")
 }
@@ -65,31 +72,24 @@ fn unknown_options_and_stray_words_show_the_usage_and_exit_1() {
 
 #[test]
 fn invalid_values_exit_3_naming_the_option() {
+    // (option, value, what the message calls it): "<what> <value> specified
+    // (option <option>)".
+    for (opt, value, what) in [
+        ("-a", "sparc", "Unsupported architecture"),
+        ("-b", "nginx", "Unsupported backend type"),
+        ("-i", "gentoo", "Unsupported base OS"),
+        ("-s", "2G", "Invalid image size"),
+        ("-s", "-1", "Invalid image size"),
+        ("-t", "vmdk", "Unsupported image type"),
+    ] {
+        print_elements(&[opt, value])
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains(format!(
+                "{what} {value} specified (option {opt})"
+            )));
+    }
     for (args, needle) in [
-        (
-            vec!["-a", "sparc"],
-            "Unsupported architecture sparc specified (option -a)",
-        ),
-        (
-            vec!["-b", "nginx"],
-            "Unsupported backend type nginx specified (option -b)",
-        ),
-        (
-            vec!["-i", "gentoo"],
-            "Unsupported base OS gentoo specified (option -i)",
-        ),
-        (
-            vec!["-s", "2G"],
-            "Invalid image size 2G specified (option -s)",
-        ),
-        (
-            vec!["-s", "-1"],
-            "Invalid image size -1 specified (option -s)",
-        ),
-        (
-            vec!["-t", "vmdk"],
-            "Unsupported image type vmdk specified (option -t)",
-        ),
         (
             vec!["-o", "/nonexistent-dir/x.qcow2"],
             "Directory /nonexistent-dir does not exist (option -o)",
@@ -97,9 +97,7 @@ fn invalid_values_exit_3_naming_the_option() {
         // Left to right: the invalid value stops before -h is seen.
         (vec!["-a", "x", "-h"], "(option -a)"),
     ] {
-        bin()
-            .args(&args)
-            .arg("--print-elements")
+        print_elements(&args)
             .assert()
             .code(3)
             .stderr(predicate::str::contains(needle));
@@ -110,20 +108,19 @@ fn invalid_values_exit_3_naming_the_option() {
 
 #[test]
 fn option_checks_exit_1() {
-    bin()
-        .args(["-i", "fedora", "--print-elements"])
-        .env("DIB_REPO_PATH", dib_repo())
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("at least 3GB (option -s)"));
-    bin()
-        .args(["-i", "rhel", "-s", "3", "--print-elements"])
-        .env("DIB_REPO_PATH", dib_repo())
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+    for (args, needle) in [
+        (vec!["-i", "fedora"], "at least 3GB (option -s)"),
+        (
+            vec!["-i", "rhel", "-s", "3"],
             "DIB_LOCAL_IMAGE variable must be set",
-        ));
+        ),
+    ] {
+        print_elements(&args)
+            .env("DIB_REPO_PATH", dib_repo())
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(needle));
+    }
 }
 
 /// Bad element inputs fail as disk-image-create does (exit 1) with a
@@ -131,8 +128,7 @@ fn option_checks_exit_1() {
 /// cycle among `DIB_LOCAL_ELEMENTS_PATH`'s elements.
 #[test]
 fn unknown_element_and_dependency_cycle_exit_1_naming_the_element() {
-    bin()
-        .args(["-i", "debian-minimal", "--print-elements"])
+    print_elements(&["-i", "debian-minimal"])
         .env("DIB_REPO_PATH", dib_repo())
         .env("DIB_LOCAL_ELEMENTS", "no-such-element")
         .assert()
@@ -144,8 +140,7 @@ fn unknown_element_and_dependency_cycle_exit_1_naming_the_element() {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("element-deps"), format!("{dep}\n")).unwrap();
     }
-    let out = bin()
-        .args(["-i", "debian-minimal", "--print-elements"])
+    let out = print_elements(&["-i", "debian-minimal"])
         .env("DIB_REPO_PATH", dib_repo())
         .env("DIB_LOCAL_ELEMENTS_PATH", local.path())
         .env("DIB_LOCAL_ELEMENTS", "cycle-a")
@@ -160,23 +155,24 @@ fn unknown_element_and_dependency_cycle_exit_1_naming_the_element() {
 
 #[test]
 fn missing_diskimage_builder_exits_1() {
-    bin()
-        .args(["--print-elements"])
-        .env("DIB_REPO_PATH", "/nonexistent")
-        .env("PATH", "/usr/bin:/bin")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (
+            // No diskimage-builder checkout, none on PATH either.
+            &[("DIB_REPO_PATH", "/nonexistent"), ("PATH", "/usr/bin:/bin")],
             "diskimage-builder elements not found at: /nonexistent/diskimage_builder/elements",
-        ));
-    bin()
-        .args(["--print-elements"])
-        .env("OCTAVIA_REPO_PATH", "/nonexistent/octavia")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+        ),
+        (
+            &[("OCTAVIA_REPO_PATH", "/nonexistent/octavia")],
             "Octavia elements directory not found at: /nonexistent/octavia/elements",
-        ));
+        ),
+    ];
+    for (vars, needle) in cases {
+        print_elements(&[])
+            .envs(vars.iter().copied())
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(needle));
+    }
 }
 
 fn host_root(os_release: Option<&str>) -> tempfile::TempDir {
@@ -190,17 +186,22 @@ fn host_root(os_release: Option<&str>) -> tempfile::TempDir {
     d
 }
 
+/// A build of `debian-minimal` in `work` on the host `root`.
+fn build_on_host(root: &Path, work: &Path) -> assert_cmd::assert::Assert {
+    bin()
+        .current_dir(work)
+        .args(["-i", "debian-minimal", "-c"])
+        .arg(work.join("cache"))
+        .env("DIB_REPO_PATH", dib_repo())
+        .env("AMPHORA_HOST_ROOT", root)
+        .assert()
+}
+
 #[test]
 fn unknown_host_os_exits_2() {
     let root = host_root(None);
     let work = tempfile::tempdir().unwrap();
-    bin()
-        .current_dir(work.path())
-        .args(["-i", "debian-minimal", "-c"])
-        .arg(work.path().join("cache"))
-        .env("DIB_REPO_PATH", dib_repo())
-        .env("AMPHORA_HOST_ROOT", root.path())
-        .assert()
+    build_on_host(root.path(), work.path())
         .code(2)
         .stderr(predicate::str::contains("Unknown Host OS"));
 }
@@ -211,13 +212,7 @@ fn missing_host_package_exits_1() {
         "PRETTY_NAME=\"Debian GNU/Linux 12\"\nNAME=\"Debian GNU/Linux\"\n",
     ));
     let work = tempfile::tempdir().unwrap();
-    bin()
-        .current_dir(work.path())
-        .args(["-i", "debian-minimal", "-c"])
-        .arg(work.path().join("cache"))
-        .env("DIB_REPO_PATH", dib_repo())
-        .env("AMPHORA_HOST_ROOT", root.path())
-        .assert()
+    build_on_host(root.path(), work.path())
         .code(1)
         .stderr(predicate::str::contains(
             "Required package qemu-utils is not installed.  Exiting.",
