@@ -98,6 +98,21 @@ impl Env {
         }
     }
 
+    /// Plan a build of `name` with `provisioners` (see [`Env::options`]) and
+    /// apply it on the fake cloud; the plan and what the build returned.
+    async fn build(
+        &self,
+        name: &str,
+        provisioners: &str,
+    ) -> (
+        build::BuildPlan,
+        imagebuilder_core::Result<build::BuildOutcome>,
+    ) {
+        let plan = build::plan(&self.options(name, provisioners)).unwrap();
+        let outcome = build::apply(&plan, &self.backend, &self.cloud.glance, false).await;
+        (plan, outcome)
+    }
+
     async fn image_exists(&self, id: &str) -> bool {
         self.cloud.image_exists(id).await
     }
@@ -131,16 +146,16 @@ async fn build_on_openstack_publishes_and_leaves_nothing() {
     let mut env = env().await;
     let snap = env.snapshot_image().await;
     let marker = env.root.path().join("provisioned");
-    let o = env.options(
-        "ibos",
-        &format!(
-            "[{{\"type\": \"shell\", \"environment_vars\": [\"WHO=imagebuilder\"], \
-              \"inline\": [\"echo hello from $WHO > {}\"]}}]",
-            marker.display()
-        ),
-    );
-    let plan = build::plan(&o).unwrap();
-    let outcome = build::apply(&plan, &env.backend, &env.cloud.glance, false).await;
+    let (plan, outcome) = env
+        .build(
+            "ibos",
+            &format!(
+                "[{{\"type\": \"shell\", \"environment_vars\": [\"WHO=imagebuilder\"], \
+                  \"inline\": [\"echo hello from $WHO > {}\"]}}]",
+                marker.display()
+            ),
+        )
+        .await;
     let outcome = outcome.unwrap_or_else(|e| panic!("{e}\nops: {:?}", env.cloud.fake.ops()));
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
@@ -235,15 +250,13 @@ async fn build_on_openstack_publishes_and_leaves_nothing() {
 async fn failing_provisioner_and_boot_error_leave_nothing() {
     let mut env = env().await;
     let snap = env.snapshot_image().await;
-    let o = env.options(
-        "ibfail",
-        "[{\"type\": \"shell\", \"inline\": [\"echo failing\", \"exit 3\"]}]",
-    );
-    let plan = build::plan(&o).unwrap();
-    let err = build::apply(&plan, &env.backend, &env.cloud.glance, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let (plan, outcome) = env
+        .build(
+            "ibfail",
+            "[{\"type\": \"shell\", \"inline\": [\"echo failing\", \"exit 3\"]}]",
+        )
+        .await;
+    let err = outcome.unwrap_err().to_string();
     assert!(
         err.contains("provisioner 0 (shell) failed") && err.contains("status 3"),
         "{err}"
@@ -268,12 +281,10 @@ async fn failing_provisioner_and_boot_error_leave_nothing() {
 
     // The server goes to ERROR: the keypair and security group still go.
     env.cloud.fake.state.lock().unwrap().boot_error = true;
-    let o = env.options("iberr", "[{\"type\": \"shell\", \"inline\": [\"true\"]}]");
-    let plan = build::plan(&o).unwrap();
-    let err = build::apply(&plan, &env.backend, &env.cloud.glance, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let (plan, outcome) = env
+        .build("iberr", "[{\"type\": \"shell\", \"inline\": [\"true\"]}]")
+        .await;
+    let err = outcome.unwrap_err().to_string();
     assert!(
         err.contains("iberr") || err.contains("imagebuilder-"),
         "{err}"

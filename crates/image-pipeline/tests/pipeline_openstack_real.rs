@@ -29,8 +29,8 @@ use cloud_test_support::sshd::Sshd;
 use cloud_test_support::unique;
 use image_pipeline::compute::openstack::RUN_TAG_KEY;
 use image_pipeline::{
-    ImageFolder, OpenStackBackend, OpenStackBackendOptions, Overrides, Pipeline, ResourceLedger,
-    Settings,
+    CreateReport, ImageFolder, OpenStackBackend, OpenStackBackendOptions, Overrides, Pipeline,
+    ResourceLedger, Settings,
 };
 use openstack_client::glance::Visibility;
 
@@ -139,6 +139,15 @@ impl Env {
         }
     }
 
+    /// `create fakeos` through [`Env::pipeline`], which must succeed (the
+    /// sshd's log in the panic message otherwise).
+    async fn create_ok(&self, settings: &Settings, folder: &ImageFolder) -> CreateReport {
+        self.pipeline(settings, folder)
+            .create("fakeos")
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", self.cloud.sshd.log()))
+    }
+
     async fn image_exists(&self, id: &str) -> bool {
         self.cloud.image_exists(id).await
     }
@@ -184,11 +193,7 @@ async fn create_then_test_succeeds_and_leaves_only_the_candidate() {
     let snapshot = env.snapshot_image().await;
     let settings = env.settings("");
     let folder = env.folder(CREATE_OK, TEST_OK);
-    let report = env
-        .pipeline(&settings, &folder)
-        .create("fakeos")
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.cloud.sshd.log()));
+    let report = env.create_ok(&settings, &folder).await;
     env.cloud.images.track(report.rc_image_id.clone());
     let test_log = std::fs::read_to_string(folder.test_log()).unwrap();
     assert!(report.test.success, "{report:?}\ntest.log:\n{test_log}");
@@ -258,11 +263,7 @@ async fn a_failing_test_removes_the_candidate_and_everything_else() {
     env.snapshot_image().await;
     let settings = env.settings("");
     let folder = env.folder(CREATE_OK, "#!/bin/sh\necho 'checking'\nexit 3\n");
-    let report = env
-        .pipeline(&settings, &folder)
-        .create("fakeos")
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.cloud.sshd.log()));
+    let report = env.create_ok(&settings, &folder).await;
     assert!(!report.test.success);
     assert_eq!(report.test.detail, "exited with status 3");
     let text = report.test.to_text(folder.name());
@@ -308,11 +309,7 @@ async fn test_using_vm_runs_test_sh_in_a_tester_vm() {
         "#!/bin/bash -e\necho \"tester in $(pwd) IP=$IP USERNAME=$USERNAME TESTSCRIPT=$TESTSCRIPT\"\n\
          grep -q 'Port' .ssh/config && test -s .ssh/id_ed25519\n",
     );
-    let report = env
-        .pipeline(&settings, &folder)
-        .create("fakeos")
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}\nsshd log:\n{}", env.cloud.sshd.log()));
+    let report = env.create_ok(&settings, &folder).await;
     env.cloud.images.track(report.rc_image_id.clone());
     let test_log = std::fs::read_to_string(folder.test_log()).unwrap();
     assert!(report.test.success, "{report:?}\ntest.log:\n{test_log}");
