@@ -34,12 +34,7 @@ impl SshdTargets for Sshd {
     fn target(&self) -> SshTarget {
         let (key, public) = SshKey::generate_ed25519("ssh-real-test").unwrap();
         self.authorize(&public);
-        SshTarget {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: "root".into(),
-            key,
-        }
+        root_at(self.port, key)
     }
 
     async fn session(&self) -> SshSession {
@@ -48,6 +43,25 @@ impl SshdTargets for Sshd {
             Err(e) => panic!("connect: {e}\nsshd log:\n{}", self.log()),
         }
     }
+}
+
+/// root on `127.0.0.1:port` with `key`.
+fn root_at(port: u16, key: SshKey) -> SshTarget {
+    SshTarget {
+        host: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        key,
+    }
+}
+
+/// `true` runs and succeeds in `session`.
+async fn assert_runs_true(session: &SshSession) {
+    assert!(session
+        .run("true", &RunOptions::default())
+        .await
+        .unwrap()
+        .success());
 }
 
 fn same_key(a: &str, b: &str) -> bool {
@@ -71,33 +85,19 @@ async fn connects_with_generated_ed25519_and_rsa_key_file() {
     let rsa = sshd.path("id_rsa");
     keygen(&["-t", "rsa", "-b", "2048"], &rsa);
     sshd.authorize(&std::fs::read_to_string(rsa.with_extension("pub")).unwrap());
-    let target = SshTarget {
-        host: "127.0.0.1".into(),
-        port: sshd.port,
-        user: "root".into(),
-        key: SshKey::from_file(&rsa).unwrap(),
-    };
+    let target = root_at(sshd.port, SshKey::from_file(&rsa).unwrap());
     assert!(target.key.describe().starts_with("ssh-rsa "));
     let session = SshSession::connect(&target, &sshd.known_hosts())
         .await
         .unwrap_or_else(|e| panic!("rsa connect: {e}\n{}", sshd.log()));
-    assert!(session
-        .run("true", &RunOptions::default())
-        .await
-        .unwrap()
-        .success());
+    assert_runs_true(&session).await;
 }
 
 #[tokio::test]
 async fn wrong_key_is_a_clear_authentication_error() {
     let sshd = Sshd::started();
     let (key, _public_not_authorised) = SshKey::generate_ed25519("stranger").unwrap();
-    let target = SshTarget {
-        host: "127.0.0.1".into(),
-        port: sshd.port,
-        user: "root".into(),
-        key,
-    };
+    let target = root_at(sshd.port, key);
     let err = SshSession::connect(&target, &sshd.known_hosts())
         .await
         .unwrap_err();
@@ -138,23 +138,14 @@ async fn wait_for_ssh_succeeds_when_the_server_starts_late() {
     let session = wait_for_ssh(&target, &known_hosts, policy).await;
     let sshd = starter.await.unwrap();
     let session = session.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
-    assert!(session
-        .run("true", &RunOptions::default())
-        .await
-        .unwrap()
-        .success());
+    assert_runs_true(&session).await;
 }
 
 #[tokio::test]
 async fn wait_for_ssh_gives_up_naming_host_attempts_and_cause() {
     let port = free_port();
     let (key, _) = SshKey::generate_ed25519("nobody").unwrap();
-    let target = SshTarget {
-        host: "127.0.0.1".into(),
-        port,
-        user: "root".into(),
-        key,
-    };
+    let target = root_at(port, key);
     let dir = tempfile::tempdir().unwrap();
     let policy = WaitPolicy {
         initial_delay: Duration::ZERO,
