@@ -346,15 +346,26 @@ fn keystone_unreachable_at_start_is_one_line_and_no_retry_storm() {
 
 async fn keystone_unreachable() {
     let tmp = tempfile::tempdir().unwrap();
-    let write = |url: &str| {
+    // glancesync with the master's Keystone at `url`: exit 1; its stderr.
+    let fails_with = |url: &str| {
         use base64::Engine as _;
         let text = format!(
             "[main]\nmaster_region = RegionOne\n\n[master]\ncredential = admin,{},{url},admin\n",
             base64::engine::general_purpose::STANDARD.encode("unused-password")
         );
-        let p = tmp.path().join("glancesync.conf");
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
+        let conf = tmp.path().join("glancesync.conf");
+        std::fs::write(&conf, text).unwrap();
+        let out = tokio::task::block_in_place(|| {
+            glancesync(tmp.path())
+                .arg("--config-file")
+                .arg(&conf)
+                .arg("RegionTwo")
+                .output()
+        })
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err
     };
 
     // Nothing listens: connection refused.
@@ -362,16 +373,7 @@ async fn keystone_unreachable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let url = format!("http://127.0.0.1:{port}/v3");
-    let conf = write(&url);
-    let out = tokio::task::block_in_place(|| {
-        glancesync(tmp.path())
-            .args(["--config-file", &conf, "RegionTwo"])
-            .output()
-    })
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = fails_with(&format!("http://127.0.0.1:{port}/v3"));
     let line = the_error(&err);
     assert!(
         line.contains(&format!("http://127.0.0.1:{port}/v3/auth/tokens"))
@@ -391,15 +393,7 @@ async fn keystone_unreachable() {
             drop(sock);
         }
     });
-    let conf = write(&format!("http://127.0.0.1:{port}/v3"));
-    let out = tokio::task::block_in_place(|| {
-        glancesync(tmp.path())
-            .args(["--config-file", &conf, "RegionTwo"])
-            .output()
-    })
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = fails_with(&format!("http://127.0.0.1:{port}/v3"));
     let line = the_error(&err);
     assert!(
         line.contains(&format!("http://127.0.0.1:{port}/v3/auth/tokens")),
