@@ -12,7 +12,7 @@ use common::{
     wait_ready,
 };
 use packuilon_core::amqp::{failed_queue, header_str, header_u32};
-use packuilon_core::{shutdown_signal, Broker, Service};
+use packuilon_core::{shutdown_signal, Broker, Service, ShutdownTrigger};
 
 /// The image id the null-builder template reports.
 const IMAGE_ID: &str = "5e7c0d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6";
@@ -37,6 +37,28 @@ fn service(dir: &Path, queue: &str, packer: PathBuf) -> Service {
     svc.max_attempts = 2;
     svc.runner.packer = packer;
     svc
+}
+
+/// A service consuming on its own task until [`Running::stop`].
+struct Running {
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<packuilon_core::Result<()>>,
+}
+
+/// Run `svc` on a task of its own.
+fn start(svc: &Service) -> Running {
+    let (trigger, shutdown) = shutdown_signal();
+    let svc = svc.clone();
+    let task = tokio::spawn(async move { svc.run(shutdown).await });
+    Running { trigger, task }
+}
+
+impl Running {
+    /// Ask the service to stop; it must return without error.
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+    }
 }
 
 /// Logs in `dir/logs` whose build finished, waiting up to two minutes for
@@ -67,11 +89,7 @@ async fn three_profiles_give_three_real_packer_builds_all_acked() {
         svc.broker.publish(&profile(p)).await.unwrap();
     }
     assert_eq!(ready_count(&svc.broker).await, 3);
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     let logs = wait_finished_logs(dir.path(), 3).await;
     assert_eq!(logs.len(), 3, "builds finished: {logs:?}");
     for p in ["alpha", "beta", "gamma"] {
@@ -87,8 +105,7 @@ async fn three_profiles_give_three_real_packer_builds_all_acked() {
             .join(format!("build/{p}-sl7x-x86_64.null.json"))
             .exists());
     }
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     // The consumer is gone: an unacknowledged message would be ready again.
     assert_eq!(ready_count(&svc.broker).await, 0, "a message was not acked");
     delete_queues(&svc.broker).await;
@@ -108,15 +125,10 @@ async fn malformed_and_unbuildable_messages_are_rejected_not_redelivered() {
         .into_bytes();
     svc.broker.publish(&no_image).await.unwrap();
     svc.broker.publish(&profile("epsilon")).await.unwrap();
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     let logs = wait_finished_logs(dir.path(), 1).await;
     assert_eq!(logs.len(), 1, "the good message was built: {logs:?}");
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(
         ready_count(&svc.broker).await,
         0,
@@ -204,11 +216,7 @@ async fn the_consumer_reconnects_after_the_connection_drops() {
     let mut svc = service(dir.path(), &queue, PathBuf::from("packer"));
     svc.broker = broker_on(&queue, proxy.port);
     let direct = broker(&queue);
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     direct.publish(&profile("before")).await.unwrap();
     assert_eq!(wait_finished_logs(dir.path(), 1).await.len(), 1);
     assert_eq!(proxy.cut(), 1, "the consumer had one connection");
@@ -222,8 +230,7 @@ async fn the_consumer_reconnects_after_the_connection_drops() {
     let logs = wait_finished_logs(dir.path(), 2).await;
     assert_eq!(logs.len(), 2, "{logs:?}");
     assert!(logs.iter().any(|l| l.contains("built sl7x-x86_64 after")));
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(ready_count(&direct).await, 0);
     delete_queues(&direct).await;
 }
@@ -246,14 +253,9 @@ async fn builds_of_the_same_name_never_overlap() {
         .unwrap()
         .replace("ral-tier1", "ral-tier2");
     svc.broker.publish(changed.as_bytes()).await.unwrap();
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     let logs = wait_finished_logs(dir.path(), 2).await;
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap_or_default();
     assert_eq!(runs.lines().count(), 2, "{logs:?}");
     assert!(
@@ -287,15 +289,10 @@ async fn a_failing_build_is_retried_then_kept_on_the_failed_queue() {
     .unwrap();
     assert_eq!(svc.max_attempts, 2);
     svc.broker.publish(&profile("broken")).await.unwrap();
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     let failed = failed_queue(&queue);
     assert_eq!(wait_ready(&svc.broker, &failed, 1).await, 1);
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(ready_count(&svc.broker).await, 0, "the request is settled");
     let logs = wait_finished_logs(dir.path(), 2).await;
     assert_eq!(logs.len(), 2, "two attempts: {logs:?}");
@@ -331,14 +328,9 @@ async fn duplicate_messages_build_once_even_after_a_restart() {
     for p in ["one", "one", "two", "one", "two"] {
         svc.broker.publish(&profile(p)).await.unwrap();
     }
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     assert_eq!(wait_ready(&svc.broker, &queue, 0).await, 0);
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let logs = wait_finished_logs(dir.path(), 2).await;
     assert_eq!(logs.len(), 2, "one build per profile: {logs:?}");
     // A new service on the same state directory still knows them.
@@ -355,15 +347,10 @@ async fn duplicate_messages_build_once_even_after_a_restart() {
         .publish_with_headers(&profile("two"), headers)
         .await
         .unwrap();
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = again.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&again);
     let logs = wait_finished_logs(dir.path(), 3).await;
     assert_eq!(wait_ready(&again.broker, &queue, 0).await, 0);
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     assert_eq!(logs.len(), 3, "{logs:?}");
     let builds = std::fs::read_dir(dir.path().join("logs")).unwrap().count();
     assert_eq!(builds, 3, "profile one was not built again");
@@ -395,16 +382,11 @@ async fn an_image_failing_the_test_gate_is_a_failed_build_and_one_passing_it_is_
     }));
     svc.broker.publish(&profile("good")).await.unwrap();
     svc.broker.publish(&profile("bad")).await.unwrap();
-    let (trigger, shutdown) = shutdown_signal();
-    let running = tokio::spawn({
-        let svc = svc.clone();
-        async move { svc.run(shutdown).await }
-    });
+    let running = start(&svc);
     let failed = failed_queue(&queue);
     assert_eq!(wait_ready(&svc.broker, &failed, 1).await, 1);
     assert_eq!(wait_ready(&svc.broker, &queue, 0).await, 0);
-    trigger.trigger();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let gated = std::fs::read_to_string(dir.path().join("gated")).unwrap();
     assert!(
         gated.contains("good-sl7x-x86_64 5e7c0d2a-1b3c-4d5e-8f90-a1b2c3d4e5f6"),
