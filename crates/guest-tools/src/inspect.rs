@@ -89,7 +89,7 @@ fn ensure_root_with(w: &mut Worker, full: bool) -> Result<String> {
             return Ok(r.clone());
         }
     }
-    let fss = w.g.list_filesystems().ctx(|| "list filesystems".into())?;
+    let fss = w.filesystems(full)?;
     if let Some((dev, _)) = fss
         .iter()
         .find(|(_, t)| *t == "crypto_LUKS" || *t == "BitLocker")
@@ -174,6 +174,7 @@ fn init_system(w: &Worker) -> String {
 pub(crate) fn inspect(w: &mut Worker, full: bool) -> Result<Inspection> {
     let root = ensure_root_with(w, full)?;
     let quick = w.quick.clone();
+    let fss = w.filesystems(full)?;
     let g = &w.g;
     let s = |r: std::result::Result<String, guestfs::Error>| r.unwrap_or_default();
     let (major, minor) = match &quick {
@@ -188,9 +189,7 @@ pub(crate) fn inspect(w: &mut Worker, full: bool) -> Result<Inspection> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut filesystems: Vec<FilesystemInfo> = g
-        .list_filesystems()
-        .ctx(|| "list filesystems".into())?
+    let mut filesystems: Vec<FilesystemInfo> = fss
         .into_iter()
         .filter(|(_, t)| t != "unknown")
         .map(|(device, fs_type)| FilesystemInfo {

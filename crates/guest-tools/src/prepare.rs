@@ -240,6 +240,14 @@ async fn run(
             session
                 .with_handle(|g| {
                     let mut devs = g.list_devices()?;
+                    // The guest may have repartitioned its disk after the
+                    // appliance read the table (best effort: a disk whose
+                    // volumes the appliance holds keeps its table).
+                    for d in &devs {
+                        if let Err(e) = g.blockdev_rereadpt(d) {
+                            tracing::debug!(device = %d, "partition table not re-read: {}", crate::error::guestfs_message(&e));
+                        }
+                    }
                     devs.extend(g.list_partitions()?);
                     for d in &devs {
                         g.blockdev_flushbufs(d)?;

@@ -84,12 +84,17 @@ impl Session {
 
     /// Run `f` on the worker thread with the raw handle (escape hatch for
     /// callers and tests). Guest filesystems are not mounted unless `f` mounts them.
+    /// `f` may change the disks' layout: the session lists the filesystems
+    /// again afterwards.
     pub async fn with_handle<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Handle) -> std::result::Result<R, guestfs::Error> + Send + 'static,
     ) -> Result<R> {
-        self.call(move |w| f(&w.g).ctx(|| "with_handle".into()))
-            .await
+        self.call(move |w| {
+            w.layout_changed();
+            f(&w.g).ctx(|| "with_handle".into())
+        })
+        .await
     }
 
     /// Appliance device names of the drives, in [`SessionOptions::drives`] order.
@@ -127,12 +132,13 @@ impl Session {
             let mounts = w.mounts.clone();
             mount_os(&w.g, &mounts, false)?;
             let mut results = Vec::new();
+            let mut dirs = sysprep::GuestDirs::default();
             for op in sysprep::OPERATIONS
                 .iter()
                 .filter(|o| opts.operations.contains(o.name))
             {
                 let _s = tracing::info_span!("operation", name = op.name).entered();
-                let r = sysprep::run_operation(&w.g, op, &opts, &mounts)?;
+                let r = sysprep::run_operation(&w.g, op, &opts, &mounts, &mut dirs)?;
                 w.report(
                     Step::Sysprep,
                     format!("{}: {} changed", op.name, r.changed.len()),

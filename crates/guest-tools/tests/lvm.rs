@@ -13,7 +13,8 @@ async fn lvm_root_sysprep_and_shrink_work() {
     guest_tools::create_qcow2(&disk, 2 * GIB).unwrap();
     let payload: Vec<u8> = (0..3 * MIB as u32).map(|i| (i % 251) as u8).collect();
     let written = payload.clone();
-    let session = common::open_tcg(&[(&disk, "qcow2")], None).await;
+    let (progress, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let session = common::open_tcg(&[(&disk, "qcow2")], Some(progress)).await;
     session
         .with_handle(move |g| {
             g.part_disk("/dev/sda", "mbr")?;
@@ -108,6 +109,20 @@ async fn lvm_root_sysprep_and_shrink_work() {
     assert_eq!(check.2, b"ID=debian\nVERSION_ID=\"12\"\n");
     session.sparsify(0).await.unwrap();
     session.close().await.unwrap();
+    // Sparsify found the logical volume behind the physical one and
+    // trimmed it (or zeroed its free space).
+    let mut sparsified = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if e.step == guest_tools::Step::Sparsify {
+            sparsified.push(e.detail);
+        }
+    }
+    assert!(
+        sparsified
+            .iter()
+            .any(|d| d.starts_with("/dev/vg0/root (ext4): ")),
+        "sparsify did not reach the LV: {sparsified:?}"
+    );
 }
 
 /// LVM layouts that cannot be shrunk are refused with the reason named.

@@ -115,6 +115,7 @@ fn fsck(g: &guestfs::Handle, dev: &str) -> Result<()> {
 
 pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> {
     let root = ensure_root(w)?;
+    w.layout_changed();
     let g = &w.g;
     g.umount_all().ctx(|| "unmount".into())?;
     let cannot = |reason: String| Error::CannotShrink {
@@ -390,16 +391,41 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
     })
 }
 
-/// Does appliance device `dev` live on disk `disk`?
-fn on_disk(g: &guestfs::Handle, dev: &str, disk: &str, first: bool) -> bool {
-    if dev == disk {
-        return true;
+/// The filesystems on appliance disk `disk`, sorted, with their types (as
+/// `list_filesystems` names them): its partitions (the whole disk when it
+/// has none) and, on the image disk (`first`) with a physical volume, the
+/// logical volumes. Probes only that disk: `list_filesystems` probes every
+/// attached drive, about a second under TCG.
+fn filesystems_on(g: &guestfs::Handle, disk: &str, first: bool) -> Result<Vec<(String, String)>> {
+    let mut devices: Vec<String> = g
+        .list_partitions()
+        .ctx(|| "list partitions".into())?
+        .into_iter()
+        .filter(|p| {
+            p.strip_prefix(disk)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    if devices.is_empty() {
+        devices.push(disk.to_string());
     }
-    if let Some(rest) = dev.strip_prefix(disk) {
-        return !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
-    }
+    let typed = |devices: Vec<String>| -> Vec<(String, String)> {
+        devices
+            .into_iter()
+            .filter_map(|d| {
+                let ty = g.vfs_type(&d).unwrap_or_default();
+                (!ty.is_empty()).then_some((d, ty))
+            })
+            .collect()
+    };
+    let mut fss = typed(devices);
     // Logical volumes: only the image disk can carry them.
-    first && g.is_lv(dev).unwrap_or(false)
+    if first && fss.iter().any(|(_, t)| t == "LVM2_member") {
+        let lvs = g.lvs().ctx(|| "list logical volumes".into())?;
+        fss.extend(typed(lvs));
+    }
+    fss.sort();
+    Ok(fss)
 }
 
 pub(crate) fn sparsify(w: &mut Worker, drive_index: usize) -> Result<()> {
@@ -413,16 +439,7 @@ pub(crate) fn sparsify(w: &mut Worker, drive_index: usize) -> Result<()> {
         })?;
     let g = &w.g;
     g.umount_all().ctx(|| "unmount".into())?;
-    let mut fss: Vec<(String, String)> = g
-        .list_filesystems()
-        .ctx(|| "list filesystems".into())?
-        .into_iter()
-        .collect();
-    fss.sort();
-    for (dev, ty) in fss {
-        if !on_disk(g, &dev, &disk, drive_index == 0) {
-            continue;
-        }
+    for (dev, ty) in filesystems_on(g, &disk, drive_index == 0)? {
         match ty.as_str() {
             "unknown" | "crypto_LUKS" | "LVM2_member" | "BitLocker" => continue,
             "swap" => {

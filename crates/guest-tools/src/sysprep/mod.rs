@@ -16,7 +16,7 @@ mod run;
 mod selinux;
 
 pub use catalogue::OPERATIONS;
-pub(crate) use run::run_operation;
+pub(crate) use run::{run_operation, GuestDirs};
 pub use selinux::{selinux_plan, SelinuxPlan};
 
 /// What an operation does when it runs.

@@ -11,26 +11,37 @@ use crate::error::{GfsContext, Result};
 /// Directories searched by `backup-files` (plus every home directory).
 const BACKUP_DIRS: &[&str] = &["/etc", "/root", "/srv", "/tmp", "/var"];
 
+/// The guest's directories as the glob patterns of one sysprep run found
+/// them: literal directory → its real path in the guest (`None`: it does
+/// not exist). Operations remove files, never create directories or
+/// retarget links, so one lookup per directory serves the whole run (the
+/// defaults name about 150 patterns in 45 directories, and every appliance
+/// call is a round trip under TCG).
+#[derive(Default)]
+pub(crate) struct GuestDirs(HashMap<String, Option<String>>);
+
 /// Run one operation on the mounted OS. `mounts` are the guest's
-/// mountpoints (mountpoint → device), as inspection found them.
+/// mountpoints (mountpoint → device), as inspection found them; `dirs`
+/// is shared by the operations of one run.
 pub(crate) fn run_operation(
     g: &Handle,
     op: &Operation,
     opts: &SysprepOptions,
     mounts: &HashMap<String, String>,
+    dirs: &mut GuestDirs,
 ) -> Result<OperationResult> {
     let mut changed = Vec::new();
     match op.action {
         Action::Nothing => {}
         Action::Remove(globs) => {
-            for path in expand(g, globs)? {
+            for path in expand(g, dirs, globs)? {
                 g.rm_rf(&path)
                     .ctx(|| format!("{}: remove {path}", op.name))?;
                 changed.push(path);
             }
         }
         Action::Truncate(globs) => {
-            for path in expand(g, globs)? {
+            for path in expand(g, dirs, globs)? {
                 if g.is_file(&path, Default::default()).unwrap_or(false) {
                     g.truncate(&path)
                         .ctx(|| format!("{}: truncate {path}", op.name))?;
@@ -55,6 +66,7 @@ pub(crate) fn run_operation(
         Action::IfcfgLines(keys) => {
             for path in expand(
                 g,
+                dirs,
                 &[
                     "/etc/sysconfig/network-scripts/ifcfg-*",
                     "/etc/sysconfig/network",
@@ -78,9 +90,9 @@ pub(crate) fn run_operation(
             }
         }
         Action::BackupFiles => {
-            let mut dirs: Vec<String> = BACKUP_DIRS.iter().map(|s| s.to_string()).collect();
-            dirs.extend(expand(g, &["/home/*"])?);
-            for dir in dirs {
+            let mut searched: Vec<String> = BACKUP_DIRS.iter().map(|s| s.to_string()).collect();
+            searched.extend(expand(g, dirs, &["/home/*"])?);
+            for dir in searched {
                 if !g.is_dir(&dir, Default::default()).unwrap_or(false) {
                     continue;
                 }
@@ -189,10 +201,13 @@ pub(crate) fn run_operation(
     })
 }
 
-fn expand(g: &Handle, globs: &[&str]) -> Result<Vec<String>> {
+fn expand(g: &Handle, dirs: &mut GuestDirs, globs: &[&str]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for glob in globs {
-        let glob = resolve_dir(g, glob);
+        // A pattern under a directory the guest does not have matches nothing.
+        let Some(glob) = resolve_dir(g, dirs, glob) else {
+            continue;
+        };
         let found = g
             .glob_expand(&glob, Default::default())
             .ctx(|| format!("glob {glob}"))?;
@@ -211,24 +226,24 @@ fn expand(g: &Handle, globs: &[&str]) -> Result<Vec<String>> {
 }
 
 /// `glob_expand` does not follow absolute symlinks inside the guest (Debian's
-/// `/var/run -> /run`), so resolve the literal directory part of the pattern
-/// in the guest first.
-fn resolve_dir(g: &Handle, glob: &str) -> String {
+/// `/var/run -> /run`), so the literal directory part of the pattern is
+/// resolved in the guest first (once per directory and run, see
+/// [`GuestDirs`]). `None`: that directory does not exist.
+fn resolve_dir(g: &Handle, dirs: &mut GuestDirs, glob: &str) -> Option<String> {
     let literal_end = glob.find(['*', '?', '[', '{']).unwrap_or(glob.len());
     let Some(slash) = glob[..literal_end].rfind('/') else {
-        return glob.to_string();
+        return Some(glob.to_string());
     };
     let (dir, rest) = glob.split_at(slash);
-    let follow = guestfs::IsDirOptArgs {
-        followsymlinks: Some(true),
-    };
-    if dir.is_empty() || !g.is_dir(dir, follow).unwrap_or(false) {
-        return glob.to_string();
+    if dir.is_empty() {
+        return Some(glob.to_string());
     }
-    match g.realpath(dir) {
-        Ok(real) if real != dir => format!("{}{rest}", real.trim_end_matches('/')),
-        _ => glob.to_string(),
-    }
+    let real = dirs
+        .0
+        .entry(dir.to_string())
+        .or_insert_with(|| g.realpath(dir).ok());
+    real.as_ref()
+        .map(|real| format!("{}{rest}", real.trim_end_matches('/')))
 }
 
 struct PasswdUser {
