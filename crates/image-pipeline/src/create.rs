@@ -222,10 +222,11 @@ pub async fn upload_verified(
                 .map_err(|e| Error::Pipeline(format!("hashing {}: {e}", file.display())))?
         }
     };
-    // Glance's default algorithm, hashed while the data goes up.
+    // Glance's default algorithm, hashed while the data goes up (chunked:
+    // what Glance takes with the least work).
     let upload = async {
         glance
-            .upload_file(id, file)
+            .upload_file_chunked(id, file)
             .await
             .map_err(Error::glance("uploading", id))
     };

@@ -503,29 +503,36 @@ async fn chunked_upload_and_streamed_listing() {
     g.delete_image(&img.id).await.unwrap();
 }
 
-/// A token Glance rejects in the middle of `upload_file`: the session
-/// re-authenticates and the file is reopened and sent again.
+/// A token Glance rejects in the middle of `upload_file` (body of known
+/// length) or `upload_file_chunked`: the session re-authenticates and the
+/// file is reopened and sent again; Glance holds exactly the file.
 #[tokio::test]
 async fn upload_file_survives_a_rejected_token() {
     let _serial = common::cloud_lock().await;
     let s = common::session().await;
     let g = s.image(Some(&common::regions()[0])).await.unwrap();
-    let img = common::raw_image(&g, common::unique("401up")).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.raw");
-    let payload = common::data(8 * 1024 * 1024, 77);
+    let payload = common::data(8 * 1024 * 1024 + 5, 77);
     std::fs::write(&path, &payload).unwrap();
-    s.replace_token_for_test(openstack_client::Secret::new(
-        "gAAAAAB-rejected-upload-token",
-    ))
-    .await
-    .unwrap();
-    let before = s.auth_count();
-    g.upload_file(&img.id, &path).await.unwrap();
-    assert_eq!(s.auth_count(), before + 1);
-    let active = g.get_image(&img.id).await.unwrap();
-    common::assert_holds(&active, &payload);
-    g.delete_image(&img.id).await.unwrap();
+    for chunked in [false, true] {
+        let img = common::raw_image(&g, common::unique("401up")).await;
+        s.replace_token_for_test(openstack_client::Secret::new(
+            "gAAAAAB-rejected-upload-token",
+        ))
+        .await
+        .unwrap();
+        let before = s.auth_count();
+        if chunked {
+            g.upload_file_chunked(&img.id, &path).await.unwrap();
+        } else {
+            g.upload_file(&img.id, &path).await.unwrap();
+        }
+        assert_eq!(s.auth_count(), before + 1, "chunked: {chunked}");
+        let active = g.get_image(&img.id).await.unwrap();
+        common::assert_holds(&active, &payload);
+        g.delete_image(&img.id).await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -229,7 +229,14 @@ impl GlanceClient {
     /// Upload from a file, reopening it and trying again (with backoff) when
     /// the attempt failed in a retryable way or with an expired token.
     pub async fn upload_file(&self, id: &str, path: &Path) -> Result<()> {
-        self.put_file(id, path, "file").await
+        self.put_file(id, path, "file", Framing::Length).await
+    }
+
+    /// [`GlanceClient::upload_file`] with each attempt's body sent chunked,
+    /// as [`GlanceClient::upload_chunked`] sends it (less work for a
+    /// gunicorn-served Glance; the size goes in `x-openstack-image-size`).
+    pub async fn upload_file_chunked(&self, id: &str, path: &Path) -> Result<()> {
+        self.put_file(id, path, "file", Framing::Chunked).await
     }
 
     /// Stage data for a `glance-direct` import (`PUT /stage`).
@@ -244,7 +251,7 @@ impl GlanceClient {
     /// Stage a file for `glance-direct`, with the same reopen-and-retry as
     /// [`GlanceClient::upload_file`].
     pub async fn stage_file(&self, id: &str, path: &Path) -> Result<()> {
-        self.put_file(id, path, "stage").await
+        self.put_file(id, path, "stage", Framing::Length).await
     }
 
     /// One streaming `PUT /v2/images/<id>/<what>` (`file` or `stage`) of
@@ -267,7 +274,7 @@ impl GlanceClient {
             .map(|_| ())
     }
 
-    async fn put_file(&self, id: &str, path: &Path, what: &str) -> Result<()> {
+    async fn put_file(&self, id: &str, path: &Path, what: &str, framing: Framing) -> Result<()> {
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|source| Error::Io {
@@ -275,7 +282,7 @@ impl GlanceClient {
                 source,
             })?
             .len();
-        self.put_reopenable(id, what, Some(size), || async move {
+        self.put_reopenable(id, what, Some(size), framing, || async move {
             tokio::fs::File::open(path)
                 .await
                 .map_err(|source| Error::Io {
@@ -303,7 +310,8 @@ impl GlanceClient {
         Fut: std::future::Future<Output = Result<R>>,
         R: AsyncRead + Send + 'static,
     {
-        self.put_reopenable(id, "file", size, open).await
+        self.put_reopenable(id, "file", size, Framing::Length, open)
+            .await
     }
 
     async fn put_reopenable<F, Fut, R>(
@@ -311,6 +319,7 @@ impl GlanceClient {
         id: &str,
         what: &str,
         size: Option<u64>,
+        framing: Framing,
         mut open: F,
     ) -> Result<()>
     where
@@ -323,7 +332,7 @@ impl GlanceClient {
         let mut reauthed = false;
         loop {
             let source = open().await?;
-            match self.put_data(id, what, source, size, Framing::Length).await {
+            match self.put_data(id, what, source, size, framing).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_unauthorized() && !reauthed => {
                     // execute_upload already refreshed the token.
