@@ -16,6 +16,12 @@ use crate::process::{lock, SharedProc};
 use crate::qmp::QmpClient;
 
 use qemu::log_tail;
+
+/// How often [`LocalVm::wait_active`] starts a new SSH banner probe.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How many banner probes may wait at once (each gives up after 5 s),
+/// below sshd's default `MaxStartups` (10) unauthenticated connections.
+const MAX_PROBES: usize = 8;
 use qemu::{free_port, read_banner, start_qemu, StartError};
 pub use spec::{credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection, NBD_EXPORT};
 
@@ -329,9 +335,18 @@ impl LocalVm {
     /// an SSH-2 banner (returned). Fails when QEMU exits first
     /// ([`Error::DiedDuringBoot`]) or after `timeout` ([`Error::NotActive`]),
     /// both with the tail of the serial console.
+    ///
+    /// QEMU's user network accepts a connection to a forwarded port at once
+    /// and only then tries the guest, so before the guest's network is up a
+    /// probe hangs until its own deadline (5 s). One probe at a time saw the
+    /// banner up to 6 s late; a new probe starts every [`PROBE_EVERY`] (at
+    /// most [`MAX_PROBES`] waiting), the first banner wins and the others
+    /// are dropped (their connections closed).
     #[tracing::instrument(skip_all, fields(vm = %self.name, port = self.port))]
     pub async fn wait_active(&self, timeout: Duration) -> Result<String> {
         let start = Instant::now();
+        let mut probes = tokio::task::JoinSet::new();
+        let mut next_probe = start;
         loop {
             if let Some(st) = lock(&self.proc).status() {
                 return Err(Error::DiedDuringBoot {
@@ -339,10 +354,6 @@ impl LocalVm {
                     status: st.to_string(),
                     serial_tail: log_tail(&self.serial_log),
                 });
-            }
-            if let Some(banner) = read_banner(self.host, self.port).await {
-                tracing::info!(elapsed_s = start.elapsed().as_secs(), %banner, "VM active");
-                return Ok(banner);
             }
             if start.elapsed() >= timeout {
                 return Err(Error::NotActive {
@@ -352,7 +363,22 @@ impl LocalVm {
                     serial_tail: log_tail(&self.serial_log),
                 });
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            if Instant::now() >= next_probe && probes.len() < MAX_PROBES {
+                probes.spawn(read_banner(self.host, self.port));
+                next_probe = Instant::now() + PROBE_EVERY;
+            }
+            let pause = next_probe
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(50));
+            tokio::select! {
+                Some(done) = probes.join_next(), if !probes.is_empty() => {
+                    if let Ok(Some(banner)) = done {
+                        tracing::info!(elapsed_s = start.elapsed().as_secs(), %banner, "VM active");
+                        return Ok(banner);
+                    }
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
         }
     }
 
