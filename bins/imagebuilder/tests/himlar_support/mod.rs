@@ -207,20 +207,35 @@ fn glance_access_log() -> std::path::PathBuf {
 }
 
 /// Glance RegionOne's access-log lines of the run `mark` (its user agent,
-/// logged after it started).
+/// logged after it started). Glance writes a line after it sent the
+/// response, so the run may have ended before its last lines are in the
+/// file: read until two reads 200 ms apart agree and found something (at
+/// most 5 s).
 pub fn glance_requests(mark: RunMark) -> Vec<String> {
     let marker = format!(
         "imagebuilder/{} pid/{}\"",
         env!("CARGO_PKG_VERSION"),
         mark.pid
     );
-    let log = std::fs::read(glance_access_log()).unwrap();
-    let start = usize::try_from(mark.log_offset).unwrap().min(log.len());
-    String::from_utf8_lossy(&log[start..])
-        .lines()
-        .filter(|l| l.contains(&marker))
-        .map(str::to_owned)
-        .collect()
+    let read = || {
+        let log = std::fs::read(glance_access_log()).unwrap();
+        let start = usize::try_from(mark.log_offset).unwrap().min(log.len());
+        String::from_utf8_lossy(&log[start..])
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut lines = read();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let again = read();
+        if (again == lines && !again.is_empty()) || std::time::Instant::now() > deadline {
+            return again;
+        }
+        lines = again;
+    }
 }
 
 pub fn writes(lines: &[String]) -> Vec<&String> {
