@@ -111,12 +111,11 @@ async fn lvm_root_sysprep_and_shrink_work() {
     session.close().await.unwrap();
     // Sparsify found the logical volume behind the physical one and
     // trimmed it (or zeroed its free space).
-    let mut sparsified = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        if e.step == guest_tools::Step::Sparsify {
-            sparsified.push(e.detail);
-        }
-    }
+    let sparsified: Vec<_> = common::received(&mut events)
+        .into_iter()
+        .filter(|e| e.step == guest_tools::Step::Sparsify)
+        .map(|e| e.detail)
+        .collect();
     assert!(
         sparsified
             .iter()

@@ -13,10 +13,10 @@ async fn quick_inspection_equals_inspect_os() {
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     let session = common::open_tcg(&[(&disk, "qcow2")], Some(ptx)).await;
     let quick = session.inspect().await.unwrap();
-    let mut details = Vec::new();
-    while let Ok(p) = prx.try_recv() {
-        details.push(p.detail);
-    }
+    let details: Vec<_> = common::received(&mut prx)
+        .into_iter()
+        .map(|p| p.detail)
+        .collect();
     assert!(
         details
             .iter()

@@ -218,10 +218,10 @@ async fn inspect_sysprep_and_sparsify_in_one_session() {
         common::allocated(&image)
     );
 
-    let mut steps = Vec::new();
-    while let Ok(p) = prx.try_recv() {
-        steps.push(p.step);
-    }
+    let steps: Vec<_> = common::received(&mut prx)
+        .into_iter()
+        .map(|p| p.step)
+        .collect();
     for s in [
         guest_tools::Step::Launch,
         guest_tools::Step::Inspect,

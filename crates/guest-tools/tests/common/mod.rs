@@ -30,6 +30,17 @@ pub async fn open_tcg(
     .unwrap()
 }
 
+/// The progress events received so far.
+pub fn received(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<guest_tools::Progress>,
+) -> Vec<guest_tools::Progress> {
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    events
+}
+
 /// A sparse raw file of `bytes` at `path`, partitioned by the sfdisk `script`.
 pub fn sfdisk_raw(path: &Path, bytes: u64, script: &str) {
     use std::io::Write;
