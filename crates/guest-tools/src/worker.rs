@@ -195,19 +195,18 @@ pub(crate) fn launch(opts: &SessionOptions, progress: Option<ProgressSender>) ->
 fn plain_filesystems(g: &Handle, devices: &[String]) -> Result<Option<HashMap<String, String>>> {
     const PLAIN: &[&str] = &["ext2", "ext3", "ext4", "xfs", "vfat", "swap"];
     let partitions = g.list_partitions().ctx(|| "list partitions".into())?;
-    let partition_of = |p: &str, dev: &str| {
-        p.strip_prefix(dev)
-            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    };
     if partitions
         .iter()
-        .any(|p| !devices.iter().any(|d| partition_of(p, d)))
+        .any(|p| !devices.iter().any(|d| is_partition_of(p, d)))
     {
         return Ok(None);
     }
     let mut found = HashMap::new();
     for dev in devices {
-        let parts: Vec<&String> = partitions.iter().filter(|p| partition_of(p, dev)).collect();
+        let parts: Vec<&String> = partitions
+            .iter()
+            .filter(|p| is_partition_of(p, dev))
+            .collect();
         if parts.is_empty() {
             match g.vfs_type(dev).unwrap_or_default() {
                 ty if ty.is_empty() => found.insert(dev.clone(), "unknown".to_string()),
@@ -224,6 +223,13 @@ fn plain_filesystems(g: &Handle, devices: &[String]) -> Result<Option<HashMap<St
         }
     }
     Ok(Some(found))
+}
+
+/// Is appliance device `part` a partition of disk `disk` (`/dev/sda2` of
+/// `/dev/sda`, not `/dev/sdaa1`)?
+pub(crate) fn is_partition_of(part: &str, disk: &str) -> bool {
+    part.strip_prefix(disk)
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Mount the guest's filesystems at their mountpoints (shortest first).

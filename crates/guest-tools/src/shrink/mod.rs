@@ -37,7 +37,7 @@ mod mbr;
 
 use crate::inspect::ensure_root;
 use crate::size::{human, target_size_for, MIB};
-use crate::worker::{Step, Worker};
+use crate::worker::{is_partition_of, Step, Worker};
 use lvm::shrink_lvm;
 use mbr::reend_mbr_partition;
 
@@ -391,41 +391,20 @@ pub(crate) fn shrink(w: &mut Worker, size: Option<u64>) -> Result<ShrinkReport> 
     })
 }
 
-/// The filesystems on appliance disk `disk`, sorted, with their types (as
-/// `list_filesystems` names them): its partitions (the whole disk when it
-/// has none) and, on the image disk (`first`) with a physical volume, the
-/// logical volumes. Probes only that disk: `list_filesystems` probes every
-/// attached drive, about a second under TCG.
-fn filesystems_on(g: &guestfs::Handle, disk: &str, first: bool) -> Result<Vec<(String, String)>> {
-    let mut devices: Vec<String> = g
-        .list_partitions()
-        .ctx(|| "list partitions".into())?
-        .into_iter()
-        .filter(|p| {
-            p.strip_prefix(disk)
-                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-        })
-        .collect();
-    if devices.is_empty() {
-        devices.push(disk.to_string());
+/// Does appliance device `dev` live on disk `disk`? `devices` are the
+/// appliance's disks: they and their partitions are never logical volumes.
+fn on_disk(g: &guestfs::Handle, devices: &[String], dev: &str, disk: &str, first: bool) -> bool {
+    if dev == disk || is_partition_of(dev, disk) {
+        return true;
     }
-    let typed = |devices: Vec<String>| -> Vec<(String, String)> {
-        devices
-            .into_iter()
-            .filter_map(|d| {
-                let ty = g.vfs_type(&d).unwrap_or_default();
-                (!ty.is_empty()).then_some((d, ty))
-            })
-            .collect()
-    };
-    let mut fss = typed(devices);
+    if devices
+        .iter()
+        .any(|d| dev == d.as_str() || is_partition_of(dev, d))
+    {
+        return false;
+    }
     // Logical volumes: only the image disk can carry them.
-    if first && fss.iter().any(|(_, t)| t == "LVM2_member") {
-        let lvs = g.lvs().ctx(|| "list logical volumes".into())?;
-        fss.extend(typed(lvs));
-    }
-    fss.sort();
-    Ok(fss)
+    first && g.is_lv(dev).unwrap_or(false)
 }
 
 pub(crate) fn sparsify(w: &mut Worker, drive_index: usize) -> Result<()> {
@@ -437,9 +416,14 @@ pub(crate) fn sparsify(w: &mut Worker, drive_index: usize) -> Result<()> {
             program: "sparsify".into(),
             reason: format!("no drive #{drive_index}"),
         })?;
+    let mut fss: Vec<(String, String)> = w.filesystems(false)?.into_iter().collect();
+    fss.sort();
     let g = &w.g;
     g.umount_all().ctx(|| "unmount".into())?;
-    for (dev, ty) in filesystems_on(g, &disk, drive_index == 0)? {
+    for (dev, ty) in fss {
+        if !on_disk(g, &w.devices, &dev, &disk, drive_index == 0) {
+            continue;
+        }
         match ty.as_str() {
             "unknown" | "crypto_LUKS" | "LVM2_member" | "BitLocker" => continue,
             "swap" => {
