@@ -16,14 +16,14 @@ use crate::process::{lock, SharedProc};
 use crate::qmp::QmpClient;
 
 use qemu::log_tail;
+use qemu::{free_port, read_banner, start_qemu, StartError};
+pub use spec::{credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection, NBD_EXPORT};
 
 /// How often [`LocalVm::wait_active`] starts a new SSH banner probe.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// How many banner probes may wait at once (each gives up after 5 s),
 /// below sshd's default `MaxStartups` (10) unauthenticated connections.
 const MAX_PROBES: usize = 8;
-use qemu::{free_port, read_banner, start_qemu, StartError};
-pub use spec::{credential_smbios, key_tmpfiles, BootSpec, GuestForward, KeyInjection, NBD_EXPORT};
 
 /// The emulator started for every VM.
 pub const QEMU: &str = "qemu-system-x86_64";
