@@ -91,13 +91,7 @@ fn serve(files: Vec<(String, Vec<u8>)>) -> Http {
 
 fn small_qcow2(dir: &Path) -> Vec<u8> {
     let p = dir.join("up.qcow2");
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&p)
-        .arg("16M")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    cloud_test_support::blank_qcow2(&p, "16M");
     std::fs::read(&p).unwrap()
 }
 

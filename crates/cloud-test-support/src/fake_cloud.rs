@@ -10,14 +10,13 @@
 //! this crate does not depend on the crates it tests).
 
 use std::path::Path;
-use std::process::Command;
 
 use openstack_client::glance::{CreateImage, GlanceClient, Visibility};
 use openstack_client::Session;
 
 use crate::nova_mock::Fake;
 use crate::sshd::Sshd;
-use crate::{cloud_lock, unique, CloudLock, ImageCleanup};
+use crate::{blank_qcow2, cloud_lock, unique, CloudLock, ImageCleanup};
 
 /// The fake cloud and its sshd, with a source image; see the module
 /// comment. Fields drop in declaration order: the Glance clean-up runs
@@ -89,13 +88,7 @@ impl FakeCloud {
         props: &[(&str, &str)],
     ) -> String {
         let file = dir.join("snap.qcow2");
-        let status = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&file)
-            .arg("16M")
-            .status()
-            .unwrap();
-        assert!(status.success(), "qemu-img create {}", file.display());
+        blank_qcow2(&file, "16M");
         let mut req = CreateImage::new(unique(prefix))
             .disk_format("qcow2")
             .container_format("bare");

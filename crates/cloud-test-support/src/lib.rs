@@ -64,6 +64,18 @@ pub fn write_executable(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("chmod 755 {}: {e}", path.display()));
 }
 
+/// Create an empty qcow2 disk of `size` (`qemu-img` syntax: `16M`, `1G`)
+/// at `path`.
+pub fn blank_qcow2(path: &Path, size: &str) {
+    let status = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg(size)
+        .status()
+        .unwrap_or_else(|e| panic!("qemu-img: {e}"));
+    assert!(status.success(), "qemu-img create {}", path.display());
+}
+
 /// Name of the lock file, in the system temporary directory, that
 /// [`cloud_lock`] holds. Every test binary that writes to the local cloud
 /// uses this same file, so that they serialise with each other.

@@ -214,13 +214,7 @@ async fn boot_ssh_poweroff_snapshot_delete() {
 async fn unbootable_disk_fails_and_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let empty = tmp.path().join("empty.qcow2");
-    let st = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&empty)
-        .arg("1G")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    cloud_test_support::blank_qcow2(&empty, "1G");
     let work = tmp.path().join("work");
     let ledger = Ledger::new();
 
