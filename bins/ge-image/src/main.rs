@@ -388,7 +388,9 @@ async fn image_cmd(
             let work = folder.work_dir()?.join("vms");
             let mut opts = image_pipeline::LocalBackendOptions::new(work);
             opts.memory_mib = settings.local_memory_mib;
-            opts.cpus = settings.local_cpus;
+            if let Some(cpus) = settings.local_cpus {
+                opts.cpus = cpus;
+            }
             // The base of the run (the one the candidate was built from, for `test`).
             let os = match cmd {
                 ImageCmd::Create => settings.base.clone(),

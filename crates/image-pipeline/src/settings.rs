@@ -39,7 +39,6 @@ run_test = true
 tester_base = "debian7"
 tester_flavor = "m1.tiny"
 local_memory_mib = 1024
-local_cpus = 1
 
 [bases.ubuntu12]
 image = "base_ubuntu_12.04"
@@ -128,8 +127,10 @@ pub struct Settings {
     pub tester_flavor: String,
     /// Memory of local VMs, MiB.
     pub local_memory_mib: u32,
-    /// CPUs of local VMs.
-    pub local_cpus: u32,
+    /// CPUs of local VMs; unset: the host's CPUs, at most 4
+    /// ([`crate::compute::local::default_cpus`]).
+    #[serde(default)]
+    pub local_cpus: Option<u32>,
     /// Root of the image folders (default `~/create_ge_images`).
     #[serde(default)]
     pub folder_root: Option<PathBuf>,
@@ -384,6 +385,11 @@ mod tests {
         ]));
         let s = Settings::load_from(&Overrides::default(), &e2, &file).unwrap();
         assert_eq!((s.flavor.as_str(), s.test_timeout_secs), ("m1.ours", 60));
+        // Local VMs' CPUs: unset (the host's, see default_cpus) unless given.
+        assert_eq!(s.local_cpus, None);
+        e2.extend(env(&[("GE_IMAGE_LOCAL_CPUS", "2")]));
+        let s = Settings::load_from(&Overrides::default(), &e2, &file).unwrap();
+        assert_eq!(s.local_cpus, Some(2));
         // Flags over everything.
         let o = Overrides {
             flavor: Some("m1.flag".into()),

@@ -42,6 +42,11 @@ pub const LOGIN_ONLY_SCRIPT: &str = "#!/bin/sh\n\
 # packuilon test gate without TEST_SCRIPT: the SSH login before this script is the test.\n\
 echo \"packuilon: $USERNAME@$IP accepted the SSH login\"\n";
 
+/// Virtual CPUs of a gate's local VM: the workers of `THREAD_COUNT` gate
+/// side by side, so each VM gets one host thread (not the host's CPUs,
+/// `image_pipeline`'s default for a lone build).
+pub const GATE_VM_CPUS: u32 = 1;
+
 /// How the compute gate runs (from `[test-gate]`).
 #[derive(Debug, Clone)]
 pub struct ComputeGateSettings {
@@ -133,7 +138,7 @@ impl ComputeGateSettings {
             .unwrap_or(u32::MAX)
             .max(1);
         s.local_memory_mib = self.memory_mib;
-        s.local_cpus = 1;
+        s.local_cpus = Some(GATE_VM_CPUS);
         Ok(s)
     }
 }
@@ -374,6 +379,7 @@ impl ImageGate for ComputeGate {
                     let cache = work.join("cache");
                     opts.cache_dir = cache.clone();
                     opts.memory_mib = self.settings.memory_mib;
+                    opts.cpus = GATE_VM_CPUS;
                     let backend = LocalBackend::new(glance.clone(), opts);
                     let verdict = self.run_on(&backend, &glance, &folder, image).await;
                     if let Err(e) = std::fs::remove_dir_all(&cache) {

@@ -56,7 +56,7 @@ pub struct LocalBackendOptions {
     pub cache_dir: PathBuf,
     /// Guest memory in MiB.
     pub memory_mib: u32,
-    /// Virtual CPUs.
+    /// Virtual CPUs (default [`default_cpus`]).
     pub cpus: u32,
     /// Accelerator (`Auto`: KVM only when the probe works).
     pub accel: Accel,
@@ -67,17 +67,34 @@ pub struct LocalBackendOptions {
 
 impl LocalBackendOptions {
     /// The defaults: VMs under `work_dir`, the cache under
-    /// `~/.cache/openstack-image-tools/ge-image`, 1 GiB, 1 CPU, `Auto`.
+    /// `~/.cache/openstack-image-tools/ge-image`, 1 GiB, [`default_cpus`], `Auto`.
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
         LocalBackendOptions {
             work_dir: work_dir.into(),
             cache_dir: default_cache_dir(),
             memory_mib: 1024,
-            cpus: 1,
+            cpus: default_cpus(),
             accel: Accel::Auto,
             key_injection: local_vm::KeyInjection::Guestfs,
         }
     }
+}
+
+/// The most virtual CPUs [`default_cpus`] gives a VM.
+pub const MAX_DEFAULT_CPUS: u32 = 4;
+
+/// Virtual CPUs of a local VM unless told otherwise: the host's CPUs, at
+/// most [`MAX_DEFAULT_CPUS`]. Under TCG each vCPU is a host thread (QEMU's
+/// multi-threaded TCG), and a Debian guest boots, runs `create.sh` and
+/// powers off in parallel: on this project's 2-core machine a second vCPU
+/// takes ~25 % off a build (docs/benchmarks.md, run 8). Callers that run
+/// several VMs side by side (packuilon's gate workers) ask for 1.
+pub fn default_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .ok()
+        .and_then(|n| u32::try_from(n.get()).ok())
+        .unwrap_or(1)
+        .clamp(1, MAX_DEFAULT_CPUS)
 }
 
 /// `~/.cache/openstack-image-tools/ge-image`.
@@ -588,6 +605,13 @@ fn kill_qemu_using(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_cpus_are_the_hosts_within_bounds() {
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        assert_eq!(default_cpus(), host.clamp(1, MAX_DEFAULT_CPUS));
+        assert_eq!(LocalBackendOptions::new("/w").cpus, default_cpus());
+    }
 
     fn spec(access: AccessProfile, ports: &[u16]) -> VmSpec {
         VmSpec {
