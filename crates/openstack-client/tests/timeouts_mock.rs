@@ -1,7 +1,9 @@
-//! Idle (stall) timeouts without a total deadline, against tiny loopback
-//! servers; Keystone is a wiremock.
+//! Idle (stall) timeouts without a total deadline, and an answer cut off,
+//! against tiny loopback servers; Keystone is a wiremock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -153,5 +155,54 @@ async fn stalled_upload_times_out() {
             }
         ),
         "{err}"
+    );
+}
+
+/// A server refusing an upload (a rejected token, as Glance does) may close
+/// the connection in the middle of its answer's body: the refusal is still
+/// a 401, so the session re-authenticates and sends the file once more
+/// (not a transport error that ends the upload at the first attempt).
+#[tokio::test]
+async fn a_refusal_cut_off_is_still_a_refusal() {
+    const BODY: usize = 1000;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = attempts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // The whole request, then a 401 whose body ends early.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n");
+                    if head_end.is_some_and(|end| got.len() >= end + 4 + BODY) {
+                        break;
+                    }
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n401 Unauth")
+                    .await;
+            });
+        }
+    });
+    let (_ks, s) = session(&format!("http://{addr}")).await;
+    let g = s.image(Some("R")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("disk.raw");
+    std::fs::write(&file, vec![3u8; BODY]).unwrap();
+    let err = g.upload_file("img", &file).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "sent again after the re-authentication"
     );
 }

@@ -410,7 +410,18 @@ impl Session {
             let resp = rb.send().await?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?;
+            let body = match resp.bytes().await {
+                Ok(body) => body,
+                // A server refusing the upload (a rejected token) answers
+                // before reading the data and closes the connection under
+                // it, which can cut its answer's body off: the status is
+                // the answer (for the caller's re-authentication and retry).
+                Err(e) if !status.is_success() => {
+                    tracing::debug!(parent: &span, %status, error = %e, "the refusal's body was cut off");
+                    Bytes::new()
+                }
+                Err(e) => return Err(e),
+            };
             Ok::<_, reqwest::Error>((status, headers, body))
         };
         let outcome = tokio::select! {
