@@ -145,6 +145,26 @@ pub struct BuildReport {
     pub seconds: f64,
 }
 
+/// A build's finished tree, handed to [`ImageBuilder::finish_build`].
+pub(crate) struct FinishedTree<'a> {
+    /// The image tree.
+    pub root: &'a Path,
+    /// The build's working directory (the raw disk goes there).
+    pub work: &'a Path,
+    /// The build log.
+    pub log: &'a Path,
+    /// The disk's partitions and filesystem.
+    pub layout: &'a DiskLayout,
+    /// Whether the disk gets boot code.
+    pub bootloader: bool,
+    /// The stages run or restored so far.
+    pub stages: Vec<StageReport>,
+    /// See [`BuildReport::debootstrap_ran`].
+    pub debootstrap_ran: bool,
+    /// When the build started.
+    pub started: Instant,
+}
+
 /// Map `-a` spellings to the dpkg architecture.
 pub fn dpkg_arch(arch: &str) -> Result<String> {
     Ok(match arch {
@@ -408,36 +428,66 @@ impl ImageBuilder {
             });
         }
 
+        self.finish_build(
+            FinishedTree {
+                root: &root,
+                work: work.path(),
+                log: &log,
+                layout: &summary.layout,
+                bootloader: summary.bootloader,
+                stages: reports,
+                debootstrap_ran,
+                started: t0,
+            },
+            snaps,
+            || Ok(()),
+        )
+    }
+
+    /// The end both build paths share: the disk when an output type needs
+    /// one (sized from the tree unless [`ImageBuilder::image_size`]; boot
+    /// code when `tree.bootloader`, after `before_disk`, e.g. installing
+    /// GRUB, which counts as disk time), every output file, the snapshots
+    /// settled, the report.
+    pub(crate) fn finish_build(
+        &self,
+        tree: FinishedTree<'_>,
+        snaps: crate::snapshot::Snapshots,
+        before_disk: impl FnOnce() -> Result<()>,
+    ) -> Result<BuildReport> {
         let td = Instant::now();
-        let needs_disk = self.types.iter().any(|t| t.needs_disk());
-        let (disk_path, disk_plan) = if needs_disk {
+        let mut disk_plan = None;
+        let mut disk_path = None;
+        if self.types.iter().any(|t| t.needs_disk()) {
+            if tree.bootloader {
+                before_disk()?;
+            }
             let size = match self.image_size {
                 Some(s) => s,
-                None => disk::auto_size(disk::tree_bytes(&root)?, &summary.layout),
+                None => disk::auto_size(disk::tree_bytes(tree.root)?, tree.layout),
             };
-            let plan = disk::plan(&summary.layout, size, &disk::random_uuid()?)?;
-            let raw = work.path().join("disk.raw");
-            if summary.bootloader {
-                crate::bootloader::prepare_tree(&root, &plan, work.path(), &log)?;
+            let plan = disk::plan(tree.layout, size, &disk::random_uuid()?)?;
+            let raw = tree.work.join("disk.raw");
+            if tree.bootloader {
+                crate::bootloader::prepare_tree(tree.root, &plan, tree.work, tree.log)?;
             }
-            disk::create(&plan, &root, &raw)?;
-            if summary.bootloader {
-                crate::bootloader::write_boot_code(&raw, &plan, &root)?;
+            disk::create(&plan, tree.root, &raw)?;
+            if tree.bootloader {
+                crate::bootloader::write_boot_code(&raw, &plan, tree.root)?;
             }
-            (Some(raw), Some(plan))
-        } else {
-            (None, None)
-        };
+            disk_plan = Some(plan);
+            disk_path = Some(raw);
+        }
         let disk_seconds = td.elapsed().as_secs_f64();
-        let outputs = self.write_image_outputs(disk_path.as_deref(), &root)?;
+        let outputs = self.write_image_outputs(disk_path.as_deref(), tree.root)?;
         snaps.finish()?;
         Ok(BuildReport {
-            debootstrap_ran,
-            stages: reports,
+            debootstrap_ran: tree.debootstrap_ran,
+            stages: tree.stages,
             disk: disk_plan,
             disk_seconds,
             outputs,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: tree.started.elapsed().as_secs_f64(),
         })
     }
 

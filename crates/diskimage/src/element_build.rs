@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::apt_cache::AptCacheCopy;
-use crate::builder::{dpkg_arch, BuildReport, ImageBuilder, StageReport};
+use crate::builder::{dpkg_arch, BuildReport, FinishedTree, ImageBuilder, StageReport};
 use crate::cache::{Cache, TreeEvictionPolicy};
 use crate::cmd::io;
-use crate::disk::{self, DiskLayout};
+use crate::disk::DiskLayout;
 use crate::element::{expand_image_elements, ImageElementOptions};
 use crate::error::{Error, Result};
 use crate::executor::{filter_environment, ExecOptions, Executor};
@@ -327,41 +327,20 @@ pub(crate) async fn build(b: &ImageBuilder, paths: &[PathBuf]) -> Result<BuildRe
         });
     }
 
-    let td = Instant::now();
-    let needs_disk = b.types.iter().any(|t| t.needs_disk());
-    let mut disk_plan = None;
-    let mut disk_path = None;
-    if needs_disk {
-        if vm && bootloader {
-            prepare_grub(b, &plan, &cache, &root, &arch, &log)?;
-        }
-        let size = match b.image_size {
-            Some(s) => s,
-            None => disk::auto_size(disk::tree_bytes(&root)?, &layout),
-        };
-        let p = disk::plan(&layout, size, &disk::random_uuid()?)?;
-        let raw = work.path().join("disk.raw");
-        if vm && bootloader {
-            crate::bootloader::prepare_tree(&root, &p, work.path(), &log)?;
-        }
-        disk::create(&p, &root, &raw)?;
-        if vm && bootloader {
-            crate::bootloader::write_boot_code(&raw, &p, &root)?;
-        }
-        disk_plan = Some(p);
-        disk_path = Some(raw);
-    }
-    let disk_seconds = td.elapsed().as_secs_f64();
-    let outputs = b.write_image_outputs(disk_path.as_deref(), &root)?;
-    snaps.finish()?;
-    Ok(BuildReport {
-        debootstrap_ran,
-        stages: reports,
-        disk: disk_plan,
-        disk_seconds,
-        outputs,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+    b.finish_build(
+        FinishedTree {
+            root: &root,
+            work: work.path(),
+            log: &log,
+            layout: &layout,
+            bootloader: vm && bootloader,
+            stages: reports,
+            debootstrap_ran,
+            started: t0,
+        },
+        snaps,
+        || prepare_grub(b, &plan, &cache, &root, &arch, &log),
+    )
 }
 
 /// This build's copy of the `dpkg` element's shared apt cache
