@@ -28,7 +28,12 @@ const IMPORT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Wait until the import of image `id` started (the image left `queued`, or
 /// Glance recorded a failure for [`GlanceClient::wait_for_import`] to
-/// report). Returns a message when it did not start within `timeout`.
+/// report). Returns a message when it did not start within `timeout`, or
+/// when its task ended first: Glance takes the image's import lock
+/// (`os_glance_import_task`) before it answers the import request and drops
+/// it when the task fails, and a task failing before the data step (the
+/// master's image record not found) leaves the image `queued` with no
+/// `os_glance_failed_import`.
 async fn wait_import_started(
     client: &GlanceClient,
     id: &str,
@@ -44,6 +49,15 @@ async fn wait_import_started(
                         .is_some_and(|f| !f.is_empty()) =>
             {
                 return Ok(())
+            }
+            Ok(img)
+                if img
+                    .property("os_glance_import_task")
+                    .is_none_or(|t| t.is_empty()) =>
+            {
+                return Err(format!(
+                    "the import of image {id} ended before it started: the target Glance's import task failed (its log says why, e.g. the master's image was not found)"
+                ))
             }
             Ok(_) => {}
             // Let the import wait report what is wrong with the image.
@@ -213,5 +227,18 @@ mod tests {
         wait_import_started(&client, "busy", Duration::from_millis(600))
             .await
             .unwrap();
+        // Still queued, the lock dropped: the task failed before it began
+        // (no waiting out the timeout).
+        Mock::given(method("GET"))
+            .and(path("/image/v2/images/failed"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"id": "failed", "status": "queued", "visibility": "private"}),
+            ))
+            .mount(&server)
+            .await;
+        let err = wait_import_started(&client, "failed", Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert!(err.contains("ended before it started"), "{err}");
     }
 }
