@@ -188,7 +188,9 @@ async fn a_refusal_cut_off_is_still_a_refusal() {
                     }
                 }
                 let _ = sock
-                    .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n401 Unauth")
+                    .write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n401 Unauth",
+                    )
                     .await;
             });
         }
