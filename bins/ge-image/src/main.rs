@@ -389,7 +389,7 @@ async fn image_cmd(
             let mut opts = image_pipeline::LocalBackendOptions::new(work);
             opts.memory_mib = settings.local_memory_mib;
             if let Some(cpus) = settings.local_cpus {
-                opts.cpus = cpus;
+                opts.cpus = cpus.get();
             }
             // The base of the run (the one the candidate was built from, for `test`).
             let os = match cmd {

@@ -130,7 +130,7 @@ pub struct Settings {
     /// CPUs of local VMs; unset: the host's CPUs, at most 4
     /// ([`crate::compute::local::default_cpus`]).
     #[serde(default)]
-    pub local_cpus: Option<u32>,
+    pub local_cpus: Option<std::num::NonZeroU32>,
     /// Root of the image folders (default `~/create_ge_images`).
     #[serde(default)]
     pub folder_root: Option<PathBuf>,
@@ -389,7 +389,10 @@ mod tests {
         assert_eq!(s.local_cpus, None);
         e2.extend(env(&[("GE_IMAGE_LOCAL_CPUS", "2")]));
         let s = Settings::load_from(&Overrides::default(), &e2, &file).unwrap();
-        assert_eq!(s.local_cpus, Some(2));
+        assert_eq!(s.local_cpus.map(|n| n.get()), Some(2));
+        let zero = env(&[("GE_IMAGE_LOCAL_CPUS", "0")]);
+        let e = Settings::load_from(&Overrides::default(), &zero, &file).unwrap_err();
+        assert!(e.to_string().contains("local_cpus"), "{e}");
         // Flags over everything.
         let o = Overrides {
             flavor: Some("m1.flag".into()),

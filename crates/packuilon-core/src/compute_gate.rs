@@ -138,7 +138,7 @@ impl ComputeGateSettings {
             .unwrap_or(u32::MAX)
             .max(1);
         s.local_memory_mib = self.memory_mib;
-        s.local_cpus = Some(GATE_VM_CPUS);
+        s.local_cpus = std::num::NonZeroU32::new(GATE_VM_CPUS);
         Ok(s)
     }
 }
