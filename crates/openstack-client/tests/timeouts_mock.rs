@@ -158,13 +158,10 @@ async fn stalled_upload_times_out() {
     );
 }
 
-/// A server refusing an upload (a rejected token, as Glance does) may close
-/// the connection in the middle of its answer's body: the refusal is still
-/// a 401, so the session re-authenticates and sends the file once more
-/// (not a transport error that ends the upload at the first attempt).
-#[tokio::test]
-async fn a_refusal_cut_off_is_still_a_refusal() {
-    const BODY: usize = 1000;
+/// A loopback server answering every request, once it has read the request
+/// and `body` bytes after its head, with a 401 whose body ends early (the
+/// connection closed); returns its URL and the count of requests.
+async fn cut_off_refusals(body: usize) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -173,7 +170,6 @@ async fn a_refusal_cut_off_is_still_a_refusal() {
         while let Ok((mut sock, _)) = listener.accept().await {
             seen.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                // The whole request, then a 401 whose body ends early.
                 let mut got = Vec::new();
                 let mut buf = [0u8; 4096];
                 loop {
@@ -183,7 +179,7 @@ async fn a_refusal_cut_off_is_still_a_refusal() {
                     }
                     got.extend_from_slice(&buf[..n]);
                     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n");
-                    if head_end.is_some_and(|end| got.len() >= end + 4 + BODY) {
+                    if head_end.is_some_and(|end| got.len() >= end + 4 + body) {
                         break;
                     }
                 }
@@ -195,7 +191,18 @@ async fn a_refusal_cut_off_is_still_a_refusal() {
             });
         }
     });
-    let (_ks, s) = session(&format!("http://{addr}")).await;
+    (format!("http://{addr}"), attempts)
+}
+
+/// A server refusing an upload (a rejected token, as Glance does) may close
+/// the connection in the middle of its answer's body: the refusal is still
+/// a 401, so the session re-authenticates and sends the file once more
+/// (not a transport error that ends the upload at the first attempt).
+#[tokio::test]
+async fn a_refusal_cut_off_is_still_a_refusal() {
+    const BODY: usize = 1000;
+    let (url, attempts) = cut_off_refusals(BODY).await;
+    let (_ks, s) = session(&url).await;
     let g = s.image(Some("R")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("disk.raw");
@@ -206,5 +213,24 @@ async fn a_refusal_cut_off_is_still_a_refusal() {
         attempts.load(Ordering::SeqCst),
         2,
         "sent again after the re-authentication"
+    );
+}
+
+/// The same for a request with a buffered answer (an image listing): one
+/// re-authentication, then the 401.
+#[tokio::test]
+async fn a_cut_off_refusal_of_a_listing_is_still_a_refusal() {
+    let (url, attempts) = cut_off_refusals(0).await;
+    let (_ks, s) = session(&url).await;
+    let g = s.image(Some("R")).await.unwrap();
+    let err = g
+        .list_images(&openstack_client::glance::ImageFilter::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "asked again after the re-authentication"
     );
 }

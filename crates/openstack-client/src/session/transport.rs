@@ -268,16 +268,7 @@ impl Session {
         let opts = &self.inner.config.http;
         let req = &req;
         self.with_retries(req, |rb, span, started| async move {
-            let fut = async {
-                let resp = rb.send().await?;
-                let status = resp.status();
-                let mut headers = resp.headers().clone();
-                if let Some(v) = headers.get_mut(X_SUBJECT_TOKEN) {
-                    v.set_sensitive(true);
-                }
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, headers, body))
-            };
+            let fut = async { answer(rb.send().await?).await };
             let outcome = Self::bounded(
                 req,
                 "waiting for the complete response",
@@ -335,10 +326,8 @@ impl Session {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let body = tokio::time::timeout(opts.idle_timeout, resp.bytes())
+                    let body = tokio::time::timeout(opts.idle_timeout, refusal_body(resp))
                         .await
-                        .ok()
-                        .and_then(|r| r.ok())
                         .unwrap_or_default();
                     Err(Failure::status(span, started, status, headers, body))
                 }
@@ -406,24 +395,7 @@ impl Session {
             }
             rb = rb.header("x-openstack-image-size", n);
         }
-        let send = async {
-            let resp = rb.send().await?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = match resp.bytes().await {
-                Ok(body) => body,
-                // A server refusing the upload (a rejected token) answers
-                // before reading the data and closes the connection under
-                // it, which can cut its answer's body off: the status is
-                // the answer (for the caller's re-authentication and retry).
-                Err(e) if !status.is_success() => {
-                    tracing::debug!(parent: &span, %status, error = %e, "the refusal's body was cut off");
-                    Bytes::new()
-                }
-                Err(e) => return Err(e),
-            };
-            Ok::<_, reqwest::Error>((status, headers, body))
-        };
+        let send = async { answer(rb.send().await?).await };
         let outcome = tokio::select! {
             r = send.instrument(span.clone()) => r.map_err(|source| Error::Transport {
                 method: req.method.clone(),
@@ -465,6 +437,36 @@ impl Session {
             }
         }
     }
+}
+
+/// A response's status, headers (the subject token marked sensitive) and
+/// body. A refusal's body is read as far as it goes ([`refusal_body`]): its
+/// status is the answer.
+async fn answer(resp: reqwest::Response) -> reqwest::Result<(StatusCode, HeaderMap, Bytes)> {
+    let status = resp.status();
+    let mut headers = resp.headers().clone();
+    if let Some(v) = headers.get_mut(X_SUBJECT_TOKEN) {
+        v.set_sensitive(true);
+    }
+    let body = if status.is_success() {
+        resp.bytes().await?
+    } else {
+        refusal_body(resp).await
+    };
+    Ok((status, headers, body))
+}
+
+/// The body of a non-success response, empty when it cannot be read: a
+/// server refusing an upload (a rejected token) answers before reading the
+/// data and closes the connection under it, which can cut its answer off,
+/// and the status must still reach the caller (for the re-authentication,
+/// a retry, the error) rather than become a transport error.
+async fn refusal_body(resp: reqwest::Response) -> Bytes {
+    let status = resp.status();
+    resp.bytes().await.unwrap_or_else(|e| {
+        tracing::debug!(%status, error = %e, "the refusal's body was cut off");
+        Bytes::new()
+    })
 }
 
 /// How an attempt that did not succeed ended.
