@@ -137,8 +137,8 @@ impl ComputeGateSettings {
         s.ssh_attempts = u32::try_from(self.boot_timeout.as_secs().div_ceil(interval))
             .unwrap_or(u32::MAX)
             .max(1);
-        s.local_memory_mib = self.memory_mib;
-        s.local_cpus = std::num::NonZeroU32::new(GATE_VM_CPUS);
+        // The local VM's memory and CPUs go on the backend's options
+        // (`check`): the pipeline itself never reads `local_*`.
         Ok(s)
     }
 }
